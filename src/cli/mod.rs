@@ -1,0 +1,64 @@
+//! The `seam` command line: parses arguments, runs the command, and turns errors into a
+//! message on stderr and a non-zero exit code (never a panic or a backtrace).
+
+mod doctor;
+mod local;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// seam: keep services in sync through events on Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "seam", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local Kafka cluster and schema registry (fetched from Maven Central, no Docker).
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+    /// Check that the cluster and the registry answer: metadata, a produce/consume
+    /// round trip with acks=all, and the registry's compatibility setting.
+    Doctor(doctor::DoctorArgs),
+}
+
+/// Entry point of the `seam` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Local(cmd) => local::run(cmd).await,
+            Command::Doctor(args) => doctor::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `SEAM_LOG` (or `RUST_LOG`) selects levels, warnings by default.
+fn init_tracing() {
+    let filter = std::env::var("SEAM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into()))
+        .try_init();
+}

@@ -1,0 +1,164 @@
+//! What can go wrong while running the local stack, each with the cause and the fix.
+
+use std::path::PathBuf;
+
+/// One reason `seam local` could not do what was asked. Every message names the
+/// cause and what to do; all of them are fatal for the command (nothing to retry
+/// automatically), so the CLI prints them and exits non-zero.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// Neither SEAM_HOME nor HOME is set.
+    #[error("cannot tell where to keep the local stack: neither SEAM_HOME nor HOME is set; set SEAM_HOME to a writable folder")]
+    NoHome,
+
+    /// No Java of the required version was found.
+    #[error("no Java {needed}+ found for {purpose} ({found}); {fix}")]
+    JavaMissing {
+        /// Minimum major version.
+        needed: u32,
+        /// What needs it (Kafka, the schema registry).
+        purpose: &'static str,
+        /// What was looked at and found.
+        found: String,
+        /// How to fix it.
+        fix: &'static str,
+    },
+
+    /// `mvn` is not installed.
+    #[error("Maven (`mvn`) is needed once to fetch Kafka {kafka} and Apicurio Registry {apicurio} from Maven Central, but it is not on PATH; install it (e.g. `apt-get install maven`) and run the command again")]
+    MavenMissing {
+        /// Kafka version to fetch.
+        kafka: &'static str,
+        /// Registry version to fetch.
+        apicurio: &'static str,
+    },
+
+    /// The Maven fetch failed.
+    #[error("fetching the local stack from Maven Central failed ({status}); last lines of Maven's output:\n{tail}\nCheck that Maven Central (or the mirror in ~/.m2/settings.xml) is reachable, then run the command again; the full log is {log}")]
+    FetchFailed {
+        /// Exit status description.
+        status: String,
+        /// The end of Maven's output.
+        tail: String,
+        /// Where Maven's full output is.
+        log: PathBuf,
+    },
+
+    /// A port the stack needs is taken.
+    #[error("{}", ports_in_use(.0))]
+    PortsInUse(Vec<super::ports::PortInUse>),
+
+    /// A stack of another shape is running.
+    #[error("a local stack with {running} broker(s) is running, but {requested} were asked for; run `seam local down` first, then `seam local up --brokers {requested}`")]
+    OtherShapeRunning {
+        /// Brokers in the running stack.
+        running: u8,
+        /// Brokers asked for.
+        requested: u8,
+    },
+
+    /// Unsupported broker count.
+    #[error("--brokers {0} is not supported: use 1 (a single node) to 5; 3 gives replication factor 3 and min ISR 2")]
+    BadBrokerCount(u8),
+
+    /// Ports that do not fit.
+    #[error("ports out of range: --kafka-port {kafka_port} and --registry-port {registry_port} leave no room for the ports derived from them (a cluster's node n uses kafka-port + 100 n and the next port; the registry uses its port and the next); pick ports between 1024 and 60000")]
+    PortsOutOfRange {
+        /// Asked-for Kafka base port.
+        kafka_port: u16,
+        /// Asked-for registry port.
+        registry_port: u16,
+    },
+
+    /// A component exited while starting.
+    #[error("{component} exited while starting; last lines of {log}:\n{tail}\nFix the cause above and run `seam local up` again")]
+    DiedWhileStarting {
+        /// Which component.
+        component: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of the log.
+        tail: String,
+    },
+
+    /// A component did not become ready in time.
+    #[error("{component} did not become ready within {waited_secs} s ({detail}); last lines of {log}:\n{tail}\nThe machine may be overloaded; run `seam local down` and `seam local up` again")]
+    NotReady {
+        /// Which component.
+        component: String,
+        /// How long we waited.
+        waited_secs: u64,
+        /// The last readiness probe's answer.
+        detail: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The end of the log.
+        tail: String,
+    },
+
+    /// The Kafka storage tool failed.
+    #[error("formatting Kafka storage in {dir} failed: {detail}\nIf the folder holds data of another cluster, run `seam local down --purge` to start afresh")]
+    FormatFailed {
+        /// The data folder.
+        dir: PathBuf,
+        /// What the tool printed.
+        detail: String,
+    },
+
+    /// No local stack is known.
+    #[error("no local stack is running (no {0}); start one with `seam local up`")]
+    NotRunning(PathBuf),
+
+    /// A broker node id that the stack does not have.
+    #[error("the local stack has no broker {node_id} (it has {brokers})")]
+    NoSuchNode {
+        /// Asked for.
+        node_id: u8,
+        /// How many exist.
+        brokers: u8,
+    },
+
+    /// The state file is unreadable.
+    #[error("the local stack's state file {path} is damaged ({source}); run `seam local down` to stop whatever it started and remove it")]
+    BadState {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+
+    /// A file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What we tried.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl LocalError {
+    /// Wraps an I/O error with what was being done and where.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+fn ports_in_use(ports: &[super::ports::PortInUse]) -> String {
+    let mut msg = String::from("cannot start the local stack: ");
+    for (i, p) in ports.iter().enumerate() {
+        if i > 0 {
+            msg.push_str("; ");
+        }
+        msg.push_str(&p.to_string());
+    }
+    msg.push_str(". Stop that process, or pick other ports with `seam local up --kafka-port N --registry-port M`");
+    msg
+}

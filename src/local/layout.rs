@@ -1,0 +1,100 @@
+//! Where the local stack keeps its downloads, data, logs and state on disk.
+//!
+//! Everything lives under one root, `SEAM_HOME` (default `~/.seam`), so a user can see
+//! and delete it in one place and tests can run a stack of their own in a temp folder:
+//!
+//! ```text
+//! $SEAM_HOME/dist/kafka-<version>/libs/*.jar     the broker classpath (fetched once)
+//! $SEAM_HOME/dist/kafka-<version>/config/        log4j2 configs written by seam
+//! $SEAM_HOME/dist/apicurio-<version>/             the registry's Quarkus app (fetched once)
+//! $SEAM_HOME/local/state.json                     the running stack: endpoints, pids
+//! $SEAM_HOME/local/brokers-<n>/cluster.id         one KRaft cluster id per stack shape
+//! $SEAM_HOME/local/brokers-<n>/node-<id>/         server.properties, kafka.log, data/
+//! $SEAM_HOME/local/brokers-<n>/registry.log       the registry's log
+//! ```
+//!
+//! The registry stores its schemas in Kafka (kafkasql), so they live and die with the
+//! broker data of the same stack shape.
+
+use std::path::{Path, PathBuf};
+
+use super::error::LocalError;
+
+/// Apache Kafka release fetched from Maven Central (`org.apache.kafka:kafka_2.13`).
+pub const KAFKA_VERSION: &str = "4.4.0";
+/// Apicurio Registry release fetched from Maven Central (`io.apicurio:apicurio-registry-app`).
+pub const APICURIO_VERSION: &str = "3.3.3";
+
+/// The on-disk layout rooted at `SEAM_HOME`; every path the local stack touches comes from here.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The home named by `SEAM_HOME`, else `$HOME/.seam`.
+    pub fn from_env() -> Result<Self, LocalError> {
+        if let Some(dir) = std::env::var_os("SEAM_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(PathBuf::from(dir)));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Self::at(PathBuf::from(home).join(".seam"))),
+            None => Err(LocalError::NoHome),
+        }
+    }
+
+    /// A home at an explicit folder (tests use a temp folder).
+    pub fn at(root: PathBuf) -> Self {
+        let root = if root.is_absolute() {
+            root
+        } else {
+            std::env::current_dir().map(|cwd| cwd.join(&root)).unwrap_or(root)
+        };
+        Self { root }
+    }
+
+    /// The root folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Downloads shared by every stack shape.
+    pub fn dist(&self) -> PathBuf {
+        self.root.join("dist")
+    }
+
+    /// The broker classpath folder (`-cp "<this>/*"`).
+    pub fn kafka_libs(&self) -> PathBuf {
+        self.dist().join(format!("kafka-{KAFKA_VERSION}")).join("libs")
+    }
+
+    /// Log4j2 configs for the broker and for the storage tool.
+    pub fn kafka_config(&self) -> PathBuf {
+        self.dist().join(format!("kafka-{KAFKA_VERSION}")).join("config")
+    }
+
+    /// The unpacked registry application (holds `quarkus-run.jar`).
+    pub fn apicurio(&self) -> PathBuf {
+        self.dist().join(format!("apicurio-{APICURIO_VERSION}"))
+    }
+
+    /// Running-stack bookkeeping and data.
+    pub fn local(&self) -> PathBuf {
+        self.root.join("local")
+    }
+
+    /// The state file other commands and the test kit read.
+    pub fn state_file(&self) -> PathBuf {
+        self.local().join("state.json")
+    }
+
+    /// Data of a stack with `brokers` brokers; a single node and a 3-node cluster keep apart.
+    pub fn stack_dir(&self, brokers: u8) -> PathBuf {
+        self.local().join(format!("brokers-{brokers}"))
+    }
+
+    /// One broker's folder inside a stack.
+    pub fn node_dir(&self, brokers: u8, node_id: u8) -> PathBuf {
+        self.stack_dir(brokers).join(format!("node-{node_id}"))
+    }
+}
