@@ -79,7 +79,9 @@ impl Endpoints {
             Some(st) => Ok(Self {
                 brokers: st.shape.bootstrap(),
                 registry: Some(st.shape.registry_url()),
-                origin: Origin::LocalStack { brokers: st.shape.brokers },
+                origin: Origin::LocalStack {
+                    brokers: st.shape.brokers,
+                },
             }),
             None => Err(ClusterError::NoCluster),
         }
@@ -97,7 +99,10 @@ impl Endpoints {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn parse_brokers(value: &str) -> Result<Vec<String>, ClusterError> {

@@ -56,7 +56,10 @@ async fn check_metadata(endpoints: &Endpoints, timeout: Duration) -> anyhow::Res
 }
 
 async fn check_round_trip(endpoints: &Endpoints, rf: i32, timeout: Duration) -> anyhow::Result<Duration> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let topic = format!("seam-doctor-{}-{nanos}", std::process::id());
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", endpoints.bootstrap_servers());

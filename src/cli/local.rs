@@ -128,7 +128,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&json)?);
         } else {
             println!("using the cluster from SEAM_BROKERS: {}", endpoints.bootstrap_servers());
-            println!("registry (SEAM_REGISTRY): {}", endpoints.registry.as_deref().unwrap_or("not set"));
+            println!(
+                "registry (SEAM_REGISTRY): {}",
+                endpoints.registry.as_deref().unwrap_or("not set")
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -138,7 +141,10 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             let json = serde_json::json!({"source": "local", "running": false, "brokers": [], "registry": null, "components": []});
             println!("{}", serde_json::to_string_pretty(&json)?);
         } else {
-            println!("no local stack is running under {}; start one with `seam local up`", home.root().display());
+            println!(
+                "no local stack is running under {}; start one with `seam local up`",
+                home.root().display()
+            );
         }
         return Ok(ExitCode::FAILURE);
     };
@@ -155,7 +161,14 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("registry: {}", st.registry);
         for c in &st.components {
             let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-            println!("  {:<9} {:<8} pid {:<8} {}  (log {})", c.name, c.state, pid, c.address, c.log.display());
+            println!(
+                "  {:<9} {:<8} pid {:<8} {}  (log {})",
+                c.name,
+                c.state,
+                pid,
+                c.address,
+                c.log.display()
+            );
         }
         if !running {
             println!("some components are stopped: `seam local up` starts them again");

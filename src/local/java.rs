@@ -27,13 +27,23 @@ impl std::fmt::Display for Java {
 
 /// Java for the brokers: `SEAM_KAFKA_JAVA_HOME`, `JAVA_HOME`, `java` on PATH, then `/usr/lib/jvm/*`.
 pub fn for_kafka() -> Result<Java, LocalError> {
-    find(17, "Kafka", "SEAM_KAFKA_JAVA_HOME", "install one (e.g. `apt-get install openjdk-17-jdk-headless`) or point JAVA_HOME at it")
+    find(
+        17,
+        "Kafka",
+        "SEAM_KAFKA_JAVA_HOME",
+        "install one (e.g. `apt-get install openjdk-17-jdk-headless`) or point JAVA_HOME at it",
+    )
 }
 
 /// Java for the registry: `SEAM_REGISTRY_JAVA_HOME`, then the newest Java 21+ among
 /// `JAVA_HOME`, `java` on PATH and `/usr/lib/jvm/*`.
 pub fn for_registry() -> Result<Java, LocalError> {
-    find(21, "the schema registry (Apicurio Registry 3.3)", "SEAM_REGISTRY_JAVA_HOME", "install a Java 21 or newer JDK under /usr/lib/jvm, or set SEAM_REGISTRY_JAVA_HOME to one")
+    find(
+        21,
+        "the schema registry (Apicurio Registry 3.3)",
+        "SEAM_REGISTRY_JAVA_HOME",
+        "install a Java 21 or newer JDK under /usr/lib/jvm, or set SEAM_REGISTRY_JAVA_HOME to one",
+    )
 }
 
 fn find(needed: u32, purpose: &'static str, override_var: &str, fix: &'static str) -> Result<Java, LocalError> {
@@ -70,7 +80,12 @@ fn find(needed: u32, purpose: &'static str, override_var: &str, fix: &'static st
     } else {
         format!("found only {}", seen.join(", "))
     };
-    Err(LocalError::JavaMissing { needed, purpose, found, fix })
+    Err(LocalError::JavaMissing {
+        needed,
+        purpose,
+        found,
+        fix,
+    })
 }
 
 /// JAVA_HOME, PATH, then every JDK under /usr/lib/jvm, newest first.
@@ -80,7 +95,10 @@ fn candidates() -> Vec<PathBuf> {
         out.push(PathBuf::from(home).join("bin/java"));
     }
     if let Some(path) = std::env::var_os("PATH") {
-        if let Some(java) = std::env::split_paths(&path).map(|d| d.join("java")).find(|p| p.is_file()) {
+        if let Some(java) = std::env::split_paths(&path)
+            .map(|d| d.join("java"))
+            .find(|p| p.is_file())
+        {
             out.push(java);
         }
     }

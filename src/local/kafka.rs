@@ -110,7 +110,12 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
                 let cluster_id = cluster_id.clone();
                 scope.spawn(move || {
                     let config = config.display().to_string();
-                    storage_tool(java, dist, data, &["format", "--ignore-formatted", "-t", &cluster_id, "-c", &config])
+                    storage_tool(
+                        java,
+                        dist,
+                        data,
+                        &["format", "--ignore-formatted", "-t", &cluster_id, "-c", &config],
+                    )
                 })
             })
             .collect();
@@ -151,7 +156,13 @@ fn classpath(dist: &Dist) -> String {
 }
 
 /// Starts one broker JVM detached; its output goes to `node-<id>/kafka.log`.
-pub fn start_node(home: &Home, shape: &Shape, node: &NodePorts, java: &Path, dist: &Dist) -> Result<(Proc, PathBuf), LocalError> {
+pub fn start_node(
+    home: &Home,
+    shape: &Shape,
+    node: &NodePorts,
+    java: &Path,
+    dist: &Dist,
+) -> Result<(Proc, PathBuf), LocalError> {
     let dir = home.node_dir(shape.brokers, node.node_id);
     let log = dir.join("kafka.log");
     let heap = if shape.brokers == 1 { "-Xmx1g" } else { "-Xmx768m" };
@@ -178,7 +189,11 @@ pub fn marker(home: &Home) -> String {
 
 /// Waits until every node in `expect` is registered in the cluster metadata, failing
 /// early with the node's log when its JVM exits.
-pub async fn wait_ready(bootstrap: &[String], expect: &[(u8, Proc, PathBuf)], timeout: Duration) -> Result<(), LocalError> {
+pub async fn wait_ready(
+    bootstrap: &[String],
+    expect: &[(u8, Proc, PathBuf)],
+    timeout: Duration,
+) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
     loop {
         for (id, proc, log) in expect {

@@ -118,7 +118,9 @@ pub fn command_line(pid: u32) -> Option<String> {
         .collect::<Vec<_>>()
         .join(" ");
     if text.is_empty() {
-        return std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string());
+        return std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .ok()
+            .map(|s| s.trim().to_string());
     }
     Some(match text.char_indices().nth(160) {
         Some((cut, _)) => format!("{}…", &text[..cut]),

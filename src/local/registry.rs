@@ -28,7 +28,10 @@ pub fn start(home: &Home, shape: &Shape, java: &Path, dist: &Dist) -> Result<(Pr
         .arg(format!("-Dquarkus.management.port={}", shape.management_port()))
         .arg("-Dapicurio.rules.global.compatibility=BACKWARD")
         .arg("-Dapicurio.storage.kind=kafkasql")
-        .arg(format!("-Dapicurio.kafkasql.bootstrap.servers={}", shape.bootstrap().join(",")))
+        .arg(format!(
+            "-Dapicurio.kafkasql.bootstrap.servers={}",
+            shape.bootstrap().join(",")
+        ))
         .arg("-jar")
         .arg(&dist.registry_jar)
         .current_dir(home.stack_dir(shape.brokers));
@@ -77,7 +80,11 @@ pub async fn probe(client: &reqwest::Client, shape: &Shape) -> Result<(), String
         return Err(format!("{health} answered {status} {body}"));
     }
     let subjects = format!("{}/subjects", shape.registry_url());
-    let resp = client.get(&subjects).send().await.map_err(|e| format!("{subjects}: {e}"))?;
+    let resp = client
+        .get(&subjects)
+        .send()
+        .await
+        .map_err(|e| format!("{subjects}: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("{subjects} answered {}", resp.status()));
     }

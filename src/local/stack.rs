@@ -71,7 +71,11 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
     let down_nodes: Vec<usize> = (0..st.nodes.len())
         .filter(|i| !st.nodes[*i].process.is_some_and(|p| p.is_running()))
         .collect();
-    let registry_down = !st.registry.as_ref().and_then(|r| r.process).is_some_and(|p| p.is_running());
+    let registry_down = !st
+        .registry
+        .as_ref()
+        .and_then(|r| r.process)
+        .is_some_and(|p| p.is_running());
     let mut report = UpReport {
         already_running: down_nodes.is_empty() && !registry_down,
         started: Vec::new(),
@@ -88,12 +92,19 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
 
     // Preflight: everything that can be checked before anything starts.
     let kafka_java = java::for_kafka()?;
-    let registry_java = if registry_down { Some(java::for_registry()?) } else { None };
+    let registry_java = if registry_down {
+        Some(java::for_registry()?)
+    } else {
+        None
+    };
     let mut wanted = Vec::new();
     for &i in &down_nodes {
         let n = st.nodes[i].ports;
         wanted.push((n.client_port, format!("Kafka broker {} client listener", n.node_id)));
-        wanted.push((n.controller_port, format!("Kafka broker {} controller listener", n.node_id)));
+        wanted.push((
+            n.controller_port,
+            format!("Kafka broker {} controller listener", n.node_id),
+        ));
     }
     if registry_down {
         wanted.push((shape.registry_port, "schema registry API".into()));
@@ -108,7 +119,11 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
 
     let mut started: Vec<Proc> = Vec::new();
     if !down_nodes.is_empty() {
-        say(&format!("starting {} Kafka broker(s) on {} ({kafka_java})", down_nodes.len(), shape.bootstrap().join(",")));
+        say(&format!(
+            "starting {} Kafka broker(s) on {} ({kafka_java})",
+            down_nodes.len(),
+            shape.bootstrap().join(",")
+        ));
         report.kafka_java = Some(kafka_java.to_string());
         st.kafka_java = kafka_java.path.clone();
         let mut waiting = Vec::new();
@@ -130,7 +145,10 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
         }
     }
     if let Some(java) = registry_java {
-        say(&format!("starting the schema registry on {} ({java})", shape.registry_url()));
+        say(&format!(
+            "starting the schema registry on {} ({java})",
+            shape.registry_url()
+        ));
         report.registry_java = Some(java.to_string());
         let (proc, log) = match registry::start(home, &shape, &java.path, &dist) {
             Ok(r) => r,
@@ -291,7 +309,13 @@ pub fn status(home: &Home) -> Result<Option<StackStatus>, LocalError> {
     let Some(st) = StackState::load(home)? else {
         return Ok(None);
     };
-    let state_of = |p: Option<Proc>| if p.is_some_and(|p| p.is_running()) { "running" } else { "stopped" };
+    let state_of = |p: Option<Proc>| {
+        if p.is_some_and(|p| p.is_running()) {
+            "running"
+        } else {
+            "stopped"
+        }
+    };
     let mut components: Vec<ComponentStatus> = st
         .nodes
         .iter()

@@ -81,7 +81,10 @@ impl Shape {
 
     /// `host:port` of every broker, for `bootstrap.servers`.
     pub fn bootstrap(&self) -> Vec<String> {
-        self.nodes().iter().map(|n| format!("127.0.0.1:{}", n.client_port)).collect()
+        self.nodes()
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.client_port))
+            .collect()
     }
 
     /// The Confluent-compatible API base URL (no trailing slash).
@@ -113,7 +116,10 @@ impl Shape {
         let mut out = Vec::new();
         for n in self.nodes() {
             out.push((n.client_port, format!("Kafka broker {} client listener", n.node_id)));
-            out.push((n.controller_port, format!("Kafka broker {} controller listener", n.node_id)));
+            out.push((
+                n.controller_port,
+                format!("Kafka broker {} controller listener", n.node_id),
+            ));
         }
         out.push((self.registry_port, "schema registry API".into()));
         out.push((self.management_port(), "schema registry health".into()));
@@ -224,7 +230,10 @@ mod tests {
     #[test]
     fn three_nodes_get_rf3_min_isr2_and_spread_ports() {
         let s = Shape::new(3, 9092, 8081).expect("valid");
-        assert_eq!(s.bootstrap(), vec!["127.0.0.1:9192", "127.0.0.1:9292", "127.0.0.1:9392"]);
+        assert_eq!(
+            s.bootstrap(),
+            vec!["127.0.0.1:9192", "127.0.0.1:9292", "127.0.0.1:9392"]
+        );
         assert_eq!((s.replication_factor(), s.min_insync_replicas()), (3, 2));
         assert_eq!(s.ports().len(), 8);
     }
@@ -233,7 +242,13 @@ mod tests {
     fn refuses_bad_counts_and_ports_that_overflow() {
         assert!(matches!(Shape::new(0, 9092, 8081), Err(LocalError::BadBrokerCount(0))));
         assert!(matches!(Shape::new(9, 9092, 8081), Err(LocalError::BadBrokerCount(9))));
-        assert!(matches!(Shape::new(3, 65400, 8081), Err(LocalError::PortsOutOfRange { .. })));
-        assert!(matches!(Shape::new(1, 9092, 65535), Err(LocalError::PortsOutOfRange { .. })));
+        assert!(matches!(
+            Shape::new(3, 65400, 8081),
+            Err(LocalError::PortsOutOfRange { .. })
+        ));
+        assert!(matches!(
+            Shape::new(1, 9092, 65535),
+            Err(LocalError::PortsOutOfRange { .. })
+        ));
     }
 }
