@@ -67,21 +67,7 @@ fn free_port_pair() -> u16 {
 }
 
 fn jvms_of(home: &Path) -> Vec<u32> {
-    let marker = format!("-Dseam.home={}", home.display());
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let running = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-                .unwrap_or(false);
-            running
-                && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|raw| raw.split(|b| *b == 0).any(|a| a == marker.as_bytes()))
-                    .unwrap_or(false)
-        })
-        .collect()
+    seam::local::running_jvms(&seam::local::Home::at(home.to_path_buf()))
 }
 
 #[test]

@@ -20,5 +20,7 @@ pub use error::LocalError;
 pub use java::Java;
 pub use layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
 pub use ports::{Owner, PortInUse};
-pub use stack::{down, kill_broker, restart_broker, status, up, ComponentStatus, DownReport, StackStatus, UpReport};
+pub use stack::{
+    down, kill_broker, restart_broker, running_jvms, status, up, ComponentStatus, DownReport, StackStatus, UpReport,
+};
 pub use state::{Shape, StackState};

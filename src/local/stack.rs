@@ -263,6 +263,15 @@ pub fn down(home: &Home, purge: bool) -> Result<DownReport, LocalError> {
     })
 }
 
+/// Pids of every running JVM that belongs to this SEAM_HOME, recorded or not: what
+/// `down` stops, and what must be empty after it.
+pub fn running_jvms(home: &Home) -> Vec<u32> {
+    process::find_by_argument(&kafka::marker(home))
+        .iter()
+        .map(|p| p.pid)
+        .collect()
+}
+
 /// One component as `status` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ComponentStatus {
