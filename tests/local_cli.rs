@@ -250,6 +250,26 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
     assert!(again.status.success());
     assert!(text(&again).0.contains("already running"), "{:?}", text(&again));
 
+    // A crashed broker: status says so, and `up` starts only what is down.
+    let registry_pid = status["components"][1]["pid"].clone();
+    seam::local::kill_broker(&seam::local::Home::at(home.0.clone()), 1).expect("kill broker 1");
+    let crashed = home.seam(&["local", "status"]);
+    assert!(!crashed.status.success(), "status fails while a component is down");
+    assert!(text(&crashed).0.contains("stopped"), "{:?}", text(&crashed));
+    let restarted = home.seam(&up);
+    assert!(restarted.status.success(), "{:?}", text(&restarted));
+    assert!(
+        text(&restarted).1.contains("starting 1 Kafka broker(s)"),
+        "{:?}",
+        text(&restarted)
+    );
+    let status = status_json(&home);
+    assert_eq!(status["running"], true);
+    assert_eq!(
+        status["components"][1]["pid"], registry_pid,
+        "the registry was left alone"
+    );
+
     let subject = unique_name("lifecycle-value");
     let schema =
         r#"{"schema":"{\"type\":\"record\",\"name\":\"Kept\",\"fields\":[{\"name\":\"n\",\"type\":\"long\"}]}"}"#;

@@ -30,7 +30,10 @@ impl std::fmt::Display for PortInUse {
         write!(f, "port {} on 127.0.0.1 ({}) is already in use", self.port, self.role)?;
         match &self.owner {
             Some(o) => write!(f, " by pid {} ({})", o.pid, o.command),
-            None => write!(f, " (by a process this user cannot see)"),
+            None => write!(
+                f,
+                " by no process seam can see (one may still be exiting: try again in a few seconds)"
+            ),
         }
     }
 }

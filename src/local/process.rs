@@ -27,9 +27,28 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// True while this exact process exists and has not exited (zombies count as exited).
+    /// True while this exact process exists and has not fully exited. A killed JVM's
+    /// main thread turns zombie before its other threads finish exiting, and those still
+    /// hold its sockets, so a process counts as exited only when no thread is left.
     pub fn is_running(&self) -> bool {
-        matches!(stat(self.pid), Some((state, ticks)) if ticks == self.start_ticks && state != 'Z' && state != 'X')
+        match stat(self.pid) {
+            Some((state, ticks)) if ticks == self.start_ticks => !exited(state) || threads_alive(self.pid),
+            _ => false,
+        }
+    }
+
+    /// True while the process is dying: its main thread has exited, other threads not yet.
+    pub fn is_exiting(&self) -> bool {
+        matches!(stat(self.pid), Some((state, ticks)) if ticks == self.start_ticks && exited(state))
+            && threads_alive(self.pid)
+    }
+
+    /// Waits up to `limit` for a dying process to be gone, so its ports are free again.
+    pub fn wait_if_exiting(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.is_exiting() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Sends `signal` if the process is still the one we started.
@@ -96,8 +115,9 @@ pub fn find_by_argument(arg: &str) -> Vec<Proc> {
         .filter(|pid| *pid != me)
         .filter(|pid| has_argument(*pid, arg))
         .filter_map(|pid| {
-            let (state, start_ticks) = stat(pid)?;
-            (state != 'Z').then_some(Proc { pid, start_ticks })
+            let (_, start_ticks) = stat(pid)?;
+            let p = Proc { pid, start_ticks };
+            p.is_running().then_some(p)
         })
         .collect()
 }
@@ -138,6 +158,24 @@ pub fn tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+fn exited(state: char) -> bool {
+    state == 'Z' || state == 'X'
+}
+
+/// True when any thread of the process has not exited yet.
+fn threads_alive(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|text| text.rfind(')').and_then(|i| text[i + 1..].trim_start().chars().next()))
+                .is_some_and(|state| !exited(state))
+        })
 }
 
 /// (state letter, start time in ticks) from /proc/<pid>/stat.

@@ -67,6 +67,10 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
         }
         _ => fresh_state(home, requested),
     };
+    // A process killed a moment ago is still releasing its ports: let it finish first.
+    for p in st.processes() {
+        p.wait_if_exiting(Duration::from_secs(15));
+    }
     let shape = st.shape;
     let down_nodes: Vec<usize> = (0..st.nodes.len())
         .filter(|i| !st.nodes[*i].process.is_some_and(|p| p.is_running()))
