@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::cluster::{Endpoints, Origin};
+use crate::cluster::Endpoints;
 use crate::local::{self, Home, Shape};
 
 /// The local stack's subcommands.
@@ -117,7 +117,6 @@ fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("SEAM_BROKERS").is_some_and(|v| !v.is_empty()) {
         let endpoints = Endpoints::discover()?;
-        debug_assert_eq!(endpoints.origin, Origin::Environment);
         let json = serde_json::json!({
             "source": "environment",
             "brokers": endpoints.brokers,

@@ -121,7 +121,15 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Ok(String::new())))
+            .zip(&formats)
+            .map(|(h, (data, _))| {
+                h.join().unwrap_or_else(|_| {
+                    Err(LocalError::FormatFailed {
+                        dir: data.clone(),
+                        detail: "the formatting thread panicked".into(),
+                    })
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(())
