@@ -16,4 +16,16 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod codec;
+pub mod dlq;
+pub mod envelope;
+pub mod failpoint;
+pub mod fault;
 pub mod local;
+pub mod metrics;
+pub mod offsets;
+pub mod partitioner;
+pub mod runtime;
+pub mod service;
+pub mod store;
+pub mod translator;

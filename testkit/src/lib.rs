@@ -16,6 +16,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use seam::cluster::{Endpoints, Origin};
 use seam::local::Home;
@@ -86,6 +89,85 @@ impl TestCluster {
         }
     }
 
+    /// The replication factor tests should use: 3 on the three-broker stack, else what fits.
+    pub fn replication(&self) -> i32 {
+        self.broker_count().clamp(1, 3) as i32
+    }
+
+    /// Every committed record of `topic`, read from the log start to the current end of each
+    /// partition (read_committed, so aborted transactions never show).
+    pub fn read_all(&self, topic: &str) -> Vec<ReadRecord> {
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", unique_name("seam-test-reader"))
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap_or_else(|e| panic!("cannot create a reader: {e}"));
+        let timeout = Duration::from_secs(10);
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, *p, timeout)
+                .unwrap_or_else(|e| panic!("offsets of {topic}/{p}: {e}"));
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
+        let mut open: std::collections::BTreeSet<i32> = partitions.into_iter().collect();
+        for p in open.clone() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p, timeout)
+                .unwrap_or_else(|e| panic!("{e}"));
+            if high <= low {
+                open.remove(&p);
+            }
+        }
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !open.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "reading {topic} did not reach the end within 60 s"
+            );
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => out.push(ReadRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|hs| {
+                            hs.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        out
+    }
+
     /// Broker fault injection; panics unless this is a local stack with at least `min` brokers.
     pub fn broker_faults(&self, min: u8) -> BrokerFaults {
         match self.endpoints.origin {
@@ -98,6 +180,28 @@ impl TestCluster {
                  (found: {other}); run `seam local up --brokers 3`, or skip fault tests with `cargo test -- --skip fault_`"
             ),
         }
+    }
+}
+
+/// One record read back by [`TestCluster::read_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers as text.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl ReadRecord {
+    /// The key as text.
+    pub fn key_text(&self) -> String {
+        String::from_utf8_lossy(self.key.as_deref().unwrap_or_default()).into_owned()
     }
 }
 

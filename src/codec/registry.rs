@@ -1,0 +1,192 @@
+//! The schema registry, reached through `schema_registry_converter` with two caches in front:
+//! writer schemas by id (decoding) and ids by subject (publishing). After warm-up the hot path
+//! makes no registry call.
+//!
+//! Only the Confluent REST API is used, so Confluent Schema Registry, Apicurio (ccompat),
+//! Karapace and Redpanda all work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, post_schema, SrSettings};
+use schema_registry_converter::error::SRCError;
+use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
+use thiserror::Error;
+
+use super::catalog::RecordSchema;
+use crate::fault::{Class, Classify};
+
+/// What went wrong talking to the registry.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// No schema has this id: the bytes were framed against another registry, or corrupted.
+    #[error("schema id {id} is unknown to the registry at {url}; was the event written against another registry?")]
+    UnknownId {
+        /// The id from the payload.
+        id: u32,
+        /// Registry asked.
+        url: String,
+    },
+    /// The registry could not be reached or answered with a server error; worth retrying.
+    #[error("the schema registry at {url} is unavailable ({detail}); retrying")]
+    Unavailable {
+        /// Registry asked.
+        url: String,
+        /// What the client saw.
+        detail: String,
+    },
+    /// The registry refused a request for a reason retrying cannot fix (auth, incompatible schema).
+    #[error("the schema registry at {url} refused {what}: {detail}")]
+    Refused {
+        /// Registry asked.
+        url: String,
+        /// The request, e.g. `registering subject orders.events-x.Placed`.
+        what: String,
+        /// What it said.
+        detail: String,
+    },
+    /// The registry returned a schema seam cannot use.
+    #[error("schema id {id} from the registry is not a usable Avro record schema: {detail}")]
+    BadSchema {
+        /// Its id.
+        id: u32,
+        /// Why.
+        detail: String,
+    },
+}
+
+impl Classify for RegistryError {
+    fn class(&self) -> Class {
+        match self {
+            Self::UnknownId { .. } | Self::BadSchema { .. } => Class::Poison,
+            Self::Unavailable { .. } => Class::Retryable,
+            Self::Refused { .. } => Class::Fatal,
+        }
+    }
+}
+
+/// A writer schema fetched from the registry.
+#[derive(Debug)]
+pub struct WriterSchema {
+    /// Registry id.
+    pub id: u32,
+    /// Full name of its record.
+    pub full_name: String,
+    /// The parsed schema, kept for the process lifetime (see the catalog's note on leaking).
+    pub schema: &'static Schema,
+}
+
+/// A registry client with caches; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Registry {
+    url: String,
+    settings: SrSettings,
+    writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
+    ids: RwLock<HashMap<String, u32>>,
+}
+
+impl Registry {
+    /// A client for the registry at `url` (e.g. `http://127.0.0.1:8081/apis/ccompat/v7`).
+    pub fn new(url: &str) -> Result<Self, RegistryError> {
+        let settings = SrSettings::new_builder(url.to_string())
+            .set_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| RegistryError::Refused {
+                url: url.to_string(),
+                what: "the client settings".into(),
+                detail: e.error,
+            })?;
+        Ok(Self {
+            url: url.to_string(),
+            settings,
+            writers: RwLock::default(),
+            ids: RwLock::default(),
+        })
+    }
+
+    /// The registry's base URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The writer schema for an id, if already fetched.
+    pub fn cached_writer(&self, id: u32) -> Option<Arc<WriterSchema>> {
+        self.writers.read().ok().and_then(|m| m.get(&id).cloned())
+    }
+
+    /// The writer schema for an id, fetched once and cached. Unknown ids are not cached, so a
+    /// schema registered later (the fix for a parked event) is found on redrive.
+    pub async fn writer(&self, id: u32) -> Result<Arc<WriterSchema>, RegistryError> {
+        if let Some(found) = self.cached_writer(id) {
+            return Ok(found);
+        }
+        let registered = get_schema_by_id(id, &self.settings)
+            .await
+            .map_err(|e| self.classify(e, format!("schema id {id}"), Some(id)))?;
+        let parsed = Schema::parse_str(&registered.schema).map_err(|e| RegistryError::BadSchema {
+            id,
+            detail: e.to_string(),
+        })?;
+        let full_name = match &parsed {
+            Schema::Record(r) => r.name.fullname(None),
+            other => {
+                return Err(RegistryError::BadSchema {
+                    id,
+                    detail: format!(
+                        "it is a {:?}, not a record",
+                        apache_avro::schema::SchemaKind::from(other)
+                    ),
+                })
+            }
+        };
+        let writer = Arc::new(WriterSchema {
+            id,
+            full_name,
+            schema: Box::leak(Box::new(parsed)),
+        });
+        if let Ok(mut map) = self.writers.write() {
+            map.insert(id, Arc::clone(&writer));
+        }
+        Ok(writer)
+    }
+
+    /// Registers (or finds) a record's schema under the topic-record subject
+    /// `<topic>-<record full name>` and returns its id. The registry applies its compatibility
+    /// rule; an incompatible schema is refused, never produced.
+    pub async fn register(&self, topic: &str, record: &RecordSchema) -> Result<u32, RegistryError> {
+        let subject = subject_name(topic, &record.full_name);
+        if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&subject).copied()) {
+            return Ok(id);
+        }
+        let supplied = SuppliedSchema::new(Some(record.full_name.clone()), SchemaType::Avro, record.source.clone());
+        let registered = post_schema(&self.settings, subject.clone(), supplied)
+            .await
+            .map_err(|e| self.classify(e, format!("registering subject {subject}"), None))?;
+        if let Ok(mut map) = self.ids.write() {
+            map.insert(subject, registered.id);
+        }
+        Ok(registered.id)
+    }
+
+    fn classify(&self, e: SRCError, what: String, id: Option<u32>) -> RegistryError {
+        let detail = match &e.cause {
+            Some(cause) => format!("{}: {cause}", e.error),
+            None => e.error.clone(),
+        };
+        let url = self.url.clone();
+        if e.retriable || e.error.contains("status 5") {
+            RegistryError::Unavailable { url, detail }
+        } else if let (Some(id), true) = (id, e.error.contains("status 404")) {
+            RegistryError::UnknownId { id, url }
+        } else {
+            RegistryError::Refused { url, what, detail }
+        }
+    }
+}
+
+/// The topic-record subject name: `<topic>-<record full name>`.
+pub fn subject_name(topic: &str, record_full_name: &str) -> String {
+    format!("{topic}-{record_full_name}")
+}

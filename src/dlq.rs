@@ -1,0 +1,302 @@
+//! The records on a consumer's DLQ topic (`<consumer>.dlq`) and what they mean.
+//!
+//! Three kinds share the topic, told apart by the `seam-dlq-kind` header:
+//! - `dead-letter`: a foreign event the consumer could not take in, with its original key, value
+//!   and headers, its source coordinates and the reason (class, kind, message);
+//! - `redrive-request`: written by `seam dlq redrive`; the running consumer picks it up and
+//!   re-applies the parked events of a subject (or of all subjects), in order;
+//! - `redriven` / `redrive-failed`: the consumer's answer, one per dead letter it retried.
+//!
+//! Records may appear twice after a crash (the DLQ is fed from a durable outbox, at least once),
+//! so readers key dead letters by their source coordinates.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::envelope;
+use crate::store::{DeadLetter, OutboxRecord};
+
+/// Header naming the record kind.
+pub const KIND: &str = "seam-dlq-kind";
+/// Header: the consumer.
+pub const CONSUMER: &str = "seam-dlq-consumer";
+/// Header: source topic.
+pub const TOPIC: &str = "seam-dlq-topic";
+/// Header: source partition.
+pub const PARTITION: &str = "seam-dlq-partition";
+/// Header: source offset.
+pub const OFFSET: &str = "seam-dlq-offset";
+/// Header: error class (`poison`, or `parked` behind an earlier dead letter).
+pub const CLASS: &str = "seam-dlq-class";
+/// Header: stable short name of the failure.
+pub const ERROR: &str = "seam-dlq-error";
+/// Header: the full reason.
+pub const REASON: &str = "seam-dlq-reason";
+/// Header: the subject.
+pub const SUBJECT: &str = "seam-dlq-subject";
+/// Header: when, RFC 3339.
+pub const TIME: &str = "seam-dlq-time";
+
+/// `dead-letter`.
+pub const KIND_DEAD_LETTER: &str = "dead-letter";
+/// `redrive-request`.
+pub const KIND_REDRIVE_REQUEST: &str = "redrive-request";
+/// `redriven`.
+pub const KIND_REDRIVEN: &str = "redriven";
+/// `redrive-failed`.
+pub const KIND_REDRIVE_FAILED: &str = "redrive-failed";
+
+fn h(name: &str, value: impl Into<String>) -> (String, Option<Vec<u8>>) {
+    (name.to_string(), Some(value.into().into_bytes()))
+}
+
+fn coordinates(letter: &DeadLetter) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut headers = vec![
+        h(CONSUMER, letter.consumer.clone()),
+        h(TOPIC, letter.topic.clone()),
+        h(PARTITION, letter.partition.to_string()),
+        h(OFFSET, letter.offset.to_string()),
+    ];
+    if let Some(subject) = &letter.subject {
+        headers.push(h(SUBJECT, subject.clone()));
+    }
+    headers
+}
+
+/// The DLQ record for a dead letter: original key, value and headers plus the `seam-dlq-*` ones.
+pub fn dead_letter_record(letter: &DeadLetter) -> OutboxRecord {
+    let mut headers = letter.headers.clone();
+    headers.push(h(KIND, KIND_DEAD_LETTER));
+    headers.extend(coordinates(letter));
+    let class = match letter.kind.as_str() {
+        "parked" => "parked",
+        _ => "poison",
+    };
+    headers.push(h(CLASS, class));
+    headers.push(h(ERROR, letter.kind.clone()));
+    headers.push(h(REASON, letter.reason.clone()));
+    headers.push(h(TIME, envelope::rfc3339(letter.time_ms)));
+    OutboxRecord {
+        key: letter.key.clone(),
+        value: letter.value.clone(),
+        headers,
+    }
+}
+
+/// The consumer's answer for one retried dead letter.
+pub fn outcome_record(letter: &DeadLetter, failure: Option<&str>) -> OutboxRecord {
+    let mut headers = vec![h(
+        KIND,
+        if failure.is_some() {
+            KIND_REDRIVE_FAILED
+        } else {
+            KIND_REDRIVEN
+        },
+    )];
+    headers.extend(coordinates(letter));
+    if let Some(reason) = failure {
+        headers.push(h(REASON, reason));
+    }
+    headers.push(h(TIME, envelope::rfc3339(envelope::now_ms())));
+    OutboxRecord {
+        key: letter.key.clone(),
+        value: None,
+        headers,
+    }
+}
+
+/// A request to redrive parked events: of one subject, or all; of one source topic, or all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedriveRequest {
+    /// Only this subject.
+    pub subject: Option<String>,
+    /// Only this source topic.
+    pub topic: Option<String>,
+}
+
+/// The record `seam dlq redrive` writes.
+pub fn redrive_request_record(request: &RedriveRequest) -> OutboxRecord {
+    let mut headers = vec![
+        h(KIND, KIND_REDRIVE_REQUEST),
+        h(TIME, envelope::rfc3339(envelope::now_ms())),
+    ];
+    if let Some(subject) = &request.subject {
+        headers.push(h(SUBJECT, subject.clone()));
+    }
+    if let Some(topic) = &request.topic {
+        headers.push(h(TOPIC, topic.clone()));
+    }
+    OutboxRecord {
+        key: request.subject.clone().map(String::into_bytes),
+        value: None,
+        headers,
+    }
+}
+
+/// A DLQ record read back, reduced to its `seam-dlq-*` headers.
+#[derive(Debug, Clone)]
+pub struct DlqRecord {
+    /// Offset on the DLQ topic.
+    pub dlq_offset: i64,
+    /// Partition of the DLQ topic.
+    pub dlq_partition: i32,
+    /// The `seam-dlq-*` headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl DlqRecord {
+    /// From owned headers.
+    pub fn new(dlq_partition: i32, dlq_offset: i64, pairs: &[(String, Option<Vec<u8>>)]) -> Self {
+        let headers = pairs
+            .iter()
+            .filter(|(k, _)| k.starts_with("seam-dlq-"))
+            .filter_map(|(k, v)| Some((k.clone(), String::from_utf8(v.clone()?).ok()?)))
+            .collect();
+        Self {
+            dlq_offset,
+            dlq_partition,
+            headers,
+        }
+    }
+
+    /// A header value.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The record kind.
+    pub fn kind(&self) -> &str {
+        self.get(KIND).unwrap_or_default()
+    }
+
+    /// `(topic, partition, offset)` of the source event.
+    pub fn source(&self) -> Option<(String, i32, i64)> {
+        Some((
+            self.get(TOPIC)?.to_string(),
+            self.get(PARTITION)?.parse().ok()?,
+            self.get(OFFSET)?.parse().ok()?,
+        ))
+    }
+}
+
+/// One dead letter as `seam dlq list` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Listed {
+    /// Consumer.
+    pub consumer: String,
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// Subject.
+    pub subject: Option<String>,
+    /// `poison` or `parked`.
+    pub class: String,
+    /// Short failure name.
+    pub error: String,
+    /// Full reason.
+    pub reason: String,
+    /// When it was dead-lettered.
+    pub time: String,
+    /// `parked`, `redriven`, or `redrive-failed`.
+    pub status: String,
+    /// Why the last redrive failed.
+    pub redrive_error: Option<String>,
+}
+
+/// Folds the records of one DLQ topic into its dead letters with their current status.
+pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
+    let mut letters: BTreeMap<(String, i32, i64), Listed> = BTreeMap::new();
+    for record in records {
+        let Some(source) = record.source() else { continue };
+        match record.kind() {
+            KIND_DEAD_LETTER => {
+                letters.entry(source.clone()).or_insert_with(|| Listed {
+                    consumer: consumer.to_string(),
+                    topic: source.0.clone(),
+                    partition: source.1,
+                    offset: source.2,
+                    subject: record.get(SUBJECT).map(str::to_string),
+                    class: record.get(CLASS).unwrap_or_default().to_string(),
+                    error: record.get(ERROR).unwrap_or_default().to_string(),
+                    reason: record.get(REASON).unwrap_or_default().to_string(),
+                    time: record.get(TIME).unwrap_or_default().to_string(),
+                    status: "parked".into(),
+                    redrive_error: None,
+                });
+            }
+            KIND_REDRIVEN => {
+                if let Some(l) = letters.get_mut(&source) {
+                    l.status = KIND_REDRIVEN.into();
+                    l.redrive_error = None;
+                }
+            }
+            KIND_REDRIVE_FAILED => {
+                if let Some(l) = letters.get_mut(&source) {
+                    if l.status != KIND_REDRIVEN {
+                        l.status = KIND_REDRIVE_FAILED.into();
+                        l.redrive_error = record.get(REASON).map(str::to_string);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out: Vec<_> = letters.into_values().collect();
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::Class;
+
+    fn letter(offset: i64, kind: &str) -> DeadLetter {
+        DeadLetter {
+            consumer: "c".into(),
+            topic: "s.events".into(),
+            partition: 1,
+            offset,
+            subject: Some("x/1".into()),
+            key: Some(b"x/1".to_vec()),
+            value: Some(vec![9]),
+            headers: vec![("seam-event-id".into(), Some(b"s/1".to_vec()))],
+            class: Class::Poison,
+            kind: kind.into(),
+            reason: "boom".into(),
+            time_ms: 0,
+        }
+    }
+
+    fn read_back(record: &OutboxRecord, offset: i64) -> DlqRecord {
+        DlqRecord::new(0, offset, &record.headers)
+    }
+
+    #[test]
+    fn duplicates_fold_into_one_letter_and_outcomes_set_the_status() {
+        let first = dead_letter_record(&letter(5, "translator"));
+        let second = dead_letter_record(&letter(6, "parked"));
+        assert!(
+            first.headers.iter().any(|(k, _)| k == "seam-event-id"),
+            "original headers kept"
+        );
+        let records = vec![
+            read_back(&first, 0),
+            read_back(&first, 1),
+            read_back(&second, 2),
+            read_back(&outcome_record(&letter(5, "translator"), Some("still bad")), 3),
+            read_back(&outcome_record(&letter(6, "parked"), None), 4),
+        ];
+        let listed = fold("c", &records);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].status, "redrive-failed");
+        assert_eq!(listed[0].redrive_error.as_deref(), Some("still bad"));
+        assert_eq!(listed[0].class, "poison");
+        assert_eq!(listed[1].status, "redriven");
+        assert_eq!(listed[1].class, "parked");
+    }
+}

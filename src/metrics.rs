@@ -1,0 +1,220 @@
+//! Every metric seam exports, defined in one place, named `seam_<noun>_<unit>[_total]`, ready for
+//! a service's `/metrics` endpoint (Prometheus text format).
+//!
+//! Each running node owns one [`Metrics`]; labels carry the service and, where it matters, the
+//! topic and partition. Per-partition gauges are removed when the partition is revoked, so a
+//! dashboard never shows the lag of a partition this instance no longer reads.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The metrics of one node.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service: String,
+    registry: Registry,
+    applied: Family<Labels, Counter>,
+    skipped: Family<Labels, Counter>,
+    dead_lettered: Family<Labels, Counter>,
+    parked: Family<Labels, Counter>,
+    commands: Family<Labels, Counter>,
+    published: Family<Labels, Counter>,
+    lag: Family<Labels, Gauge>,
+    backlog: Family<Labels, Gauge>,
+    outbox: Family<Labels, Gauge>,
+    commits: Family<Labels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("service", &self.inner.service).finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics for `service`.
+    pub fn new(service: &str) -> Self {
+        let mut registry = Registry::default();
+        let mut family = |name: &str, help: &str| {
+            let f = Family::<Labels, Counter>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let applied = family("seam_events_applied", "Foreign events taken into the model");
+        let skipped = family(
+            "seam_events_skipped",
+            "Foreign events not applied: redelivered, already applied, or filtered by the translator",
+        );
+        let dead_lettered = family("seam_events_dead_lettered", "Foreign events sent to the DLQ as poison");
+        let parked = family(
+            "seam_events_parked",
+            "Foreign events parked (to the DLQ) behind an earlier poison event of the same subject",
+        );
+        let commands = family(
+            "seam_commands",
+            "Commands applied or rejected (API, translated, redriven)",
+        );
+        let published = family(
+            "seam_events_published",
+            "Journal entries published to the service's topic",
+        );
+        let commits = family(
+            "seam_store_commits",
+            "Atomic store writes (each one flushed group commit)",
+        );
+        let mut gauge = |name: &str, help: &str| {
+            let f = Family::<Labels, Gauge>::default();
+            registry.register(name, help, f.clone());
+            f
+        };
+        let lag = gauge(
+            "seam_consumer_lag_events",
+            "Events between the stored position and the partition's last stable offset",
+        );
+        let backlog = gauge(
+            "seam_publisher_backlog_events",
+            "Durable journal entries not yet published",
+        );
+        let outbox = gauge(
+            "seam_dlq_outbox_events",
+            "Dead-letter records waiting to be produced to the DLQ topic",
+        );
+        Self {
+            inner: Arc::new(Inner {
+                service: service.to_string(),
+                registry,
+                applied,
+                skipped,
+                dead_lettered,
+                parked,
+                commands,
+                published,
+                lag,
+                backlog,
+                outbox,
+                commits,
+            }),
+        }
+    }
+
+    fn labels(&self, extra: &[(&'static str, &str)]) -> Labels {
+        let mut labels = vec![("service", self.inner.service.clone())];
+        labels.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        labels
+    }
+
+    /// `n` foreign events of `topic` applied.
+    pub fn applied(&self, topic: &str, n: u64) {
+        self.inner
+            .applied
+            .get_or_create(&self.labels(&[("topic", topic)]))
+            .inc_by(n);
+    }
+
+    /// A foreign event skipped for `reason` (`redelivered`, `duplicate`, `filtered`).
+    pub fn skipped(&self, topic: &str, reason: &str) {
+        self.inner
+            .skipped
+            .get_or_create(&self.labels(&[("topic", topic), ("reason", reason)]))
+            .inc();
+    }
+
+    /// A poison event dead-lettered.
+    pub fn dead_lettered(&self, topic: &str, kind: &str) {
+        self.inner
+            .dead_lettered
+            .get_or_create(&self.labels(&[("topic", topic), ("kind", kind)]))
+            .inc();
+    }
+
+    /// An event parked behind an earlier dead letter of its subject.
+    pub fn parked(&self, topic: &str) {
+        self.inner.parked.get_or_create(&self.labels(&[("topic", topic)])).inc();
+    }
+
+    /// A command applied or rejected.
+    pub fn command(&self, outcome: &str) {
+        self.inner
+            .commands
+            .get_or_create(&self.labels(&[("outcome", outcome)]))
+            .inc();
+    }
+
+    /// `n` journal entries published.
+    pub fn published(&self, n: u64) {
+        self.inner.published.get_or_create(&self.labels(&[])).inc_by(n);
+    }
+
+    /// One group commit to the store.
+    pub fn committed(&self) {
+        self.inner.commits.get_or_create(&self.labels(&[])).inc();
+    }
+
+    /// The lag of one partition.
+    pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        let p = partition.to_string();
+        self.inner
+            .lag
+            .get_or_create(&self.labels(&[("topic", topic), ("partition", &p)]))
+            .set(lag);
+    }
+
+    /// Forgets a revoked partition's lag.
+    pub fn remove_lag(&self, topic: &str, partition: i32) {
+        let p = partition.to_string();
+        self.inner
+            .lag
+            .remove(&self.labels(&[("topic", topic), ("partition", &p)]));
+    }
+
+    /// Durable entries not yet published.
+    pub fn set_backlog(&self, n: u64) {
+        self.inner.backlog.get_or_create(&self.labels(&[])).set(n as i64);
+    }
+
+    /// DLQ records not yet produced.
+    pub fn set_outbox(&self, n: u64) {
+        self.inner.outbox.get_or_create(&self.labels(&[])).set(n as i64);
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_revoked_partitions_disappear() {
+        let m = Metrics::new("svc");
+        m.applied("a.events", 3);
+        m.set_lag("a.events", 2, 7);
+        let text = m.render();
+        assert!(
+            text.contains("seam_events_applied_total{service=\"svc\",topic=\"a.events\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("seam_consumer_lag_events{service=\"svc\",topic=\"a.events\",partition=\"2\"} 7"));
+        m.remove_lag("a.events", 2);
+        assert!(!m.render().contains("partition=\"2\""));
+        for line in m.render().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            assert!(line.starts_with("seam_"), "{line}");
+        }
+    }
+}

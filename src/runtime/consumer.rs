@@ -1,0 +1,332 @@
+//! The consumer loop: one `BaseConsumer` on its own thread polls the service's source topics in
+//! batches, runs each record through decode and translate, hands the batch to the writer and
+//! waits until it is committed before polling again.
+//!
+//! Positions come from the store, not from the group: on every assignment the consumer seeks each
+//! partition to its stored position (after the retention guard), and group offsets are committed
+//! only so tools can see progress. Waiting for the writer bounds memory (one batch in flight) and
+//! means a revocation, which runs inside `poll`, never finds half-applied work.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn};
+
+use crate::envelope;
+use crate::failpoint;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+use super::pipeline::{Pipeline, RawEvent};
+use super::retention;
+use super::writer::{Inbound, Request};
+use super::RuntimeError;
+
+/// How often lag gauges are refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Rebalance handling and statistics for the consumer.
+pub(crate) struct Context {
+    service: String,
+    store: Store,
+    metrics: Metrics,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    fatal: Option<RuntimeError>,
+    assigned: BTreeSet<(String, i32)>,
+    ends: HashMap<(String, i32), i64>,
+}
+
+impl Context {
+    fn fail(&self, error: RuntimeError) {
+        if let Ok(mut s) = self.state.lock() {
+            s.fatal.get_or_insert(error);
+        }
+    }
+
+    fn take_fatal(&self) -> Option<RuntimeError> {
+        self.state.lock().ok().and_then(|mut s| s.fatal.take())
+    }
+
+    fn assigned(&self) -> Vec<(String, i32)> {
+        self.state
+            .lock()
+            .map(|s| s.assigned.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Commits the store's positions of `partitions` to the group, for visibility.
+    fn commit_positions(&self, consumer: &BaseConsumer<Self>, partitions: &[(String, i32)], mode: CommitMode) {
+        let Ok(positions) = self.store.positions() else { return };
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            let next = positions.position(topic, *partition);
+            if next > 0 {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, mode) {
+                debug!(service = %self.service, error = %e, "committing group offsets (visibility only) failed");
+            }
+        }
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> Result<(), RuntimeError> {
+        let positions = self.store.positions()?;
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        retention::check(consumer, &partitions, &positions)?;
+        let mut seeked = TopicPartitionList::new();
+        for (topic, partition) in &partitions {
+            let next = positions.position(topic, *partition);
+            seeked
+                .add_partition_offset(topic, *partition, Offset::Offset(next))
+                .map_err(|e| RuntimeError::kafka("building the assignment".into(), e))?;
+        }
+        let assigned = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&seeked),
+            _ => consumer.assign(&seeked),
+        };
+        assigned.map_err(|e| RuntimeError::kafka("assigning partitions".into(), e))?;
+        if let Ok(mut s) = self.state.lock() {
+            s.assigned.extend(partitions.iter().cloned());
+        }
+        info!(service = %self.service, partitions = ?partitions, "partitions assigned; reading from the stored positions");
+        Ok(())
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        self.commit_positions(consumer, &partitions, CommitMode::Sync);
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            warn!(service = %self.service, error = %e, "unassigning revoked partitions failed");
+        }
+        if let Ok(mut s) = self.state.lock() {
+            for p in &partitions {
+                s.assigned.remove(p);
+            }
+        }
+        for (topic, partition) in &partitions {
+            self.metrics.remove_lag(topic, *partition);
+        }
+        info!(service = %self.service, partitions = ?partitions, "partitions revoked; everything polled from them is applied");
+    }
+}
+
+impl ClientContext for Context {
+    fn stats(&self, statistics: Statistics) {
+        if let Ok(mut s) = self.state.lock() {
+            for (name, topic) in &statistics.topics {
+                for (id, p) in &topic.partitions {
+                    let end = if p.ls_offset >= 0 { p.ls_offset } else { p.hi_offset };
+                    if *id >= 0 && end >= 0 {
+                        s.ends.insert((name.clone(), *id), end);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(e) = self.assign(consumer, tpl) {
+                    // The protocol still needs an answer; assign nothing and stop the loop.
+                    let _ = consumer.unassign();
+                    self.fail(e);
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                warn!(service = %self.service, error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// The consumer thread's settings and handles.
+pub(crate) struct ConsumerLoop<C> {
+    pub service: String,
+    pub group_id: String,
+    pub client: ClientConfig,
+    pub store: Store,
+    pub pipeline: Arc<Pipeline<C>>,
+    pub writer: mpsc::Sender<Request<C>>,
+    pub metrics: Metrics,
+    pub cancel: CancellationToken,
+    pub max_batch: usize,
+}
+
+impl<C: Send + 'static> ConsumerLoop<C> {
+    /// Runs until cancelled or a fatal error; the last batch is always finished.
+    pub fn run(self) -> Result<(), RuntimeError> {
+        let topics = self.pipeline.topics();
+        let context = Context {
+            service: self.service.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            state: Mutex::default(),
+        };
+        let consumer: BaseConsumer<Context> = self
+            .client
+            .clone()
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "error")
+            .set("isolation.level", "read_committed")
+            .set("statistics.interval.ms", "1000")
+            .create_with_context(context)
+            .map_err(|e| RuntimeError::kafka("creating the consumer".into(), e))?;
+        let partitions = retention::partitions_of(&consumer, &topics)?;
+        retention::check(&consumer, &partitions, &self.store.positions()?)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| RuntimeError::kafka(format!("subscribing to {topics:?}"), e))?;
+        info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer started");
+
+        let mut last_lag = Instant::now();
+        let result = loop {
+            if self.cancel.is_cancelled() {
+                break Ok(());
+            }
+            if let Some(e) = consumer.context().take_fatal() {
+                break Err(e);
+            }
+            let batch = match self.poll_batch(&consumer) {
+                Ok(b) => b,
+                Err(e) => break Err(e),
+            };
+            if !batch.is_empty() {
+                if let Err(e) = self.process(&consumer, batch) {
+                    break Err(e);
+                }
+            }
+            if last_lag.elapsed() >= LAG_EVERY {
+                self.update_lag(&consumer);
+                last_lag = Instant::now();
+            }
+        };
+        let assigned = consumer.context().assigned();
+        consumer
+            .context()
+            .commit_positions(&consumer, &assigned, CommitMode::Sync);
+        consumer.unsubscribe();
+        result
+    }
+
+    fn poll_batch(&self, consumer: &BaseConsumer<Context>) -> Result<Vec<RawEvent>, RuntimeError> {
+        let mut batch = Vec::new();
+        let mut timeout = Duration::from_millis(100);
+        while batch.len() < self.max_batch {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => batch.push(RawEvent {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: envelope::owned_pairs(m.headers()),
+                }),
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    // librdkafka found our offset out of range: name the gap precisely.
+                    let assigned = consumer.context().assigned();
+                    retention::check(consumer, &assigned, &self.store.positions()?)?;
+                    return Err(RuntimeError::Kafka {
+                        what: "reading".into(),
+                        detail: "an offset went out of range (auto.offset.reset=error); check the topic's retention"
+                            .into(),
+                    });
+                }
+                Some(Err(e)) => {
+                    warn!(service = %self.service, error = %e, "consumer error; librdkafka retries");
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(batch)
+    }
+
+    fn process(&self, consumer: &BaseConsumer<Context>, batch: Vec<RawEvent>) -> Result<(), RuntimeError> {
+        let first = batch.first().map(|r| (r.topic.clone(), r.partition, r.offset));
+        let _span = info_span!("batch", service = %self.service, events = batch.len(), first = ?first).entered();
+        failpoint::hit("consumer.polled");
+        let mut latest: HashMap<(String, i32), i64> = HashMap::new();
+        let mut items = Vec::with_capacity(batch.len());
+        for raw in batch {
+            let prepared = self.pipeline.prepare(&raw, &self.cancel)?;
+            latest.insert((raw.topic.clone(), raw.partition), raw.offset);
+            items.push(Inbound { raw, prepared });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .blocking_send(Request::Foreign { items, reply })
+            .map_err(|_| RuntimeError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
+        failpoint::hit("consumer.applied");
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in latest {
+            let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset + 1));
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            debug!(service = %self.service, error = %e, "committing group offsets (visibility only) failed");
+        }
+        Ok(())
+    }
+
+    fn update_lag(&self, consumer: &BaseConsumer<Context>) {
+        let Ok(positions) = self.store.positions() else { return };
+        let ctx = consumer.context();
+        let ends = ctx.state.lock().map(|s| s.ends.clone()).unwrap_or_default();
+        // librdkafka's position also steps over transaction markers, which never reach the store.
+        let mut read = HashMap::new();
+        if let Ok(tpl) = consumer.position() {
+            for e in tpl.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    read.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        for (topic, partition) in ctx.assigned() {
+            let key = (topic.clone(), partition);
+            if let Some(end) = ends.get(&key) {
+                let at = positions
+                    .position(&topic, partition)
+                    .max(read.get(&key).copied().unwrap_or(0));
+                self.metrics.set_lag(&topic, partition, (end - at).max(0));
+            }
+        }
+    }
+}

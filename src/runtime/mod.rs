@@ -1,0 +1,448 @@
+//! A running service instance: its store, the single writer, the publisher of its journal, and
+//! (when it consumes) the consumer loop with its translators, DLQ shipper and redrive reader.
+//!
+//! Each part runs on its own named thread (librdkafka's `BaseConsumer` and sled are blocking
+//! APIs; a thread per role keeps the hot loops free of async overhead). They share one
+//! cancellation token: shutdown is one signal, then the consumer finishes its batch, the writer
+//! commits what is queued, the publisher and shipper drain what is durable within a deadline.
+
+mod consumer;
+mod dlq;
+mod pipeline;
+mod progress;
+mod publisher;
+pub mod retention;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::codec::{Catalog, Registry};
+use crate::fault::{Class, Classify};
+use crate::metrics::Metrics;
+use crate::service::{ApplyError, Cause, Service};
+use crate::store::{Store, StoreError};
+use crate::translator::{dlq_topic, events_topic, Translator};
+
+pub use pipeline::RawEvent;
+pub use progress::Progress;
+pub use retention::RetentionError;
+pub use writer::RedriveSummary;
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, Error, Clone)]
+pub enum RuntimeError {
+    /// The node's configuration (or a translator's schemas) is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The store failed; the node stops rather than risk diverging from its journal.
+    #[error("store: {0}")]
+    Store(String),
+    /// A Kafka call failed.
+    #[error("kafka, {what}: {detail}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// What librdkafka said.
+        detail: String,
+    },
+    /// A topic the node needs does not exist.
+    #[error(
+        "topic {topic} does not exist; create it (e.g. `seam deploy -t <topology>.yaml`) before starting the service"
+    )]
+    TopicMissing {
+        /// The topic.
+        topic: String,
+    },
+    /// The retention guard refused to read on.
+    #[error(transparent)]
+    Retention(#[from] RetentionError),
+    /// The writer stopped (after an error of its own, reported separately).
+    #[error("the store writer stopped")]
+    WriterGone,
+    /// Shutdown interrupted a retry loop.
+    #[error("cancelled")]
+    Cancelled,
+    /// A thread panicked; a bug.
+    #[error("the {0} thread panicked")]
+    Panicked(String),
+}
+
+impl RuntimeError {
+    pub(crate) fn kafka(what: String, e: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka {
+            what,
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+/// Why a command was not executed.
+#[derive(Debug, Error)]
+pub enum ExecuteError {
+    /// The service rejected it (or an emitted event did not fit its schema).
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// The node is stopping or stopped.
+    #[error("the service is shutting down")]
+    Stopped,
+}
+
+impl Classify for ExecuteError {
+    fn class(&self) -> Class {
+        match self {
+            Self::Apply(e) => e.class(),
+            Self::Stopped => Class::Retryable,
+        }
+    }
+}
+
+/// How to run a node. Defaults follow the README; every field can come from the service's own
+/// config file, environment or flags.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The service name: topic `<service>.events`, DLQ `<service>.dlq`, group `<service>`.
+    pub service: String,
+    /// The store directory (one per service instance).
+    pub store_dir: PathBuf,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Schema registry URL (Confluent API).
+    pub registry: String,
+    /// Extra librdkafka properties for every client (security settings, tuning).
+    pub kafka: BTreeMap<String, String>,
+    /// Consumer group id; defaults to the service name.
+    pub group_id: Option<String>,
+    /// Most records per consumer batch (one store commit covers at least one batch).
+    pub max_batch: usize,
+    /// How long shutdown keeps publishing durable entries and dead letters.
+    pub drain: Duration,
+}
+
+impl NodeConfig {
+    /// A configuration with defaults: batches of 2000, 10 s drain.
+    pub fn new(service: &str, store_dir: PathBuf, brokers: &str, registry: &str) -> Self {
+        Self {
+            service: service.to_string(),
+            store_dir,
+            brokers: brokers.to_string(),
+            registry: registry.to_string(),
+            kafka: BTreeMap::new(),
+            group_id: None,
+            max_batch: 2000,
+            drain: Duration::from_secs(10),
+        }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        c.set("client.id", format!("seam-{}", self.service));
+        for (k, v) in &self.kafka {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+struct Worker {
+    name: &'static str,
+    handle: JoinHandle<()>,
+}
+
+/// A running service instance.
+pub struct Node<S: Service> {
+    name: String,
+    store: Store,
+    metrics: Metrics,
+    writer: Option<mpsc::Sender<writer::Request<S::Command>>>,
+    cancel: CancellationToken,
+    failure: watch::Receiver<Option<RuntimeError>>,
+    upstream: Vec<Worker>,
+    core: Vec<Worker>,
+    downstream: Vec<Worker>,
+    drain: Duration,
+}
+
+impl<S: Service> std::fmt::Debug for Node<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("service", &self.name).finish()
+    }
+}
+
+fn spawn(
+    name: &'static str,
+    service: &str,
+    failed: &Arc<watch::Sender<Option<RuntimeError>>>,
+    cancel: &CancellationToken,
+    body: impl FnOnce() -> Result<(), RuntimeError> + Send + 'static,
+) -> Result<Worker, RuntimeError> {
+    let failed = Arc::clone(failed);
+    let cancel = cancel.clone();
+    let service = service.to_string();
+    let handle = std::thread::Builder::new()
+        .name(format!("seam-{name}"))
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
+                .unwrap_or_else(|_| Err(RuntimeError::Panicked(name.to_string())));
+            match result {
+                Ok(()) | Err(RuntimeError::Cancelled) => {}
+                Err(RuntimeError::WriterGone) => cancel.cancel(),
+                Err(e) => {
+                    error!(%service, thread = name, error = %e, "stopping the service");
+                    failed.send_if_modified(|slot| {
+                        let first = slot.is_none();
+                        slot.get_or_insert(e);
+                        first
+                    });
+                    cancel.cancel();
+                }
+            }
+        })
+        .map_err(|e| RuntimeError::Config(format!("cannot start the {name} thread: {e}")))?;
+    Ok(Worker { name, handle })
+}
+
+impl<S: Service> Node<S> {
+    /// Opens the store, checks the topics, and starts every part. Must be called inside a tokio
+    /// runtime (registry calls and replies are async).
+    pub async fn start(
+        config: NodeConfig,
+        service: S,
+        catalog: Catalog,
+        translators: Vec<Box<dyn Translator<S::Command>>>,
+    ) -> Result<Self, RuntimeError> {
+        let runtime = tokio::runtime::Handle::current();
+        let store = {
+            let dir = config.store_dir.clone();
+            tokio::task::spawn_blocking(move || Store::open(&dir))
+                .await
+                .map_err(|_| RuntimeError::Panicked("store-open".into()))?
+                .map_err(|e| {
+                    RuntimeError::Store(format!(
+                        "{e}; is another instance of this service using the same store directory?"
+                    ))
+                })?
+        };
+        let registry = Arc::new(Registry::new(&config.registry).map_err(|e| RuntimeError::Config(e.to_string()))?);
+        let catalog = Arc::new(catalog);
+        let metrics = Metrics::new(&config.service);
+        let consumes = !translators.is_empty();
+        let pipeline = if consumes {
+            Some(Arc::new(pipeline::Pipeline::new(
+                translators,
+                Arc::clone(&registry),
+                runtime.clone(),
+            )?))
+        } else {
+            None
+        };
+        let mut needed = Vec::new();
+        if catalog.records().next().is_some() {
+            needed.push(events_topic(&config.service));
+        }
+        let sources = pipeline.as_ref().map(|p| p.topics()).unwrap_or_default();
+        if pipeline.is_some() {
+            needed.push(dlq_topic(&config.service));
+        }
+        {
+            let client = config.client();
+            let positions = store.positions()?;
+            tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+                let probe: BaseConsumer = client
+                    .create()
+                    .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+                retention::partitions_of(&probe, &needed)?;
+                // Refuse before anything starts when events this consumer needs were deleted.
+                let partitions = retention::partitions_of(&probe, &sources)?;
+                retention::check(&probe, &partitions, &positions)?;
+                Ok(())
+            })
+            .await
+            .map_err(|_| RuntimeError::Panicked("topic-check".into()))??;
+        }
+
+        let cancel = CancellationToken::new();
+        let (failed_tx, failure) = watch::channel(None);
+        let failed = Arc::new(failed_tx);
+        let durable = Arc::new(Progress::new(store.last_seq()?));
+        let outbox = Arc::new(Progress::new(0));
+        let (writer_tx, writer_rx) = mpsc::channel(1024);
+        let name = config.service.clone();
+
+        let w = writer::Writer {
+            name: name.clone(),
+            service: Arc::new(service),
+            store: store.clone(),
+            catalog: Arc::clone(&catalog),
+            pipeline: pipeline.clone(),
+            metrics: metrics.clone(),
+            durable: Arc::clone(&durable),
+            outbox: Arc::clone(&outbox),
+            cancel: cancel.clone(),
+        };
+        let core = vec![spawn("writer", &name, &failed, &cancel, move || w.run(writer_rx))?];
+
+        let mut downstream = Vec::new();
+        if catalog.records().next().is_some() {
+            let p = publisher::Publisher {
+                service: name.clone(),
+                client: config.client(),
+                store: store.clone(),
+                catalog: Arc::clone(&catalog),
+                registry: Arc::clone(&registry),
+                durable: Arc::clone(&durable),
+                metrics: metrics.clone(),
+                cancel: cancel.clone(),
+                runtime: runtime.clone(),
+                drain: config.drain,
+            };
+            downstream.push(spawn("publisher", &name, &failed, &cancel, move || p.run())?);
+        }
+        let mut upstream = Vec::new();
+        if let Some(pipeline) = pipeline {
+            let shipper = dlq::Shipper {
+                service: name.clone(),
+                client: config.client(),
+                store: store.clone(),
+                outbox: Arc::clone(&outbox),
+                metrics: metrics.clone(),
+                cancel: cancel.clone(),
+                runtime: runtime.clone(),
+                drain: config.drain,
+            };
+            downstream.push(spawn("dlq-shipper", &name, &failed, &cancel, move || shipper.run())?);
+            let control = dlq::Control {
+                service: name.clone(),
+                client: config.client(),
+                store: store.clone(),
+                writer: writer_tx.clone(),
+                cancel: cancel.clone(),
+            };
+            upstream.push(spawn("dlq-control", &name, &failed, &cancel, move || control.run())?);
+            let consumer = consumer::ConsumerLoop {
+                service: name.clone(),
+                group_id: config.group_id.clone().unwrap_or_else(|| name.clone()),
+                client: config.client(),
+                store: store.clone(),
+                pipeline,
+                writer: writer_tx.clone(),
+                metrics: metrics.clone(),
+                cancel: cancel.clone(),
+                max_batch: config.max_batch.max(1),
+            };
+            upstream.push(spawn("consumer", &name, &failed, &cancel, move || consumer.run())?);
+        }
+        info!(service = %name, "service started");
+        Ok(Self {
+            name,
+            store,
+            metrics,
+            writer: Some(writer_tx),
+            cancel,
+            failure,
+            upstream,
+            core,
+            downstream,
+            drain: config.drain,
+        })
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The store, for queries (reads see every committed write).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Applies one of the service's own commands; returns the seqs of the events it emitted once
+    /// they are durable.
+    pub async fn execute(&self, command: S::Command, cause: Cause) -> Result<Vec<u64>, ExecuteError> {
+        let writer = self.writer.as_ref().ok_or(ExecuteError::Stopped)?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(writer::Request::Command { command, cause, reply })
+            .await
+            .map_err(|_| ExecuteError::Stopped)?;
+        Ok(answer.await.map_err(|_| ExecuteError::Stopped)??)
+    }
+
+    /// Re-applies parked events in order (what a redrive request on the DLQ topic triggers).
+    pub async fn redrive(&self, request: crate::dlq::RedriveRequest) -> Result<RedriveSummary, RuntimeError> {
+        let writer = self.writer.as_ref().ok_or(RuntimeError::WriterGone)?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(writer::Request::Redrive {
+                request,
+                control: None,
+                reply,
+            })
+            .await
+            .map_err(|_| RuntimeError::WriterGone)?;
+        answer.await.map_err(|_| RuntimeError::WriterGone)?
+    }
+
+    /// Resolves when a part of the node failed (the node is then stopping); pending forever
+    /// while it runs well.
+    pub async fn failed(&self) -> RuntimeError {
+        let mut rx = self.failure.clone();
+        loop {
+            if let Some(e) = rx.borrow_and_update().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops cleanly: the consumer finishes its batch, the writer commits, the publisher and DLQ
+    /// shipper drain within the configured deadline. Returns the first failure, if any.
+    pub async fn shutdown(mut self) -> Result<(), RuntimeError> {
+        self.cancel.cancel();
+        let grace = self.drain + Duration::from_secs(30);
+        join(std::mem::take(&mut self.upstream), grace).await;
+        self.writer = None;
+        join(std::mem::take(&mut self.core), grace).await;
+        join(std::mem::take(&mut self.downstream), grace).await;
+        info!(service = %self.name, "service stopped");
+        match self.failure.borrow().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn join(workers: Vec<Worker>, grace: Duration) {
+    for worker in workers {
+        let name = worker.name;
+        let joined = tokio::task::spawn_blocking(move || worker.handle.join());
+        if tokio::time::timeout(grace, joined).await.is_err() {
+            error!(thread = name, "did not stop within {grace:?}; leaving it");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Decode and translate: the pure part of taking in a foreign event, run on the consumer thread
+//! so the writer only applies. Retryable failures (registry unavailable) are retried here with
+//! backoff; everything else ends as commands, a filter, or poison with its reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{Attempt, Decoder, Registry};
+use crate::envelope;
+use crate::fault::{Class, Classify};
+use crate::translator::{events_topic, ForeignEvent, Translator};
+
+use super::RuntimeError;
+
+/// A foreign record with everything needed to apply it, dead-letter it, or redrive it later.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl RawEvent {
+    /// The subject: the key as text (lossy for non-UTF-8 keys, which still group consistently).
+    pub fn subject(&self) -> Option<String> {
+        self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// `seam-event-id`.
+    pub fn event_id(&self) -> Option<&str> {
+        self.header(envelope::EVENT_ID)
+    }
+
+    /// `seam-correlation-id`.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.header(envelope::CORRELATION_ID)
+    }
+}
+
+/// What the pipeline made of a record.
+#[derive(Debug)]
+pub enum Prepared<C> {
+    /// Commands to apply, in order.
+    Commands(Vec<C>),
+    /// Nothing to apply: a record type the translator does not read, or one it ignores.
+    Filtered,
+    /// The record cannot be taken in: dead-letter it.
+    Poison {
+        /// Stable short name of the failure.
+        kind: String,
+        /// Full message.
+        reason: String,
+    },
+}
+
+struct Source<C> {
+    translator: Box<dyn Translator<C>>,
+    decoder: Decoder,
+}
+
+/// Translators by source topic, each with its decoder.
+pub struct Pipeline<C> {
+    sources: HashMap<String, Source<C>>,
+    runtime: Handle,
+}
+
+impl<C: 'static> Pipeline<C> {
+    /// Builds a decoder for each translator.
+    pub fn new(
+        translators: Vec<Box<dyn Translator<C>>>,
+        registry: Arc<Registry>,
+        runtime: Handle,
+    ) -> Result<Self, RuntimeError> {
+        let mut sources = HashMap::new();
+        for translator in translators {
+            let topic = events_topic(translator.source());
+            let decoder = Decoder::new(Arc::clone(&registry), translator.reader_schemas())
+                .map_err(|e| RuntimeError::Config(format!("translator for {topic}: {e}")))?;
+            if sources.insert(topic.clone(), Source { translator, decoder }).is_some() {
+                return Err(RuntimeError::Config(format!(
+                    "two translators read {topic}; a consumer has exactly one translator per source"
+                )));
+            }
+        }
+        Ok(Self { sources, runtime })
+    }
+
+    /// The source topics, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<_> = self.sources.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// Decodes and translates one record. Retryable failures back off and retry until
+    /// `cancel` fires; fatal ones stop the consumer.
+    pub fn prepare(&self, raw: &RawEvent, cancel: &CancellationToken) -> Result<Prepared<C>, RuntimeError> {
+        let Some(source) = self.sources.get(&raw.topic) else {
+            return Ok(Prepared::Filtered);
+        };
+        let payload = raw.value.as_deref().unwrap_or_default();
+        let mut backoff = Duration::from_millis(100);
+        let decoded = loop {
+            let attempt = match source.decoder.try_decode(payload) {
+                Ok(Attempt::NeedSchema(id)) => self
+                    .runtime
+                    .block_on(source.decoder.fetch(id))
+                    .and_then(|()| source.decoder.try_decode(payload)),
+                other => other,
+            };
+            match attempt {
+                Ok(Attempt::Done(Some(decoded))) => break decoded,
+                Ok(Attempt::Done(None)) => return Ok(Prepared::Filtered),
+                Ok(Attempt::NeedSchema(_)) => {}
+                Err(e) => match e.class() {
+                    Class::Poison => {
+                        return Ok(Prepared::Poison {
+                            kind: e.kind().to_string(),
+                            reason: e.to_string(),
+                        })
+                    }
+                    Class::Fatal => return Err(RuntimeError::Config(e.to_string())),
+                    Class::Retryable => {
+                        tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "retrying after a transient error");
+                    }
+                },
+            }
+            if cancel.is_cancelled() {
+                return Err(RuntimeError::Cancelled);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        let event = ForeignEvent {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+            subject: raw.subject().unwrap_or_default(),
+            event_id: raw.event_id().map(str::to_string),
+            record: decoded.record,
+            value: decoded.value,
+        };
+        Ok(match source.translator.translate(&event) {
+            Ok(commands) if commands.is_empty() => Prepared::Filtered,
+            Ok(commands) => Prepared::Commands(commands),
+            Err(e) => Prepared::Poison {
+                kind: "translator".into(),
+                reason: e.to_string(),
+            },
+        })
+    }
+}

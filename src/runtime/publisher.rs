@@ -1,0 +1,331 @@
+//! The publisher (outbox relay): ships durable journal entries, in seq order, to
+//! `<service>.events`, keyed by subject.
+//!
+//! Exactly once per entry across crashes comes from two things together:
+//! - a transactional producer with a stable `transactional.id`: on start `init_transactions`
+//!   fences any earlier incarnation and aborts whatever it left open, so nothing half-sent can
+//!   surface later;
+//! - recovery from the topic tail: the publisher picks each entry's partition itself (Kafka's
+//!   murmur2 of the subject), so the last committed seq on each partition says exactly which
+//!   entries are already out. Entries at or below it are skipped, the rest are sent.
+//!
+//! It only reads entries up to the writer's durable seq, so it never publishes an entry that a
+//! crash could still take back (invariant 4).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn};
+
+use crate::codec::{wire, Catalog, Registry};
+use crate::envelope;
+use crate::failpoint;
+use crate::metrics::Metrics;
+use crate::partitioner::partition_for;
+use crate::store::Store;
+use crate::translator::events_topic;
+
+use super::progress::Progress;
+use super::RuntimeError;
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Entries per transaction at most.
+const MAX_BATCH: usize = 5000;
+
+pub(crate) struct Publisher {
+    pub service: String,
+    pub client: ClientConfig,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub registry: Arc<Registry>,
+    pub durable: Arc<Progress>,
+    pub metrics: Metrics,
+    pub cancel: CancellationToken,
+    pub runtime: Handle,
+    /// How long to keep publishing durable entries after cancellation.
+    pub drain: Duration,
+}
+
+impl Publisher {
+    pub fn run(self) -> Result<(), RuntimeError> {
+        let topic = events_topic(&self.service);
+        let mut ids = HashMap::new();
+        for record in self.catalog.records() {
+            let id = self
+                .runtime
+                .block_on(self.registry.register(&topic, record))
+                .map_err(|e| RuntimeError::Config(e.to_string()))?;
+            ids.insert(record.full_name.clone(), id);
+        }
+        let partitions = self.partition_count(&topic)?;
+        let producer: ThreadedProducer<DefaultProducerContext> = self
+            .client
+            .clone()
+            .set("transactional.id", format!("seam-publisher-{}", self.service))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .map_err(|e| RuntimeError::kafka("creating the publisher".into(), e))?;
+        producer
+            .init_transactions(TXN_TIMEOUT)
+            .map_err(|e| RuntimeError::kafka(format!("initialising transactions for {topic}"), e))?;
+        let mut last = self.tail(&topic, partitions)?;
+        let floor = self
+            .store
+            .published_seq()?
+            .max(last.values().copied().min().unwrap_or(0));
+        let mut next = floor + 1;
+        info!(service = %self.service, %topic, next, "publisher started; tail recovered");
+        let mut deadline = None;
+        loop {
+            let durable = self.durable.get();
+            self.metrics.set_backlog(durable.saturating_sub(next - 1));
+            if next > durable {
+                if self.cancel.is_cancelled() {
+                    return Ok(());
+                }
+                self.durable.wait_beyond(durable, Duration::from_millis(200));
+                continue;
+            }
+            if self.cancel.is_cancelled() {
+                let end = *deadline.get_or_insert_with(|| std::time::Instant::now() + self.drain);
+                if std::time::Instant::now() > end {
+                    warn!(service = %self.service, backlog = durable + 1 - next, "publisher stopped with entries unpublished; they go out on the next start");
+                    return Ok(());
+                }
+            }
+            let entries: Vec<_> = self
+                .store
+                .journal_from(next, MAX_BATCH)?
+                .into_iter()
+                .filter(|e| e.seq <= durable)
+                .collect();
+            let Some(batch_end) = entries.last().map(|e| e.seq) else {
+                return Err(RuntimeError::Store(format!("journal entry {next} is missing")));
+            };
+            let _span =
+                info_span!("publish", service = %self.service, topic = %topic, from = next, to = batch_end).entered();
+            let mut attempt = 0u32;
+            let sent = loop {
+                match self.send_batch(&producer, &topic, partitions, &ids, &entries, &last) {
+                    Ok(s) => break s,
+                    Err(Failure::Retry(e)) => {
+                        attempt += 1;
+                        warn!(service = %self.service, error = %e, attempt, "publish transaction failed; retrying the batch");
+                        std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+                    }
+                    Err(Failure::Fatal(e)) => return Err(e),
+                }
+            };
+            let count = sent.len() as u64;
+            for (partition, seq) in sent {
+                last.insert(partition, seq);
+            }
+            self.store.set_published_seq(batch_end)?;
+            self.metrics.published(count);
+            next = batch_end + 1;
+        }
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<i32, RuntimeError> {
+        let consumer: BaseConsumer = self
+            .client
+            .create()
+            .map_err(|e| RuntimeError::kafka("creating a metadata client".into(), e))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|e| RuntimeError::kafka(format!("reading metadata of {topic}"), e))?;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
+            _ => Err(RuntimeError::TopicMissing {
+                topic: topic.to_string(),
+            }),
+        }
+    }
+
+    /// The last committed seq of this service on each partition (0 when none).
+    fn tail(&self, topic: &str, partitions: i32) -> Result<HashMap<i32, u64>, RuntimeError> {
+        let consumer: BaseConsumer<TailContext> = self
+            .client
+            .clone()
+            .set("group.id", format!("seam-tail-{}", self.service))
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create_with_context(TailContext)
+            .map_err(|e| RuntimeError::kafka("creating the tail reader".into(), e))?;
+        let mut last = HashMap::new();
+        for partition in 0..partitions {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic}/{partition}"), e))?;
+            if high <= low {
+                last.insert(partition, 0);
+                continue;
+            }
+            let mut window = 64i64;
+            let seq = loop {
+                let start = (high - window).max(low);
+                let found = self.last_seq_in(&consumer, topic, partition, start)?;
+                if found.is_some() || start == low {
+                    break found.unwrap_or(0);
+                }
+                window *= 8;
+            };
+            last.insert(partition, seq);
+        }
+        Ok(last)
+    }
+
+    fn last_seq_in(
+        &self,
+        consumer: &BaseConsumer<TailContext>,
+        topic: &str,
+        partition: i32,
+        start: i64,
+    ) -> Result<Option<u64>, RuntimeError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))
+            .map_err(|e| RuntimeError::kafka("building the tail assignment".into(), e))?;
+        consumer
+            .assign(&tpl)
+            .map_err(|e| RuntimeError::kafka("assigning the tail reader".into(), e))?;
+        let mut found = None;
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if let Some((service, seq)) =
+                        envelope::header(m.headers(), envelope::EVENT_ID).and_then(envelope::parse_event_id)
+                    {
+                        if service == self.service {
+                            found = Some(seq);
+                        }
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(found),
+                Some(Err(e)) => warn!(service = %self.service, error = %e, "reading the topic tail"),
+                None => {}
+            }
+            if std::time::Instant::now() > give_up {
+                return Err(RuntimeError::Kafka {
+                    what: format!("reading the tail of {topic}/{partition}"),
+                    detail: "no end of partition within 60 s".into(),
+                });
+            }
+        }
+    }
+
+    fn send_batch(
+        &self,
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        topic: &str,
+        partitions: i32,
+        ids: &HashMap<String, u32>,
+        entries: &[crate::store::JournalEntry],
+        last: &HashMap<i32, u64>,
+    ) -> Result<HashMap<i32, u64>, Failure> {
+        producer.begin_transaction().map_err(classify)?;
+        let mut sent = HashMap::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let partition = partition_for(entry.subject.as_bytes(), partitions);
+            if entry.seq <= last.get(&partition).copied().unwrap_or(0) {
+                continue;
+            }
+            let Some(id) = ids.get(&entry.record) else {
+                return Err(Failure::Fatal(RuntimeError::Config(format!(
+                    "journal entry {} is a {} event, which is not in the service's catalog",
+                    entry.seq, entry.record
+                ))));
+            };
+            let payload = wire::frame(*id, &entry.body);
+            let headers = envelope::headers(&self.service, entry);
+            let mut record = BaseRecord::to(topic)
+                .partition(partition)
+                .key(entry.subject.as_bytes())
+                .payload(&payload)
+                .headers(headers);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        record = r;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        let _ = producer.abort_transaction(TXN_TIMEOUT);
+                        return Err(Failure::Retry(e.to_string()));
+                    }
+                }
+            }
+            sent.insert(partition, entry.seq);
+            if i == entries.len() / 2 {
+                failpoint::hit("publisher.mid-batch");
+            }
+        }
+        failpoint::hit("publisher.before-commit");
+        loop {
+            match producer.commit_transaction(TXN_TIMEOUT) {
+                Ok(()) => break,
+                // The outcome is unknown; librdkafka wants the commit retried, not the batch.
+                Err(KafkaError::Transaction(rd)) if rd.is_retriable() && !rd.txn_requires_abort() => {
+                    warn!(service = %self.service, error = %rd, "committing the publish transaction; retrying the commit");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => {
+                    let failure = classify(e);
+                    if matches!(failure, Failure::Retry(_)) {
+                        let _ = producer.abort_transaction(TXN_TIMEOUT);
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        failpoint::hit("publisher.after-commit");
+        Ok(sent)
+    }
+}
+
+/// The tail reader's context: reaching the end of a partition is the point, not an error.
+struct TailContext;
+
+impl rdkafka::ClientContext for TailContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(%error, reason, "tail reader error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for TailContext {}
+
+enum Failure {
+    Retry(String),
+    Fatal(RuntimeError),
+}
+
+fn classify(e: KafkaError) -> Failure {
+    if let KafkaError::Transaction(rd) = &e {
+        if rd.is_fatal() {
+            return Failure::Fatal(RuntimeError::Kafka {
+                what: "publishing".into(),
+                detail: format!(
+                    "{e}; another publisher with the same transactional id took over (two instances of one service?)"
+                ),
+            });
+        }
+    }
+    Failure::Retry(e.to_string())
+}

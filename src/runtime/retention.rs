@@ -1,0 +1,137 @@
+//! The retention guard: a consumer never silently skips events it has not taken in.
+//!
+//! Before consuming (and whenever partitions are assigned) every stored position is compared with
+//! its partition's log-start offset. If the events between them were deleted by retention or
+//! delete-records, reading on would lose them, so the consumer refuses with a typed error naming
+//! the gap and the remedy. seam never relies on `auto.offset.reset` (it is set to `error`).
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use thiserror::Error;
+
+use crate::offsets::OffsetMap;
+
+use super::RuntimeError;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A stored position that can no longer be read from.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RetentionError {
+    /// Events the consumer still needs were deleted.
+    #[error("{topic} partition {partition}: this consumer needs events from offset {needed}, but the log now starts at {earliest}; events {needed}..{earliest} were deleted (retention or delete-records). Bootstrap the consumer from a snapshot (`seam replay <consumer> --from-snapshot`) instead of reading on")]
+    Deleted {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The stored position (next offset needed).
+        needed: i64,
+        /// The partition's log-start offset.
+        earliest: i64,
+    },
+    /// The stored position lies beyond the end of the log: the topic was recreated or truncated.
+    #[error("{topic} partition {partition}: this consumer's position is {needed}, but the log ends at {end}; the topic was recreated or truncated since. Rebuild the consumer's replica (`seam replay <consumer> --from-beginning`)")]
+    BeyondEnd {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The stored position.
+        needed: i64,
+        /// The partition's high watermark.
+        end: i64,
+    },
+}
+
+/// The partitions of `topics`, failing with a clear error for a topic that does not exist.
+pub fn partitions_of<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topics: &[String],
+) -> Result<Vec<(String, i32)>, RuntimeError> {
+    let mut out = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(|e| RuntimeError::kafka(format!("reading metadata of {topic}"), e))?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic);
+        match found {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                out.extend(t.partitions().iter().map(|p| (topic.clone(), p.id())));
+            }
+            _ => return Err(RuntimeError::TopicMissing { topic: topic.clone() }),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every partition's stored position against its log-start and end offsets.
+pub fn check<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[(String, i32)],
+    positions: &OffsetMap,
+) -> Result<(), RuntimeError> {
+    for (topic, partition) in partitions {
+        let needed = positions.position(topic, *partition);
+        let (earliest, end) = consumer
+            .fetch_watermarks(topic, *partition, TIMEOUT)
+            .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic} partition {partition}"), e))?;
+        verdict(topic, *partition, needed, earliest, end)?;
+    }
+    Ok(())
+}
+
+/// The decision for one partition, separate from the broker call so it can be tested alone.
+pub fn verdict(topic: &str, partition: i32, needed: i64, earliest: i64, end: i64) -> Result<(), RetentionError> {
+    if needed < earliest {
+        return Err(RetentionError::Deleted {
+            topic: topic.to_string(),
+            partition,
+            needed,
+            earliest,
+        });
+    }
+    if needed > end {
+        return Err(RetentionError::BeyondEnd {
+            topic: topic.to_string(),
+            partition,
+            needed,
+            end,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_inside_the_log_pass() {
+        assert!(verdict("t", 0, 0, 0, 0).is_ok());
+        assert!(verdict("t", 0, 5, 5, 9).is_ok());
+        assert!(verdict("t", 0, 9, 5, 9).is_ok());
+    }
+
+    #[test]
+    fn deleted_events_are_refused_with_the_gap_and_remedy() {
+        let err = verdict("orders.events", 2, 3, 10, 20).expect_err("gap");
+        let text = err.to_string();
+        assert!(text.contains("orders.events partition 2"), "{text}");
+        assert!(text.contains("offset 3") && text.contains("starts at 10"), "{text}");
+        assert!(text.contains("snapshot"), "{text}");
+    }
+
+    #[test]
+    fn a_position_past_the_end_is_refused() {
+        assert!(matches!(
+            verdict("t", 1, 30, 0, 20),
+            Err(RetentionError::BeyondEnd {
+                needed: 30,
+                end: 20,
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,400 @@
+//! The single writer of a service's store. API commands, translated foreign events and redrives
+//! queue here; the writer applies whatever is queued against one write set and commits it with
+//! one atomic, flushed store write (group commit), then answers every request in the group.
+//!
+//! Because one write carries the model change, the journal entries it emitted and the positions
+//! it reached, a crash can never separate them (invariant 3); because positions and applied event
+//! ids are checked before applying, redelivered and re-posted events change nothing (invariant 1).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug_span, warn};
+
+use crate::codec::Catalog;
+use crate::dlq::{self, RedriveRequest};
+use crate::envelope;
+use crate::failpoint;
+use crate::fault::{Class, Classify};
+use crate::metrics::Metrics;
+use crate::offsets::{Delivery, OffsetMap};
+use crate::service::{Apply, ApplyError, Cause, Service};
+use crate::store::{DeadLetter, Store, WriteSet};
+
+use super::pipeline::{Pipeline, Prepared, RawEvent};
+use super::progress::Progress;
+use super::RuntimeError;
+
+/// Requests queued in one group at most; bounds the work (and memory) of one commit.
+const MAX_GROUP: usize = 256;
+
+/// A foreign record after the pipeline.
+pub(crate) struct Inbound<C> {
+    pub raw: RawEvent,
+    pub prepared: Prepared<C>,
+}
+
+/// What a redrive did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RedriveSummary {
+    /// Dead letters applied (or found already applied).
+    pub redriven: usize,
+    /// Dead letters that failed again and stay parked (with everything behind them).
+    pub failed: usize,
+}
+
+pub(crate) enum Request<C> {
+    Command {
+        command: C,
+        cause: Cause,
+        reply: oneshot::Sender<Result<Vec<u64>, ApplyError>>,
+    },
+    Foreign {
+        items: Vec<Inbound<C>>,
+        reply: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    Redrive {
+        request: RedriveRequest,
+        control: Option<(String, i32, i64)>,
+        reply: oneshot::Sender<Result<RedriveSummary, RuntimeError>>,
+    },
+}
+
+enum Reply {
+    Command(
+        oneshot::Sender<Result<Vec<u64>, ApplyError>>,
+        Result<Vec<u64>, ApplyError>,
+    ),
+    Foreign(oneshot::Sender<Result<(), RuntimeError>>),
+    Redrive(oneshot::Sender<Result<RedriveSummary, RuntimeError>>, RedriveSummary),
+}
+
+pub(crate) struct Writer<S: Service> {
+    pub name: String,
+    pub service: Arc<S>,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub pipeline: Option<Arc<Pipeline<S::Command>>>,
+    pub metrics: Metrics,
+    pub durable: Arc<Progress>,
+    pub outbox: Arc<Progress>,
+    pub cancel: CancellationToken,
+}
+
+struct Group {
+    set: WriteSet,
+    replies: Vec<Reply>,
+    outbox_queued: bool,
+}
+
+impl<S: Service> Writer<S> {
+    /// Runs until every sender is gone; the last group is committed before returning.
+    pub fn run(self, mut rx: mpsc::Receiver<Request<S::Command>>) -> Result<(), RuntimeError> {
+        let mut positions = self.store.positions()?;
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = self.group()?;
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(request) = next.take() {
+                taken += 1;
+                match request {
+                    Request::Command { command, cause, reply } => {
+                        let result = self.command(&mut group.set, &command, &cause);
+                        if let Err(e) = &result {
+                            if e.class() == Class::Fatal {
+                                let _ = reply.send(Err(ApplyError::Rejected(format!("the store failed: {e}"))));
+                                return Err(RuntimeError::Store(e.to_string()));
+                            }
+                        }
+                        group.replies.push(Reply::Command(reply, result));
+                    }
+                    Request::Foreign { items, reply } => {
+                        match self.foreign(&mut group, &mut positions, items) {
+                            Ok(()) => group.replies.push(Reply::Foreign(reply)),
+                            Err(e) => {
+                                let _ = reply.send(Err(e.clone()));
+                                return Err(e);
+                            }
+                        }
+                        failpoint::hit("writer.mid-group");
+                    }
+                    Request::Redrive {
+                        request,
+                        control,
+                        reply,
+                    } => {
+                        // Redrive reads parked events from the store: commit what came before.
+                        self.commit(std::mem::replace(&mut group, self.group()?))?;
+                        match self.redrive(&mut group, &mut positions, &request, control) {
+                            Ok(summary) => group.replies.push(Reply::Redrive(reply, summary)),
+                            Err(e) => {
+                                let _ = reply.send(Err(e.clone()));
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                if taken < MAX_GROUP {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(group)?;
+        }
+        Ok(())
+    }
+
+    fn group(&self) -> Result<Group, RuntimeError> {
+        Ok(Group {
+            set: self.store.write_set()?,
+            replies: Vec::new(),
+            outbox_queued: false,
+        })
+    }
+
+    fn commit(&self, group: Group) -> Result<(), RuntimeError> {
+        let last_seq = group.set.last_seq();
+        if !group.set.is_empty() {
+            failpoint::hit("writer.before-commit");
+            self.store.commit(group.set, true)?;
+            self.metrics.committed();
+            failpoint::hit("writer.after-commit");
+        }
+        self.durable.raise(last_seq);
+        if group.outbox_queued {
+            self.outbox.nudge();
+        }
+        for reply in group.replies {
+            match reply {
+                Reply::Command(tx, result) => {
+                    let _ = tx.send(result);
+                }
+                Reply::Foreign(tx) => {
+                    let _ = tx.send(Ok(()));
+                }
+                Reply::Redrive(tx, summary) => {
+                    let _ = tx.send(Ok(summary));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_all(&self, set: &mut WriteSet, commands: &[S::Command], cause: &Cause) -> Result<Vec<u64>, ApplyError> {
+        let mut ctx = Apply::new(&self.store, set, &self.catalog, cause, envelope::now_ms());
+        for command in commands {
+            self.service.apply(&mut ctx, command)?;
+        }
+        Ok(std::mem::take(&mut ctx.emitted))
+    }
+
+    fn command(&self, set: &mut WriteSet, command: &S::Command, cause: &Cause) -> Result<Vec<u64>, ApplyError> {
+        match self.apply_all(set, std::slice::from_ref(command), cause) {
+            Ok(seqs) => {
+                set.keep();
+                self.metrics.command("applied");
+                Ok(seqs)
+            }
+            Err(e) => {
+                set.discard();
+                self.metrics.command("rejected");
+                Err(e)
+            }
+        }
+    }
+
+    fn foreign(
+        &self,
+        group: &mut Group,
+        positions: &mut OffsetMap,
+        items: Vec<Inbound<S::Command>>,
+    ) -> Result<(), RuntimeError> {
+        for Inbound { raw, prepared } in items {
+            let _span = debug_span!("take_in", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
+            if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
+                self.metrics.skipped(&raw.topic, "redelivered");
+                continue;
+            }
+            positions.advance(&raw.topic, raw.partition, raw.offset);
+            self.take_in(group, &raw, prepared)?;
+            group.set.set_position(&raw.topic, raw.partition, raw.offset + 1);
+            group.set.keep();
+        }
+        Ok(())
+    }
+
+    /// Applies, skips or parks one new foreign event; the caller stages its position.
+    fn take_in(&self, group: &mut Group, raw: &RawEvent, prepared: Prepared<S::Command>) -> Result<(), RuntimeError> {
+        let subject = raw.subject().unwrap_or_default();
+        if let Some(id) = raw.event_id() {
+            if group.set.is_applied(&self.store, id)? {
+                self.metrics.skipped(&raw.topic, "duplicate");
+                return Ok(());
+            }
+        }
+        if group.set.is_parked(&self.store, &raw.topic, &subject)? {
+            let reason = format!("subject {subject} is parked behind an earlier dead letter; it waits for a redrive");
+            self.park(group, raw, "parked", reason);
+            self.metrics.parked(&raw.topic);
+            return Ok(());
+        }
+        match prepared {
+            Prepared::Filtered => self.metrics.skipped(&raw.topic, "filtered"),
+            Prepared::Poison { kind, reason } => {
+                warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
+                self.metrics.dead_lettered(&raw.topic, &kind);
+                self.park(group, raw, &kind, reason);
+            }
+            Prepared::Commands(commands) => {
+                let cause = cause_of(raw);
+                match self.apply_all(&mut group.set, &commands, &cause) {
+                    Ok(_) => {
+                        if let Some(id) = raw.event_id() {
+                            group.set.mark_applied(id);
+                        }
+                        self.metrics.applied(&raw.topic, 1);
+                    }
+                    Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                    Err(e) => {
+                        group.set.discard();
+                        warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "a translated command failed; dead-lettering the event");
+                        self.metrics.dead_lettered(&raw.topic, "apply");
+                        self.park(
+                            group,
+                            raw,
+                            "apply",
+                            format!("applying the translated command failed: {e}"),
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) {
+        let letter = DeadLetter {
+            consumer: self.name.clone(),
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            offset: raw.offset,
+            subject: raw.subject(),
+            key: raw.key.clone(),
+            value: raw.value.clone(),
+            headers: raw.headers.clone(),
+            class: Class::Poison,
+            kind: kind.to_string(),
+            reason,
+            time_ms: envelope::now_ms(),
+        };
+        group.set.park(&letter, dlq::dead_letter_record(&letter));
+        group.outbox_queued = true;
+    }
+
+    fn redrive(
+        &self,
+        group: &mut Group,
+        positions: &mut OffsetMap,
+        request: &RedriveRequest,
+        control: Option<(String, i32, i64)>,
+    ) -> Result<RedriveSummary, RuntimeError> {
+        let mut summary = RedriveSummary::default();
+        if let Some((topic, partition, next)) = control {
+            positions.set(&topic, partition, next);
+            group.set.set_position(&topic, partition, next);
+            group.set.keep();
+        }
+        let Some(pipeline) = &self.pipeline else {
+            return Ok(summary);
+        };
+        let parked = self.store.parked(None)?;
+        let mut blocked: HashSet<(String, String)> = HashSet::new();
+        let mut groups: Vec<(String, String)> = Vec::new();
+        for entry in parked {
+            let letter = &entry.letter;
+            let subject = letter.subject.clone().unwrap_or_default();
+            if request.subject.as_ref().is_some_and(|s| *s != subject)
+                || request.topic.as_ref().is_some_and(|t| *t != letter.topic)
+            {
+                continue;
+            }
+            let id = (letter.topic.clone(), subject.clone());
+            if groups.last() != Some(&id) {
+                groups.push(id.clone());
+            }
+            if blocked.contains(&id) {
+                continue;
+            }
+            let raw = RawEvent {
+                topic: letter.topic.clone(),
+                partition: letter.partition,
+                offset: letter.offset,
+                key: letter.key.clone(),
+                value: letter.value.clone(),
+                headers: letter.headers.clone(),
+            };
+            let _span = debug_span!("redrive", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
+            let already = match raw.event_id() {
+                Some(event_id) => group.set.is_applied(&self.store, event_id)?,
+                None => false,
+            };
+            let failure = if already {
+                None
+            } else {
+                match pipeline.prepare(&raw, &self.cancel)? {
+                    Prepared::Filtered => None,
+                    Prepared::Poison { reason, .. } => Some(reason),
+                    Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
+                        Ok(_) => None,
+                        Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                        Err(e) => Some(format!("applying the translated command failed: {e}")),
+                    },
+                }
+            };
+            match failure {
+                None => {
+                    if let Some(event_id) = raw.event_id() {
+                        group.set.mark_applied(event_id);
+                    }
+                    group.set.unpark_event(entry.key.clone());
+                    group.set.queue_outbox(dlq::outcome_record(letter, None));
+                    group.set.keep();
+                    summary.redriven += 1;
+                    self.metrics.applied(&raw.topic, 1);
+                }
+                Some(reason) => {
+                    group.set.discard();
+                    group.set.queue_outbox(dlq::outcome_record(letter, Some(&reason)));
+                    group.set.keep();
+                    summary.failed += 1;
+                    blocked.insert(id);
+                }
+            }
+            group.outbox_queued = true;
+        }
+        for (topic, subject) in groups {
+            if !blocked.contains(&(topic.clone(), subject.clone())) {
+                group.set.unpark_subject(&topic, &subject);
+                group.set.keep();
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Correlation and causation of commands translated from `raw`.
+fn cause_of(raw: &RawEvent) -> Cause {
+    let causation = raw
+        .event_id()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}/{}/{}", raw.topic, raw.partition, raw.offset));
+    Cause {
+        correlation_id: Some(
+            raw.correlation_id()
+                .map(str::to_string)
+                .unwrap_or_else(|| causation.clone()),
+        ),
+        causation_id: Some(causation),
+    }
+}

@@ -1,0 +1,170 @@
+//! What a service implements: its commands and how they change its model.
+//!
+//! There is one apply path (seed 000): a command from the HTTP API, a command translated from a
+//! foreign event and a redriven dead letter all run through [`Service::apply`] against the same
+//! staged store view. Commands built from foreign events must be getOrCreate-style: a reference to
+//! an unknown entity creates a placeholder instead of failing, because a foreign event is a fact
+//! that cannot be vetoed.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::codec::{Catalog, CatalogError};
+use crate::fault::{Class, Classify};
+use crate::store::{JournalEntry, Store, StoreError, WriteSet};
+
+/// A service's domain logic. Implementations hold no state of their own: the model lives in the
+/// store, so it is durable, shared with snapshots and rebuilt on replay.
+pub trait Service: Send + Sync + 'static {
+    /// The service's commands.
+    type Command: Send + std::fmt::Debug + 'static;
+
+    /// Applies one command. Reads and writes go through `ctx`; events are emitted with
+    /// [`Apply::emit`]. Returning an error discards everything this command staged.
+    /// Must be deterministic and idempotent for commands translated from foreign events.
+    fn apply(&self, ctx: &mut Apply<'_>, command: &Self::Command) -> Result<(), ApplyError>;
+}
+
+/// An event type a service emits; its Rust type must match `schemas/<service>/<Record>.avsc`.
+pub trait Event: Serialize {
+    /// Full name of the Avro record (`namespace.Name`).
+    const RECORD: &'static str;
+}
+
+/// Why a command was not applied.
+#[derive(Debug, Error)]
+pub enum ApplyError {
+    /// The domain refused the command (only legitimate for the service's own commands; a refused
+    /// translated command is dead-lettered, since foreign events cannot be vetoed).
+    #[error("{0}")]
+    Rejected(String),
+    /// An emitted event does not fit its schema (a bug in the service).
+    #[error(transparent)]
+    Encode(#[from] CatalogError),
+    /// A stored model value does not decode into the type asked for.
+    #[error("model value {key} does not decode: {detail}")]
+    Model {
+        /// Model key.
+        key: String,
+        /// Cause.
+        detail: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Classify for ApplyError {
+    fn class(&self) -> Class {
+        match self {
+            Self::Rejected(_) | Self::Encode(_) => Class::Poison,
+            Self::Model { .. } | Self::Store(_) => Class::Fatal,
+        }
+    }
+}
+
+impl ApplyError {
+    /// A rejection with a message saying what is wrong.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        Self::Rejected(message.into())
+    }
+}
+
+/// Where an applied command came from; becomes the correlation and causation of its events.
+#[derive(Debug, Clone, Default)]
+pub struct Cause {
+    /// The business flow (propagated from the foreign event or given by the API caller).
+    pub correlation_id: Option<String>,
+    /// The foreign event that caused the command.
+    pub causation_id: Option<String>,
+}
+
+/// The view a command runs against: the model (with this group's staged writes) and the
+/// journal to emit into.
+pub struct Apply<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) set: &'a mut WriteSet,
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) cause: &'a Cause,
+    pub(crate) now_ms: i64,
+    pub(crate) emitted: Vec<u64>,
+}
+
+impl<'a> Apply<'a> {
+    /// A context over a write set (the runtime builds these; public for model tests and tools).
+    pub fn new(store: &'a Store, set: &'a mut WriteSet, catalog: &'a Catalog, cause: &'a Cause, now_ms: i64) -> Self {
+        Self {
+            store,
+            set,
+            catalog,
+            cause,
+            now_ms,
+            emitted: Vec::new(),
+        }
+    }
+
+    /// The model value at `key`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApplyError> {
+        match self.set.model_get(self.store, key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ApplyError::Model {
+                key: key.to_string(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Every model value whose key starts with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, ApplyError> {
+        self.set
+            .model_scan(self.store, prefix)?
+            .into_iter()
+            .map(|(k, v)| match serde_json::from_slice(&v) {
+                Ok(t) => Ok((k, t)),
+                Err(e) => Err(ApplyError::Model {
+                    key: k,
+                    detail: e.to_string(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Stores `value` at `key`.
+    pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), ApplyError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ApplyError::Model {
+            key: key.to_string(),
+            detail: e.to_string(),
+        })?;
+        self.set.model_put(key, Some(bytes));
+        Ok(())
+    }
+
+    /// Removes the value at `key`.
+    pub fn remove(&mut self, key: &str) {
+        self.set.model_put(key, None);
+    }
+
+    /// Appends an event about `subject` to the journal; it is published after the commit is
+    /// durable. Returns its seq.
+    pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<u64, ApplyError> {
+        let body = self.catalog.encode(E::RECORD, event)?;
+        let seq = self.set.append(JournalEntry {
+            seq: 0,
+            subject: subject.to_string(),
+            record: E::RECORD.to_string(),
+            time_ms: self.now_ms,
+            correlation_id: self.cause.correlation_id.clone(),
+            causation_id: self.cause.causation_id.clone(),
+            body,
+        });
+        self.emitted.push(seq);
+        Ok(seq)
+    }
+
+    /// When the command is applied (milliseconds since the epoch); use it instead of the clock
+    /// so replays are deterministic.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+}

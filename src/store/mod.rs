@@ -1,0 +1,561 @@
+//! A service's store: one database per service instance holding its model, its journal, its
+//! positions in foreign topics, the ids of foreign events it took in, its parked subjects and
+//! its DLQ outbox.
+//!
+//! Everything lives in one ordered keyspace under one-byte prefixes, so a single atomic batch
+//! can carry a state change, the events it emits and the positions it reached (invariant 3).
+//! Writes are staged in a [`WriteSet`] that reads its own writes; the writer commits one set per
+//! group of commands and flushes once for all of them.
+
+pub mod engine;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use engine::{Engine, SledEngine, StoreError};
+pub use records::{DeadLetter, JournalEntry};
+
+use crate::offsets::OffsetMap;
+
+/// Key prefixes of the keyspace.
+mod prefix {
+    pub const JOURNAL: u8 = b'j';
+    pub const MODEL: u8 = b'm';
+    pub const POSITION: u8 = b'p';
+    pub const APPLIED: u8 = b'a';
+    pub const PARKED_SUBJECT: u8 = b'k';
+    pub const PARKED_EVENT: u8 = b'q';
+    pub const OUTBOX: u8 = b'o';
+    pub const META: u8 = b'x';
+}
+
+/// Keys under the meta prefix.
+mod meta {
+    pub const LAST_SEQ: &str = "last-seq";
+    pub const PUBLISHED_SEQ: &str = "published-seq";
+    pub const COUNTER: &str = "counter";
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(part);
+    }
+    k
+}
+
+fn journal_key(seq: u64) -> Vec<u8> {
+    key(prefix::JOURNAL, &[&seq.to_be_bytes()])
+}
+
+fn position_key(topic: &str, partition: i32) -> Vec<u8> {
+    key(prefix::POSITION, &[topic.as_bytes(), &partition.to_be_bytes()])
+}
+
+fn parked_subject_key(topic: &str, subject: &str) -> Vec<u8> {
+    key(prefix::PARKED_SUBJECT, &[topic.as_bytes(), subject.as_bytes()])
+}
+
+fn parked_event_prefix(topic: &str, subject: &str) -> Vec<u8> {
+    let mut k = key(prefix::PARKED_EVENT, &[topic.as_bytes(), subject.as_bytes()]);
+    k.push(0);
+    k
+}
+
+/// The exclusive upper bound of all keys starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            what,
+            detail: format!("expected 8 bytes, found {}", bytes.len()),
+        })
+}
+
+/// A parked dead letter with its store key (for removal on redrive).
+#[derive(Debug, Clone)]
+pub struct Parked {
+    /// Store key of the parked event.
+    pub key: Vec<u8>,
+    /// The dead letter.
+    pub letter: DeadLetter,
+}
+
+/// A record waiting in the DLQ outbox to be produced to `<consumer>.dlq`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxRecord {
+    /// Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// Kafka value.
+    pub value: Option<Vec<u8>>,
+    /// Kafka headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The typed view of a service's store.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Opens the sled store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self::with_engine(Arc::new(SledEngine::open(dir)?)))
+    }
+
+    /// A store over any engine.
+    pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
+        Self { engine }
+    }
+
+    fn meta_u64(&self, name: &str) -> Result<u64, StoreError> {
+        match self.engine.get(&key(prefix::META, &[name.as_bytes()]))? {
+            Some(v) => be_u64(&v, "meta"),
+            None => Ok(0),
+        }
+    }
+
+    /// The seq of the last journal entry (0 when the journal is empty).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        self.meta_u64(meta::LAST_SEQ)
+    }
+
+    /// The last seq the publisher confirmed (bookkeeping; the topic tail is authoritative).
+    pub fn published_seq(&self) -> Result<u64, StoreError> {
+        self.meta_u64(meta::PUBLISHED_SEQ)
+    }
+
+    /// Records the publisher's progress. Not flushed: losing it only means re-checking the tail.
+    pub fn set_published_seq(&self, seq: u64) -> Result<(), StoreError> {
+        self.engine.write(vec![(
+            key(prefix::META, &[meta::PUBLISHED_SEQ.as_bytes()]),
+            Some(seq.to_be_bytes().to_vec()),
+        )])
+    }
+
+    /// Up to `limit` journal entries with seq ≥ `from`, in seq order.
+    pub fn journal_from(&self, from: u64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
+        let start = journal_key(from);
+        let end = prefix_end(&[prefix::JOURNAL]);
+        self.engine
+            .range(&start, &end)
+            .take(limit)
+            .map(|item| item.and_then(|(_, v)| JournalEntry::decode(&v)))
+            .collect()
+    }
+
+    /// Every stored position.
+    pub fn positions(&self) -> Result<OffsetMap, StoreError> {
+        let start = [prefix::POSITION];
+        let mut map = OffsetMap::default();
+        for item in self.engine.range(&start, &prefix_end(&start)) {
+            let (k, v) = item?;
+            let rest = k.get(1..).unwrap_or_default();
+            let split = rest.len().saturating_sub(5);
+            let (topic, partition) = rest.split_at(split);
+            let partition = partition
+                .get(1..)
+                .and_then(|p| p.try_into().ok())
+                .map(i32::from_be_bytes)
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "position",
+                    detail: "bad key".into(),
+                })?;
+            let topic = String::from_utf8_lossy(topic).into_owned();
+            map.set(&topic, partition, be_u64(&v, "position")? as i64);
+        }
+        Ok(map)
+    }
+
+    /// Forgets the positions in `topic`, so the next start reads it again from the log start.
+    /// Already applied events are recognised by their ids and change nothing (a rewind).
+    pub fn clear_positions(&self, topic: &str) -> Result<(), StoreError> {
+        let start = key(prefix::POSITION, &[topic.as_bytes()]);
+        let mut start = start;
+        start.push(0);
+        let end = prefix_end(&start);
+        let keys: Vec<_> = self
+            .engine
+            .range(&start, &end)
+            .map(|i| i.map(|(k, _)| (k, None)))
+            .collect::<Result<_, _>>()?;
+        self.engine.write(keys)?;
+        self.engine.flush()
+    }
+
+    /// Whether the foreign event with this id was already taken in.
+    pub fn is_applied(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .engine
+            .get(&key(prefix::APPLIED, &[event_id.as_bytes()]))?
+            .is_some())
+    }
+
+    /// The raw model value at `key`.
+    pub fn model_get(&self, model_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.engine.get(&key(prefix::MODEL, &[model_key.as_bytes()]))
+    }
+
+    /// Model entries whose key starts with `model_prefix`, in key order.
+    pub fn model_scan(&self, model_prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let start = key(prefix::MODEL, &[model_prefix.as_bytes()]);
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .map(|item| item.map(|(k, v)| (String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(), v)))
+            .collect()
+    }
+
+    /// Whether `subject` of `topic` is parked behind a dead letter.
+    pub fn is_parked(&self, topic: &str, subject: &str) -> Result<bool, StoreError> {
+        Ok(self.engine.get(&parked_subject_key(topic, subject))?.is_some())
+    }
+
+    /// Parked dead letters, oldest first per subject; all of them, or one topic's subject's.
+    pub fn parked(&self, only: Option<(&str, &str)>) -> Result<Vec<Parked>, StoreError> {
+        let start = match only {
+            Some((topic, subject)) => parked_event_prefix(topic, subject),
+            None => vec![prefix::PARKED_EVENT],
+        };
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .map(|item| {
+                item.and_then(|(k, v)| {
+                    Ok(Parked {
+                        key: k,
+                        letter: DeadLetter::decode(&v)?,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` records waiting to be produced to the DLQ, oldest first.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(Vec<u8>, OutboxRecord)>, StoreError> {
+        let start = [prefix::OUTBOX];
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .take(limit)
+            .map(|item| {
+                item.and_then(|(k, v)| {
+                    serde_json::from_slice(&v)
+                        .map(|r| (k, r))
+                        .map_err(|e| StoreError::Corrupt {
+                            what: "outbox",
+                            detail: e.to_string(),
+                        })
+                })
+            })
+            .collect()
+    }
+
+    /// Removes produced outbox records.
+    pub fn outbox_done(&self, keys: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.engine.write(keys.into_iter().map(|k| (k, None)).collect())
+    }
+
+    /// A SHA-256 over the model, in key order: equal digests mean equal state.
+    pub fn digest(&self) -> Result<String, StoreError> {
+        let start = [prefix::MODEL];
+        let mut hasher = Sha256::new();
+        for item in self.engine.range(&start, &prefix_end(&start)) {
+            let (k, v) = item?;
+            hasher.update((k.len() as u64).to_be_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u64).to_be_bytes());
+            hasher.update(&v);
+        }
+        Ok(format!("{:x}", hasher.finalize()))
+    }
+
+    /// Applies a write set atomically; with `durable`, flushes before returning.
+    pub fn commit(&self, set: WriteSet, durable: bool) -> Result<(), StoreError> {
+        let writes: Vec<_> = set.committed.into_iter().collect();
+        if !writes.is_empty() {
+            self.engine.write(writes)?;
+        }
+        if durable {
+            self.engine.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.engine.flush()
+    }
+
+    /// A new write set over the store's current state.
+    pub fn write_set(&self) -> Result<WriteSet, StoreError> {
+        Ok(WriteSet {
+            committed: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            last_seq: self.last_seq()?,
+            staged_entries: Vec::new(),
+            entries: Vec::new(),
+            counter: self.meta_u64(meta::COUNTER)?,
+        })
+    }
+}
+
+/// Writes staged for one atomic commit, read-your-writes, with a savepoint per command so a
+/// rejected command leaves nothing behind.
+#[derive(Debug)]
+pub struct WriteSet {
+    committed: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    last_seq: u64,
+    staged_entries: Vec<JournalEntry>,
+    entries: Vec<JournalEntry>,
+    counter: u64,
+}
+
+impl WriteSet {
+    fn read(&self, store: &Store, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.staged.get(k).or_else(|| self.committed.get(k)) {
+            return Ok(v.clone());
+        }
+        store.engine.get(k)
+    }
+
+    fn stage(&mut self, k: Vec<u8>, v: Option<Vec<u8>>) {
+        self.staged.insert(k, v);
+    }
+
+    /// Keeps the staged writes of the current command.
+    pub fn keep(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        self.committed.extend(staged);
+        self.entries.append(&mut self.staged_entries);
+        if let Some(last) = self.entries.last() {
+            self.last_seq = last.seq;
+            self.committed.insert(
+                key(prefix::META, &[meta::LAST_SEQ.as_bytes()]),
+                Some(last.seq.to_be_bytes().to_vec()),
+            );
+        }
+    }
+
+    /// Drops the staged writes of the current command.
+    pub fn discard(&mut self) {
+        self.staged.clear();
+        self.staged_entries.clear();
+    }
+
+    /// Whether nothing is staged or kept.
+    pub fn is_empty(&self) -> bool {
+        self.committed.is_empty() && self.staged.is_empty()
+    }
+
+    /// Journal entries kept so far.
+    pub fn entries(&self) -> &[JournalEntry] {
+        &self.entries
+    }
+
+    /// The seq of the last kept journal entry.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Reads a model value, seeing staged writes.
+    pub fn model_get(&self, store: &Store, model_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(store, &key(prefix::MODEL, &[model_key.as_bytes()]))
+    }
+
+    /// Model entries under a prefix, merging staged writes over the stored ones.
+    pub fn model_scan(&self, store: &Store, model_prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let start = key(prefix::MODEL, &[model_prefix.as_bytes()]);
+        let end = prefix_end(&start);
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for item in store.engine.range(&start, &end) {
+            let (k, v) = item?;
+            merged.insert(k, Some(v));
+        }
+        for layer in [&self.committed, &self.staged] {
+            for (k, v) in layer.range(start.clone()..end.clone()) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(), v)))
+            .collect())
+    }
+
+    /// Stages a model write (`None` removes).
+    pub fn model_put(&mut self, model_key: &str, value: Option<Vec<u8>>) {
+        self.stage(key(prefix::MODEL, &[model_key.as_bytes()]), value);
+    }
+
+    /// Stages a journal entry and returns its seq.
+    pub fn append(&mut self, mut entry: JournalEntry) -> u64 {
+        let seq = self.last_seq + self.staged_entries.len() as u64 + 1;
+        entry.seq = seq;
+        self.stage(journal_key(seq), Some(entry.encode()));
+        self.staged_entries.push(entry);
+        seq
+    }
+
+    /// Stages a position.
+    pub fn set_position(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.stage(
+            position_key(topic, partition),
+            Some((next_offset.max(0) as u64).to_be_bytes().to_vec()),
+        );
+    }
+
+    /// Whether a foreign event id was taken in (stored or staged).
+    pub fn is_applied(&self, store: &Store, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .read(store, &key(prefix::APPLIED, &[event_id.as_bytes()]))?
+            .is_some())
+    }
+
+    /// Stages the id of a foreign event taken in.
+    pub fn mark_applied(&mut self, event_id: &str) {
+        self.stage(key(prefix::APPLIED, &[event_id.as_bytes()]), Some(Vec::new()));
+    }
+
+    /// Whether a subject is parked (stored or staged).
+    pub fn is_parked(&self, store: &Store, topic: &str, subject: &str) -> Result<bool, StoreError> {
+        Ok(self.read(store, &parked_subject_key(topic, subject))?.is_some())
+    }
+
+    fn next_counter(&mut self) -> u64 {
+        self.counter += 1;
+        self.stage(
+            key(prefix::META, &[meta::COUNTER.as_bytes()]),
+            Some(self.counter.to_be_bytes().to_vec()),
+        );
+        self.counter
+    }
+
+    /// Parks a dead letter under its subject (which becomes parked) and queues it for the DLQ.
+    pub fn park(&mut self, letter: &DeadLetter, outbox: OutboxRecord) {
+        let subject = letter.subject.clone().unwrap_or_default();
+        self.stage(parked_subject_key(&letter.topic, &subject), Some(Vec::new()));
+        let n = self.next_counter();
+        let mut k = parked_event_prefix(&letter.topic, &subject);
+        k.extend_from_slice(&n.to_be_bytes());
+        self.stage(k, Some(letter.encode()));
+        self.queue_outbox(outbox);
+    }
+
+    /// Removes one parked event (applied on redrive).
+    pub fn unpark_event(&mut self, parked_key: Vec<u8>) {
+        self.stage(parked_key, None);
+    }
+
+    /// Unparks a subject: later events apply directly again.
+    pub fn unpark_subject(&mut self, topic: &str, subject: &str) {
+        self.stage(parked_subject_key(topic, subject), None);
+    }
+
+    /// Queues a record for the DLQ topic.
+    pub fn queue_outbox(&mut self, record: OutboxRecord) {
+        let n = self.next_counter();
+        self.stage(
+            key(prefix::OUTBOX, &[&n.to_be_bytes()]),
+            Some(serde_json::to_vec(&record).unwrap_or_default()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("seam-store-{}-{}", std::process::id(), rand_suffix()));
+        (Store::open(&dir).expect("store opens"), dir)
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    }
+
+    fn entry(subject: &str) -> JournalEntry {
+        JournalEntry {
+            seq: 0,
+            subject: subject.into(),
+            record: "x.E".into(),
+            time_ms: 0,
+            correlation_id: None,
+            causation_id: None,
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn a_discarded_command_leaves_nothing_and_a_kept_one_commits_atomically() {
+        let (store, dir) = temp_store();
+        let mut set = store.write_set().expect("write set");
+        set.model_put("a", Some(b"1".to_vec()));
+        set.append(entry("s/1"));
+        set.discard();
+        set.model_put("b", Some(b"2".to_vec()));
+        assert_eq!(set.append(entry("s/2")), 1);
+        set.set_position("t", 3, 10);
+        set.keep();
+        assert_eq!(set.model_get(&store, "b").expect("read"), Some(b"2".to_vec()));
+        store.commit(set, true).expect("commit");
+
+        assert_eq!(store.model_get("a").expect("read"), None);
+        assert_eq!(store.model_get("b").expect("read"), Some(b"2".to_vec()));
+        assert_eq!(store.last_seq().expect("seq"), 1);
+        let journal = store.journal_from(1, 10).expect("journal");
+        assert_eq!(journal.len(), 1);
+        assert_eq!(journal[0].subject, "s/2");
+        assert_eq!(store.positions().expect("positions").position("t", 3), 10);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn model_scan_merges_staged_writes() {
+        let (store, dir) = temp_store();
+        let mut set = store.write_set().expect("write set");
+        set.model_put("p/1", Some(b"a".to_vec()));
+        set.model_put("p/2", Some(b"b".to_vec()));
+        set.keep();
+        store.commit(set, false).expect("commit");
+        let mut set = store.write_set().expect("write set");
+        set.model_put("p/2", None);
+        set.model_put("p/3", Some(b"c".to_vec()));
+        let keys: Vec<_> = set
+            .model_scan(&store, "p/")
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["p/1", "p/3"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,179 @@
+//! The records a store keeps besides the model: journal entries and parked dead letters.
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::StoreError;
+use crate::fault::Class;
+
+/// One event of the service's own journal, as it will be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// Position in the journal, from 1, without gaps.
+    pub seq: u64,
+    /// The entity the event is about: the Kafka key.
+    pub subject: String,
+    /// Full name of the Avro record.
+    pub record: String,
+    /// When it happened, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+    /// The business flow this event belongs to.
+    pub correlation_id: Option<String>,
+    /// The event id (`<service>/<seq>`) that caused this one, if a foreign event did.
+    pub causation_id: Option<String>,
+    /// The Avro body, written with the catalog schema of `record`.
+    pub body: Vec<u8>,
+}
+
+impl JournalEntry {
+    /// Binary layout: seq, time, then length-prefixed subject, record, correlation, causation, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.subject.len() + self.record.len() + self.body.len());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.time_ms.to_be_bytes());
+        put(&mut out, self.subject.as_bytes());
+        put(&mut out, self.record.as_bytes());
+        put_opt(&mut out, self.correlation_id.as_deref());
+        put_opt(&mut out, self.causation_id.as_deref());
+        put(&mut out, &self.body);
+        out
+    }
+
+    /// Reads the layout written by [`JournalEntry::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let mut cur = Cursor(bytes);
+        Ok(Self {
+            seq: u64::from_be_bytes(cur.fixed()?),
+            time_ms: i64::from_be_bytes(cur.fixed()?),
+            subject: cur.string()?,
+            record: cur.string()?,
+            correlation_id: cur.opt_string()?,
+            causation_id: cur.opt_string()?,
+            body: cur.bytes()?.to_vec(),
+        })
+    }
+}
+
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_opt(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(v) => {
+            out.push(1);
+            put(out, v.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn corrupt(detail: &str) -> StoreError {
+        StoreError::Corrupt {
+            what: "journal",
+            detail: detail.to_string(),
+        }
+    }
+
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let (head, rest) = self
+            .0
+            .split_first_chunk::<N>()
+            .ok_or_else(|| Self::corrupt("truncated"))?;
+        self.0 = rest;
+        Ok(*head)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
+        let len = u32::from_be_bytes(self.fixed()?) as usize;
+        if len > self.0.len() {
+            return Err(Self::corrupt("length past the end"));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| Self::corrupt("text is not UTF-8"))
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, StoreError> {
+        match self.fixed::<1>()? {
+            [0] => Ok(None),
+            [1] => Ok(Some(self.string()?)),
+            _ => Err(Self::corrupt("bad option tag")),
+        }
+    }
+}
+
+/// A foreign event the consumer could not take in, kept with everything needed to inspect it
+/// and to apply it later (redrive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The consuming service.
+    pub consumer: String,
+    /// Where it came from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The subject (Kafka key as text; `None` for a record without a key).
+    pub subject: Option<String>,
+    /// The original key bytes.
+    pub key: Option<Vec<u8>>,
+    /// The original value bytes.
+    pub value: Option<Vec<u8>>,
+    /// The original headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Why it failed: `poison` for the event itself, `parked` when it waits behind an earlier one.
+    pub class: Class,
+    /// A stable short name of the failure (`unknown-schema-id`, `translator`, `parked`, ...).
+    pub kind: String,
+    /// The full error message.
+    pub reason: String,
+    /// When it was dead-lettered, milliseconds since the Unix epoch.
+    pub time_ms: i64,
+}
+
+impl DeadLetter {
+    /// JSON is fine here: dead letters are rare and read by people.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads [`DeadLetter::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            what: "dead letter",
+            detail: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_entries_round_trip_and_truncation_is_an_error() {
+        let entry = JournalEntry {
+            seq: 42,
+            subject: "order/7".into(),
+            record: "x.Placed".into(),
+            time_ms: 1_700_000_000_000,
+            correlation_id: Some("c".into()),
+            causation_id: None,
+            body: vec![1, 2, 3],
+        };
+        let bytes = entry.encode();
+        assert_eq!(JournalEntry::decode(&bytes).expect("decodes"), entry);
+        for cut in 0..bytes.len() {
+            assert!(JournalEntry::decode(&bytes[..cut]).is_err(), "cut at {cut} must fail");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Translators: the consumer-side component that maps a foreign event to the consumer's own
+//! commands (seed 004). The producer never knows who reads it; the consumer decides what it takes
+//! in and in what shape. Identity is allowed, but a translator must exist.
+
+use apache_avro::types::Value;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+/// Why a translator could not map an event.
+#[derive(Debug, Error)]
+pub enum TranslateError {
+    /// The event's value does not have the shape the translator's type expects.
+    #[error("the {record} event does not fit the translator's type: {detail}")]
+    Shape {
+        /// Record name.
+        record: String,
+        /// Cause.
+        detail: String,
+    },
+    /// The event is well-formed but carries something the translator cannot map.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A foreign event as a translator sees it: decoded through the consumer's reader schema.
+#[derive(Debug, Clone)]
+pub struct ForeignEvent {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Kafka key: the subject.
+    pub subject: String,
+    /// `seam-event-id`, when the producer is a seam service.
+    pub event_id: Option<String>,
+    /// Full name of the writer's record.
+    pub record: String,
+    /// The value in the reader's shape.
+    pub value: Value,
+}
+
+impl ForeignEvent {
+    /// The value as the translator's own type (the reader's view of the record).
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, TranslateError> {
+        apache_avro::from_value(&self.value).map_err(|e| TranslateError::Shape {
+            record: self.record.clone(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// Maps one source service's events to commands `C` of the consumer. Must be pure and
+/// deterministic: the same event always gives the same commands, so redelivery and replay agree.
+pub trait Translator<C>: Send + Sync + 'static {
+    /// The source service; its topic is `<source>.events`.
+    fn source(&self) -> &str;
+
+    /// The records this translator reads, each with its reader schema (the consumer's view of the
+    /// fields it needs). Records not listed are filtered out before decoding.
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)>;
+
+    /// The commands for one event; empty to ignore it.
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<C>, TranslateError>;
+}
+
+/// The topic a service publishes to.
+pub fn events_topic(service: &str) -> String {
+    format!("{service}.events")
+}
+
+/// The dead-letter topic of a consumer.
+pub fn dlq_topic(consumer: &str) -> String {
+    format!("{consumer}.dlq")
+}
