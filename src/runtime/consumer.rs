@@ -177,6 +177,7 @@ impl ConsumerContext for Context {
 pub(crate) struct ConsumerLoop<C> {
     pub service: String,
     pub group_id: String,
+    pub instance_id: String,
     pub client: ClientConfig,
     pub store: Store,
     pub pipeline: Arc<Pipeline<C>>,
@@ -200,6 +201,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .client
             .clone()
             .set("group.id", &self.group_id)
+            .set("group.instance.id", &self.instance_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")

@@ -129,6 +129,10 @@ pub struct NodeConfig {
     pub kafka: BTreeMap<String, String>,
     /// Consumer group id; defaults to the service name.
     pub group_id: Option<String>,
+    /// Static group membership id of this instance (`group.instance.id`); defaults to the service
+    /// name. A restarted instance takes its partitions back at once instead of waiting out the
+    /// session timeout of its crashed predecessor; a second process with the same id is fenced.
+    pub instance_id: Option<String>,
     /// Most records per consumer batch (one store commit covers at least one batch).
     pub max_batch: usize,
     /// How long shutdown keeps publishing durable entries and dead letters.
@@ -145,6 +149,7 @@ impl NodeConfig {
             registry: registry.to_string(),
             kafka: BTreeMap::new(),
             group_id: None,
+            instance_id: None,
             max_batch: 2000,
             drain: Duration::from_secs(10),
         }
@@ -339,6 +344,7 @@ impl<S: Service> Node<S> {
             let consumer = consumer::ConsumerLoop {
                 service: name.clone(),
                 group_id: config.group_id.clone().unwrap_or_else(|| name.clone()),
+                instance_id: config.instance_id.clone().unwrap_or_else(|| name.clone()),
                 client: config.client(),
                 store: store.clone(),
                 pipeline,
