@@ -1,6 +1,7 @@
 //! The `seam` command line: parses arguments, runs the command, and turns errors into a
 //! message on stderr and a non-zero exit code (never a panic or a backtrace).
 
+mod dlq;
 mod doctor;
 mod local;
 
@@ -24,6 +25,9 @@ enum Command {
     /// Check that the cluster and the registry answer: metadata, a produce/consume
     /// round trip with acks=all, and the registry's compatibility setting.
     Doctor(doctor::DoctorArgs),
+    /// Inspect dead letters and redrive parked subjects.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// Entry point of the `seam` binary.
@@ -41,6 +45,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Local(cmd) => local::run(cmd).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Dlq(cmd) => dlq::run(cmd).await,
         }
     });
     match result {

@@ -10,6 +10,8 @@
 //! Records may appear twice after a crash (the DLQ is fed from a durable outbox, at least once),
 //! so readers key dead letters by their source coordinates.
 
+pub mod admin;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -205,6 +207,8 @@ pub struct Listed {
     pub status: String,
     /// Why the last redrive failed.
     pub redrive_error: Option<String>,
+    /// When the last redrive outcome was recorded.
+    pub redrive_time: Option<String>,
 }
 
 /// Folds the records of one DLQ topic into its dead letters with their current status.
@@ -226,12 +230,14 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     time: record.get(TIME).unwrap_or_default().to_string(),
                     status: "parked".into(),
                     redrive_error: None,
+                    redrive_time: None,
                 });
             }
             KIND_REDRIVEN => {
                 if let Some(l) = letters.get_mut(&source) {
                     l.status = KIND_REDRIVEN.into();
                     l.redrive_error = None;
+                    l.redrive_time = record.get(TIME).map(str::to_string);
                 }
             }
             KIND_REDRIVE_FAILED => {
@@ -239,6 +245,7 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     if l.status != KIND_REDRIVEN {
                         l.status = KIND_REDRIVE_FAILED.into();
                         l.redrive_error = record.get(REASON).map(str::to_string);
+                        l.redrive_time = record.get(TIME).map(str::to_string);
                     }
                 }
             }

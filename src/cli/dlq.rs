@@ -1,0 +1,166 @@
+//! `seam dlq list | redrive`: inspect dead letters and re-drive parked subjects once the cause
+//! (a translator bug, a missing schema) is fixed.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Subcommand;
+use rdkafka::ClientConfig;
+
+use crate::cluster::Endpoints;
+use crate::dlq::admin;
+use crate::dlq::{Listed, RedriveRequest};
+
+/// `seam dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show dead letters with their reason and status (parked, redriven, redrive-failed).
+    List {
+        /// Only this consumer (default: every consumer with a `<consumer>.dlq` topic).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running consumer to re-apply its parked events, in order, after the cause is fixed.
+    Redrive {
+        /// The consumer whose parked events to redrive.
+        #[arg(long)]
+        consumer: String,
+        /// Only this subject (e.g. `order/42`); default: every parked subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only subjects of this source topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Seconds to wait for the consumer's answer; 0 sends the request and returns.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+}
+
+fn client() -> anyhow::Result<ClientConfig> {
+    let endpoints = Endpoints::discover()?;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", endpoints.bootstrap_servers());
+    Ok(c)
+}
+
+/// Runs a `seam dlq` command.
+pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::List { consumer, json } => {
+            let client = client()?;
+            let letters = tokio::task::spawn_blocking(move || admin::list(&client, consumer.as_deref())).await??;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                print_table(&letters);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Redrive {
+            consumer,
+            subject,
+            topic,
+            wait,
+        } => redrive(consumer, RedriveRequest { subject, topic }, wait).await,
+    }
+}
+
+fn matches(letter: &Listed, request: &RedriveRequest) -> bool {
+    letter.status != "redriven"
+        && request
+            .subject
+            .as_ref()
+            .is_none_or(|s| letter.subject.as_ref() == Some(s))
+        && request.topic.as_ref().is_none_or(|t| &letter.topic == t)
+}
+
+async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow::Result<ExitCode> {
+    let client = client()?;
+    let (c, name) = (client.clone(), consumer.clone());
+    let before = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
+    let pending: Vec<Listed> = before.into_iter().filter(|l| matches(l, &request)).collect();
+    if pending.is_empty() {
+        println!("nothing parked for {consumer} matching the request; nothing to redrive");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let asked_at = admin::request_redrive(&client, &consumer, &request).await?;
+    println!(
+        "asked {consumer} to redrive {} parked event(s); it applies them in order while running",
+        pending.len()
+    );
+    if wait == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let (c, name) = (client.clone(), consumer.clone());
+        let now = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
+        let answered: Vec<&Listed> = now
+            .iter()
+            .filter(|l| {
+                pending
+                    .iter()
+                    .any(|p| (&p.topic, p.partition, p.offset) == (&l.topic, l.partition, l.offset))
+                    && l.redrive_time.as_ref().is_some_and(|t| *t >= asked_at)
+            })
+            .collect();
+        let failed: Vec<&&Listed> = answered.iter().filter(|l| l.status == "redrive-failed").collect();
+        if !failed.is_empty() || answered.len() >= pending.len() {
+            for l in &answered {
+                println!(
+                    "{}  {}/{}@{}  {}{}",
+                    l.status,
+                    l.topic,
+                    l.partition,
+                    l.offset,
+                    l.subject.as_deref().unwrap_or("-"),
+                    l.redrive_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+            if failed.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "the subject stays parked behind the first event that failed again; fix the cause and redrive again"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{consumer} did not answer the redrive request within {wait} s; is it running? The request stays on {consumer}.dlq and is applied when it starts"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_table(letters: &[Listed]) {
+    if letters.is_empty() {
+        println!("no dead letters");
+        return;
+    }
+    println!(
+        "{:<20} {:<28} {:>4} {:>8}  {:<20} {:<8} {:<18} {:<15} REASON",
+        "CONSUMER", "TOPIC", "PART", "OFFSET", "SUBJECT", "CLASS", "ERROR", "STATUS"
+    );
+    for l in letters {
+        let reason = l.redrive_error.as_ref().unwrap_or(&l.reason);
+        println!(
+            "{:<20} {:<28} {:>4} {:>8}  {:<20} {:<8} {:<18} {:<15} {}",
+            l.consumer,
+            l.topic,
+            l.partition,
+            l.offset,
+            l.subject.as_deref().unwrap_or("-"),
+            l.class,
+            l.error,
+            l.status,
+            reason
+        );
+    }
+}
