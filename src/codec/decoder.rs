@@ -228,3 +228,75 @@ impl Decoder {
         Ok(resolution)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::wire;
+    use proptest::prelude::*;
+
+    const WRITER: &str = r#"{"type":"record","name":"Line","namespace":"t","fields":[{"name":"order","type":"string"},{"name":"line","type":"int"},{"name":"tags","type":{"type":"array","items":"string"}},{"name":"note","type":["null","string"],"default":null}]}"#;
+    const READER: &str = r#"{"type":"record","name":"Line","namespace":"t","fields":[{"name":"order","type":"string"},{"name":"line","type":"int"}]}"#;
+    const OTHER: &str = r#"{"type":"record","name":"Other","namespace":"t","fields":[{"name":"x","type":"long"}]}"#;
+
+    /// One decoder for all cases: building the registry's HTTP client is the slow part.
+    fn decoder() -> &'static Decoder {
+        static DECODER: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        DECODER.get_or_init(|| {
+            let registry = Arc::new(Registry::new("http://127.0.0.1:9").expect("client"));
+            registry.preload(1, WRITER).expect("writer");
+            registry.preload(2, OTHER).expect("other");
+            Decoder::new(registry, [("t.Line", READER)]).expect("decoder")
+        })
+    }
+
+    fn kind(d: &Decoder, payload: &[u8]) -> String {
+        match d.try_decode(payload) {
+            Ok(Attempt::Done(Some(_))) => "ok".into(),
+            Ok(Attempt::Done(None)) => "filtered".into(),
+            Ok(Attempt::NeedSchema(id)) => format!("need {id}"),
+            Err(e) => {
+                assert_eq!(e.class(), Class::Poison, "{e}");
+                e.kind().to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn each_bad_payload_kind_is_a_typed_poison() {
+        let d = decoder();
+        assert_eq!(kind(d, &[]), "empty-payload");
+        assert_eq!(kind(d, &[0, 0, 1]), "short-payload");
+        assert_eq!(kind(d, b"{}"), "wrong-magic-byte");
+        assert_eq!(kind(d, &wire::frame(77, &[])), "need 77");
+        assert_eq!(kind(d, &wire::frame(1, &[0xff, 0xff, 0xff])), "undecodable-body");
+        // order "a", line 1, no tags, null note, then junk the schema does not describe.
+        assert_eq!(kind(d, &wire::frame(1, &[2, b'a', 2, 0, 0, 9, 9])), "wrong-record");
+        assert_eq!(kind(d, &wire::frame(1, &[2, b'a', 2, 0, 0])), "ok");
+        assert_eq!(kind(d, &wire::frame(2, &[2])), "filtered");
+    }
+
+    #[test]
+    fn the_reader_sees_only_its_fields() {
+        let d = decoder();
+        let Ok(Attempt::Done(Some(decoded))) = d.try_decode(&wire::frame(1, &[2, b'a', 4, 0, 0])) else {
+            panic!("decodes");
+        };
+        assert_eq!(decoded.record, "t.Line");
+        let apache_avro::types::Value::Record(fields) = decoded.value else {
+            panic!("a record");
+        };
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["order", "line"]);
+    }
+
+    proptest! {
+        /// Untrusted bytes never panic the decoder; they decode or give a typed poison error.
+        #[test]
+        fn arbitrary_bytes_never_panic(id in 0u32..4, body in proptest::collection::vec(any::<u8>(), 0..64), raw in proptest::collection::vec(any::<u8>(), 0..12)) {
+            let d = decoder();
+            let _ = kind(d, &wire::frame(id, &body));
+            let _ = kind(d, &raw);
+        }
+    }
+}

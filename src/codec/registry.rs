@@ -152,6 +152,30 @@ impl Registry {
         Ok(writer)
     }
 
+    /// Seeds the writer cache with a schema known by other means (a snapshot file's metadata,
+    /// an offline decoder, tests), so decoding it needs no registry call.
+    pub fn preload(&self, id: u32, schema_text: &str) -> Result<Arc<WriterSchema>, RegistryError> {
+        let parsed = Schema::parse_str(schema_text).map_err(|e| RegistryError::BadSchema {
+            id,
+            detail: e.to_string(),
+        })?;
+        let Schema::Record(record) = &parsed else {
+            return Err(RegistryError::BadSchema {
+                id,
+                detail: "not a record".into(),
+            });
+        };
+        let writer = Arc::new(WriterSchema {
+            id,
+            full_name: record.name.fullname(None),
+            schema: Box::leak(Box::new(parsed)),
+        });
+        if let Ok(mut map) = self.writers.write() {
+            map.insert(id, Arc::clone(&writer));
+        }
+        Ok(writer)
+    }
+
     /// Registers (or finds) a record's schema under the topic-record subject
     /// `<topic>-<record full name>` and returns its id. The registry applies its compatibility
     /// rule; an incompatible schema is refused, never produced.

@@ -398,3 +398,140 @@ fn cause_of(raw: &RawEvent) -> Cause {
         causation_id: Some(causation),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Adds quantities per subject: not idempotent by itself, so a doubled event shows.
+    struct Tally;
+
+    impl Service for Tally {
+        type Command = (String, i64);
+
+        fn apply(&self, ctx: &mut Apply<'_>, (subject, qty): &(String, i64)) -> Result<(), ApplyError> {
+            let total: i64 = ctx.get(subject)?.unwrap_or_default();
+            ctx.put(subject, &(total + qty))
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Ev {
+        partition: i32,
+        offset: i64,
+        subject: String,
+        qty: i64,
+        id: String,
+    }
+
+    fn events(spec: &[(i32, u8, u8)]) -> Vec<Ev> {
+        let mut next = [0i64; 3];
+        spec.iter()
+            .enumerate()
+            .map(|(n, (p, s, q))| {
+                let offset = next[*p as usize];
+                next[*p as usize] += 1;
+                Ev {
+                    partition: *p,
+                    offset,
+                    subject: format!("s/{s}"),
+                    qty: i64::from(*q),
+                    id: format!("src/{n}"),
+                }
+            })
+            .collect()
+    }
+
+    fn inbound(e: &Ev) -> Inbound<(String, i64)> {
+        Inbound {
+            raw: RawEvent {
+                topic: "src.events".into(),
+                partition: e.partition,
+                offset: e.offset,
+                key: Some(e.subject.clone().into_bytes()),
+                value: None,
+                headers: vec![(envelope::EVENT_ID.into(), Some(e.id.clone().into_bytes()))],
+            },
+            prepared: Prepared::Commands(vec![(e.subject.clone(), e.qty)]),
+        }
+    }
+
+    /// Feeds batches to a real writer over a fresh store; `rewind_after` forgets positions after
+    /// that many batches (as after a lost store of offsets), so only event ids can deduplicate.
+    fn run(batches: &[Vec<Ev>], rewind_after: Option<usize>) -> String {
+        let dir = std::env::temp_dir().join(format!(
+            "seam-writer-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        let store = Store::open(&dir).expect("store");
+        let mut digest = String::new();
+        let mut start = 0;
+        let splits: Vec<usize> = rewind_after.into_iter().chain([batches.len()]).collect();
+        for end in splits {
+            let writer = Writer {
+                name: "tally".into(),
+                service: Arc::new(Tally),
+                store: store.clone(),
+                catalog: Arc::new(Catalog::default()),
+                pipeline: None,
+                metrics: Metrics::new("tally"),
+                durable: Arc::new(Progress::new(0)),
+                outbox: Arc::new(Progress::new(0)),
+                cancel: CancellationToken::new(),
+            };
+            let (tx, rx) = mpsc::channel(8);
+            let handle = std::thread::spawn(move || writer.run(rx));
+            for batch in batches.get(start..end).unwrap_or_default() {
+                let (reply, answer) = oneshot::channel();
+                tx.blocking_send(Request::Foreign {
+                    items: batch.iter().map(inbound).collect(),
+                    reply,
+                })
+                .expect("send");
+                answer.blocking_recv().expect("reply").expect("applied");
+            }
+            drop(tx);
+            handle.join().expect("writer thread").expect("writer");
+            if end < batches.len() {
+                store.clear_positions("src.events").expect("rewind");
+            }
+            digest = store.digest().expect("digest");
+            start = if end < batches.len() { 0 } else { end };
+        }
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+        digest
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Applying any prefix twice (redelivered with positions intact, or re-read after the
+        /// positions were lost) leaves the same digest as applying everything once.
+        #[test]
+        fn applying_any_prefix_twice_changes_nothing(
+            spec in proptest::collection::vec((0i32..3, 0u8..5, 1u8..9), 1..60),
+            cut in 0usize..60,
+            size in 1usize..8,
+        ) {
+            let evs = events(&spec);
+            let cut = cut.min(evs.len());
+            let once: Vec<Vec<Ev>> = evs.chunks(size).map(<[Ev]>::to_vec).collect();
+            let reference = run(&once, None);
+
+            let mut redelivered: Vec<Vec<Ev>> = evs[..cut].chunks(size).map(<[Ev]>::to_vec).collect();
+            redelivered.extend(evs.chunks(size).map(<[Ev]>::to_vec));
+            prop_assert_eq!(&run(&redelivered, None), &reference);
+
+            let prefix_batches = evs[..cut].chunks(size).count();
+            let mut rewound: Vec<Vec<Ev>> = evs[..cut].chunks(size).map(<[Ev]>::to_vec).collect();
+            rewound.extend(evs.chunks(size).map(<[Ev]>::to_vec));
+            prop_assert_eq!(&run(&rewound, Some(prefix_batches)), &reference);
+        }
+    }
+}
