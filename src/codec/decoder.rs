@@ -283,7 +283,7 @@ mod tests {
             panic!("decodes");
         };
         assert_eq!(decoded.record, "t.Line");
-        let apache_avro::types::Value::Record(fields) = decoded.value else {
+        let Value::Record(fields) = decoded.value else {
             panic!("a record");
         };
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
