@@ -30,6 +30,7 @@ use tracing::{info, info_span, warn};
 use crate::codec::{wire, Catalog, Registry};
 use crate::envelope;
 use crate::failpoint;
+use crate::fault::{Class, Classify};
 use crate::metrics::Metrics;
 use crate::partitioner::partition_for;
 use crate::store::Store;
@@ -61,10 +62,18 @@ impl Publisher {
         let topic = events_topic(&self.service);
         let mut ids = HashMap::new();
         for record in self.catalog.records() {
-            let id = self
-                .runtime
-                .block_on(self.registry.register(&topic, record))
-                .map_err(|e| RuntimeError::Config(e.to_string()))?;
+            let mut backoff = Duration::from_millis(200);
+            let id = loop {
+                match self.runtime.block_on(self.registry.register(&topic, record)) {
+                    Ok(id) => break id,
+                    Err(e) if e.class() == Class::Retryable && !self.cancel.is_cancelled() => {
+                        warn!(service = %self.service, error = %e, "registering the event schemas; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => return Err(RuntimeError::Config(e.to_string())),
+                }
+            };
             ids.insert(record.full_name.clone(), id);
         }
         let partitions = self.partition_count(&topic)?;
