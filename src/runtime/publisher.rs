@@ -90,11 +90,15 @@ impl Publisher {
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| RuntimeError::kafka(format!("initialising transactions for {topic}"), e))?;
-        let mut last = self.tail(&topic, partitions)?;
-        let floor = self
-            .store
-            .published_seq()?
-            .max(last.values().copied().min().unwrap_or(0));
+        let (mut last, empty) = self.tail(&topic, partitions)?;
+        let published = self.store.published_seq()?;
+        let floor = if empty && published > 0 {
+            // The topic is authoritative: if it was recreated empty, everything goes out again.
+            warn!(service = %self.service, %topic, published, "the topic is empty although entries were published before (recreated?); publishing the whole journal again");
+            0
+        } else {
+            published.max(last.values().copied().min().unwrap_or(0))
+        };
         let mut next = floor + 1;
         info!(service = %self.service, %topic, next, "publisher started; tail recovered");
         let mut deadline = None;
@@ -164,8 +168,9 @@ impl Publisher {
         }
     }
 
-    /// The last committed seq of this service on each partition (0 when none).
-    fn tail(&self, topic: &str, partitions: i32) -> Result<HashMap<i32, u64>, RuntimeError> {
+    /// The last committed seq of this service on each partition (0 when none), and whether the
+    /// whole topic is empty.
+    fn tail(&self, topic: &str, partitions: i32) -> Result<(HashMap<i32, u64>, bool), RuntimeError> {
         let consumer: BaseConsumer<TailContext> = self
             .client
             .clone()
@@ -176,6 +181,7 @@ impl Publisher {
             .create_with_context(TailContext)
             .map_err(|e| RuntimeError::kafka("creating the tail reader".into(), e))?;
         let mut last = HashMap::new();
+        let mut empty = true;
         for partition in 0..partitions {
             let (low, high) = consumer
                 .fetch_watermarks(topic, partition, Duration::from_secs(10))
@@ -184,6 +190,7 @@ impl Publisher {
                 last.insert(partition, 0);
                 continue;
             }
+            empty = false;
             let mut window = 64i64;
             let seq = loop {
                 let start = (high - window).max(low);
@@ -195,7 +202,7 @@ impl Publisher {
             };
             last.insert(partition, seq);
         }
-        Ok(last)
+        Ok((last, empty))
     }
 
     fn last_seq_in(
