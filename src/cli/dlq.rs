@@ -8,6 +8,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use rdkafka::ClientConfig;
 
+use super::output;
 use crate::cluster::Endpoints;
 use crate::dlq::admin;
 use crate::dlq::{Listed, RedriveRequest};
@@ -55,7 +56,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             let client = client()?;
             let letters = tokio::task::spawn_blocking(move || admin::list(&client, consumer.as_deref())).await??;
             if json {
-                println!("{}", serde_json::to_string_pretty(&letters)?);
+                output::line(&serde_json::to_string_pretty(&letters)?);
             } else {
                 print_table(&letters);
             }
@@ -85,14 +86,16 @@ async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow
     let before = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
     let pending: Vec<Listed> = before.into_iter().filter(|l| matches(l, &request)).collect();
     if pending.is_empty() {
-        println!("nothing parked for {consumer} matching the request; nothing to redrive");
+        output::line(&format!(
+            "nothing parked for {consumer} matching the request; nothing to redrive"
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let asked_at = admin::request_redrive(&client, &consumer, &request).await?;
-    println!(
+    output::line(&format!(
         "asked {consumer} to redrive {} parked event(s); it applies them in order while running",
         pending.len()
-    );
+    ));
     if wait == 0 {
         return Ok(ExitCode::SUCCESS);
     }
@@ -112,7 +115,7 @@ async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow
         let failed: Vec<&&Listed> = answered.iter().filter(|l| l.status == "redrive-failed").collect();
         if !failed.is_empty() || answered.len() >= pending.len() {
             for l in &answered {
-                println!(
+                output::line(&format!(
                     "{}  {}/{}@{}  {}{}",
                     l.status,
                     l.topic,
@@ -120,13 +123,13 @@ async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow
                     l.offset,
                     l.subject.as_deref().unwrap_or("-"),
                     l.redrive_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
-                );
+                ));
             }
             if failed.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
-                "the subject stays parked behind the first event that failed again; fix the cause and redrive again"
+            output::line(
+                "the subject stays parked behind the first event that failed again; fix the cause and redrive again",
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -141,26 +144,25 @@ async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow
 
 fn print_table(letters: &[Listed]) {
     if letters.is_empty() {
-        println!("no dead letters");
+        output::line("no dead letters");
         return;
     }
-    println!(
-        "{:<20} {:<28} {:>4} {:>8}  {:<20} {:<8} {:<18} {:<15} REASON",
-        "CONSUMER", "TOPIC", "PART", "OFFSET", "SUBJECT", "CLASS", "ERROR", "STATUS"
-    );
-    for l in letters {
-        let reason = l.redrive_error.as_ref().unwrap_or(&l.reason);
-        println!(
-            "{:<20} {:<28} {:>4} {:>8}  {:<20} {:<8} {:<18} {:<15} {}",
-            l.consumer,
-            l.topic,
-            l.partition,
-            l.offset,
-            l.subject.as_deref().unwrap_or("-"),
-            l.class,
-            l.error,
-            l.status,
-            reason
-        );
-    }
+    let rows: Vec<Vec<String>> = letters
+        .iter()
+        .map(|l| {
+            vec![
+                l.consumer.clone(),
+                format!("{}/{}@{}", l.topic, l.partition, l.offset),
+                l.subject.clone().unwrap_or_else(|| "-".into()),
+                l.class.clone(),
+                l.error.clone(),
+                l.status.clone(),
+                l.redrive_error.clone().unwrap_or_else(|| l.reason.clone()),
+            ]
+        })
+        .collect();
+    output::line(&output::table(
+        &["CONSUMER", "SOURCE", "SUBJECT", "CLASS", "ERROR", "STATUS", "REASON"],
+        &rows,
+    ));
 }

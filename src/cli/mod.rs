@@ -4,6 +4,7 @@
 mod dlq;
 mod doctor;
 mod local;
+mod output;
 
 use std::process::ExitCode;
 

@@ -29,27 +29,33 @@ pub enum DlqError {
         topic: String,
     },
     /// Kafka refused or timed out.
-    #[error("kafka, {what}: {source}")]
+    #[error("kafka, {what}: {detail}; is the cluster reachable? (`seam local status`, or check SEAM_BROKERS)")]
     Kafka {
         /// What was being done.
         what: String,
-        /// Cause.
-        source: KafkaError,
+        /// What librdkafka said.
+        detail: String,
     },
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> DlqError {
     let what = what.into();
-    move |source| DlqError::Kafka { what, source }
+    move |e| DlqError::Kafka {
+        what,
+        detail: e.to_string(),
+    }
 }
 
 struct Quiet;
 
+/// Client errors surface as the failed call's error; here they are only debug detail.
 impl rdkafka::ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::warn!(%error, reason, "DLQ reader error");
-        }
+        tracing::debug!(%error, reason, "DLQ reader client error");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, fac, log_message, "librdkafka");
     }
 }
 
@@ -127,7 +133,7 @@ pub fn read(client: &ClientConfig, consumer_name: &str) -> Result<Vec<DlqRecord>
             Some(Err(e)) => {
                 return Err(DlqError::Kafka {
                     what: format!("reading {topic}"),
-                    source: e,
+                    detail: e.to_string(),
                 })
             }
             None => {}
@@ -195,7 +201,7 @@ pub async fn request_redrive(
         .await
         .map_err(|(e, _)| DlqError::Kafka {
             what: format!("writing the redrive request to {topic}"),
-            source: e,
+            detail: e.to_string(),
         })?;
     Ok(time)
 }

@@ -319,7 +319,11 @@ struct TailContext;
 
 impl rdkafka::ClientContext for TailContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
             warn!(%error, reason, "tail reader error");
         }
     }
