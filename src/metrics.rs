@@ -122,12 +122,12 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// A foreign event skipped for `reason` (`redelivered`, `duplicate`, `filtered`).
-    pub fn skipped(&self, topic: &str, reason: &str) {
+    /// `n` foreign events skipped for `reason` (`redelivered`, `duplicate`, `filtered`).
+    pub fn skipped(&self, topic: &str, reason: &str, n: u64) {
         self.inner
             .skipped
             .get_or_create(&self.labels(&[("topic", topic), ("reason", reason)]))
-            .inc();
+            .inc_by(n);
     }
 
     /// A poison event dead-lettered.

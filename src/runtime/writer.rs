@@ -6,7 +6,7 @@
 //! it reached, a crash can never separate them (invariant 3); because positions and applied event
 //! ids are checked before applying, redelivered and re-posted events change nothing (invariant 1).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -210,41 +210,59 @@ impl<S: Service> Writer<S> {
         positions: &mut OffsetMap,
         items: Vec<Inbound<S::Command>>,
     ) -> Result<(), RuntimeError> {
+        // Counted per batch, not per event: metrics stay off the per-event path.
+        let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
         for Inbound { raw, prepared } in items {
             let _span = debug_span!("take_in", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
-            if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
-                self.metrics.skipped(&raw.topic, "redelivered");
-                continue;
+            let outcome = if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
+                Some("redelivered")
+            } else {
+                positions.advance(&raw.topic, raw.partition, raw.offset);
+                let outcome = self.take_in(group, &raw, prepared)?;
+                group.set.set_position(&raw.topic, raw.partition, raw.offset + 1);
+                group.set.keep();
+                outcome
+            };
+            if let Some(what) = outcome {
+                *counts.entry((raw.topic, what)).or_default() += 1;
             }
-            positions.advance(&raw.topic, raw.partition, raw.offset);
-            self.take_in(group, &raw, prepared)?;
-            group.set.set_position(&raw.topic, raw.partition, raw.offset + 1);
-            group.set.keep();
+        }
+        for ((topic, what), n) in counts {
+            match what {
+                "applied" => self.metrics.applied(&topic, n),
+                reason => self.metrics.skipped(&topic, reason, n),
+            }
         }
         Ok(())
     }
 
-    /// Applies, skips or parks one new foreign event; the caller stages its position.
-    fn take_in(&self, group: &mut Group, raw: &RawEvent, prepared: Prepared<S::Command>) -> Result<(), RuntimeError> {
+    /// Applies, skips or parks one new foreign event; the caller stages its position. Returns
+    /// what to count (`applied`, `duplicate`, `filtered`); dead letters are counted here.
+    fn take_in(
+        &self,
+        group: &mut Group,
+        raw: &RawEvent,
+        prepared: Prepared<S::Command>,
+    ) -> Result<Option<&'static str>, RuntimeError> {
         let subject = raw.subject().unwrap_or_default();
         if let Some(id) = raw.event_id() {
             if group.set.is_applied(&self.store, id)? {
-                self.metrics.skipped(&raw.topic, "duplicate");
-                return Ok(());
+                return Ok(Some("duplicate"));
             }
         }
         if group.set.is_parked(&self.store, &raw.topic, &subject)? {
             let reason = format!("subject {subject} is parked behind an earlier dead letter; it waits for a redrive");
             self.park(group, raw, "parked", reason);
             self.metrics.parked(&raw.topic);
-            return Ok(());
+            return Ok(None);
         }
         match prepared {
-            Prepared::Filtered => self.metrics.skipped(&raw.topic, "filtered"),
+            Prepared::Filtered => Ok(Some("filtered")),
             Prepared::Poison { kind, reason } => {
                 warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
                 self.metrics.dead_lettered(&raw.topic, &kind);
                 self.park(group, raw, &kind, reason);
+                Ok(None)
             }
             Prepared::Commands(commands) => {
                 let cause = cause_of(raw);
@@ -253,9 +271,9 @@ impl<S: Service> Writer<S> {
                         if let Some(id) = raw.event_id() {
                             group.set.mark_applied(id);
                         }
-                        self.metrics.applied(&raw.topic, 1);
+                        Ok(Some("applied"))
                     }
-                    Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                    Err(e) if e.class() == Class::Fatal => Err(RuntimeError::Store(e.to_string())),
                     Err(e) => {
                         group.set.discard();
                         warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "a translated command failed; dead-lettering the event");
@@ -266,11 +284,11 @@ impl<S: Service> Writer<S> {
                             "apply",
                             format!("applying the translated command failed: {e}"),
                         );
+                        Ok(None)
                     }
                 }
             }
         }
-        Ok(())
     }
 
     fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) {
