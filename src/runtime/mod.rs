@@ -37,7 +37,7 @@ use crate::translator::{dlq_topic, events_topic, Translator};
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use retention::RetentionError;
-pub use writer::RedriveSummary;
+pub use writer::{PutOutcome, RedriveSummary};
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, Error, Clone)]
@@ -174,6 +174,9 @@ struct Worker {
 /// A running service instance.
 pub struct Node<S: Service> {
     name: String,
+    pipeline: Option<Arc<pipeline::Pipeline<S::Command>>>,
+    catalog: Arc<Catalog>,
+    registry: Arc<Registry>,
     store: Store,
     metrics: Metrics,
     writer: Option<mpsc::Sender<writer::Request<S::Command>>>,
@@ -321,6 +324,7 @@ impl<S: Service> Node<S> {
             downstream.push(spawn("publisher", &name, &failed, &cancel, move || p.run())?);
         }
         let mut upstream = Vec::new();
+        let pipeline_handle = pipeline.clone();
         if let Some(pipeline) = pipeline {
             let shipper = dlq::Shipper {
                 service: name.clone(),
@@ -358,6 +362,9 @@ impl<S: Service> Node<S> {
         info!(service = %name, "service started");
         Ok(Self {
             name,
+            pipeline: pipeline_handle,
+            catalog,
+            registry,
             store,
             metrics,
             writer: Some(writer_tx),
@@ -410,6 +417,52 @@ impl<S: Service> Node<S> {
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)?
+    }
+
+    /// putEvents: takes in foreign events posted directly (not read from Kafka) through the same
+    /// decode, translate and apply path. Idempotent by `seam-event-id`; no positions move.
+    pub async fn put_events(&self, events: Vec<RawEvent>) -> Result<Vec<PutOutcome>, RuntimeError> {
+        let pipeline = self.pipeline.clone().ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "{} has no translators; it takes in no foreign events",
+                self.name
+            ))
+        })?;
+        let cancel = self.cancel.clone();
+        let items = tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .map(|raw| {
+                    pipeline
+                        .prepare(&raw, &cancel)
+                        .map(|prepared| writer::Inbound { raw, prepared })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|_| RuntimeError::Panicked("put-events".into()))??;
+        let writer = self.writer.as_ref().ok_or(RuntimeError::WriterGone)?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(writer::Request::Put { items, reply })
+            .await
+            .map_err(|_| RuntimeError::WriterGone)?;
+        answer.await.map_err(|_| RuntimeError::WriterGone)?
+    }
+
+    /// The source topics this node reads (`<source>.events`), sorted.
+    pub fn sources(&self) -> Vec<String> {
+        self.pipeline.as_ref().map(|p| p.topics()).unwrap_or_default()
+    }
+
+    /// The service's event catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The schema registry client (cached).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Resolves when a part of the node failed (the node is then stopping); pending forever

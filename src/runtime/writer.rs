@@ -60,6 +60,30 @@ pub(crate) enum Request<C> {
         control: Option<(String, i32, i64)>,
         reply: oneshot::Sender<Result<RedriveSummary, RuntimeError>>,
     },
+    /// Foreign events posted over HTTP (putEvents): no Kafka position, deduplicated by event id.
+    Put {
+        items: Vec<Inbound<C>>,
+        reply: oneshot::Sender<Result<Vec<PutOutcome>, RuntimeError>>,
+    },
+}
+
+/// What happened to one event posted with putEvents.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum PutOutcome {
+    /// Applied now.
+    Applied,
+    /// Already taken in earlier (by id): nothing changed.
+    Duplicate,
+    /// Not an event this service reads.
+    Filtered,
+    /// Its subject is parked behind a dead letter; it was parked too, to keep order.
+    Parked,
+    /// It cannot be taken in; nothing was stored.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
 }
 
 enum Reply {
@@ -69,6 +93,7 @@ enum Reply {
     ),
     Foreign(oneshot::Sender<Result<(), RuntimeError>>),
     Redrive(oneshot::Sender<Result<RedriveSummary, RuntimeError>>, RedriveSummary),
+    Put(oneshot::Sender<Result<Vec<PutOutcome>, RuntimeError>>, Vec<PutOutcome>),
 }
 
 pub(crate) struct Writer<S: Service> {
@@ -120,6 +145,13 @@ impl<S: Service> Writer<S> {
                         }
                         failpoint::hit("writer.mid-group");
                     }
+                    Request::Put { items, reply } => match self.put(&mut group, items) {
+                        Ok(outcomes) => group.replies.push(Reply::Put(reply, outcomes)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e.clone()));
+                            return Err(e);
+                        }
+                    },
                     Request::Redrive {
                         request,
                         control,
@@ -175,6 +207,9 @@ impl<S: Service> Writer<S> {
                 }
                 Reply::Redrive(tx, summary) => {
                     let _ = tx.send(Ok(summary));
+                }
+                Reply::Put(tx, outcomes) => {
+                    let _ = tx.send(Ok(outcomes));
                 }
             }
         }
@@ -234,6 +269,33 @@ impl<S: Service> Writer<S> {
             }
         }
         Ok(())
+    }
+
+    fn put(&self, group: &mut Group, items: Vec<Inbound<S::Command>>) -> Result<Vec<PutOutcome>, RuntimeError> {
+        let mut outcomes = Vec::with_capacity(items.len());
+        for Inbound { raw, prepared } in items {
+            let outcome = match prepared {
+                // A client posted something unusable: tell it, store nothing.
+                Prepared::Poison { reason, .. } => PutOutcome::Rejected { reason },
+                prepared => match self.take_in(group, &raw, prepared)? {
+                    Some("applied") => PutOutcome::Applied,
+                    Some("duplicate") => PutOutcome::Duplicate,
+                    Some(_) => PutOutcome::Filtered,
+                    None if group
+                        .set
+                        .is_parked(&self.store, &raw.topic, &raw.subject().unwrap_or_default())? =>
+                    {
+                        PutOutcome::Parked
+                    }
+                    None => PutOutcome::Rejected {
+                        reason: "the translated command failed; see the consumer's DLQ".into(),
+                    },
+                },
+            };
+            group.set.keep();
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
     }
 
     /// Applies, skips or parks one new foreign event; the caller stages its position. Returns

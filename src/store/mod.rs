@@ -170,6 +170,34 @@ impl Store {
             .collect()
     }
 
+    /// One page of the journal after `after` (exclusive), optionally only one record type and/or
+    /// subject; scans at most `scan_limit` entries so a selective filter cannot scan forever.
+    /// Returns the entries and the seq to continue after.
+    pub fn journal_page(
+        &self,
+        after: u64,
+        limit: usize,
+        record: Option<&str>,
+        subject: Option<&str>,
+        scan_limit: usize,
+    ) -> Result<(Vec<JournalEntry>, u64), StoreError> {
+        let start = journal_key(after.saturating_add(1));
+        let end = prefix_end(&[prefix::JOURNAL]);
+        let mut out = Vec::new();
+        let mut last = after;
+        for item in self.engine.range(&start, &end).take(scan_limit) {
+            let entry = JournalEntry::decode(&item?.1)?;
+            last = entry.seq;
+            if record.is_none_or(|r| r == entry.record) && subject.is_none_or(|s| s == entry.subject) {
+                out.push(entry);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((out, last))
+    }
+
     /// Every stored position.
     pub fn positions(&self) -> Result<OffsetMap, StoreError> {
         let start = [prefix::POSITION];

@@ -1,0 +1,291 @@
+//! The HTTP endpoints every service has, whatever its domain: `GET /events` (getEvents),
+//! `PUT /events` (putEvents), `GET /health` and `GET /metrics`. A service merges these routes
+//! with its own command and query routes.
+//!
+//! Events travel as they do on Kafka: key, Confluent-framed Avro value (base64) and `seam-*`
+//! headers, so what one service's getEvents returns another's putEvents accepts. getEvents also
+//! shows each payload decoded as JSON for people.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::wire;
+use crate::envelope;
+use crate::runtime::{Node, PutOutcome, RawEvent};
+use crate::service::Service;
+use crate::store::JournalEntry;
+use crate::translator::events_topic;
+
+/// Most events one getEvents page returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// An error answer: status, what is wrong, and what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// What is wrong.
+    pub error: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    /// 400 with a message.
+    pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: error.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Any status with a message.
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            hint: None,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self {
+            status: e.status(),
+            error: format!("the request body is not what this endpoint takes: {}", e.body_text()),
+            hint: Some("send JSON with Content-Type: application/json; see the README for the shape".into()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(
+            format!("bad query parameters: {}", e.body_text()),
+            "check the parameter names and types",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = serde_json::json!({ "error": self.error });
+        if let Some(hint) = self.hint {
+            body["hint"] = hint.into();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// One event as getEvents returns it and putEvents accepts it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WireEvent {
+    /// The publishing service (its topic is `<source>.events`).
+    pub source: String,
+    /// The subject (Kafka key).
+    pub key: String,
+    /// Confluent-framed Avro, base64.
+    pub value: String,
+    /// The `seam-*` headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The payload as JSON, for people (getEvents only; ignored by putEvents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Journal seq (getEvents only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// getEvents query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events after this seq.
+    #[serde(default)]
+    pub after: u64,
+    /// Only this record type (full name, or the simple name).
+    #[serde(rename = "type")]
+    pub record: Option<String>,
+    /// Only this subject.
+    pub subject: Option<String>,
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// A getEvents page.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// The events.
+    pub events: Vec<WireEvent>,
+    /// Pass as `after` for the next page.
+    pub next_after: u64,
+    /// Whether the journal goes on past this page.
+    pub more: bool,
+}
+
+/// putEvents body.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutEvents {
+    /// The events, in order.
+    pub events: Vec<WireEvent>,
+}
+
+/// The routes every service has.
+pub fn platform_routes<S: Service>(node: Arc<Node<S>>) -> Router {
+    Router::new()
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route("/events", get(get_events::<S>).put(put_events::<S>))
+        .with_state(node)
+}
+
+async fn health<S: Service>(State(node): State<Arc<Node<S>>>) -> Response {
+    let body =
+        serde_json::json!({ "status": "ok", "service": node.name(), "last_seq": node.store().last_seq().unwrap_or(0) });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn metrics<S: Service>(State(node): State<Arc<Node<S>>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        node.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn get_events<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<EventsPage>, ApiError> {
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            format!("limit {limit} is out of range"),
+            format!("use 1..={MAX_PAGE}"),
+        ));
+    }
+    let record = match q.record {
+        Some(r) if r.contains('.') => Some(r),
+        Some(r) => Some(
+            node.catalog()
+                .records()
+                .find(|x| x.full_name.rsplit('.').next() == Some(r.as_str()))
+                .map(|x| x.full_name.clone())
+                .ok_or_else(|| {
+                    let known: Vec<&str> = node.catalog().records().map(|x| x.full_name.as_str()).collect();
+                    ApiError::bad_request(
+                        format!("{} publishes no event type {r}", node.name()),
+                        format!("use one of {known:?}"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let (entries, last) = node
+        .store()
+        .journal_page(q.after, limit, record.as_deref(), q.subject.as_deref(), 100_000)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut events = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        events.push(to_wire(&node, entry).await?);
+    }
+    let more = last < node.store().last_seq().unwrap_or(0);
+    Ok(Json(EventsPage {
+        events,
+        next_after: last,
+        more,
+    }))
+}
+
+async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<WireEvent, ApiError> {
+    let record = node
+        .catalog()
+        .record(&entry.record)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let id = node
+        .registry()
+        .register(&events_topic(node.name()), record)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let payload = apache_avro::reader::datum::GenericDatumReader::builder(record.schema)
+        .build()
+        .and_then(|r| r.read_value(&mut entry.body.as_slice()))
+        .ok()
+        .and_then(|v| serde_json::Value::try_from(v).ok());
+    let headers = envelope::headers(node.name(), entry);
+    let headers = envelope::owned_pairs(Some(headers.as_borrowed()))
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, String::from_utf8(v?).ok()?)))
+        .collect();
+    Ok(WireEvent {
+        source: node.name().to_string(),
+        key: entry.subject.clone(),
+        value: BASE64.encode(wire::frame(id, &entry.body)),
+        headers,
+        payload,
+        seq: Some(entry.seq),
+    })
+}
+
+async fn put_events<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    body: Result<Json<PutEvents>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(body) = body?;
+    let sources = node.sources();
+    let mut raws = Vec::with_capacity(body.events.len());
+    for (i, e) in body.events.into_iter().enumerate() {
+        let topic = events_topic(&e.source);
+        if !sources.contains(&topic) {
+            return Err(ApiError::bad_request(
+                format!("events[{i}]: {} does not consume from {}", node.name(), e.source),
+                format!("it reads {sources:?}"),
+            ));
+        }
+        let value = BASE64.decode(e.value.as_bytes()).map_err(|err| {
+            ApiError::bad_request(
+                format!("events[{i}].value is not base64: {err}"),
+                "send the Confluent-framed Avro bytes, base64-encoded, as getEvents returns them",
+            )
+        })?;
+        if e.headers.get(envelope::EVENT_ID).is_none() {
+            return Err(ApiError::bad_request(
+                format!("events[{i}] has no {} header", envelope::EVENT_ID),
+                "putEvents is idempotent by event id; pass the headers getEvents returned",
+            ));
+        }
+        raws.push(RawEvent {
+            topic,
+            partition: -1,
+            offset: -1,
+            key: Some(e.key.into_bytes()),
+            value: Some(value),
+            headers: e.headers.into_iter().map(|(k, v)| (k, Some(v.into_bytes()))).collect(),
+        });
+    }
+    let outcomes = node
+        .put_events(raws)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let rejected = outcomes
+        .iter()
+        .filter(|o| matches!(o, PutOutcome::Rejected { .. }))
+        .count();
+    Ok(Json(serde_json::json!({ "outcomes": outcomes, "rejected": rejected })))
+}

@@ -1,0 +1,70 @@
+//! Every fixture beside the parser is loaded: the good one parses, each bad one fails with a
+//! message naming the field and the fix.
+
+use super::*;
+
+fn fixture(name: &str) -> Result<Topology, TopologyError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/topology/fixtures")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Topology::parse(&format!("{name}.yaml"), &text)
+}
+
+#[test]
+fn the_good_fixture_parses() {
+    let t = fixture("good").expect("good topology");
+    assert_eq!(t.services.len(), 2);
+    assert_eq!(t.sources_of("fulfilment")[0].service, "orders");
+    assert_eq!(t.service("fulfilment").and_then(|s| s.replication), Some(1));
+}
+
+#[test]
+fn each_bad_fixture_names_the_field_and_the_fix() {
+    let cases = [
+        ("bad-version", "apiVersion", "use `seam/v1`"),
+        ("bad-unknown-field", "unknown field `partition`", "line 4"),
+        ("bad-partitions", "services[0].partitions", "use 1 to 1000"),
+        ("bad-name", "services[0].name", "lowercase letters"),
+        (
+            "bad-translator",
+            "consumers[0].sources[0].translator",
+            "use `orders-to-fulfilment`",
+        ),
+        (
+            "bad-unknown-source",
+            "consumers[0].sources[0].service",
+            "`billing` is not a declared service",
+        ),
+        ("bad-self", "consumers[0].sources[0].service", "its own events"),
+    ];
+    for (name, field, fix) in cases {
+        let err = fixture(name).expect_err(name).to_string();
+        assert!(err.starts_with(&format!("{name}.yaml")), "{name}: {err}");
+        assert!(err.contains(field) && err.contains(fix), "{name}: {err}");
+    }
+}
+
+#[test]
+fn every_fixture_file_is_covered() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/topology/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for name in names {
+        let result = fixture(&name);
+        assert_eq!(result.is_ok(), name == "good", "{name}: {result:?}");
+    }
+}
+
+#[test]
+fn a_missing_file_or_schema_dir_is_named() {
+    let err = Topology::load(Path::new("/nonexistent/topology.yaml")).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/topology.yaml"), "{err}");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/topology/fixtures/good.yaml");
+    let err = Topology::load(&good).expect_err("no schema dirs next to the fixture");
+    assert!(err.to_string().contains("services[0].schemas"), "{err}");
+}
