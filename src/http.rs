@@ -264,7 +264,7 @@ async fn put_events<S: Service>(
                 "send the Confluent-framed Avro bytes, base64-encoded, as getEvents returns them",
             )
         })?;
-        if e.headers.get(envelope::EVENT_ID).is_none() {
+        if !e.headers.contains_key(envelope::EVENT_ID) {
             return Err(ApiError::bad_request(
                 format!("events[{i}] has no {} header", envelope::EVENT_ID),
                 "putEvents is idempotent by event id; pass the headers getEvents returned",
