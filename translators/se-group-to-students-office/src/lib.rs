@@ -1,0 +1,114 @@
+//! `se-group-to-students-office`: Grades the SE group gives, onto the students' records (getOrCreate on the office's side).
+//!
+//! Reads the `StudentGraded` events of `se-group` through its own reader schema (only the fields it
+//! needs) and turns them into `students-office` commands. Pure and deterministic.
+
+use seam::translator::{ForeignEvent, TranslateError, Translator};
+use serde::Deserialize;
+
+/// The record this translator reads.
+pub const RECORD: &str = "studentaffairs.segroup.StudentGraded";
+
+/// The consumer's view of `StudentGraded`.
+pub const READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.segroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"},{"name":"grader","type":"string"}]}"#;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Clone))]
+struct Read {
+    student: String,
+    exam: String,
+    grade: String,
+    grader: String,
+}
+
+/// The translator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SeGroupToStudentsOffice;
+
+impl Translator<students_office::model::Command> for SeGroupToStudentsOffice {
+    fn source(&self) -> &str {
+        "se-group"
+    }
+
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(RECORD, READER)]
+    }
+
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<students_office::model::Command>, TranslateError> {
+        if event.record != RECORD {
+            return Ok(vec![]);
+        }
+        let e: Read = event.payload()?;
+        Ok(vec![students_office::model::Command::RecordGrade {
+            student: e.student,
+            exam: e.exam,
+            grade: e.grade,
+            grader: e.grader,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRITER: &str = include_str!("../../../schemas/se-group/StudentGraded.avsc");
+
+    fn sample() -> Read {
+        Read {
+            student: "student-1".into(),
+            exam: "exam-1".into(),
+            grade: "1.3".into(),
+            grader: "grader-1".into(),
+        }
+    }
+
+    fn translate(read: Read) -> Vec<students_office::model::Command> {
+        let event = ForeignEvent {
+            topic: "se-group.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "student/1".into(),
+            event_id: Some("se-group/1".into()),
+            record: RECORD.into(),
+            value: apache_avro::to_value(read).expect("value"),
+        };
+        SeGroupToStudentsOffice.translate(&event).expect("translates")
+    }
+
+    #[test]
+    fn the_reader_schema_resolves_against_the_published_schema() {
+        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
+        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
+            .expect("reader can read the writer");
+    }
+
+    #[test]
+    fn an_event_becomes_its_command() {
+        assert_eq!(
+            translate(sample()),
+            vec![students_office::model::Command::RecordGrade {
+                student: "student-1".into(),
+                exam: "exam-1".into(),
+                grade: "1.3".into(),
+                grader: "grader-1".into()
+            }]
+        );
+        assert_eq!(translate(sample()), translate(sample()), "deterministic");
+    }
+
+    #[test]
+    fn other_records_are_ignored() {
+        let event = ForeignEvent {
+            topic: "se-group.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "x".into(),
+            event_id: None,
+            record: "something.Else".into(),
+            value: apache_avro::types::Value::Null,
+        };
+        assert!(SeGroupToStudentsOffice.translate(&event).expect("ignored").is_empty());
+    }
+}

@@ -1,0 +1,126 @@
+//! `students-office-to-se-group`: Enrollments for examinations the SE group runs; the others are filtered out by owner.
+//!
+//! Reads the `StudentEnrolled` events of `students-office` through its own reader schema (only the fields it
+//! needs) and turns them into `se-group` commands. Pure and deterministic.
+
+use seam::translator::{ForeignEvent, TranslateError, Translator};
+use serde::Deserialize;
+
+/// The record this translator reads.
+pub const RECORD: &str = "studentaffairs.studentsoffice.StudentEnrolled";
+
+/// The consumer's view of `StudentEnrolled`.
+pub const READER: &str = r#"{"type":"record","name":"StudentEnrolled","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"name","type":"string"},{"name":"exam","type":"string"},{"name":"title","type":"string"},{"name":"owner","type":"string"}]}"#;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Clone))]
+struct Read {
+    student: String,
+    name: String,
+    exam: String,
+    title: String,
+    owner: String,
+}
+
+/// The translator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StudentsOfficeToSeGroup;
+
+impl Translator<se_group::model::Command> for StudentsOfficeToSeGroup {
+    fn source(&self) -> &str {
+        "students-office"
+    }
+
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(RECORD, READER)]
+    }
+
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<se_group::model::Command>, TranslateError> {
+        if event.record != RECORD {
+            return Ok(vec![]);
+        }
+        let e: Read = event.payload()?;
+        if !(e.owner == "se-group") {
+            return Ok(vec![]);
+        }
+        Ok(vec![se_group::model::Command::Enroll {
+            student: e.student,
+            name: e.name,
+            exam: e.exam,
+            title: e.title,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRITER: &str = include_str!("../../../schemas/students-office/StudentEnrolled.avsc");
+
+    fn sample() -> Read {
+        Read {
+            student: "student-1".into(),
+            name: "name-1".into(),
+            exam: "exam-1".into(),
+            title: "title-1".into(),
+            owner: "se-group".into(),
+        }
+    }
+
+    fn translate(read: Read) -> Vec<se_group::model::Command> {
+        let event = ForeignEvent {
+            topic: "students-office.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "student/1".into(),
+            event_id: Some("students-office/1".into()),
+            record: RECORD.into(),
+            value: apache_avro::to_value(read).expect("value"),
+        };
+        StudentsOfficeToSeGroup.translate(&event).expect("translates")
+    }
+
+    #[test]
+    fn the_reader_schema_resolves_against_the_published_schema() {
+        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
+        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
+            .expect("reader can read the writer");
+    }
+
+    #[test]
+    fn an_event_becomes_its_command() {
+        assert_eq!(
+            translate(sample()),
+            vec![se_group::model::Command::Enroll {
+                student: "student-1".into(),
+                name: "name-1".into(),
+                exam: "exam-1".into(),
+                title: "title-1".into()
+            }]
+        );
+        assert_eq!(translate(sample()), translate(sample()), "deterministic");
+    }
+
+    #[test]
+    fn other_records_are_ignored() {
+        let event = ForeignEvent {
+            topic: "students-office.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "x".into(),
+            event_id: None,
+            record: "something.Else".into(),
+            value: apache_avro::types::Value::Null,
+        };
+        assert!(StudentsOfficeToSeGroup.translate(&event).expect("ignored").is_empty());
+    }
+
+    #[test]
+    fn events_for_other_owners_are_filtered_out() {
+        let mut v = sample();
+        v.owner = "someone-else".into();
+        assert_eq!(translate(v), Vec::<se_group::model::Command>::new());
+    }
+}

@@ -1,0 +1,106 @@
+//! `theory-group-to-ta-pool`: The theory group's hires, into the TA pool.
+//!
+//! Reads the `StudentHired` events of `theory-group` through its own reader schema (only the fields it
+//! needs) and turns them into `ta-pool` commands. Pure and deterministic.
+
+use seam::translator::{ForeignEvent, TranslateError, Translator};
+use serde::Deserialize;
+
+/// The record this translator reads.
+pub const RECORD: &str = "studentaffairs.theorygroup.StudentHired";
+
+/// The consumer's view of `StudentHired`.
+pub const READER: &str = r#"{"type":"record","name":"StudentHired","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"group","type":"string"}]}"#;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Clone))]
+struct Read {
+    student: String,
+    group: String,
+}
+
+/// The translator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TheoryGroupToTaPool;
+
+impl Translator<ta_pool::Command> for TheoryGroupToTaPool {
+    fn source(&self) -> &str {
+        "theory-group"
+    }
+
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(RECORD, READER)]
+    }
+
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<ta_pool::Command>, TranslateError> {
+        if event.record != RECORD {
+            return Ok(vec![]);
+        }
+        let e: Read = event.payload()?;
+        Ok(vec![ta_pool::Command::RecordHire {
+            student: e.student,
+            group: e.group,
+        }])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRITER: &str = include_str!("../../../schemas/theory-group/StudentHired.avsc");
+
+    fn sample() -> Read {
+        Read {
+            student: "student-1".into(),
+            group: "group-1".into(),
+        }
+    }
+
+    fn translate(read: Read) -> Vec<ta_pool::Command> {
+        let event = ForeignEvent {
+            topic: "theory-group.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "student/1".into(),
+            event_id: Some("theory-group/1".into()),
+            record: RECORD.into(),
+            value: apache_avro::to_value(read).expect("value"),
+        };
+        TheoryGroupToTaPool.translate(&event).expect("translates")
+    }
+
+    #[test]
+    fn the_reader_schema_resolves_against_the_published_schema() {
+        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
+        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
+            .expect("reader can read the writer");
+    }
+
+    #[test]
+    fn an_event_becomes_its_command() {
+        assert_eq!(
+            translate(sample()),
+            vec![ta_pool::Command::RecordHire {
+                student: "student-1".into(),
+                group: "group-1".into()
+            }]
+        );
+        assert_eq!(translate(sample()), translate(sample()), "deterministic");
+    }
+
+    #[test]
+    fn other_records_are_ignored() {
+        let event = ForeignEvent {
+            topic: "theory-group.events".into(),
+            partition: 0,
+            offset: 0,
+            subject: "x".into(),
+            event_id: None,
+            record: "something.Else".into(),
+            value: apache_avro::types::Value::Null,
+        };
+        assert!(TheoryGroupToTaPool.translate(&event).expect("ignored").is_empty());
+    }
+}
