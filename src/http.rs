@@ -145,13 +145,72 @@ pub struct PutEvents {
     pub events: Vec<WireEvent>,
 }
 
-/// The routes every service has.
-pub fn platform_routes<S: Service>(node: Arc<Node<S>>) -> Router {
+/// The routes every service has, plus `POST /commands` for its own commands (a JSON command as
+/// the service's `Command` type deserializes it).
+pub fn platform_routes<S>(node: Arc<Node<S>>) -> Router
+where
+    S: Service,
+    S::Command: serde::de::DeserializeOwned,
+{
     Router::new()
         .route("/health", get(health::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/events", get(get_events::<S>).put(put_events::<S>))
+        .route("/commands", axum::routing::post(post_command::<S>))
         .with_state(node)
+}
+
+/// A SHA-256 over rows in sorted order: two sides of a flow hold the same shared data exactly
+/// when their digests are equal.
+pub fn digest(mut rows: Vec<String>) -> String {
+    use sha2::{Digest, Sha256};
+    rows.sort();
+    let mut hasher = Sha256::new();
+    for row in rows {
+        hasher.update(row.as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// The shared data of one flow as one side holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Shared {
+    /// `<source>-><consumer>`.
+    pub flow: String,
+    /// Rows held.
+    pub rows: usize,
+    /// [`digest`] of the rows.
+    pub digest: String,
+}
+
+impl Shared {
+    /// Digests `rows` for `flow`.
+    pub fn of(flow: &str, rows: Vec<String>) -> Self {
+        Self {
+            flow: flow.to_string(),
+            rows: rows.len(),
+            digest: digest(rows),
+        }
+    }
+}
+
+async fn post_command<S>(State(node): State<Arc<Node<S>>>, body: Result<Json<S::Command>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError>
+where
+    S: Service,
+    S::Command: serde::de::DeserializeOwned,
+{
+    let Json(command) = body?;
+    match node.execute(command, crate::service::Cause::default()).await {
+        Ok(seqs) => Ok(Json(serde_json::json!({ "applied": true, "events": seqs }))),
+        Err(crate::runtime::ExecuteError::Apply(crate::service::ApplyError::Rejected(reason))) => Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: reason,
+            hint: None,
+        }),
+        Err(crate::runtime::ExecuteError::Stopped) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down")),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
 }
 
 async fn health<S: Service>(State(node): State<Arc<Node<S>>>) -> Response {

@@ -40,7 +40,7 @@ impl Translator<se_group::model::Command> for StudentsOfficeToSeGroup {
             return Ok(vec![]);
         }
         let e: Read = event.payload()?;
-        if !(e.owner == "se-group") {
+        if e.owner != "se-group" {
             return Ok(vec![]);
         }
         Ok(vec![se_group::model::Command::Enroll {

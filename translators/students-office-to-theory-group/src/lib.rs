@@ -40,7 +40,7 @@ impl Translator<theory_group::model::Command> for StudentsOfficeToTheoryGroup {
             return Ok(vec![]);
         }
         let e: Read = event.payload()?;
-        if !(e.owner == "theory-group") {
+        if e.owner != "theory-group" {
             return Ok(vec![]);
         }
         Ok(vec![theory_group::model::Command::Enroll {
