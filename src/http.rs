@@ -195,7 +195,10 @@ impl Shared {
     }
 }
 
-async fn post_command<S>(State(node): State<Arc<Node<S>>>, body: Result<Json<S::Command>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError>
+async fn post_command<S>(
+    State(node): State<Arc<Node<S>>>,
+    body: Result<Json<S::Command>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError>
 where
     S: Service,
     S::Command: serde::de::DeserializeOwned,
@@ -208,7 +211,10 @@ where
             error: reason,
             hint: None,
         }),
-        Err(crate::runtime::ExecuteError::Stopped) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the service is shutting down")),
+        Err(crate::runtime::ExecuteError::Stopped) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is shutting down",
+        )),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
     }
 }

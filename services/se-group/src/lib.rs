@@ -3,6 +3,7 @@
 //! assistants. It learns its students from the students office's enrollments and who is already
 //! a TA from the TA pool, both through translators.
 
+pub mod api;
 pub mod events;
 pub mod model;
 

@@ -3,6 +3,7 @@
 //! the groups give. Its model knows nothing of the groups' internals; grades arrive as commands
 //! translated from their events.
 
+pub mod api;
 pub mod events;
 pub mod model;
 

@@ -3,6 +3,8 @@
 //! `TaAssigned`; a later hire of the same student by another group is a fact too (it happened),
 //! so it is kept as a conflict for the office to resolve, not refused.
 
+pub mod api;
+
 use apache_avro::AvroSchema;
 use seam::codec::{Catalog, CatalogError};
 use seam::service::{Apply, ApplyError, Event, Service};

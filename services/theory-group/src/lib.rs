@@ -3,6 +3,7 @@
 //! students from enrollments and who is taken from the TA pool; it shares no code with the SE
 //! group, only the contract of the events both read.
 
+pub mod api;
 pub mod events;
 pub mod model;
 

@@ -1,0 +1,84 @@
+//! The SE group's HTTP API beyond the platform routes: what the lecturer's GUI reads, and the
+//! shared data of each flow it takes part in (for the sync report).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use seam::http::{ApiError, Shared};
+use seam::runtime::Node;
+use seam::store::Store;
+use serde_json::{json, Value};
+
+use crate::model::{Assignment, SeGroup, Student};
+
+type AppState = Arc<Node<SeGroup>>;
+
+/// Query and flow routes.
+pub fn routes(node: AppState) -> Router {
+    Router::new()
+        .route("/counts", get(counts))
+        .route("/shared/{flow}", get(shared_route))
+        .with_state(node)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn scan<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> Result<Vec<(String, T)>, ApiError> {
+    store
+        .model_scan(prefix)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(internal)?)))
+        .collect()
+}
+
+async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = node.store();
+    Ok(Json(json!({
+        "students": scan::<Student>(store, "student/")?.len(),
+        "enrollments": scan::<String>(store, "enrollment/")?.len(),
+        "assignments": scan::<Assignment>(store, "assignment/")?.len(),
+        "points": scan::<i32>(store, "points/")?.len(),
+        "grades": scan::<String>(store, "grade/")?.len(),
+        "hires": scan::<bool>(store, "hire/")?.len(),
+        "known_tas": scan::<String>(store, "ta/")?.len(),
+    })))
+}
+
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let rows = match flow {
+        "students-office->se-group" => scan::<String>(store, "enrollment/")?
+            .into_iter()
+            .map(|(k, name)| format!("{}|{name}", k.trim_start_matches("enrollment/").replacen('/', "|", 1)))
+            .collect(),
+        "se-group->students-office" => scan::<String>(store, "grade/")?
+            .into_iter()
+            .map(|(k, g)| format!("{}|{g}", k.trim_start_matches("grade/")))
+            .collect(),
+        "se-group->ta-pool" => scan::<bool>(store, "hire/")?
+            .into_iter()
+            .map(|(k, _)| k.trim_start_matches("hire/").to_string())
+            .collect(),
+        "ta-pool->se-group" => scan::<String>(store, "ta/")?
+            .into_iter()
+            .map(|(k, group)| format!("{}|{group}", k.trim_start_matches("ta/")))
+            .collect(),
+        _ => return Ok(None),
+    };
+    Ok(Some(rows))
+}
+
+async fn shared_route(State(node): State<AppState>, Path(flow): Path<String>) -> Result<Json<Shared>, ApiError> {
+    match shared(node.store(), &flow)? {
+        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("se-group takes no part in flow {flow}"),
+        )),
+    }
+}

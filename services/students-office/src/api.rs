@@ -1,0 +1,115 @@
+//! The students office's HTTP API beyond the platform routes: what the clerk's GUI reads, and
+//! the shared data of each flow it takes part in (for the sync report).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use seam::http::{ApiError, Shared};
+use seam::runtime::Node;
+use seam::store::Store;
+use serde_json::{json, Value};
+
+use crate::model::{Examination, Grade, Student, StudentsOffice};
+
+type AppState = Arc<Node<StudentsOffice>>;
+
+/// Query and flow routes.
+pub fn routes(node: AppState) -> Router {
+    Router::new()
+        .route("/students/{id}", get(student))
+        .route("/counts", get(counts))
+        .route("/shared/{flow}", get(shared_route))
+        .with_state(node)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn scan<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> Result<Vec<(String, T)>, ApiError> {
+    store
+        .model_scan(prefix)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(internal)?)))
+        .collect()
+}
+
+async fn student(State(node): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = node.store();
+    let Some(bytes) = store.model_get(&format!("student/{id}")).map_err(internal)? else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no student {id}"),
+        ));
+    };
+    let s: Student = serde_json::from_slice(&bytes).map_err(internal)?;
+    let grades: Vec<Value> = scan::<Grade>(store, "grade/")?
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(&format!("/{id}")))
+        .map(|(k, g)| json!({ "exam": k.split('/').nth(1), "grade": g.grade, "grader": g.grader }))
+        .collect();
+    Ok(Json(
+        json!({ "student": id, "name": s.name, "program": s.program, "grades": grades }),
+    ))
+}
+
+async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = node.store();
+    let students = scan::<Student>(store, "student/")?;
+    let placeholders = students.iter().filter(|(_, s)| s.name.is_none()).count();
+    Ok(Json(json!({
+        "students": students.len(),
+        "placeholder_students": placeholders,
+        "examinations": scan::<Examination>(store, "exam/")?.len(),
+        "enrollments": scan::<bool>(store, "enrollment/")?.len(),
+        "grades": scan::<Grade>(store, "grade/")?.len(),
+    })))
+}
+
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let owner = match flow {
+        "students-office->se-group" => "se-group",
+        "students-office->theory-group" => "theory-group",
+        "se-group->students-office" | "theory-group->students-office" => {
+            let grader = flow.split("->").next().unwrap_or_default();
+            let rows = scan::<Grade>(store, "grade/")?
+                .into_iter()
+                .filter(|(_, g)| g.grader == grader)
+                .map(|(k, g)| format!("{}|{}", k.trim_start_matches("grade/"), g.grade))
+                .collect();
+            return Ok(Some(rows));
+        }
+        _ => return Ok(None),
+    };
+    let exams: std::collections::BTreeMap<String, Examination> = scan(store, "exam/")?.into_iter().collect();
+    let students: std::collections::BTreeMap<String, Student> = scan(store, "student/")?.into_iter().collect();
+    let mut rows = Vec::new();
+    for (key, _) in scan::<bool>(store, "enrollment/")? {
+        let mut parts = key.trim_start_matches("enrollment/").splitn(2, '/');
+        let (Some(exam), Some(student)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if exams.get(&format!("exam/{exam}")).and_then(|e| e.owner.as_deref()) == Some(owner) {
+            let name = students
+                .get(&format!("student/{student}"))
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default();
+            rows.push(format!("{exam}|{student}|{name}"));
+        }
+    }
+    Ok(Some(rows))
+}
+
+async fn shared_route(State(node): State<AppState>, Path(flow): Path<String>) -> Result<Json<Shared>, ApiError> {
+    match shared(node.store(), &flow)? {
+        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("students-office takes no part in flow {flow}"),
+        )),
+    }
+}

@@ -1,0 +1,76 @@
+//! The TA pool's HTTP API beyond the platform routes: who works for whom, and the shared data of
+//! each flow it takes part in (for the sync report).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use seam::http::{ApiError, Shared};
+use seam::runtime::Node;
+use seam::store::Store;
+use serde_json::{json, Value};
+
+use crate::{Assignment, TaPool};
+
+type AppState = Arc<Node<TaPool>>;
+
+/// Query and flow routes.
+pub fn routes(node: AppState) -> Router {
+    Router::new()
+        .route("/counts", get(counts))
+        .route("/shared/{flow}", get(shared_route))
+        .with_state(node)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn assignments(store: &Store) -> Result<Vec<(String, Assignment)>, ApiError> {
+    store
+        .model_scan("ta/")
+        .map_err(internal)?
+        .into_iter()
+        .map(|(k, v)| {
+            Ok((
+                k.trim_start_matches("ta/").to_string(),
+                serde_json::from_slice(&v).map_err(internal)?,
+            ))
+        })
+        .collect()
+}
+
+async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let all = assignments(node.store())?;
+    let conflicts = all.iter().filter(|(_, a)| !a.conflicts.is_empty()).count();
+    Ok(Json(json!({ "tas": all.len(), "conflicts": conflicts })))
+}
+
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let all = assignments(store)?;
+    let rows = match flow.split_once("->") {
+        Some((group, "ta-pool")) => all
+            .into_iter()
+            .filter(|(_, a)| a.group == group || a.conflicts.iter().any(|c| c == group))
+            .map(|(student, _)| student)
+            .collect(),
+        Some(("ta-pool", _)) => all
+            .into_iter()
+            .map(|(student, a)| format!("{student}|{}", a.group))
+            .collect(),
+        _ => return Ok(None),
+    };
+    Ok(Some(rows))
+}
+
+async fn shared_route(State(node): State<AppState>, Path(flow): Path<String>) -> Result<Json<Shared>, ApiError> {
+    match shared(node.store(), &flow)? {
+        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            format!("ta-pool takes no part in flow {flow}"),
+        )),
+    }
+}
