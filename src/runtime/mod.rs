@@ -6,6 +6,7 @@
 //! cancellation token: shutdown is one signal, then the consumer finishes its batch, the writer
 //! commits what is queued, the publisher and shipper drain what is durable within a deadline.
 
+mod applier;
 mod consumer;
 mod dlq;
 mod pipeline;
@@ -34,6 +35,7 @@ use crate::service::{ApplyError, Cause, Service};
 use crate::store::{Store, StoreError};
 use crate::translator::{dlq_topic, events_topic, Translator};
 
+pub use applier::Applier;
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use retention::RetentionError;

@@ -108,8 +108,8 @@ pub(crate) struct Writer<S: Service> {
     pub cancel: CancellationToken,
 }
 
-struct Group {
-    set: WriteSet,
+pub(crate) struct Group {
+    pub(crate) set: WriteSet,
     replies: Vec<Reply>,
     outbox_queued: bool,
 }
@@ -177,7 +177,13 @@ impl<S: Service> Writer<S> {
         Ok(())
     }
 
-    fn group(&self) -> Result<Group, RuntimeError> {
+    /// Commits a group without flushing (offline use: replays and tests).
+    pub(crate) fn commit_quietly(&self, group: Group) -> Result<(), RuntimeError> {
+        self.store.commit(group.set, false)?;
+        Ok(())
+    }
+
+    pub(crate) fn group(&self) -> Result<Group, RuntimeError> {
         Ok(Group {
             set: self.store.write_set()?,
             replies: Vec::new(),
@@ -224,7 +230,12 @@ impl<S: Service> Writer<S> {
         Ok(std::mem::take(&mut ctx.emitted))
     }
 
-    fn command(&self, set: &mut WriteSet, command: &S::Command, cause: &Cause) -> Result<Vec<u64>, ApplyError> {
+    pub(crate) fn command(
+        &self,
+        set: &mut WriteSet,
+        command: &S::Command,
+        cause: &Cause,
+    ) -> Result<Vec<u64>, ApplyError> {
         match self.apply_all(set, std::slice::from_ref(command), cause) {
             Ok(seqs) => {
                 set.keep();
@@ -239,7 +250,7 @@ impl<S: Service> Writer<S> {
         }
     }
 
-    fn foreign(
+    pub(crate) fn foreign(
         &self,
         group: &mut Group,
         positions: &mut OffsetMap,

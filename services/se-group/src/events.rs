@@ -64,6 +64,8 @@ pub struct StudentHired {
     pub student: String,
     /// Always `se-group`.
     pub group: String,
+    /// When, milliseconds since the Unix epoch.
+    pub hired_at: i64,
 }
 
 impl Event for StudentHired {

@@ -299,6 +299,7 @@ impl Service for SeGroup {
                     &StudentHired {
                         student: student.clone(),
                         group: NAME.into(),
+                        hired_at: ctx.now_ms(),
                     },
                 )?;
             }

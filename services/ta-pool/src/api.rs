@@ -43,7 +43,7 @@ fn assignments(store: &Store) -> Result<Vec<(String, Assignment)>, ApiError> {
 
 async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     let all = assignments(node.store())?;
-    let conflicts = all.iter().filter(|(_, a)| !a.conflicts.is_empty()).count();
+    let conflicts = all.iter().filter(|(_, a)| a.conflict()).count();
     Ok(Json(json!({ "tas": all.len(), "conflicts": conflicts })))
 }
 
@@ -53,7 +53,7 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
     let rows = match flow.split_once("->") {
         Some((group, "ta-pool")) => all
             .into_iter()
-            .filter(|(_, a)| a.group == group || a.conflicts.iter().any(|c| c == group))
+            .filter(|(_, a)| a.hires.contains_key(group))
             .map(|(student, _)| student)
             .collect(),
         Some(("ta-pool", _)) => all

@@ -1,7 +1,7 @@
 //! The TA pool of seed 000: the research groups report their hires of teaching assistants here,
-//! and read back who is taken. The first hire of a student is recorded and published as
-//! `TaAssigned`; a later hire of the same student by another group is a fact too (it happened),
-//! so it is kept as a conflict for the office to resolve, not refused.
+//! and read back who is taken. Every hire is a fact (it happened), so none is refused: the
+//! student goes to the earliest hire, the others are kept as a conflict to resolve, and
+//! `TaAssigned` is published whenever the assignment changes.
 
 pub mod api;
 
@@ -45,16 +45,25 @@ pub enum Command {
         student: String,
         /// The hiring group.
         group: String,
+        /// When, milliseconds since the Unix epoch.
+        hired_at: i64,
     },
 }
 
-/// The pool's record of one student.
+/// The pool's record of one student: every hire reported, and who gets the student.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
-    /// The group the student works for (the first hire).
+    /// The group the student works for: the earliest hire (ties: the group name decides).
     pub group: String,
-    /// Later hires by other groups, in arrival order: conflicts to resolve.
-    pub conflicts: Vec<String>,
+    /// Every group that hired the student, with when; more than one is a conflict to resolve.
+    pub hires: std::collections::BTreeMap<String, i64>,
+}
+
+impl Assignment {
+    /// Whether more than one group hired the student.
+    pub fn conflict(&self) -> bool {
+        self.hires.len() > 1
+    }
 }
 
 /// Model key of a student's assignment.
@@ -69,30 +78,36 @@ pub struct TaPool;
 impl Service for TaPool {
     type Command = Command;
 
+    /// The outcome depends only on the set of hires, never on their arrival order, so the pool
+    /// converges however the groups' topics interleave.
     fn apply(&self, ctx: &mut Apply<'_>, command: &Command) -> Result<(), ApplyError> {
-        let Command::RecordHire { student, group } = command;
-        match ctx.get::<Assignment>(&key(student))? {
-            None => {
-                ctx.put(
-                    &key(student),
-                    &Assignment {
-                        group: group.clone(),
-                        conflicts: vec![],
-                    },
-                )?;
-                ctx.emit(
-                    &format!("student/{student}"),
-                    &TaAssigned {
-                        student: student.clone(),
-                        group: group.clone(),
-                    },
-                )?;
-            }
-            Some(a) if a.group == *group || a.conflicts.contains(group) => {}
-            Some(mut a) => {
-                a.conflicts.push(group.clone());
-                ctx.put(&key(student), &a)?;
-            }
+        let Command::RecordHire {
+            student,
+            group,
+            hired_at,
+        } = command;
+        let mut a = ctx.get::<Assignment>(&key(student))?.unwrap_or_default();
+        if a.hires.contains_key(group) {
+            return Ok(());
+        }
+        a.hires.insert(group.clone(), *hired_at);
+        let winner = a
+            .hires
+            .iter()
+            .min_by_key(|(g, at)| (**at, (*g).clone()))
+            .map(|(g, _)| g.clone())
+            .unwrap_or_default();
+        let changed = winner != a.group;
+        a.group = winner.clone();
+        ctx.put(&key(student), &a)?;
+        if changed {
+            ctx.emit(
+                &format!("student/{student}"),
+                &TaAssigned {
+                    student: student.clone(),
+                    group: winner,
+                },
+            )?;
         }
         Ok(())
     }
@@ -113,23 +128,24 @@ mod tests {
     }
 
     #[test]
-    fn the_first_hire_wins_and_later_ones_are_kept_as_conflicts() {
+    fn the_earliest_hire_wins_whatever_arrives_first_and_conflicts_are_kept() {
         let dir = std::env::temp_dir().join(format!("ta-pool-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).expect("store");
         let catalog = catalog().expect("catalog");
         let mut set = store.write_set().expect("set");
         let cause = Cause::default();
-        let hire = |g: &str| Command::RecordHire {
+        let hire = |g: &str, at: i64| Command::RecordHire {
             student: "7".into(),
             group: g.into(),
+            hired_at: at,
         };
         let mut emitted = 0;
         for c in [
-            hire("se-group"),
-            hire("se-group"),
-            hire("theory-group"),
-            hire("theory-group"),
+            hire("theory-group", 20),
+            hire("se-group", 10),
+            hire("se-group", 10),
+            hire("theory-group", 20),
         ] {
             let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
             TaPool.apply(&mut ctx, &c).expect("never refused");
@@ -137,15 +153,13 @@ mod tests {
             set.keep();
         }
         store.commit(set, false).expect("commit");
-        assert_eq!(emitted, 1, "one TaAssigned for the first hire");
+        assert_eq!(
+            emitted, 2,
+            "theory-group first, then the earlier se-group hire takes over"
+        );
         let a: Assignment =
             serde_json::from_slice(&store.model_get(&key("7")).expect("read").expect("present")).expect("decode");
-        assert_eq!(
-            a,
-            Assignment {
-                group: "se-group".into(),
-                conflicts: vec!["theory-group".into()]
-            }
-        );
+        assert_eq!(a.group, "se-group", "the earliest hire wins, whatever arrived first");
+        assert!(a.conflict());
     }
 }

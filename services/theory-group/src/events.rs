@@ -48,6 +48,8 @@ pub struct StudentHired {
     pub student: String,
     /// Always `theory-group`.
     pub group: String,
+    /// When, milliseconds since the Unix epoch.
+    pub hired_at: i64,
 }
 
 impl Event for StudentHired {

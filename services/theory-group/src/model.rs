@@ -209,6 +209,7 @@ impl Service for TheoryGroup {
                     &StudentHired {
                         student: student.clone(),
                         group: NAME.into(),
+                        hired_at: ctx.now_ms(),
                     },
                 )?;
             }

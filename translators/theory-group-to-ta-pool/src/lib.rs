@@ -10,13 +10,14 @@ use serde::Deserialize;
 pub const RECORD: &str = "studentaffairs.theorygroup.StudentHired";
 
 /// The consumer's view of `StudentHired`.
-pub const READER: &str = r#"{"type":"record","name":"StudentHired","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"group","type":"string"}]}"#;
+pub const READER: &str = r#"{"type":"record","name":"StudentHired","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"group","type":"string"},{"name":"hired_at","type":"long"}]}"#;
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize, Clone))]
 struct Read {
     student: String,
     group: String,
+    hired_at: i64,
 }
 
 /// The translator.
@@ -40,6 +41,7 @@ impl Translator<ta_pool::Command> for TheoryGroupToTaPool {
         Ok(vec![ta_pool::Command::RecordHire {
             student: e.student,
             group: e.group,
+            hired_at: e.hired_at,
         }])
     }
 }
@@ -54,6 +56,7 @@ mod tests {
         Read {
             student: "student-1".into(),
             group: "group-1".into(),
+            hired_at: 7,
         }
     }
 
@@ -84,7 +87,8 @@ mod tests {
             translate(sample()),
             vec![ta_pool::Command::RecordHire {
                 student: "student-1".into(),
-                group: "group-1".into()
+                group: "group-1".into(),
+                hired_at: 7
             }]
         );
         assert_eq!(translate(sample()), translate(sample()), "deterministic");
