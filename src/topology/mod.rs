@@ -2,11 +2,15 @@
 //! reads which source through which translator. `seam deploy`, the demo and `seam register` all
 //! start from here, so a mistake is reported once, precisely: the file, the field, the fix.
 
+mod ensure;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub use ensure::{ensure, Ensured};
 
 /// The only version this build reads.
 pub const API_VERSION: &str = "seam/v1";

@@ -68,3 +68,17 @@ fn a_missing_file_or_schema_dir_is_named() {
     let err = Topology::load(&good).expect_err("no schema dirs next to the fixture");
     assert!(err.to_string().contains("services[0].schemas"), "{err}");
 }
+
+#[test]
+fn every_topology_under_deploy_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            found += 1;
+        }
+    }
+    assert!(found >= 1, "no topology files under deploy/");
+}

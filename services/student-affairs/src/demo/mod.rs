@@ -1,0 +1,143 @@
+//! `student-affairs demo`: the README's first command. It brings up the whole example and
+//! proves seed 000's promise on real parts:
+//! 1. uses the configured cluster, or starts the local stack when there is none;
+//! 2. creates the topics and registers the schemas the topology names;
+//! 3. starts the four services as separate processes;
+//! 4. drives the scenario over their HTTP APIs (students, examinations, enrollments,
+//!    assignments, grades from both groups, hires, and a double hire the TA pool prevents);
+//! 5. waits until every consumer has caught up and prints the sync report: per service its
+//!    counts and lag, per flow the digest of the shared data on both sides.
+
+mod processes;
+mod report;
+mod scenario;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use seam::cluster::{ClusterError, Endpoints};
+use seam::codec::Registry;
+use seam::topology::Topology;
+
+pub use report::{FlowReport, Report, ServiceReport};
+pub use scenario::Stats;
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Students to register (at least 1; the scenario needs some to grade and hire).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub students: u32,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Leave the services running and print their URLs.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// The topology file (default: deploy/student-affairs.yaml).
+    #[arg(long, short = 't')]
+    pub topology: Option<PathBuf>,
+    /// Seconds to wait for every flow to be in sync.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Where the services keep their stores (default: `$SEAM_HOME/student-affairs`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Runs the demo; exit code 0 only when every flow is in sync.
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+
+    bar.set_message("phase 1/5: finding the cluster");
+    let endpoints = cluster(&bar).await?;
+    let topology_path = args.topology.clone().unwrap_or_else(crate::serve::default_topology);
+    let topology = Topology::load(&topology_path)?;
+
+    bar.set_message("phase 2/5: creating topics and registering schemas");
+    let mut client = rdkafka::ClientConfig::new();
+    client.set("bootstrap.servers", endpoints.bootstrap_servers());
+    let registry = Registry::new(endpoints.registry()?)?;
+    let ensured = seam::topology::ensure(&topology, &client, &registry).await?;
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => seam::local::Home::from_env()?.root().join("student-affairs"),
+    };
+    if !ensured.created.is_empty() && data.exists() {
+        // New topics mean a new cluster: stores from an earlier one would point past their end.
+        std::fs::remove_dir_all(&data).with_context(|| format!("clearing old stores in {}", data.display()))?;
+    }
+
+    bar.set_message("phase 3/5: starting the four services");
+    let services = processes::start_all(&endpoints, &topology_path, &data).await?;
+
+    let outcome = async {
+        bar.set_message("phase 4/5: driving the scenario");
+        let stats = scenario::drive(&services, args.students, &bar).await?;
+        bar.set_message("phase 5/5: waiting until every consumer has caught up");
+        let report = report::wait_in_sync(
+            &services,
+            &topology,
+            Duration::from_secs(args.timeout),
+            &bar,
+            stats,
+            started,
+        )
+        .await?;
+        anyhow::Ok(report)
+    }
+    .await;
+    bar.finish_and_clear();
+    let report = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            services.stop().await;
+            return Err(e);
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
+    }
+    if args.keep_running {
+        services.detach();
+        eprintln!("the services keep running; stop them with `kill <pid>` (SIGTERM)");
+    } else {
+        services.stop().await;
+    }
+    Ok(if report.synced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn cluster(bar: &ProgressBar) -> anyhow::Result<Endpoints> {
+    match Endpoints::discover() {
+        Ok(e) => Ok(e),
+        Err(ClusterError::NoCluster) => {
+            bar.set_message("phase 1/5: no cluster configured; starting the local stack (first time: Maven fetch)");
+            let home = seam::local::Home::from_env()?;
+            let shape = seam::local::Shape::new(
+                1,
+                seam::local::Shape::DEFAULT_KAFKA_PORT,
+                seam::local::Shape::DEFAULT_REGISTRY_PORT,
+            )?;
+            let say_bar = bar.clone();
+            seam::local::up(&home, shape, &mut |msg| say_bar.println(msg)).await?;
+            Ok(Endpoints::discover()?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,46 @@
+//! `student-affairs`: run a Student Affairs service, or the one-command demo.
+//!
+//! Run with: `cargo run --release -p student-affairs -- demo`
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use student_affairs::{demo, serve};
+
+#[derive(Parser)]
+#[command(
+    name = "student-affairs",
+    version,
+    about = "The Student Affairs example of seam (seed 000)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service: its store, publisher, consumer and HTTP API.
+    Serve(serve::ServeArgs),
+    /// Start everything, drive the scenario, and report whether every flow is in sync.
+    Demo(demo::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SEAM_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
