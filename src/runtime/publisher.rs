@@ -91,6 +91,16 @@ impl Publisher {
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| RuntimeError::kafka(format!("initialising transactions for {topic}"), e))?;
         let (mut last, empty) = self.tail(&topic, partitions)?;
+        let journal_end = self.store.last_seq()?;
+        if let Some(&ahead) = last.values().filter(|s| **s > journal_end).max() {
+            // Publishing from here would skip this journal's entries as "already out".
+            return Err(RuntimeError::Config(format!(
+                "{topic} holds entries of {} up to seq {ahead}, but this store's journal ends at seq {journal_end}: \
+                 the store is not the one that published to this topic (a new store, or one restored from an older backup). \
+                 Restore the store that belongs to the topic, or delete and recreate the topic to start over",
+                self.service
+            )));
+        }
         let published = self.store.published_seq()?;
         let floor = if empty && published > 0 {
             // The topic is authoritative: if it was recreated empty, everything goes out again.

@@ -19,7 +19,7 @@ type AppState = Arc<Node<TheoryGroup>>;
 pub fn routes(node: AppState) -> Router {
     Router::new()
         .route("/counts", get(counts))
-        .route("/shared/{flow}", get(shared_route))
+        .route("/shared/{from}/{to}", get(shared_route))
         .with_state(node)
 }
 
@@ -72,7 +72,11 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
     Ok(Some(rows))
 }
 
-async fn shared_route(State(node): State<AppState>, Path(flow): Path<String>) -> Result<Json<Shared>, ApiError> {
+async fn shared_route(
+    State(node): State<AppState>,
+    Path((from, to)): Path<(String, String)>,
+) -> Result<Json<Shared>, ApiError> {
+    let flow = format!("{from}->{to}");
     match shared(node.store(), &flow)? {
         Some(rows) => Ok(Json(Shared::of(&flow, rows))),
         None => Err(ApiError::new(

@@ -78,6 +78,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         std::fs::remove_dir_all(&data).with_context(|| format!("clearing old stores in {}", data.display()))?;
     }
 
+    if ensured.created.is_empty() {
+        check_stores_match_topics(&topology, &client, &data)?;
+    }
+
     bar.set_message("phase 3/5: starting the four services");
     let services = processes::start_all(&endpoints, &topology_path, &data).await?;
 
@@ -121,6 +125,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A service's store and its topic belong together: a missing store next to a topic that
+/// already holds events cannot continue that topic.
+fn check_stores_match_topics(
+    topology: &Topology,
+    client: &rdkafka::ClientConfig,
+    data: &std::path::Path,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = client.create()?;
+    for s in &topology.services {
+        if data.join(&s.name).exists() {
+            continue;
+        }
+        let topic = seam::translator::events_topic(&s.name);
+        let mut events = 0;
+        for p in 0..s.partitions {
+            let (low, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
+            events += high - low;
+        }
+        if events > 0 {
+            anyhow::bail!(
+                "{topic} already holds events, but {} has no store for {}: the services' stores of the earlier run are elsewhere. \
+                 Pass that run's --data directory, or start over with `seam local down --purge` (local stack)",
+                data.display(),
+                s.name
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn cluster(bar: &ProgressBar) -> anyhow::Result<Endpoints> {

@@ -74,8 +74,8 @@ pub async fn flow(services: &Services, from: &str, to: &str) -> anyhow::Result<F
     let (Some(source), Some(replica)) = (services.url_of(from), services.url_of(to)) else {
         bail!("flow {name} names a service the demo does not run");
     };
-    let s: Shared = get_json(&format!("{source}/shared/{name}")).await?;
-    let r: Shared = get_json(&format!("{replica}/shared/{name}")).await?;
+    let s: Shared = get_json(&format!("{source}/shared/{from}/{to}")).await?;
+    let r: Shared = get_json(&format!("{replica}/shared/{from}/{to}")).await?;
     Ok(FlowReport {
         from: from.into(),
         to: to.into(),
