@@ -74,3 +74,27 @@ pub fn events_topic(service: &str) -> String {
 pub fn dlq_topic(consumer: &str) -> String {
     format!("{consumer}.dlq")
 }
+
+/// A foreign event as a translator under test receives it: `value` (any `Serialize` with the
+/// reader's fields) stands for the decoded payload.
+pub fn test_event<T: serde::Serialize>(source: &str, record: &str, value: T) -> ForeignEvent {
+    ForeignEvent {
+        topic: events_topic(source),
+        partition: 0,
+        offset: 0,
+        subject: String::new(),
+        event_id: Some(format!("{source}/1")),
+        record: record.to_string(),
+        value: apache_avro::to_value(value).unwrap_or(Value::Null),
+    }
+}
+
+/// Checks that a translator's reader schema can read what the producer's schema writes (Avro
+/// schema resolution, the tolerant reader), naming the incompatibility when it cannot.
+pub fn check_reader(writer_schema: &str, reader_schema: &str) -> Result<(), String> {
+    let writer = apache_avro::Schema::parse_str(writer_schema).map_err(|e| format!("writer schema: {e}"))?;
+    let reader = apache_avro::Schema::parse_str(reader_schema).map_err(|e| format!("reader schema: {e}"))?;
+    apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
+        .map(|_| ())
+        .map_err(|e| format!("the reader cannot read what the writer writes: {e}"))
+}

@@ -55,6 +55,7 @@ impl Translator<theory_group::model::Command> for StudentsOfficeToTheoryGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/students-office/StudentEnrolled.avsc");
 
@@ -69,24 +70,14 @@ mod tests {
     }
 
     fn translate(read: Read) -> Vec<theory_group::model::Command> {
-        let event = ForeignEvent {
-            topic: "students-office.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "student/1".into(),
-            event_id: Some("students-office/1".into()),
-            record: RECORD.into(),
-            value: apache_avro::to_value(read).expect("value"),
-        };
-        StudentsOfficeToTheoryGroup.translate(&event).expect("translates")
+        StudentsOfficeToTheoryGroup
+            .translate(&test_event("students-office", RECORD, read))
+            .expect("translates")
     }
 
     #[test]
     fn the_reader_schema_resolves_against_the_published_schema() {
-        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
-        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
-        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
-            .expect("reader can read the writer");
+        check_reader(WRITER, READER).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -105,15 +96,7 @@ mod tests {
 
     #[test]
     fn other_records_are_ignored() {
-        let event = ForeignEvent {
-            topic: "students-office.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "x".into(),
-            event_id: None,
-            record: "something.Else".into(),
-            value: apache_avro::types::Value::Null,
-        };
+        let event = test_event("students-office", "something.Else", ());
         assert!(StudentsOfficeToTheoryGroup
             .translate(&event)
             .expect("ignored")

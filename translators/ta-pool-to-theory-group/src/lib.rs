@@ -47,6 +47,7 @@ impl Translator<theory_group::model::Command> for TaPoolToTheoryGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/ta-pool/TaAssigned.avsc");
 
@@ -58,24 +59,14 @@ mod tests {
     }
 
     fn translate(read: Read) -> Vec<theory_group::model::Command> {
-        let event = ForeignEvent {
-            topic: "ta-pool.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "student/1".into(),
-            event_id: Some("ta-pool/1".into()),
-            record: RECORD.into(),
-            value: apache_avro::to_value(read).expect("value"),
-        };
-        TaPoolToTheoryGroup.translate(&event).expect("translates")
+        TaPoolToTheoryGroup
+            .translate(&test_event("ta-pool", RECORD, read))
+            .expect("translates")
     }
 
     #[test]
     fn the_reader_schema_resolves_against_the_published_schema() {
-        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
-        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
-        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
-            .expect("reader can read the writer");
+        check_reader(WRITER, READER).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -92,15 +83,7 @@ mod tests {
 
     #[test]
     fn other_records_are_ignored() {
-        let event = ForeignEvent {
-            topic: "ta-pool.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "x".into(),
-            event_id: None,
-            record: "something.Else".into(),
-            value: apache_avro::types::Value::Null,
-        };
+        let event = test_event("ta-pool", "something.Else", ());
         assert!(TaPoolToTheoryGroup.translate(&event).expect("ignored").is_empty());
     }
 }

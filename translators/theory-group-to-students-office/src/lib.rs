@@ -51,6 +51,7 @@ impl Translator<students_office::model::Command> for TheoryGroupToStudentsOffice
 #[cfg(test)]
 mod tests {
     use super::*;
+    use seam::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/theory-group/StudentGraded.avsc");
 
@@ -64,24 +65,14 @@ mod tests {
     }
 
     fn translate(read: Read) -> Vec<students_office::model::Command> {
-        let event = ForeignEvent {
-            topic: "theory-group.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "student/1".into(),
-            event_id: Some("theory-group/1".into()),
-            record: RECORD.into(),
-            value: apache_avro::to_value(read).expect("value"),
-        };
-        TheoryGroupToStudentsOffice.translate(&event).expect("translates")
+        TheoryGroupToStudentsOffice
+            .translate(&test_event("theory-group", RECORD, read))
+            .expect("translates")
     }
 
     #[test]
     fn the_reader_schema_resolves_against_the_published_schema() {
-        let writer = apache_avro::Schema::parse_str(WRITER).expect("writer schema");
-        let reader = apache_avro::Schema::parse_str(READER).expect("reader schema");
-        apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, &reader)
-            .expect("reader can read the writer");
+        check_reader(WRITER, READER).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]
@@ -100,15 +91,7 @@ mod tests {
 
     #[test]
     fn other_records_are_ignored() {
-        let event = ForeignEvent {
-            topic: "theory-group.events".into(),
-            partition: 0,
-            offset: 0,
-            subject: "x".into(),
-            event_id: None,
-            record: "something.Else".into(),
-            value: apache_avro::types::Value::Null,
-        };
+        let event = test_event("theory-group", "something.Else", ());
         assert!(TheoryGroupToStudentsOffice
             .translate(&event)
             .expect("ignored")
