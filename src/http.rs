@@ -50,6 +50,16 @@ impl ApiError {
         }
     }
 
+    /// 500: something on the server side failed (the store, a stored value).
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    }
+
+    /// 404 with a message.
+    pub fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error)
+    }
+
     /// Any status with a message.
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
         Self {
@@ -87,6 +97,19 @@ impl IntoResponse for ApiError {
         }
         (self.status, Json(body)).into_response()
     }
+}
+
+/// Model values under a key prefix, decoded, for query endpoints.
+pub fn scan_model<T: serde::de::DeserializeOwned>(
+    store: &crate::store::Store,
+    prefix: &str,
+) -> Result<Vec<(String, T)>, ApiError> {
+    store
+        .model_scan(prefix)
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(ApiError::internal)?)))
+        .collect()
 }
 
 /// One event as getEvents returns it and putEvents accepts it.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use seam::http::{ApiError, Shared};
+use seam::http::{scan_model, ApiError, Shared};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -24,29 +24,16 @@ pub fn routes(node: AppState) -> Router {
         .with_state(node)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-fn scan<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> Result<Vec<(String, T)>, ApiError> {
-    store
-        .model_scan(prefix)
-        .map_err(internal)?
-        .into_iter()
-        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(internal)?)))
-        .collect()
-}
-
 async fn student(State(node): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let store = node.store();
-    let Some(bytes) = store.model_get(&format!("student/{id}")).map_err(internal)? else {
+    let Some(bytes) = store.model_get(&format!("student/{id}")).map_err(ApiError::internal)? else {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             format!("no student {id}"),
         ));
     };
-    let s: Student = serde_json::from_slice(&bytes).map_err(internal)?;
-    let grades: Vec<Value> = scan::<Grade>(store, "grade/")?
+    let s: Student = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let grades: Vec<Value> = scan_model::<Grade>(store, "grade/")?
         .into_iter()
         .filter(|(k, _)| k.ends_with(&format!("/{id}")))
         .map(|(k, g)| json!({ "exam": k.split('/').nth(1), "grade": g.grade, "grader": g.grader }))
@@ -58,14 +45,14 @@ async fn student(State(node): State<AppState>, Path(id): Path<String>) -> Result
 
 async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = node.store();
-    let students = scan::<Student>(store, "student/")?;
+    let students = scan_model::<Student>(store, "student/")?;
     let placeholders = students.iter().filter(|(_, s)| s.name.is_none()).count();
     Ok(Json(json!({
         "students": students.len(),
         "placeholder_students": placeholders,
-        "examinations": scan::<Examination>(store, "exam/")?.len(),
-        "enrollments": scan::<bool>(store, "enrollment/")?.len(),
-        "grades": scan::<Grade>(store, "grade/")?.len(),
+        "examinations": scan_model::<Examination>(store, "exam/")?.len(),
+        "enrollments": scan_model::<bool>(store, "enrollment/")?.len(),
+        "grades": scan_model::<Grade>(store, "grade/")?.len(),
     })))
 }
 
@@ -76,7 +63,7 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
         "students-office->theory-group" => "theory-group",
         "se-group->students-office" | "theory-group->students-office" => {
             let grader = flow.split("->").next().unwrap_or_default();
-            let rows = scan::<Grade>(store, "grade/")?
+            let rows = scan_model::<Grade>(store, "grade/")?
                 .into_iter()
                 .filter(|(_, g)| g.grader == grader)
                 .map(|(k, g)| format!("{}|{}", k.trim_start_matches("grade/"), g.grade))
@@ -85,10 +72,10 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
         }
         _ => return Ok(None),
     };
-    let exams: std::collections::BTreeMap<String, Examination> = scan(store, "exam/")?.into_iter().collect();
-    let students: std::collections::BTreeMap<String, Student> = scan(store, "student/")?.into_iter().collect();
+    let exams: std::collections::BTreeMap<String, Examination> = scan_model(store, "exam/")?.into_iter().collect();
+    let students: std::collections::BTreeMap<String, Student> = scan_model(store, "student/")?.into_iter().collect();
     let mut rows = Vec::new();
-    for (key, _) in scan::<bool>(store, "enrollment/")? {
+    for (key, _) in scan_model::<bool>(store, "enrollment/")? {
         let mut parts = key.trim_start_matches("enrollment/").splitn(2, '/');
         let (Some(exam), Some(student)) = (parts.next(), parts.next()) else {
             continue;

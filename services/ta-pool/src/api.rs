@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use seam::http::{ApiError, Shared};
+use seam::http::{scan_model, ApiError, Shared};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -23,22 +23,11 @@ pub fn routes(node: AppState) -> Router {
         .with_state(node)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
 fn assignments(store: &Store) -> Result<Vec<(String, Assignment)>, ApiError> {
-    store
-        .model_scan("ta/")
-        .map_err(internal)?
+    Ok(scan_model::<Assignment>(store, "ta/")?
         .into_iter()
-        .map(|(k, v)| {
-            Ok((
-                k.trim_start_matches("ta/").to_string(),
-                serde_json::from_slice(&v).map_err(internal)?,
-            ))
-        })
-        .collect()
+        .map(|(k, a)| (k.trim_start_matches("ta/").to_string(), a))
+        .collect())
 }
 
 async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use seam::http::{ApiError, Shared};
+use seam::http::{scan_model, ApiError, Shared};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -23,47 +23,34 @@ pub fn routes(node: AppState) -> Router {
         .with_state(node)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
-fn scan<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> Result<Vec<(String, T)>, ApiError> {
-    store
-        .model_scan(prefix)
-        .map_err(internal)?
-        .into_iter()
-        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(internal)?)))
-        .collect()
-}
-
 async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = node.store();
     Ok(Json(json!({
-        "students": scan::<Option<String>>(store, "student/")?.len(),
-        "participants": scan::<String>(store, "participant/")?.len(),
-        "scores": scan::<i32>(store, "score/")?.len(),
-        "grades": scan::<String>(store, "grade/")?.len(),
-        "hires": scan::<bool>(store, "hire/")?.len(),
-        "known_tas": scan::<String>(store, "ta/")?.len(),
+        "students": scan_model::<Option<String>>(store, "student/")?.len(),
+        "participants": scan_model::<String>(store, "participant/")?.len(),
+        "scores": scan_model::<i32>(store, "score/")?.len(),
+        "grades": scan_model::<String>(store, "grade/")?.len(),
+        "hires": scan_model::<bool>(store, "hire/")?.len(),
+        "known_tas": scan_model::<String>(store, "ta/")?.len(),
     })))
 }
 
 /// The rows of a flow this service takes part in, or `None` for a flow it is not in.
 pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
     let rows = match flow {
-        "students-office->theory-group" => scan::<String>(store, "participant/")?
+        "students-office->theory-group" => scan_model::<String>(store, "participant/")?
             .into_iter()
             .map(|(k, name)| format!("{}|{name}", k.trim_start_matches("participant/").replacen('/', "|", 1)))
             .collect(),
-        "theory-group->students-office" => scan::<String>(store, "grade/")?
+        "theory-group->students-office" => scan_model::<String>(store, "grade/")?
             .into_iter()
             .map(|(k, g)| format!("{}|{g}", k.trim_start_matches("grade/")))
             .collect(),
-        "theory-group->ta-pool" => scan::<bool>(store, "hire/")?
+        "theory-group->ta-pool" => scan_model::<bool>(store, "hire/")?
             .into_iter()
             .map(|(k, _)| k.trim_start_matches("hire/").to_string())
             .collect(),
-        "ta-pool->theory-group" => scan::<String>(store, "ta/")?
+        "ta-pool->theory-group" => scan_model::<String>(store, "ta/")?
             .into_iter()
             .map(|(k, group)| format!("{}|{group}", k.trim_start_matches("ta/")))
             .collect(),
