@@ -158,7 +158,7 @@ impl<S: Service> Writer<S> {
                         reply,
                     } => {
                         // Redrive reads parked events from the store: commit what came before.
-                        self.commit(std::mem::replace(&mut group, self.group()?))?;
+                        self.commit(&mut group)?;
                         match self.redrive(&mut group, &mut positions, &request, control) {
                             Ok(summary) => group.replies.push(Reply::Redrive(reply, summary)),
                             Err(e) => {
@@ -172,14 +172,14 @@ impl<S: Service> Writer<S> {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit(group)?;
+            self.commit(&mut group)?;
         }
         Ok(())
     }
 
     /// Commits a group without flushing (offline use: replays and tests).
-    pub(crate) fn commit_quietly(&self, group: Group) -> Result<(), RuntimeError> {
-        self.store.commit(group.set, false)?;
+    pub(crate) fn commit_quietly(&self, mut group: Group) -> Result<(), RuntimeError> {
+        self.store.commit(&mut group.set, false)?;
         Ok(())
     }
 
@@ -191,19 +191,20 @@ impl<S: Service> Writer<S> {
         })
     }
 
-    fn commit(&self, group: Group) -> Result<(), RuntimeError> {
+    /// Commits what the group kept and answers its requests; the group goes on from there.
+    fn commit(&self, group: &mut Group) -> Result<(), RuntimeError> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
-            self.store.commit(group.set, true)?;
+            self.store.commit(&mut group.set, true)?;
             self.metrics.committed();
             failpoint::hit("writer.after-commit");
         }
         self.durable.raise(last_seq);
-        if group.outbox_queued {
+        if std::mem::take(&mut group.outbox_queued) {
             self.outbox.nudge();
         }
-        for reply in group.replies {
+        for reply in std::mem::take(&mut group.replies) {
             match reply {
                 Reply::Command(tx, result) => {
                     let _ = tx.send(result);
@@ -597,6 +598,96 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
         digest
+    }
+
+    /// Emits one event per command.
+    struct Emitting;
+
+    #[derive(serde::Serialize)]
+    struct Added {
+        subject: String,
+    }
+
+    impl crate::service::Event for Added {
+        const RECORD: &'static str = "t.Added";
+    }
+
+    impl Service for Emitting {
+        type Command = String;
+
+        fn apply(&self, ctx: &mut Apply<'_>, subject: &String) -> Result<(), ApplyError> {
+            ctx.put(subject, &1)?;
+            ctx.emit(
+                subject,
+                &Added {
+                    subject: subject.clone(),
+                },
+            )
+            .map(|_| ())
+        }
+    }
+
+    /// A redrive in the middle of a group commits what came before, and the group goes on
+    /// numbering the journal from there: no seq is used twice.
+    #[test]
+    fn a_redrive_mid_group_keeps_the_journal_gapless_and_unique() {
+        let dir = std::env::temp_dir().join(format!("seam-writer-mid-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).expect("store");
+        let catalog = Catalog::from_sources([(
+            "Added.avsc",
+            r#"{"type":"record","name":"Added","namespace":"t","fields":[{"name":"subject","type":"string"}]}"#,
+        )])
+        .expect("catalog");
+        let writer = Writer {
+            name: "emitting".into(),
+            service: Arc::new(Emitting),
+            store: store.clone(),
+            catalog: Arc::new(catalog),
+            pipeline: None,
+            metrics: Metrics::new("emitting"),
+            durable: Arc::new(Progress::new(0)),
+            outbox: Arc::new(Progress::new(0)),
+            cancel: CancellationToken::new(),
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let command = |s: &str| {
+            let (reply, answer) = oneshot::channel();
+            (
+                Request::Command {
+                    command: s.to_string(),
+                    cause: Cause::default(),
+                    reply,
+                },
+                answer,
+            )
+        };
+        let (a, a_done) = command("a");
+        let (b, b_done) = command("b");
+        let (reply, redriven) = oneshot::channel();
+        // Queued before the writer starts, so all three land in one group.
+        tx.blocking_send(a).expect("send");
+        tx.blocking_send(Request::Redrive {
+            request: RedriveRequest::default(),
+            control: None,
+            reply,
+        })
+        .expect("send");
+        tx.blocking_send(b).expect("send");
+        let handle = std::thread::spawn(move || writer.run(rx));
+        redriven.blocking_recv().expect("redrive reply").expect("redrive");
+        assert_eq!(a_done.blocking_recv().expect("a").expect("applied"), vec![1]);
+        assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);
+        drop(tx);
+        handle.join().expect("thread").expect("writer");
+        let subjects: Vec<String> = store
+            .journal_from(1, 10)
+            .expect("journal")
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(subjects, ["a", "b"]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     proptest! {

@@ -321,9 +321,12 @@ impl Store {
         Ok(format!("{:x}", hasher.finalize()))
     }
 
-    /// Applies a write set atomically; with `durable`, flushes before returning.
-    pub fn commit(&self, set: WriteSet, durable: bool) -> Result<(), StoreError> {
-        let writes: Vec<_> = set.committed.into_iter().collect();
+    /// Applies a write set's kept writes atomically; with `durable`, flushes before returning.
+    /// The set stays usable: it keeps counting seqs from where it is, so the next command of
+    /// the same writer continues the journal instead of reusing seqs.
+    pub fn commit(&self, set: &mut WriteSet, durable: bool) -> Result<(), StoreError> {
+        let writes: Vec<_> = std::mem::take(&mut set.committed).into_iter().collect();
+        set.entries.clear();
         if !writes.is_empty() {
             self.engine.write(writes)?;
         }
@@ -554,7 +557,7 @@ mod tests {
         set.set_position("t", 3, 10);
         set.keep();
         assert_eq!(set.model_get(&store, "b").expect("read"), Some(b"2".to_vec()));
-        store.commit(set, true).expect("commit");
+        store.commit(&mut set, true).expect("commit");
 
         assert_eq!(store.model_get("a").expect("read"), None);
         assert_eq!(store.model_get("b").expect("read"), Some(b"2".to_vec()));
@@ -573,7 +576,7 @@ mod tests {
         set.model_put("p/1", Some(b"a".to_vec()));
         set.model_put("p/2", Some(b"b".to_vec()));
         set.keep();
-        store.commit(set, false).expect("commit");
+        store.commit(&mut set, false).expect("commit");
         let mut set = store.write_set().expect("write set");
         set.model_put("p/2", None);
         set.model_put("p/3", Some(b"c".to_vec()));

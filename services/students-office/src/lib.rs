@@ -76,7 +76,7 @@ mod tests {
                 }
             }
         }
-        store.commit(set, false).expect("commit");
+        store.commit(&mut set, false).expect("commit");
         (store, results)
     }
 

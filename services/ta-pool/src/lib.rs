@@ -152,7 +152,7 @@ mod tests {
             emitted += ctx.emitted().len();
             set.keep();
         }
-        store.commit(set, false).expect("commit");
+        store.commit(&mut set, false).expect("commit");
         assert_eq!(
             emitted, 2,
             "theory-group first, then the earlier se-group hire takes over"

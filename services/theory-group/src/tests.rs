@@ -43,7 +43,7 @@ fn run(commands: &[Command]) -> (Store, Vec<Result<usize, String>>) {
             }
         }
     }
-    store.commit(set, false).expect("commit");
+    store.commit(&mut set, false).expect("commit");
     (store, out)
 }
 
