@@ -108,6 +108,21 @@ struct Source<'a, C> {
     partitions: BTreeMap<i32, Vec<Delivery>>,
 }
 
+/// A source as one consumer receives it: its journal split into partitions.
+fn source<'a, C>(
+    name: &'a str,
+    catalog: &'a Catalog,
+    translator: &'a dyn Translator<C>,
+    entries: &[JournalEntry],
+) -> Source<'a, C> {
+    Source {
+        name,
+        catalog,
+        translator,
+        partitions: partitioned(name, entries),
+    }
+}
+
 /// Feeds every source into a fresh consumer. With `rng`, partitions interleave at random,
 /// rewinds redeliver, and "lost positions" re-read a whole partition; without, in order.
 fn consume<S: Service + Clone>(
@@ -374,18 +389,18 @@ fn digests(seed: Option<u64>) -> Vec<String> {
             StudentsOfficeS,
             || students_office::catalog().expect("c"),
             &[
-                Source {
-                    name: "se-group",
-                    catalog: &se_c,
-                    translator: &se_group_to_students_office::SeGroupToStudentsOffice,
-                    partitions: partitioned("se-group", &w.se),
-                },
-                Source {
-                    name: "theory-group",
-                    catalog: &theory_c,
-                    translator: &theory_group_to_students_office::TheoryGroupToStudentsOffice,
-                    partitions: partitioned("theory-group", &w.theory),
-                },
+                source(
+                    "se-group",
+                    &se_c,
+                    &se_group_to_students_office::SeGroupToStudentsOffice,
+                    &w.se,
+                ),
+                source(
+                    "theory-group",
+                    &theory_c,
+                    &theory_group_to_students_office::TheoryGroupToStudentsOffice,
+                    &w.theory,
+                ),
             ],
             rng(1),
         ),
@@ -393,18 +408,13 @@ fn digests(seed: Option<u64>) -> Vec<String> {
             SeS,
             || se_group::catalog().expect("c"),
             &[
-                Source {
-                    name: "students-office",
-                    catalog: &office_c,
-                    translator: &students_office_to_se_group::StudentsOfficeToSeGroup,
-                    partitions: partitioned("students-office", &w.office),
-                },
-                Source {
-                    name: "ta-pool",
-                    catalog: &pool_c,
-                    translator: &ta_pool_to_se_group::TaPoolToSeGroup,
-                    partitions: partitioned("ta-pool", &w.pool),
-                },
+                source(
+                    "students-office",
+                    &office_c,
+                    &students_office_to_se_group::StudentsOfficeToSeGroup,
+                    &w.office,
+                ),
+                source("ta-pool", &pool_c, &ta_pool_to_se_group::TaPoolToSeGroup, &w.pool),
             ],
             rng(2),
         ),
@@ -412,18 +422,18 @@ fn digests(seed: Option<u64>) -> Vec<String> {
             TheoryS,
             || theory_group::catalog().expect("c"),
             &[
-                Source {
-                    name: "students-office",
-                    catalog: &office_c,
-                    translator: &students_office_to_theory_group::StudentsOfficeToTheoryGroup,
-                    partitions: partitioned("students-office", &w.office),
-                },
-                Source {
-                    name: "ta-pool",
-                    catalog: &pool_c,
-                    translator: &ta_pool_to_theory_group::TaPoolToTheoryGroup,
-                    partitions: partitioned("ta-pool", &w.pool),
-                },
+                source(
+                    "students-office",
+                    &office_c,
+                    &students_office_to_theory_group::StudentsOfficeToTheoryGroup,
+                    &w.office,
+                ),
+                source(
+                    "ta-pool",
+                    &pool_c,
+                    &ta_pool_to_theory_group::TaPoolToTheoryGroup,
+                    &w.pool,
+                ),
             ],
             rng(3),
         ),
@@ -431,18 +441,13 @@ fn digests(seed: Option<u64>) -> Vec<String> {
             PoolS,
             || ta_pool::catalog().expect("c"),
             &[
-                Source {
-                    name: "se-group",
-                    catalog: &se_c,
-                    translator: &se_group_to_ta_pool::SeGroupToTaPool,
-                    partitions: partitioned("se-group", &w.se),
-                },
-                Source {
-                    name: "theory-group",
-                    catalog: &theory_c,
-                    translator: &theory_group_to_ta_pool::TheoryGroupToTaPool,
-                    partitions: partitioned("theory-group", &w.theory),
-                },
+                source("se-group", &se_c, &se_group_to_ta_pool::SeGroupToTaPool, &w.se),
+                source(
+                    "theory-group",
+                    &theory_c,
+                    &theory_group_to_ta_pool::TheoryGroupToTaPool,
+                    &w.theory,
+                ),
             ],
             rng(4),
         ),
