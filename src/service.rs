@@ -162,11 +162,6 @@ impl<'a> Apply<'a> {
         Ok(seq)
     }
 
-    /// The seqs of the events emitted through this context so far.
-    pub fn emitted(&self) -> Vec<u64> {
-        self.emitted.clone()
-    }
-
     /// When the command is applied (milliseconds since the epoch); use it instead of the clock
     /// so replays are deterministic.
     pub fn now_ms(&self) -> i64 {

@@ -33,7 +33,8 @@ pub fn catalog() -> Result<Catalog, CatalogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::service::{Apply, ApplyError, Cause, Event, Service};
+    use seam::runtime::Applier;
+    use seam::service::Event;
     use seam::store::Store;
 
     use crate::model::{keys, Command, Examination, Grade, Student, StudentsOffice};
@@ -49,6 +50,7 @@ mod tests {
             .expect("StudentEnrolled");
     }
 
+    /// Runs commands through the runtime's own apply path (one commit per command).
     fn run(commands: &[Command]) -> (Store, Vec<Result<Vec<u64>, String>>) {
         let dir = std::env::temp_dir().join(format!(
             "students-office-{}-{:?}",
@@ -57,26 +59,17 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).expect("store");
-        let catalog = catalog().expect("catalog");
-        let mut set = store.write_set().expect("set");
-        let cause = Cause::default();
-        let mut results = Vec::new();
-        for c in commands {
-            let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
-            let r: Result<(), ApplyError> = StudentsOffice.apply(&mut ctx, c);
-            let emitted = ctx.emitted();
-            match r {
-                Ok(()) => {
-                    set.keep();
-                    results.push(Ok(emitted));
-                }
-                Err(e) => {
-                    set.discard();
-                    results.push(Err(e.to_string()));
-                }
-            }
-        }
-        store.commit(&mut set, false).expect("commit");
+        let mut applier = Applier::new(
+            "students-office",
+            store.clone(),
+            StudentsOffice,
+            catalog().expect("catalog"),
+        )
+        .expect("applier");
+        let results = commands
+            .iter()
+            .map(|c| applier.execute(c).map_err(|e| e.to_string()))
+            .collect();
         (store, results)
     }
 

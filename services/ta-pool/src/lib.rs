@@ -116,7 +116,7 @@ impl Service for TaPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::service::Cause;
+    use seam::runtime::Applier;
     use seam::store::Store;
 
     #[test]
@@ -132,9 +132,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ta-pool-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).expect("store");
-        let catalog = catalog().expect("catalog");
-        let mut set = store.write_set().expect("set");
-        let cause = Cause::default();
+        let mut applier = Applier::new(NAME, store.clone(), TaPool, catalog().expect("catalog")).expect("applier");
         let hire = |g: &str, at: i64| Command::RecordHire {
             student: "7".into(),
             group: g.into(),
@@ -147,12 +145,8 @@ mod tests {
             hire("se-group", 10),
             hire("theory-group", 20),
         ] {
-            let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
-            TaPool.apply(&mut ctx, &c).expect("never refused");
-            emitted += ctx.emitted().len();
-            set.keep();
+            emitted += applier.execute(&c).expect("never refused").len();
         }
-        store.commit(&mut set, false).expect("commit");
         assert_eq!(
             emitted, 2,
             "theory-group first, then the earlier se-group hire takes over"

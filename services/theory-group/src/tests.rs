@@ -1,4 +1,5 @@
-use seam::service::{Apply, Cause, Event, Service};
+use seam::runtime::Applier;
+use seam::service::Event;
 use seam::store::Store;
 
 use crate::catalog;
@@ -16,6 +17,7 @@ fn rust_event_types_match_the_published_schemas() {
         .expect("StudentHired");
 }
 
+/// Runs commands through the runtime's own apply path (one commit per command).
 fn run(commands: &[Command]) -> (Store, Vec<Result<usize, String>>) {
     let dir = std::env::temp_dir().join(format!(
         "theory-group-{}-{:?}",
@@ -24,27 +26,13 @@ fn run(commands: &[Command]) -> (Store, Vec<Result<usize, String>>) {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir).expect("store");
-    let catalog = catalog().expect("catalog");
-    let mut set = store.write_set().expect("set");
-    let cause = Cause::default();
-    let mut out = Vec::new();
-    for c in commands {
-        let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
-        let r = TheoryGroup.apply(&mut ctx, c);
-        let n = ctx.emitted().len();
-        match r {
-            Ok(()) => {
-                set.keep();
-                out.push(Ok(n));
-            }
-            Err(e) => {
-                set.discard();
-                out.push(Err(e.to_string()));
-            }
-        }
-    }
-    store.commit(&mut set, false).expect("commit");
-    (store, out)
+    let mut applier =
+        Applier::new("theory-group", store.clone(), TheoryGroup, catalog().expect("catalog")).expect("applier");
+    let results = commands
+        .iter()
+        .map(|c| applier.execute(c).map(|seqs| seqs.len()).map_err(|e| e.to_string()))
+        .collect();
+    (store, results)
 }
 
 fn assess(criterion: &str, score: i32) -> Command {
