@@ -28,6 +28,7 @@ pub mod offsets;
 pub mod partitioner;
 pub mod runtime;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod topology;
 pub mod translator;

@@ -24,6 +24,59 @@ pub trait Service: Send + Sync + 'static {
     /// [`Apply::emit`]. Returning an error discards everything this command staged.
     /// Must be deterministic and idempotent for commands translated from foreign events.
     fn apply(&self, ctx: &mut Apply<'_>, command: &Self::Command) -> Result<(), ApplyError>;
+
+    /// Writes the service's state as state-transfer events (in its own published schemas) for a
+    /// snapshot: what a new consumer needs to build its replica without reading the whole topic.
+    /// Services that do not offer snapshots keep the default.
+    fn snapshot(&self, out: &mut SnapshotOut<'_>) -> Result<(), ApplyError> {
+        let _ = out;
+        Err(ApplyError::rejected("this service does not export snapshots"))
+    }
+}
+
+/// The read-only view and output of [`Service::snapshot`].
+pub struct SnapshotOut<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) catalog: &'a Catalog,
+    pub(crate) records: Vec<(String, String, Vec<u8>)>,
+}
+
+impl<'a> SnapshotOut<'a> {
+    /// A view over `store` (the runtime builds these; public for tools and tests).
+    pub fn new(store: &'a Store, catalog: &'a Catalog) -> Self {
+        Self {
+            store,
+            catalog,
+            records: Vec::new(),
+        }
+    }
+
+    /// Every model value whose key starts with `prefix`, in key order.
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, ApplyError> {
+        self.store
+            .model_scan(prefix)?
+            .into_iter()
+            .map(|(k, v)| match serde_json::from_slice(&v) {
+                Ok(t) => Ok((k, t)),
+                Err(e) => Err(ApplyError::Model {
+                    key: k,
+                    detail: e.to_string(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Adds a state-transfer record about `subject`.
+    pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<(), ApplyError> {
+        let body = self.catalog.encode(E::RECORD, event)?;
+        self.records.push((subject.to_string(), E::RECORD.to_string(), body));
+        Ok(())
+    }
+
+    /// The records written so far: `(subject, record full name, Avro body)`.
+    pub fn into_records(self) -> Vec<(String, String, Vec<u8>)> {
+        self.records
+    }
 }
 
 /// An event type a service emits; its Rust type must match `schemas/<service>/<Record>.avsc`.

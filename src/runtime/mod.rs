@@ -7,6 +7,7 @@
 //! commits what is queued, the publisher and shipper drain what is durable within a deadline.
 
 mod applier;
+mod bootstrap;
 mod consumer;
 mod dlq;
 mod pipeline;
@@ -36,6 +37,7 @@ use crate::store::{Store, StoreError};
 use crate::translator::{dlq_topic, events_topic, Translator};
 
 pub use applier::Applier;
+pub use bootstrap::SnapshotSource;
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use retention::RetentionError;
@@ -139,6 +141,9 @@ pub struct NodeConfig {
     pub max_batch: usize,
     /// How long shutdown keeps publishing durable entries and dead letters.
     pub drain: Duration,
+    /// Snapshots to bootstrap from, by source service: used only for a source this store does
+    /// not read yet (or whose bootstrap was interrupted).
+    pub bootstrap: BTreeMap<String, SnapshotSource>,
 }
 
 impl NodeConfig {
@@ -154,6 +159,7 @@ impl NodeConfig {
             instance_id: None,
             max_batch: 2000,
             drain: Duration::from_secs(10),
+            bootstrap: BTreeMap::new(),
         }
     }
 
@@ -176,6 +182,8 @@ struct Worker {
 /// A running service instance.
 pub struct Node<S: Service> {
     name: String,
+    client: ClientConfig,
+    bootstrapped: BTreeMap<String, crate::snapshot::SnapshotMeta>,
     pipeline: Option<Arc<pipeline::Pipeline<S::Command>>>,
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
@@ -267,7 +275,18 @@ impl<S: Service> Node<S> {
         if catalog.records().next().is_some() {
             needed.push(events_topic(&config.service));
         }
-        let sources = pipeline.as_ref().map(|p| p.topics()).unwrap_or_default();
+        // Sources about to be bootstrapped are checked against the snapshot's map instead.
+        let stored = store.positions()?;
+        let sources: Vec<String> = pipeline
+            .as_ref()
+            .map(|p| p.topics())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| {
+                let reads = stored.iter().any(|(topic, _, _)| topic == t);
+                reads || !config.bootstrap.keys().any(|s| events_topic(s) == *t)
+            })
+            .collect();
         if pipeline.is_some() {
             needed.push(dlq_topic(&config.service));
         }
@@ -327,6 +346,39 @@ impl<S: Service> Node<S> {
         }
         let mut upstream = Vec::new();
         let pipeline_handle = pipeline.clone();
+        let mut bootstrapped = BTreeMap::new();
+        if let Some(p) = &pipeline {
+            for (source, from) in &config.bootstrap {
+                if !p.topics().contains(&events_topic(source)) {
+                    cancel.cancel();
+                    return Err(RuntimeError::Config(format!(
+                        "a snapshot is given for {source}, but {name} has no translator for it"
+                    )));
+                }
+                let done = bootstrap::run(
+                    &name,
+                    source,
+                    from,
+                    &store,
+                    &registry,
+                    p,
+                    &writer_tx,
+                    &config.client(),
+                    &cancel,
+                )
+                .await;
+                match done {
+                    Ok(Some(meta)) => {
+                        bootstrapped.insert(source.clone(), meta);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        cancel.cancel();
+                        return Err(e);
+                    }
+                }
+            }
+        }
         if let Some(pipeline) = pipeline {
             let shipper = dlq::Shipper {
                 service: name.clone(),
@@ -363,6 +415,8 @@ impl<S: Service> Node<S> {
         }
         info!(service = %name, "service started");
         Ok(Self {
+            bootstrapped,
+            client: config.client(),
             name,
             pipeline: pipeline_handle,
             catalog,
@@ -450,6 +504,98 @@ impl<S: Service> Node<S> {
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)?
+    }
+
+    /// Exports the service's state as a snapshot with the offset map of its topic at exactly the
+    /// same cut (invariant 5). Commits pause until the publisher has published through the
+    /// snapshot's seq and the offsets are read, at most `deadline`.
+    pub async fn snapshot(
+        &self,
+        deadline: Duration,
+    ) -> Result<(crate::snapshot::SnapshotMeta, Vec<crate::snapshot::SnapshotRecord>), RuntimeError> {
+        let writer = self.writer.as_ref().ok_or(RuntimeError::WriterGone)?;
+        let (reply, answer) = oneshot::channel();
+        let (release, held) = oneshot::channel();
+        writer
+            .send(writer::Request::Snapshot { reply, release: held })
+            .await
+            .map_err(|_| RuntimeError::WriterGone)?;
+        let (seq, records) = answer
+            .await
+            .map_err(|_| RuntimeError::WriterGone)?
+            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+        let until = std::time::Instant::now() + deadline;
+        while self.store.published_seq()? < seq {
+            if std::time::Instant::now() > until {
+                return Err(RuntimeError::Kafka {
+                    what: "taking a snapshot".into(),
+                    detail: format!("the publisher has not published through seq {seq} within {deadline:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let topic = events_topic(&self.name);
+        // The high watermark, not the last stable offset: every entry up to `seq` is committed,
+        // but the markers of the last transaction may still be on their way and would hold the
+        // stable offset back, so the map would point into data the snapshot already holds.
+        let mut client = self.client.clone();
+        client.set("isolation.level", "read_uncommitted");
+        let t = topic.clone();
+        let offsets = tokio::task::spawn_blocking(move || -> Result<crate::offsets::OffsetMap, RuntimeError> {
+            let probe: BaseConsumer = client
+                .create()
+                .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+            let mut map = crate::offsets::OffsetMap::default();
+            for (_, p) in retention::partitions_of(&probe, std::slice::from_ref(&t))? {
+                let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(&probe, &t, p, Duration::from_secs(10))
+                    .map_err(|e| RuntimeError::kafka(format!("reading offsets of {t}/{p}"), e))?;
+                map.set(&t, p, high);
+            }
+            Ok(map)
+        })
+        .await
+        .map_err(|_| RuntimeError::Panicked("snapshot-offsets".into()))?;
+        let _ = release.send(());
+        let offsets = offsets?;
+        let mut ids: BTreeMap<String, u32> = BTreeMap::new();
+        let mut schemas = BTreeMap::new();
+        for (_, record, _) in &records {
+            if !ids.contains_key(record) {
+                let r = self
+                    .catalog
+                    .record(record)
+                    .map_err(|e| RuntimeError::Config(e.to_string()))?;
+                let id = self
+                    .registry
+                    .register(&topic, r)
+                    .await
+                    .map_err(|e| RuntimeError::Config(e.to_string()))?;
+                ids.insert(record.clone(), id);
+                schemas.insert(id, r.source.clone());
+            }
+        }
+        let records: Vec<crate::snapshot::SnapshotRecord> = records
+            .into_iter()
+            .map(|(subject, record, body)| crate::snapshot::SnapshotRecord {
+                subject,
+                schema_id: ids.get(&record).copied().unwrap_or(0),
+                body,
+            })
+            .collect();
+        let meta = crate::snapshot::SnapshotMeta {
+            service: self.name.clone(),
+            seq,
+            offsets,
+            created: crate::envelope::rfc3339(crate::envelope::now_ms()),
+            schemas,
+            records: records.len() as u64,
+        };
+        Ok((meta, records))
+    }
+
+    /// The snapshots this start bootstrapped from, by source service.
+    pub fn bootstrapped(&self) -> &BTreeMap<String, crate::snapshot::SnapshotMeta> {
+        &self.bootstrapped
     }
 
     /// The source topics this node reads (`<source>.events`), sorted.

@@ -60,6 +60,21 @@ pub(crate) enum Request<C> {
         control: Option<(String, i32, i64)>,
         reply: oneshot::Sender<Result<RedriveSummary, RuntimeError>>,
     },
+    /// Export the state for a snapshot, then hold every commit until `release` fires (or a
+    /// minute passes) so the caller can read the topic's offsets at exactly this cut.
+    Snapshot {
+        reply: oneshot::Sender<Result<(u64, Vec<(String, String, Vec<u8>)>), ApplyError>>,
+        release: oneshot::Receiver<()>,
+    },
+    /// One chunk of a snapshot being loaded: applied with the resume marker in the same write;
+    /// the last chunk also stores the snapshot's offset map as positions and clears the marker.
+    Bootstrap {
+        topic: String,
+        marker: (u64, u64),
+        items: Vec<Inbound<C>>,
+        finish: Option<OffsetMap>,
+        reply: oneshot::Sender<Result<(), RuntimeError>>,
+    },
     /// Foreign events posted over HTTP (putEvents): no Kafka position, deduplicated by event id.
     Put {
         items: Vec<Inbound<C>>,
@@ -144,6 +159,55 @@ impl<S: Service> Writer<S> {
                             }
                         }
                         failpoint::hit("writer.mid-group");
+                    }
+                    Request::Snapshot { reply, release } => {
+                        self.commit(&mut group)?;
+                        let mut out = crate::service::SnapshotOut::new(&self.store, &self.catalog);
+                        let result = self
+                            .service
+                            .snapshot(&mut out)
+                            .map(|()| (self.store.last_seq().unwrap_or(0), out.into_records()));
+                        let exported = result.is_ok();
+                        let _ = reply.send(result);
+                        if exported {
+                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                            let mut release = release;
+                            while std::time::Instant::now() < deadline {
+                                match release.try_recv() {
+                                    Err(oneshot::error::TryRecvError::Empty) => {
+                                        std::thread::sleep(std::time::Duration::from_millis(2))
+                                    }
+                                    _ => break,
+                                }
+                            }
+                        }
+                    }
+                    Request::Bootstrap {
+                        topic,
+                        marker,
+                        items,
+                        finish,
+                        reply,
+                    } => {
+                        for Inbound { raw, prepared } in items {
+                            if let Err(e) = self.take_in(&mut group, &raw, prepared) {
+                                let _ = reply.send(Err(e.clone()));
+                                return Err(e);
+                            }
+                            group.set.keep();
+                        }
+                        match finish {
+                            Some(map) => {
+                                for (t, p, o) in map.iter() {
+                                    positions.set(t, p, o);
+                                    group.set.set_position(t, p, o);
+                                }
+                                group.set.set_bootstrap_marker(&topic, None);
+                            }
+                            None => group.set.set_bootstrap_marker(&topic, Some(marker)),
+                        }
+                        group.set.keep();
+                        group.replies.push(Reply::Foreign(reply));
                     }
                     Request::Put { items, reply } => match self.put(&mut group, items) {
                         Ok(outcomes) => group.replies.push(Reply::Put(reply, outcomes)),
@@ -625,6 +689,13 @@ mod tests {
             )
             .map(|_| ())
         }
+
+        fn snapshot(&self, out: &mut crate::service::SnapshotOut<'_>) -> Result<(), ApplyError> {
+            for (k, _) in out.scan::<i32>("")? {
+                out.emit(&k, &Added { subject: k.clone() })?;
+            }
+            Ok(())
+        }
     }
 
     /// A redrive in the middle of a group commits what came before, and the group goes on
@@ -676,6 +747,68 @@ mod tests {
         tx.blocking_send(b).expect("send");
         let handle = std::thread::spawn(move || writer.run(rx));
         redriven.blocking_recv().expect("redrive reply").expect("redrive");
+        assert_eq!(a_done.blocking_recv().expect("a").expect("applied"), vec![1]);
+        assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);
+        drop(tx);
+        handle.join().expect("thread").expect("writer");
+        let subjects: Vec<String> = store
+            .journal_from(1, 10)
+            .expect("journal")
+            .into_iter()
+            .map(|e| e.subject)
+            .collect();
+        assert_eq!(subjects, ["a", "b"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A snapshot in the middle of a group commits what came before and the group
+    /// goes on numbering the journal from there: no seq is used twice.
+    #[test]
+    fn a_snapshot_mid_group_keeps_the_journal_gapless_and_unique() {
+        let dir = std::env::temp_dir().join(format!("seam-writer-snap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).expect("store");
+        let catalog = Catalog::from_sources([(
+            "Added.avsc",
+            r#"{"type":"record","name":"Added","namespace":"t","fields":[{"name":"subject","type":"string"}]}"#,
+        )])
+        .expect("catalog");
+        let writer = Writer {
+            name: "emitting".into(),
+            service: Arc::new(Emitting),
+            store: store.clone(),
+            catalog: Arc::new(catalog),
+            pipeline: None,
+            metrics: Metrics::new("emitting"),
+            durable: Arc::new(Progress::new(0)),
+            outbox: Arc::new(Progress::new(0)),
+            cancel: CancellationToken::new(),
+        };
+        let (tx, rx) = mpsc::channel(8);
+        let command = |s: &str| {
+            let (reply, answer) = oneshot::channel();
+            (
+                Request::Command {
+                    command: s.to_string(),
+                    cause: Cause::default(),
+                    reply,
+                },
+                answer,
+            )
+        };
+        let (a, a_done) = command("a");
+        let (b, b_done) = command("b");
+        let (reply, snap) = oneshot::channel();
+        let (release, held) = oneshot::channel();
+        // Queued before the writer starts, so all three land in one group.
+        tx.blocking_send(a).expect("send");
+        tx.blocking_send(Request::Snapshot { reply, release: held })
+            .expect("send");
+        tx.blocking_send(b).expect("send");
+        let handle = std::thread::spawn(move || writer.run(rx));
+        let (seq, records) = snap.blocking_recv().expect("snapshot reply").expect("snapshot");
+        assert_eq!((seq, records.len()), (1, 1), "the snapshot is at the first command");
+        let _ = release.send(());
         assert_eq!(a_done.blocking_recv().expect("a").expect("applied"), vec![1]);
         assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);
         drop(tx);

@@ -221,6 +221,17 @@ impl Store {
         Ok(map)
     }
 
+    /// An interrupted bootstrap of `topic`: the snapshot seq and the index of the next record.
+    pub fn bootstrap_marker(&self, topic: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        match self.engine.get(&key(prefix::META, &[b"bootstrap", topic.as_bytes()]))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| StoreError::Corrupt {
+                what: "bootstrap marker",
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     /// Forgets the positions in `topic`, so the next start reads it again from the log start.
     /// Already applied events are recognised by their ids and change nothing (a rewind).
     pub fn clear_positions(&self, topic: &str) -> Result<(), StoreError> {
@@ -505,6 +516,14 @@ impl WriteSet {
     /// Unparks a subject: later events apply directly again.
     pub fn unpark_subject(&mut self, topic: &str, subject: &str) {
         self.stage(parked_subject_key(topic, subject), None);
+    }
+
+    /// Stages (or clears) the bootstrap marker of `topic`.
+    pub fn set_bootstrap_marker(&mut self, topic: &str, marker: Option<(u64, u64)>) {
+        self.stage(
+            key(prefix::META, &[b"bootstrap", topic.as_bytes()]),
+            marker.map(|m| serde_json::to_vec(&m).unwrap_or_default()),
+        );
     }
 
     /// Queues a record for the DLQ topic.

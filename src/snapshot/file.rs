@@ -1,0 +1,340 @@
+//! The snapshot file: an Avro object container file of state-transfer records, each a subject
+//! and one of the service's published event records (schema id + Avro body), with the cut in
+//! the file metadata:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `seam.service` | the exporting service |
+//! | `seam.seq` | the journal seq the state is at |
+//! | `seam.offsets` | JSON `{topic: {partition: next_offset}}` of `<service>.events`, every partition |
+//! | `seam.created` | RFC 3339 |
+//! | `seam.schemas` | JSON `{id: schema}` of every record type in the file |
+//! | `seam.records` | how many records follow (a shorter file is truncated) |
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use apache_avro::types::{Record, Value};
+use apache_avro::{Reader, Schema, Writer};
+use thiserror::Error;
+
+use crate::offsets::OffsetMap;
+use crate::translator::events_topic;
+
+/// The schema of one record in the file.
+pub const RECORD_SCHEMA: &str = r#"{"type":"record","name":"SnapshotRecord","namespace":"seam.snapshot","fields":[{"name":"subject","type":"string"},{"name":"schema_id","type":"int"},{"name":"body","type":"bytes"}]}"#;
+
+/// Why a snapshot file cannot be used.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// Not an Avro container file, or damaged.
+    #[error("{what} is not a readable snapshot (Avro object container file): {detail}")]
+    Unreadable {
+        /// The file or URL.
+        what: String,
+        /// Detail.
+        detail: String,
+    },
+    /// A metadata key is missing or malformed.
+    #[error("{what}: metadata `{key}` is {problem}; export the snapshot again with `seam snapshot export`")]
+    Metadata {
+        /// The file or URL.
+        what: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Fewer records than the metadata announces.
+    #[error("{what} is truncated: it announces {expected} records but holds {found}; copy or download it again")]
+    Truncated {
+        /// The file or URL.
+        what: String,
+        /// Announced.
+        expected: u64,
+        /// Present.
+        found: u64,
+    },
+    /// A snapshot of another service.
+    #[error("{what} is a snapshot of {found}, not of {expected}")]
+    WrongService {
+        /// The file or URL.
+        what: String,
+        /// Wanted.
+        expected: String,
+        /// In the file.
+        found: String,
+    },
+    /// Writing failed.
+    #[error("writing the snapshot failed: {0}")]
+    Write(String),
+}
+
+/// The cut a snapshot describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    /// The exporting service.
+    pub service: String,
+    /// The journal seq of the state.
+    pub seq: u64,
+    /// Next offsets of every partition of `<service>.events` for exactly the events with seq ≤ `seq`.
+    pub offsets: OffsetMap,
+    /// When it was made.
+    pub created: String,
+    /// Writer schemas of the records, by registry id.
+    pub schemas: BTreeMap<u32, String>,
+    /// Number of records.
+    pub records: u64,
+}
+
+/// One state-transfer record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// Subject (Kafka key).
+    pub subject: String,
+    /// Registry id of its writer schema.
+    pub schema_id: u32,
+    /// Avro body.
+    pub body: Vec<u8>,
+}
+
+fn record_schema() -> Schema {
+    Schema::parse_str(RECORD_SCHEMA).unwrap_or(Schema::Null)
+}
+
+/// Writes a snapshot; returns the bytes written.
+pub fn write<W: Write>(out: W, meta: &SnapshotMeta, records: &[SnapshotRecord]) -> Result<W, SnapshotError> {
+    let schema = record_schema();
+    let wrap = |e: apache_avro::Error| SnapshotError::Write(e.to_string());
+    let mut writer = Writer::new(&schema, out).map_err(wrap)?;
+    let json = |v: &dyn erased::Json| v.json();
+    writer
+        .add_user_metadata("seam.service".into(), meta.service.as_bytes())
+        .map_err(wrap)?;
+    writer
+        .add_user_metadata("seam.seq".into(), meta.seq.to_string())
+        .map_err(wrap)?;
+    writer
+        .add_user_metadata("seam.offsets".into(), json(&meta.offsets))
+        .map_err(wrap)?;
+    writer
+        .add_user_metadata("seam.created".into(), meta.created.as_bytes())
+        .map_err(wrap)?;
+    writer
+        .add_user_metadata("seam.schemas".into(), json(&meta.schemas))
+        .map_err(wrap)?;
+    writer
+        .add_user_metadata("seam.records".into(), records.len().to_string())
+        .map_err(wrap)?;
+    for r in records {
+        let mut record = Record::new(&schema).ok_or_else(|| SnapshotError::Write("record schema".into()))?;
+        record.put("subject", Value::String(r.subject.clone()));
+        record.put("schema_id", Value::Int(r.schema_id as i32));
+        record.put("body", Value::Bytes(r.body.clone()));
+        writer.append_value(record).map_err(wrap)?;
+    }
+    writer.into_inner().map_err(wrap)
+}
+
+mod erased {
+    /// JSON of metadata values.
+    pub trait Json {
+        fn json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+/// Reads and checks a whole snapshot: metadata complete and consistent, every record present.
+/// `expected_service` refuses a snapshot of another service.
+pub fn read<R: Read>(
+    input: R,
+    what: &str,
+    expected_service: Option<&str>,
+) -> Result<(SnapshotMeta, Vec<SnapshotRecord>), SnapshotError> {
+    let unreadable = |e: apache_avro::Error| SnapshotError::Unreadable {
+        what: what.to_string(),
+        detail: e.to_string(),
+    };
+    let reader = Reader::new(input).map_err(unreadable)?;
+    let md = reader.user_metadata().clone();
+    let text = |key: &'static str| -> Result<String, SnapshotError> {
+        md.get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .ok_or_else(|| SnapshotError::Metadata {
+                what: what.to_string(),
+                key,
+                problem: "missing".into(),
+            })
+    };
+    let bad = |key: &'static str, problem: String| SnapshotError::Metadata {
+        what: what.to_string(),
+        key,
+        problem,
+    };
+    let service = text("seam.service")?;
+    if let Some(expected) = expected_service {
+        if service != expected {
+            return Err(SnapshotError::WrongService {
+                what: what.to_string(),
+                expected: expected.to_string(),
+                found: service,
+            });
+        }
+    }
+    let seq: u64 = text("seam.seq")?
+        .parse()
+        .map_err(|e| bad("seam.seq", format!("not a number ({e})")))?;
+    let offsets: OffsetMap = serde_json::from_str(&text("seam.offsets")?)
+        .map_err(|e| bad("seam.offsets", format!("not an offset map ({e})")))?;
+    let topic = events_topic(&service);
+    let topics: Vec<&String> = offsets.0.keys().collect();
+    if topics != [&topic] {
+        return Err(bad(
+            "seam.offsets",
+            format!("for topics {topics:?}; it must cover exactly {topic}"),
+        ));
+    }
+    let parts: Vec<i32> = offsets.0[&topic].keys().copied().collect();
+    if parts.is_empty()
+        || parts.iter().enumerate().any(|(i, p)| *p != i as i32)
+        || offsets.iter().any(|(_, _, o)| o < 0)
+    {
+        return Err(bad(
+            "seam.offsets",
+            format!("inconsistent: partitions {parts:?} must be 0..n with offsets ≥ 0"),
+        ));
+    }
+    let schemas: BTreeMap<u32, String> = serde_json::from_str(&text("seam.schemas")?)
+        .map_err(|e| bad("seam.schemas", format!("not a schema map ({e})")))?;
+    let records_meta: u64 = text("seam.records")?
+        .parse()
+        .map_err(|e| bad("seam.records", format!("not a number ({e})")))?;
+    let created = text("seam.created")?;
+    let mut records = Vec::new();
+    for value in reader {
+        let value = value.map_err(|e| SnapshotError::Truncated {
+            what: format!("{what} ({e})"),
+            expected: records_meta,
+            found: records.len() as u64,
+        })?;
+        let Value::Record(fields) = value else {
+            return Err(bad("records", "not SnapshotRecord".into()));
+        };
+        let mut r = SnapshotRecord {
+            subject: String::new(),
+            schema_id: 0,
+            body: Vec::new(),
+        };
+        for (name, v) in fields {
+            match (name.as_str(), v) {
+                ("subject", Value::String(s)) => r.subject = s,
+                ("schema_id", Value::Int(i)) => r.schema_id = i as u32,
+                ("body", Value::Bytes(b)) => r.body = b,
+                _ => {}
+            }
+        }
+        if !schemas.contains_key(&r.schema_id) {
+            return Err(bad(
+                "seam.schemas",
+                format!("has no schema for id {} used by a record", r.schema_id),
+            ));
+        }
+        records.push(r);
+    }
+    if records.len() as u64 != records_meta {
+        return Err(SnapshotError::Truncated {
+            what: what.to_string(),
+            expected: records_meta,
+            found: records.len() as u64,
+        });
+    }
+    Ok((
+        SnapshotMeta {
+            service,
+            seq,
+            offsets,
+            created,
+            schemas,
+            records: records_meta,
+        },
+        records,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (SnapshotMeta, Vec<SnapshotRecord>) {
+        let mut offsets = OffsetMap::default();
+        offsets.set("orders.events", 0, 4);
+        offsets.set("orders.events", 1, 0);
+        let meta = SnapshotMeta {
+            service: "orders".into(),
+            seq: 9,
+            offsets,
+            created: "2026-11-25T00:00:00.000Z".into(),
+            schemas: BTreeMap::from([(3, r#"{"type":"record","name":"X","fields":[]}"#.to_string())]),
+            records: 2,
+        };
+        let records = (0..2)
+            .map(|i| SnapshotRecord {
+                subject: format!("order/{i}"),
+                schema_id: 3,
+                body: vec![i as u8],
+            })
+            .collect();
+        (meta, records)
+    }
+
+    fn bytes(meta: &SnapshotMeta, records: &[SnapshotRecord]) -> Vec<u8> {
+        write(Vec::new(), meta, records).expect("write")
+    }
+
+    #[test]
+    fn a_snapshot_round_trips() {
+        let (meta, records) = sample();
+        let (m, r) = read(bytes(&meta, &records).as_slice(), "s.avro", Some("orders")).expect("read");
+        assert_eq!((m, r), (meta, records));
+    }
+
+    #[test]
+    fn truncated_foreign_and_inconsistent_snapshots_are_refused() {
+        let (meta, records) = sample();
+        let full = bytes(&meta, &records);
+        let err = read(&full[..full.len() - 20], "s.avro", None)
+            .expect_err("truncated")
+            .to_string();
+        assert!(
+            err.contains("truncated") || err.contains("not a readable snapshot"),
+            "{err}"
+        );
+        let err = read(full.as_slice(), "s.avro", Some("billing"))
+            .expect_err("other service")
+            .to_string();
+        assert!(err.contains("snapshot of orders, not of billing"), "{err}");
+
+        let err = read(bytes(&meta, &records[..1]).as_slice(), "s.avro", None).map(|(m, _)| m.records);
+        assert_eq!(err.expect("a shorter export announces its own count"), 1);
+
+        let mut gap = meta.clone();
+        gap.offsets = OffsetMap::default();
+        gap.offsets.set("orders.events", 1, 3);
+        let err = read(bytes(&gap, &records).as_slice(), "s.avro", None)
+            .expect_err("gap")
+            .to_string();
+        assert!(err.contains("seam.offsets") && err.contains("inconsistent"), "{err}");
+
+        let mut other = meta;
+        other.offsets = OffsetMap::default();
+        other.offsets.set("billing.events", 0, 1);
+        let err = read(bytes(&other, &records).as_slice(), "s.avro", None)
+            .expect_err("topic")
+            .to_string();
+        assert!(err.contains("exactly orders.events"), "{err}");
+    }
+}
