@@ -45,6 +45,9 @@ pub struct RedriveSummary {
     pub failed: usize,
 }
 
+/// A snapshot as the writer exports it: the journal seq and `(subject, record, body)` records.
+pub(crate) type Exported = (u64, Vec<(String, String, Vec<u8>)>);
+
 pub(crate) enum Request<C> {
     Command {
         command: C,
@@ -63,7 +66,7 @@ pub(crate) enum Request<C> {
     /// Export the state for a snapshot, then hold every commit until `release` fires (or a
     /// minute passes) so the caller can read the topic's offsets at exactly this cut.
     Snapshot {
-        reply: oneshot::Sender<Result<(u64, Vec<(String, String, Vec<u8>)>), ApplyError>>,
+        reply: oneshot::Sender<Result<Exported, ApplyError>>,
         release: oneshot::Receiver<()>,
     },
     /// One chunk of a snapshot being loaded: applied with the resume marker in the same write;
