@@ -180,6 +180,7 @@ where
         .route("/metrics", get(metrics::<S>))
         .route("/events", get(get_events::<S>).put(put_events::<S>))
         .route("/commands", axum::routing::post(post_command::<S>))
+        .route("/snapshot", get(get_snapshot::<S>))
         .with_state(node)
 }
 
@@ -216,6 +217,28 @@ impl Shared {
             digest: digest(rows),
         }
     }
+}
+
+async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Response, ApiError> {
+    let (meta, records) = node
+        .snapshot(std::time::Duration::from_secs(60))
+        .await
+        .map_err(|e| match e {
+            crate::runtime::RuntimeError::Config(msg) => ApiError::new(StatusCode::NOT_IMPLEMENTED, msg),
+            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+        })?;
+    let bytes = crate::snapshot::file::write(Vec::new(), &meta, &records).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apache.avro+binary".to_string()),
+            (
+                header::HeaderName::from_static("seam-snapshot-seq"),
+                meta.seq.to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn post_command<S>(

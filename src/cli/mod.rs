@@ -5,6 +5,7 @@ mod dlq;
 mod doctor;
 mod local;
 mod output;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Inspect dead letters and redrive parked subjects.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// Export a running service's snapshot to a file, or inspect a snapshot file.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// Entry point of the `seam` binary.
@@ -47,6 +51,7 @@ pub fn main() -> ExitCode {
             Command::Local(cmd) => local::run(cmd).await,
             Command::Doctor(args) => doctor::run(args).await,
             Command::Dlq(cmd) => dlq::run(cmd).await,
+            Command::Snapshot(cmd) => snapshot::run(cmd).await,
         }
     });
     match result {

@@ -4,7 +4,7 @@
 //! from the groups' events and never is: an unknown student or examination becomes a placeholder
 //! that a later `StudentCreated` / `ExaminationCreated` fills in (getOrCreate, seed 000).
 
-use seam::service::{Apply, ApplyError, Service};
+use seam::service::{Apply, ApplyError, Service, SnapshotOut};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{ExaminationCreated, StudentCreated, StudentEnrolled};
@@ -238,6 +238,67 @@ impl Service for StudentsOffice {
                     },
                 )?;
             }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self, out: &mut SnapshotOut<'_>) -> Result<(), ApplyError> {
+        self.export(out)
+    }
+}
+
+impl StudentsOffice {
+    /// The office's state as the events that would build it: every registered student, every
+    /// scheduled examination, every enrollment (placeholders carry nothing to transfer yet).
+    pub fn export(&self, out: &mut SnapshotOut<'_>) -> Result<(), ApplyError> {
+        let students: std::collections::BTreeMap<String, Student> = out.scan("student/")?.into_iter().collect();
+        let exams: std::collections::BTreeMap<String, Examination> = out.scan("exam/")?.into_iter().collect();
+        for (key, s) in &students {
+            if let (Some(name), Some(program)) = (&s.name, &s.program) {
+                let student = key.trim_start_matches("student/").to_string();
+                out.emit(
+                    key,
+                    &StudentCreated {
+                        student,
+                        name: name.clone(),
+                        program: program.clone(),
+                    },
+                )?;
+            }
+        }
+        for (key, e) in &exams {
+            if let (Some(title), Some(owner), Some(semester)) = (&e.title, &e.owner, &e.semester) {
+                let exam = key.trim_start_matches("exam/").to_string();
+                out.emit(
+                    key,
+                    &ExaminationCreated {
+                        exam,
+                        title: title.clone(),
+                        owner: owner.clone(),
+                        semester: semester.clone(),
+                    },
+                )?;
+            }
+        }
+        for (key, _) in out.scan::<bool>("enrollment/")? {
+            let Some((exam, student)) = key.trim_start_matches("enrollment/").split_once('/') else {
+                continue;
+            };
+            let name = students
+                .get(&keys::student(student))
+                .and_then(|s| s.name.clone())
+                .unwrap_or_default();
+            let e = exams.get(&keys::exam(exam)).cloned().unwrap_or_default();
+            out.emit(
+                &keys::student(student),
+                &StudentEnrolled {
+                    student: student.to_string(),
+                    name,
+                    exam: exam.to_string(),
+                    title: e.title.unwrap_or_default(),
+                    owner: e.owner.unwrap_or_default(),
+                },
+            )?;
         }
         Ok(())
     }
