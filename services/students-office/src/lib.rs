@@ -128,6 +128,40 @@ mod tests {
         assert_eq!(g.grade, "1.3");
     }
 
+    #[test]
+    fn the_snapshot_holds_every_student_exam_and_enrollment_but_no_placeholder() {
+        let grade = Command::RecordGrade {
+            student: "9".into(),
+            exam: "t9".into(),
+            grade: "2.0".into(),
+            grader: "theory-group".into(),
+        };
+        let (store, r) = run(&[
+            student("1"),
+            student("2"),
+            exam("m1"),
+            Command::Enroll {
+                student: "1".into(),
+                exam: "m1".into(),
+            },
+            grade,
+        ]);
+        assert!(r.iter().all(Result::is_ok), "{r:?}");
+        let catalog = catalog().expect("catalog");
+        let mut out = seam::service::SnapshotOut::new(&store, &catalog);
+        StudentsOffice.snapshot(&mut out).expect("snapshot");
+        let records: Vec<(String, String)> = out.into_records().into_iter().map(|(s, r, _)| (s, r)).collect();
+        assert_eq!(
+            records,
+            [
+                ("student/1".to_string(), events::StudentCreated::RECORD.to_string()),
+                ("student/2".to_string(), events::StudentCreated::RECORD.to_string()),
+                ("exam/m1".to_string(), events::ExaminationCreated::RECORD.to_string()),
+                ("student/1".to_string(), events::StudentEnrolled::RECORD.to_string()),
+            ]
+        );
+    }
+
     fn serde_json_get<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> T {
         serde_json::from_slice(&store.model_get(key).expect("read").expect("present")).expect("decode")
     }
