@@ -191,6 +191,19 @@ async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wro
         "{v}"
     );
 
+    // Snapshot: the office's state with the cut of its topic.
+    let req = Request::builder()
+        .uri("/snapshot")
+        .body(Body::empty())
+        .expect("request");
+    let res = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), 16 << 20).await.expect("body");
+    let (meta, records) =
+        seam::snapshot::file::read(bytes.as_ref(), "GET /snapshot", Some(&name)).expect("a valid snapshot");
+    assert_eq!((meta.seq, records.len()), (1, 1), "one student, at seq 1");
+    assert!(meta.offsets.0.contains_key(&format!("{name}.events")));
+
     // Queries and flows.
     let (s, _, _) = call(&app, Method::GET, "/students/nobody", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
