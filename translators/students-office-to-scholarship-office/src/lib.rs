@@ -1,0 +1,140 @@
+//! `students-office-to-scholarship-office`: Students and their enrollments, for the scholarship office (usually bootstrapped from the office's snapshot).
+//!
+//! Reads `students-office` events through its own reader schemas (only the fields it needs) and turns
+//! them into `scholarship-office` commands. Pure and deterministic.
+
+use seam::translator::{ForeignEvent, TranslateError, Translator};
+use serde::Deserialize;
+
+/// The `StudentCreated` record.
+pub const STUDENTCREATED: &str = "studentaffairs.studentsoffice.StudentCreated";
+
+/// The consumer's view of `StudentCreated`.
+pub const STUDENTCREATED_READER: &str = r#"{"type":"record","name":"StudentCreated","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"name","type":"string"}]}"#;
+
+/// The `StudentEnrolled` record.
+pub const STUDENTENROLLED: &str = "studentaffairs.studentsoffice.StudentEnrolled";
+
+/// The consumer's view of `StudentEnrolled`.
+pub const STUDENTENROLLED_READER: &str = r#"{"type":"record","name":"StudentEnrolled","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"}]}"#;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct StudentCreated {
+    student: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct StudentEnrolled {
+    student: String,
+    exam: String,
+}
+
+/// The translator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StudentsOfficeToScholarshipOffice;
+
+impl Translator<scholarship_office::Command> for StudentsOfficeToScholarshipOffice {
+    fn source(&self) -> &str {
+        "students-office"
+    }
+
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            (STUDENTCREATED, STUDENTCREATED_READER),
+            (STUDENTENROLLED, STUDENTENROLLED_READER),
+        ]
+    }
+
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<scholarship_office::Command>, TranslateError> {
+        match event.record.as_str() {
+            STUDENTCREATED => {
+                let e: StudentCreated = event.payload()?;
+                Ok(vec![scholarship_office::Command::Name {
+                    student: e.student,
+                    name: e.name,
+                }])
+            }
+            STUDENTENROLLED => {
+                let e: StudentEnrolled = event.payload()?;
+                Ok(vec![scholarship_office::Command::Enrolled {
+                    student: e.student,
+                    exam: e.exam,
+                }])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seam::translator::{check_reader, test_event};
+
+    #[test]
+    fn studentcreated_becomes_its_command() {
+        let event = test_event(
+            "students-office",
+            STUDENTCREATED,
+            StudentCreated {
+                student: "student-1".into(),
+                name: "name-1".into(),
+            },
+        );
+        assert_eq!(
+            StudentsOfficeToScholarshipOffice.translate(&event).expect("translates"),
+            vec![scholarship_office::Command::Name {
+                student: "student-1".into(),
+                name: "name-1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_studentcreated_reader_resolves_against_the_published_schema() {
+        check_reader(
+            include_str!("../../../schemas/students-office/StudentCreated.avsc"),
+            STUDENTCREATED_READER,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn studentenrolled_becomes_its_command() {
+        let event = test_event(
+            "students-office",
+            STUDENTENROLLED,
+            StudentEnrolled {
+                student: "student-1".into(),
+                exam: "exam-1".into(),
+            },
+        );
+        assert_eq!(
+            StudentsOfficeToScholarshipOffice.translate(&event).expect("translates"),
+            vec![scholarship_office::Command::Enrolled {
+                student: "student-1".into(),
+                exam: "exam-1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_studentenrolled_reader_resolves_against_the_published_schema() {
+        check_reader(
+            include_str!("../../../schemas/students-office/StudentEnrolled.avsc"),
+            STUDENTENROLLED_READER,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn other_records_are_ignored() {
+        assert!(StudentsOfficeToScholarshipOffice
+            .translate(&test_event("students-office", "something.Else", ()))
+            .expect("ignored")
+            .is_empty());
+    }
+}

@@ -1,0 +1,93 @@
+//! `theory-group-to-scholarship-office`: The theory group's grades, for the scholarship office.
+//!
+//! Reads `theory-group` events through its own reader schemas (only the fields it needs) and turns
+//! them into `scholarship-office` commands. Pure and deterministic.
+
+use seam::translator::{ForeignEvent, TranslateError, Translator};
+use serde::Deserialize;
+
+/// The `StudentGraded` record.
+pub const STUDENTGRADED: &str = "studentaffairs.theorygroup.StudentGraded";
+
+/// The consumer's view of `StudentGraded`.
+pub const STUDENTGRADED_READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"}]}"#;
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct StudentGraded {
+    student: String,
+    exam: String,
+    grade: String,
+}
+
+/// The translator.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TheoryGroupToScholarshipOffice;
+
+impl Translator<scholarship_office::Command> for TheoryGroupToScholarshipOffice {
+    fn source(&self) -> &str {
+        "theory-group"
+    }
+
+    fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(STUDENTGRADED, STUDENTGRADED_READER)]
+    }
+
+    fn translate(&self, event: &ForeignEvent) -> Result<Vec<scholarship_office::Command>, TranslateError> {
+        match event.record.as_str() {
+            STUDENTGRADED => {
+                let e: StudentGraded = event.payload()?;
+                Ok(vec![scholarship_office::Command::Graded {
+                    student: e.student,
+                    exam: e.exam,
+                    grade: e.grade,
+                }])
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seam::translator::{check_reader, test_event};
+
+    #[test]
+    fn studentgraded_becomes_its_command() {
+        let event = test_event(
+            "theory-group",
+            STUDENTGRADED,
+            StudentGraded {
+                student: "student-1".into(),
+                exam: "exam-1".into(),
+                grade: "grade-1".into(),
+            },
+        );
+        assert_eq!(
+            TheoryGroupToScholarshipOffice.translate(&event).expect("translates"),
+            vec![scholarship_office::Command::Graded {
+                student: "student-1".into(),
+                exam: "exam-1".into(),
+                grade: "grade-1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn the_studentgraded_reader_resolves_against_the_published_schema() {
+        check_reader(
+            include_str!("../../../schemas/theory-group/StudentGraded.avsc"),
+            STUDENTGRADED_READER,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn other_records_are_ignored() {
+        assert!(TheoryGroupToScholarshipOffice
+            .translate(&test_event("theory-group", "something.Else", ()))
+            .expect("ignored")
+            .is_empty());
+    }
+}
