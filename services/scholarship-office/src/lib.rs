@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 /// The service name (topic `scholarship-office.events`).
 pub const NAME: &str = "scholarship-office";
 
+pub mod api;
+
 /// The published contract.
 pub fn catalog() -> Result<Catalog, CatalogError> {
     Catalog::from_sources([(
@@ -65,6 +67,8 @@ pub enum Command {
         exam: String,
         /// The grade, e.g. `1.3`.
         grade: String,
+        /// The grading group.
+        grader: String,
     },
 }
 
@@ -75,8 +79,8 @@ pub struct Candidate {
     pub name: Option<String>,
     /// Examinations enrolled for.
     pub enrolled: BTreeSet<String>,
-    /// Grades by examination.
-    pub grades: BTreeMap<String, String>,
+    /// Grades by examination, with the grading group.
+    pub grades: BTreeMap<String, (String, String)>,
     /// Whether the scholarship was awarded (it is never taken back).
     pub awarded: bool,
 }
@@ -123,12 +127,15 @@ impl Service for ScholarshipOffice {
             Command::Enrolled { exam, .. } => {
                 c.enrolled.insert(exam.clone());
             }
-            Command::Graded { exam, grade, .. } => {
-                c.grades.insert(exam.clone(), grade.clone());
+            Command::Graded {
+                exam, grade, grader, ..
+            } => {
+                c.grades.insert(exam.clone(), (grade.clone(), grader.clone()));
             }
         }
         if !c.awarded {
-            if let Some(avg) = qualifying_average(&c.grades) {
+            let grades: BTreeMap<String, String> = c.grades.iter().map(|(e, (g, _))| (e.clone(), g.clone())).collect();
+            if let Some(avg) = qualifying_average(&grades) {
                 c.awarded = true;
                 let event = ScholarshipAwarded {
                     student: student.clone(),

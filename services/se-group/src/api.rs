@@ -43,7 +43,7 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
             .into_iter()
             .map(|(k, name)| format!("{}|{name}", k.trim_start_matches("enrollment/").replacen('/', "|", 1)))
             .collect(),
-        "se-group->students-office" => scan_model::<String>(store, "grade/")?
+        "se-group->students-office" | "se-group->scholarship-office" => scan_model::<String>(store, "grade/")?
             .into_iter()
             .map(|(k, g)| format!("{}|{g}", k.trim_start_matches("grade/")))
             .collect(),

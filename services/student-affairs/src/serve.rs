@@ -30,10 +30,12 @@ pub enum Which {
     TheoryGroup,
     /// Collects the groups' hires.
     TaPool,
+    /// Joins late: awards scholarships from enrollments and grades.
+    ScholarshipOffice,
 }
 
 impl Which {
-    /// Every service, in start order.
+    /// The four founding services, in start order (the scholarship office joins later).
     pub const ALL: [Which; 4] = [Which::StudentsOffice, Which::SeGroup, Which::TheoryGroup, Which::TaPool];
 
     /// The service name.
@@ -43,6 +45,7 @@ impl Which {
             Which::SeGroup => se_group::NAME,
             Which::TheoryGroup => theory_group::NAME,
             Which::TaPool => ta_pool::NAME,
+            Which::ScholarshipOffice => scholarship_office::NAME,
         }
     }
 }
@@ -65,6 +68,22 @@ pub struct ServeArgs {
     /// The topology file naming the service's sources and translators.
     #[arg(long, short = 't', env = "SA_TOPOLOGY")]
     pub topology: Option<PathBuf>,
+    /// Bootstrap a source from its snapshot (`SOURCE=FILE` or `SOURCE=http://.../snapshot`) if
+    /// this service's store does not read it yet; repeatable.
+    #[arg(long, value_parser = parse_bootstrap)]
+    pub bootstrap: Vec<(String, seam::runtime::SnapshotSource)>,
+}
+
+fn parse_bootstrap(value: &str) -> Result<(String, seam::runtime::SnapshotSource), String> {
+    let (source, from) = value
+        .split_once('=')
+        .ok_or_else(|| format!("`{value}`: expected SOURCE=FILE or SOURCE=URL"))?;
+    let from = if from.starts_with("http://") || from.starts_with("https://") {
+        seam::runtime::SnapshotSource::Url(from.to_string())
+    } else {
+        seam::runtime::SnapshotSource::File(PathBuf::from(from))
+    };
+    Ok((source.to_string(), from))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,7 +124,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => seam::local::Home::from_env()?.root().join("student-affairs").join(name),
     };
     let endpoints = Endpoints::discover()?;
-    let config = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
+    let mut config = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
+    config.bootstrap = args.bootstrap.into_iter().collect();
     let sources: Vec<String> = topology.sources_of(name).iter().map(|s| s.translator.clone()).collect();
     match args.service {
         Which::StudentsOffice => {
@@ -138,6 +158,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Which::TaPool => {
             let node = start(config, ta_pool::TaPool, ta_pool::catalog()?, &sources).await?;
             let routes = ta_pool::api::routes(Arc::clone(&node));
+            serve(node, routes, port).await
+        }
+        Which::ScholarshipOffice => {
+            let node = start(
+                config,
+                scholarship_office::ScholarshipOffice,
+                scholarship_office::catalog()?,
+                &sources,
+            )
+            .await?;
+            let routes = scholarship_office::api::routes(Arc::clone(&node));
             serve(node, routes, port).await
         }
     }
@@ -178,6 +209,23 @@ impl Translators for theory_group::model::TheoryGroup {
                 Some(Box::new(students_office_to_theory_group::StudentsOfficeToTheoryGroup))
             }
             "ta-pool-to-theory-group" => Some(Box::new(ta_pool_to_theory_group::TaPoolToTheoryGroup)),
+            _ => None,
+        }
+    }
+}
+
+impl Translators for scholarship_office::ScholarshipOffice {
+    fn translator(name: &str) -> Option<Box<dyn Translator<Self::Command>>> {
+        match name {
+            "students-office-to-scholarship-office" => Some(Box::new(
+                students_office_to_scholarship_office::StudentsOfficeToScholarshipOffice,
+            )),
+            "se-group-to-scholarship-office" => {
+                Some(Box::new(se_group_to_scholarship_office::SeGroupToScholarshipOffice))
+            }
+            "theory-group-to-scholarship-office" => Some(Box::new(
+                theory_group_to_scholarship_office::TheoryGroupToScholarshipOffice,
+            )),
             _ => None,
         }
     }

@@ -20,6 +20,8 @@ fn student_affairs(cluster: Option<&TestCluster>, args: &[&str]) -> Output {
 fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
     let cluster = TestCluster::connect();
     // The stores live under SEAM_HOME, next to the stack whose topics they publish to.
+    let late_store = seam::local::Home::from_env().expect("home").root().join("student-affairs/scholarship-office");
+    let joins_now = !late_store.exists();
     for run in 1..=2 {
         let out = student_affairs(Some(&cluster), &["demo", "--students", "60", "--json"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -28,7 +30,7 @@ fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("run {run}: JSON report: {e}; {stderr}"));
         assert_eq!(report["synced"], true, "run {run}: {report}");
         let flows = report["flows"].as_array().expect("flows");
-        assert_eq!(flows.len(), 8, "every flow of the topology is reported");
+        assert_eq!(flows.len(), 11, "every flow of the topology is reported");
         for f in flows {
             assert_eq!(f["source_digest"], f["replica_digest"], "run {run}: {f}");
             assert!(
@@ -37,7 +39,19 @@ fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
             );
         }
         assert_eq!(report["scenario"]["double_hires_prevented"], 1, "run {run}");
-        assert_eq!(report["services"].as_array().map(Vec::len), Some(4));
+        let services = report["services"].as_array().expect("services");
+        assert_eq!(services.len(), 5, "the four founders and the scholarship office");
+        // The first run on a fresh stack registers the scholarship office from a snapshot; later
+        // runs find its store reading and resume from its positions.
+        if run == 1 && joins_now {
+            let late = services.iter().find(|s| s["name"] == "scholarship-office").expect("scholarship office");
+            let from = &late["counts"]["bootstrapped_from"]["students-office"];
+            assert!(from["seq"].as_u64().unwrap_or(0) > 0, "bootstrapped from a snapshot: {late}");
+            assert!(from["offsets"]["students-office.events"].is_object(), "with its offset map: {late}");
+        } else if run == 2 {
+            let late = services.iter().find(|s| s["name"] == "scholarship-office").expect("scholarship office");
+            assert_eq!(late["counts"]["bootstrapped_from"], serde_json::json!({}), "no second bootstrap: {late}");
+        }
     }
 
     // A store directory that is not the one these topics belong to is refused, with the remedy.

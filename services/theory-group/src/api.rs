@@ -42,7 +42,7 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
             .into_iter()
             .map(|(k, name)| format!("{}|{name}", k.trim_start_matches("participant/").replacen('/', "|", 1)))
             .collect(),
-        "theory-group->students-office" => scan_model::<String>(store, "grade/")?
+        "theory-group->students-office" | "theory-group->scholarship-office" => scan_model::<String>(store, "grade/")?
             .into_iter()
             .map(|(k, g)| format!("{}|{g}", k.trim_start_matches("grade/")))
             .collect(),

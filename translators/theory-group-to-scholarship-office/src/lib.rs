@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub const STUDENTGRADED: &str = "studentaffairs.theorygroup.StudentGraded";
 
 /// The consumer's view of `StudentGraded`.
-pub const STUDENTGRADED_READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"}]}"#;
+pub const STUDENTGRADED_READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.theorygroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"},{"name":"grader","type":"string"}]}"#;
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
@@ -18,6 +18,7 @@ struct StudentGraded {
     student: String,
     exam: String,
     grade: String,
+    grader: String,
 }
 
 /// The translator.
@@ -41,6 +42,7 @@ impl Translator<scholarship_office::Command> for TheoryGroupToScholarshipOffice 
                     student: e.student,
                     exam: e.exam,
                     grade: e.grade,
+                    grader: e.grader,
                 }])
             }
             _ => Ok(vec![]),
@@ -62,6 +64,7 @@ mod tests {
                 student: "student-1".into(),
                 exam: "exam-1".into(),
                 grade: "grade-1".into(),
+                grader: "grader-1".into(),
             },
         );
         assert_eq!(
@@ -69,7 +72,8 @@ mod tests {
             vec![scholarship_office::Command::Graded {
                 student: "student-1".into(),
                 exam: "exam-1".into(),
-                grade: "grade-1".into()
+                grade: "grade-1".into(),
+                grader: "grader-1".into(),
             }]
         );
     }

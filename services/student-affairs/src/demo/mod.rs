@@ -73,21 +73,35 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(d) => d.clone(),
         None => seam::local::Home::from_env()?.root().join("student-affairs"),
     };
-    if !ensured.created.is_empty() && data.exists() {
-        // New topics mean a new cluster: stores from an earlier one would point past their end.
-        std::fs::remove_dir_all(&data).with_context(|| format!("clearing old stores in {}", data.display()))?;
+    for service in &topology.services {
+        // A service whose topic is new cannot keep a store that published to an earlier one.
+        let store = data.join(&service.name);
+        if ensured.created.contains(&seam::translator::events_topic(&service.name)) && store.exists() {
+            std::fs::remove_dir_all(&store).with_context(|| format!("clearing the old store {}", store.display()))?;
+        }
     }
 
-    if ensured.created.is_empty() {
-        check_stores_match_topics(&topology, &client, &data)?;
-    }
+    check_stores_match_topics(&topology, &client, &data)?;
 
     bar.set_message("phase 3/5: starting the four services");
-    let services = processes::start_all(&endpoints, &topology_path, &data).await?;
+    let mut services = processes::start_all(&endpoints, &topology_path, &data).await?;
 
     let outcome = async {
         bar.set_message("phase 4/5: driving the scenario");
         let stats = scenario::drive(&services, args.students, &bar).await?;
+        bar.set_message("phase 4/5: the scholarship office joins, bootstrapping from the students office's snapshot");
+        let office = services.url(crate::serve::Which::StudentsOffice).to_string();
+        let more = tokio::spawn(scenario::more_students(office.clone(), args.students.min(100)));
+        let joined = processes::start_one(
+            &endpoints,
+            &topology_path,
+            &data,
+            crate::serve::Which::ScholarshipOffice,
+            &["--bootstrap".to_string(), format!("students-office={office}/snapshot")],
+        )
+        .await?;
+        services.all.push(joined);
+        more.await??;
         bar.set_message("phase 5/5: waiting until every consumer has caught up");
         let report = report::wait_in_sync(
             &services,

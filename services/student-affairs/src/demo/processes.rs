@@ -77,46 +77,58 @@ impl Services {
     }
 }
 
-/// Starts every service and waits until each serves.
+/// Starts the four founding services and waits until each serves.
 pub async fn start_all(endpoints: &Endpoints, topology: &Path, data: &Path) -> anyhow::Result<Services> {
-    let exe = std::env::current_exe().context("finding this program to start the services")?;
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let mut all = Vec::new();
     for which in Which::ALL {
-        let log = data.join(format!("{}.log", which.name()));
-        let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let mut child = Command::new(&exe)
-            .arg("serve")
-            .arg(which.name())
-            .arg("--store")
-            .arg(data.join(which.name()))
-            .arg("--topology")
-            .arg(topology)
-            .env("SEAM_BROKERS", endpoints.bootstrap_servers())
-            .env("SEAM_REGISTRY", endpoints.registry()?)
-            .env_remove("SA_PORT")
-            .env_remove("SA_STORE")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .kill_on_drop(true)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting {}", which.name()))?;
-        let stdout = child.stdout.take().context("service stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = match tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await {
-            Ok(Ok(Some(line))) if line.starts_with("ready ") => line.trim_start_matches("ready ").to_string(),
-            _ => {
-                let _ = child.kill().await;
-                bail!(
-                    "{} did not start; its log ({}):\n{}",
-                    which.name(),
-                    log.display(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
-        all.push(Running { which, url, child, log });
+        all.push(start_one(endpoints, topology, data, which, &[]).await?);
     }
     Ok(Services { all })
+}
+
+/// Starts one service with extra `serve` arguments and waits until it serves.
+pub async fn start_one(
+    endpoints: &Endpoints,
+    topology: &Path,
+    data: &Path,
+    which: Which,
+    extra: &[String],
+) -> anyhow::Result<Running> {
+    let exe = std::env::current_exe().context("finding this program to start the services")?;
+    let log = data.join(format!("{}.log", which.name()));
+    let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = Command::new(&exe)
+        .arg("serve")
+        .arg(which.name())
+        .arg("--store")
+        .arg(data.join(which.name()))
+        .arg("--topology")
+        .arg(topology)
+        .args(extra)
+        .env("SEAM_BROKERS", endpoints.bootstrap_servers())
+        .env("SEAM_REGISTRY", endpoints.registry()?)
+        .env_remove("SA_PORT")
+        .env_remove("SA_STORE")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", which.name()))?;
+    let stdout = child.stdout.take().context("service stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let url = match tokio::time::timeout(Duration::from_secs(120), lines.next_line()).await {
+        Ok(Ok(Some(line))) if line.starts_with("ready ") => line.trim_start_matches("ready ").to_string(),
+        _ => {
+            let _ = child.kill().await;
+            bail!(
+                "{} did not start; its log ({}):\n{}",
+                which.name(),
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+    };
+    Ok(Running { which, url, child, log })
 }

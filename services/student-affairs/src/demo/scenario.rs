@@ -273,3 +273,25 @@ async fn wait_flow(services: &Services, from: &str, to: &str, bar: &ProgressBar)
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// More students registering and enrolling while the scholarship office bootstraps: events that
+/// keep flowing past the snapshot's cut.
+pub async fn more_students(office: String, count: u32) -> anyhow::Result<()> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        sent: AtomicU64::new(0),
+        limit: Semaphore::new(8),
+    };
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+        % 1_000_000_000;
+    for i in 0..count {
+        let id = format!("late{tag}-{i}");
+        client
+            .command(&office, json!({"command": "create_student", "student": id, "name": format!("Late Student {i}"), "program": PROGRAMS[i as usize % PROGRAMS.len()]}))
+            .await?;
+    }
+    Ok(())
+}

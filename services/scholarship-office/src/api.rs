@@ -1,0 +1,81 @@
+//! The scholarship office's HTTP API beyond the platform routes: its counts and the shared data
+//! of each flow it takes part in (for the sync report).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use seam::http::{scan_model, ApiError, Shared};
+use seam::runtime::Node;
+use seam::store::Store;
+use serde_json::{json, Value};
+
+use crate::{Candidate, ScholarshipOffice};
+
+type AppState = Arc<Node<ScholarshipOffice>>;
+
+/// Query and flow routes.
+pub fn routes(node: AppState) -> Router {
+    Router::new()
+        .route("/counts", get(counts))
+        .route("/shared/{from}/{to}", get(shared_route))
+        .with_state(node)
+}
+
+fn candidates(store: &Store) -> Result<Vec<(String, Candidate)>, ApiError> {
+    Ok(scan_model::<Candidate>(store, "candidate/")?
+        .into_iter()
+        .map(|(k, c)| (k.trim_start_matches("candidate/").to_string(), c))
+        .collect())
+}
+
+async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let all = candidates(node.store())?;
+    Ok(Json(json!({
+        "students": all.len(),
+        "grades": all.iter().map(|(_, c)| c.grades.len()).sum::<usize>(),
+        "scholarships": all.iter().filter(|(_, c)| c.awarded).count(),
+        "bootstrapped_from": node.bootstrapped().iter().map(|(s, m)| (s.clone(), json!({"seq": m.seq, "offsets": m.offsets}))).collect::<serde_json::Map<_, _>>(),
+    })))
+}
+
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+    let all = candidates(store)?;
+    let rows = match flow {
+        "students-office->scholarship-office" => all
+            .iter()
+            .flat_map(|(s, c)| {
+                let name = c.name.clone().unwrap_or_default();
+                c.enrolled.iter().map(move |e| format!("{e}|{s}|{name}"))
+            })
+            .collect(),
+        "se-group->scholarship-office" | "theory-group->scholarship-office" => {
+            let group = flow.split("->").next().unwrap_or_default();
+            all.iter()
+                .flat_map(|(s, c)| {
+                    c.grades
+                        .iter()
+                        .filter(move |(_, (_, by))| by == group)
+                        .map(move |(e, (g, _))| format!("{e}/{s}|{g}"))
+                })
+                .collect()
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(rows))
+}
+
+async fn shared_route(
+    State(node): State<AppState>,
+    Path((from, to)): Path<(String, String)>,
+) -> Result<Json<Shared>, ApiError> {
+    let flow = format!("{from}->{to}");
+    match shared(node.store(), &flow)? {
+        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
+        None => Err(ApiError::not_found(format!(
+            "scholarship-office takes no part in flow {flow}"
+        ))),
+    }
+}
