@@ -20,7 +20,10 @@ fn student_affairs(cluster: Option<&TestCluster>, args: &[&str]) -> Output {
 fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
     let cluster = TestCluster::connect();
     // The stores live under SEAM_HOME, next to the stack whose topics they publish to.
-    let late_store = seam::local::Home::from_env().expect("home").root().join("student-affairs/scholarship-office");
+    let late_store = seam::local::Home::from_env()
+        .expect("home")
+        .root()
+        .join("student-affairs/scholarship-office");
     let joins_now = !late_store.exists();
     for run in 1..=2 {
         let out = student_affairs(Some(&cluster), &["demo", "--students", "60", "--json"]);
@@ -44,13 +47,29 @@ fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
         // The first run on a fresh stack registers the scholarship office from a snapshot; later
         // runs find its store reading and resume from its positions.
         if run == 1 && joins_now {
-            let late = services.iter().find(|s| s["name"] == "scholarship-office").expect("scholarship office");
+            let late = services
+                .iter()
+                .find(|s| s["name"] == "scholarship-office")
+                .expect("scholarship office");
             let from = &late["counts"]["bootstrapped_from"]["students-office"];
-            assert!(from["seq"].as_u64().unwrap_or(0) > 0, "bootstrapped from a snapshot: {late}");
-            assert!(from["offsets"]["students-office.events"].is_object(), "with its offset map: {late}");
+            assert!(
+                from["seq"].as_u64().unwrap_or(0) > 0,
+                "bootstrapped from a snapshot: {late}"
+            );
+            assert!(
+                from["offsets"]["students-office.events"].is_object(),
+                "with its offset map: {late}"
+            );
         } else if run == 2 {
-            let late = services.iter().find(|s| s["name"] == "scholarship-office").expect("scholarship office");
-            assert_eq!(late["counts"]["bootstrapped_from"], serde_json::json!({}), "no second bootstrap: {late}");
+            let late = services
+                .iter()
+                .find(|s| s["name"] == "scholarship-office")
+                .expect("scholarship office");
+            assert_eq!(
+                late["counts"]["bootstrapped_from"],
+                serde_json::json!({}),
+                "no second bootstrap: {late}"
+            );
         }
     }
 
