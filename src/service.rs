@@ -32,6 +32,23 @@ pub trait Service: Send + Sync + 'static {
         let _ = out;
         Err(ApplyError::rejected("this service does not export snapshots"))
     }
+
+    /// The parts of the model that are a pure function of foreign events: what `seam replay` may
+    /// rebuild from the topics and swap in. A part written by the service's own commands too
+    /// cannot be rebuilt from topics and must not be declared. Default: none.
+    fn replicas(&self) -> Vec<Replica> {
+        Vec::new()
+    }
+}
+
+/// A replica of foreign data in a service's model: every model key under `prefix` is written
+/// only by commands translated from `sources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// Model key prefix (e.g. `candidate/`).
+    pub prefix: &'static str,
+    /// The source services whose events build it; empty: every source the service reads.
+    pub sources: &'static [&'static str],
 }
 
 /// The read-only view and output of [`Service::snapshot`].

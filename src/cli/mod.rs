@@ -5,6 +5,9 @@ mod dlq;
 mod doctor;
 mod local;
 mod output;
+mod reach;
+pub mod register;
+pub mod replay;
 mod snapshot;
 
 use std::process::ExitCode;
@@ -30,9 +33,14 @@ enum Command {
     /// Inspect dead letters and redrive parked subjects.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
-    /// Export a running service's snapshot to a file, or inspect a snapshot file.
+    /// Export a running service's snapshot to a file, inspect one, or import one into a consumer.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Add a subscription to the topology and the running consumer, bootstrapping it from the
+    /// source's snapshot and its offset map.
+    Register(register::RegisterArgs),
+    /// Rebuild a consumer's replicas from the topics into a shadow store, compare, and swap.
+    Replay(replay::ReplayArgs),
 }
 
 /// Entry point of the `seam` binary.
@@ -52,6 +60,8 @@ pub fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args).await,
             Command::Dlq(cmd) => dlq::run(cmd).await,
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
+            Command::Register(args) => register::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
         }
     });
     match result {

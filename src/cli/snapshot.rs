@@ -1,5 +1,6 @@
-//! `seam snapshot export | inspect`: fetch a running service's snapshot into a file, and show
-//! what a snapshot file holds (and whether it is intact) before a consumer bootstraps from it.
+//! `seam snapshot export | inspect | import`: fetch a running service's snapshot into a file,
+//! show what a snapshot file holds (and whether it is intact), and bootstrap a consumer from one
+//! (`import` is `seam register` with the file's service as the source).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +16,12 @@ use crate::snapshot::file;
 pub enum SnapshotCommand {
     /// Save a running service's snapshot (its `GET /snapshot`) to a file.
     Export {
-        /// The service's base URL, e.g. http://127.0.0.1:7301.
-        #[arg(long)]
-        url: String,
+        /// The service, found by the address it announced in $SEAM_HOME/run.
+        #[arg(long, required_unless_present = "url")]
+        service: Option<String>,
+        /// The service's base URL instead, e.g. http://127.0.0.1:7301.
+        #[arg(long, conflicts_with = "service")]
+        url: Option<String>,
         /// The file to write.
         #[arg(long, short = 'o')]
         output: PathBuf,
@@ -30,13 +34,55 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bootstrap a consumer from a snapshot file: registers the file's service as its source.
+    Import {
+        /// The consuming service.
+        consumer: String,
+        /// The snapshot file.
+        file: PathBuf,
+        /// The topology file to add the subscription to.
+        #[arg(long, short = 't', default_value = super::register::DEFAULT_TOPOLOGY)]
+        topology: PathBuf,
+        /// The consumer's base URL; default: the address it announced in $SEAM_HOME/run.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a `seam snapshot` command.
 pub async fn run(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
     match command {
-        SnapshotCommand::Export { url, output: out } => {
-            let endpoint = format!("{}/snapshot", url.trim_end_matches('/'));
+        SnapshotCommand::Import {
+            consumer,
+            file: path,
+            topology,
+            url,
+            json,
+        } => {
+            let what = path.display().to_string();
+            let f = std::fs::File::open(&path).with_context(|| format!("opening {what}"))?;
+            let (meta, _) = file::read(std::io::BufReader::new(f), &what, None)?;
+            super::register::run(super::register::RegisterArgs {
+                consumer,
+                source: meta.service,
+                snapshot: Some(what),
+                from_beginning: false,
+                topology,
+                url,
+                json,
+            })
+            .await
+        }
+        SnapshotCommand::Export {
+            service,
+            url,
+            output: out,
+        } => {
+            let url = super::reach::service_url(service.as_deref().unwrap_or_default(), url.as_deref())?;
+            let endpoint = format!("{url}/snapshot");
             let response = reqwest::get(&endpoint)
                 .await
                 .with_context(|| format!("GET {endpoint}"))?;

@@ -11,6 +11,7 @@
 //! $SEAM_HOME/local/brokers-<n>/cluster.id         one KRaft cluster id per stack shape
 //! $SEAM_HOME/local/brokers-<n>/node-<id>/         server.properties, kafka.log, data/
 //! $SEAM_HOME/local/brokers-<n>/registry.log       the registry's log
+//! $SEAM_HOME/run/<service>.url                    the HTTP address of a running service
 //! ```
 //!
 //! The registry stores its schemas in Kafka (kafkasql), so they live and die with the
@@ -96,5 +97,36 @@ impl Home {
     /// One broker's folder inside a stack.
     pub fn node_dir(&self, brokers: u8, node_id: u8) -> PathBuf {
         self.stack_dir(brokers).join(format!("node-{node_id}"))
+    }
+
+    /// Where a running service announces its HTTP address, so `seam register`, `seam replay`
+    /// and `seam snapshot export --service` find it without a URL flag.
+    pub fn service_file(&self, service: &str) -> PathBuf {
+        self.root.join("run").join(format!("{service}.url"))
+    }
+
+    /// Announces `url` as the address of `service` (replacing an older announcement).
+    pub fn announce(&self, service: &str, url: &str) -> std::io::Result<()> {
+        let file = self.service_file(service);
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = file.with_extension("url.tmp");
+        std::fs::write(&tmp, format!("{url}\n"))?;
+        std::fs::rename(tmp, file)
+    }
+
+    /// Withdraws the announcement of `service` if it is still `url` (a newer instance keeps its own).
+    pub fn withdraw(&self, service: &str, url: &str) {
+        if self.service_url(service).as_deref() == Some(url) {
+            let _ = std::fs::remove_file(self.service_file(service));
+        }
+    }
+
+    /// The announced address of `service`, if it announced one.
+    pub fn service_url(&self, service: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.service_file(service)).ok()?;
+        let url = text.trim();
+        (!url.is_empty()).then(|| url.to_string())
     }
 }

@@ -72,6 +72,7 @@ pub(crate) async fn run<C: Send + 'static>(
     writer: &mpsc::Sender<Request<C>>,
     client: &ClientConfig,
     cancel: &CancellationToken,
+    progress: &(dyn Fn(u64, u64, u64) + Send + Sync),
 ) -> Result<Option<SnapshotMeta>, RuntimeError> {
     let topic = events_topic(source);
     let marker = store.bootstrap_marker(&topic)?;
@@ -114,8 +115,13 @@ pub(crate) async fn run<C: Send + 'static>(
     }
     let start = marker.map(|(_, next)| next as usize).unwrap_or(0).min(records.len());
     info!(%service, %topic, seq = meta.seq, records = records.len(), from = start, "bootstrapping from a snapshot");
+    let total = records.len() as u64;
+    progress(start as u64, total, meta.seq);
     let mut next = start;
     loop {
+        if cancel.is_cancelled() {
+            return Err(RuntimeError::Cancelled);
+        }
         let end = (next + CHUNK).min(records.len());
         let chunk: Vec<RawEvent> = records[next..end]
             .iter()
@@ -154,6 +160,7 @@ pub(crate) async fn run<C: Send + 'static>(
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)??;
+        progress(end as u64, total, meta.seq);
         failpoint::hit("bootstrap.chunk");
         if finish.is_some() {
             break;

@@ -19,7 +19,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
@@ -181,6 +181,8 @@ pub(crate) struct ConsumerLoop<C> {
     pub client: ClientConfig,
     pub store: Store,
     pub pipeline: Arc<Pipeline<C>>,
+    /// The topics to read; grows when a source is registered (after its bootstrap).
+    pub topics: watch::Receiver<Vec<String>>,
     pub writer: mpsc::Sender<Request<C>>,
     pub metrics: Metrics,
     pub cancel: CancellationToken,
@@ -189,8 +191,7 @@ pub(crate) struct ConsumerLoop<C> {
 
 impl<C: Send + 'static> ConsumerLoop<C> {
     /// Runs until cancelled or a fatal error; the last batch is always finished.
-    pub fn run(self) -> Result<(), RuntimeError> {
-        let topics = self.pipeline.topics();
+    pub fn run(mut self) -> Result<(), RuntimeError> {
         let context = Context {
             service: self.service.clone(),
             store: self.store.clone(),
@@ -209,13 +210,8 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer".into(), e))?;
-        let partitions = retention::partitions_of(&consumer, &topics)?;
-        retention::check(&consumer, &partitions, &self.store.positions()?)?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| RuntimeError::kafka(format!("subscribing to {topics:?}"), e))?;
-        info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer started");
+        let topics = self.topics.borrow_and_update().clone();
+        self.subscribe(&consumer, &topics)?;
 
         let mut last_lag = Instant::now();
         let result = loop {
@@ -224,6 +220,12 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             }
             if let Some(e) = consumer.context().take_fatal() {
                 break Err(e);
+            }
+            if self.topics.has_changed().unwrap_or(false) {
+                let topics = self.topics.borrow_and_update().clone();
+                if let Err(e) = self.subscribe(&consumer, &topics) {
+                    break Err(e);
+                }
             }
             let batch = match self.poll_batch(&consumer) {
                 Ok(b) => b,
@@ -245,6 +247,22 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .commit_positions(&consumer, &assigned, CommitMode::Sync);
         consumer.unsubscribe();
         result
+    }
+
+    /// Checks retention for `topics` at the stored positions, then subscribes to them.
+    fn subscribe(&self, consumer: &BaseConsumer<Context>, topics: &[String]) -> Result<(), RuntimeError> {
+        if topics.is_empty() {
+            info!(service = %self.service, "no sources to read yet; waiting for a registration");
+            return Ok(());
+        }
+        let partitions = retention::partitions_of(consumer, topics)?;
+        retention::check(consumer, &partitions, &self.store.positions()?)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| RuntimeError::kafka(format!("subscribing to {topics:?}"), e))?;
+        info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer subscribed");
+        Ok(())
     }
 
     fn poll_batch(&self, consumer: &BaseConsumer<Context>) -> Result<Vec<RawEvent>, RuntimeError> {

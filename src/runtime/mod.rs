@@ -13,12 +13,14 @@ mod dlq;
 mod pipeline;
 mod progress;
 mod publisher;
+mod register;
+mod replay;
 pub mod retention;
 mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -40,6 +42,8 @@ pub use applier::Applier;
 pub use bootstrap::SnapshotSource;
 pub use pipeline::RawEvent;
 pub use progress::Progress;
+pub use register::{spool, RegisterFrom, Registration};
+pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
 pub use retention::RetentionError;
 pub use writer::{PutOutcome, RedriveSummary};
 
@@ -144,6 +148,9 @@ pub struct NodeConfig {
     /// Snapshots to bootstrap from, by source service: used only for a source this store does
     /// not read yet (or whose bootstrap was interrupted).
     pub bootstrap: BTreeMap<String, SnapshotSource>,
+    /// The sources (service names) to read from the start; translators given for other sources
+    /// wait for `seam register`. `None`: every translator given is read.
+    pub sources: Option<BTreeSet<String>>,
 }
 
 impl NodeConfig {
@@ -160,6 +167,7 @@ impl NodeConfig {
             max_batch: 2000,
             drain: Duration::from_secs(10),
             bootstrap: BTreeMap::new(),
+            sources: None,
         }
     }
 
@@ -182,8 +190,16 @@ struct Worker {
 /// A running service instance.
 pub struct Node<S: Service> {
     name: String,
+    store_dir: PathBuf,
+    service: Arc<S>,
     client: ClientConfig,
-    bootstrapped: BTreeMap<String, crate::snapshot::SnapshotMeta>,
+    /// Translators of sources not read yet, waiting for a registration.
+    spares: Mutex<Vec<Box<dyn Translator<S::Command>>>>,
+    /// The topics the consumer reads; a registration adds one when its bootstrap is done.
+    topics: Arc<watch::Sender<Vec<String>>>,
+    registrations: Arc<Mutex<BTreeMap<String, Registration>>>,
+    replay: Arc<Mutex<Option<ReplayStatus>>>,
+    bootstrapped: Arc<Mutex<BTreeMap<String, crate::snapshot::SnapshotMeta>>>,
     pipeline: Option<Arc<pipeline::Pipeline<S::Command>>>,
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
@@ -262,6 +278,9 @@ impl<S: Service> Node<S> {
         let catalog = Arc::new(catalog);
         let metrics = Metrics::new(&config.service);
         let consumes = !translators.is_empty();
+        let (translators, spares): (Vec<_>, Vec<_>) = translators
+            .into_iter()
+            .partition(|t| config.sources.as_ref().is_none_or(|s| s.contains(t.source())));
         let pipeline = if consumes {
             Some(Arc::new(pipeline::Pipeline::new(
                 translators,
@@ -271,12 +290,34 @@ impl<S: Service> Node<S> {
         } else {
             None
         };
+        // A registration interrupted by a crash resumes (or, before its first chunk, restarts)
+        // from its spooled snapshot.
+        let mut bootstraps = config.bootstrap.clone();
+        let stored = store.positions()?;
+        for topic in pipeline.as_ref().map(|p| p.topics()).unwrap_or_default() {
+            let source = topic.trim_end_matches(".events").to_string();
+            if bootstraps.contains_key(&source) {
+                continue;
+            }
+            let spooled = register::spooled(&config.store_dir, &source);
+            let marker = store.bootstrap_marker(&topic)?;
+            let reads = stored.iter().any(|(t, _, _)| t == topic);
+            if spooled.is_file() && (marker.is_some() || !reads) {
+                bootstraps.insert(source, SnapshotSource::File(spooled));
+            } else if let Some((seq, _)) = marker {
+                return Err(RuntimeError::Config(format!(
+                    "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy {} is gone; start with the same snapshot (`--bootstrap {source}=FILE`)",
+                    spooled.display()
+                )));
+            } else {
+                register::unspool(&config.store_dir, &source);
+            }
+        }
         let mut needed = Vec::new();
         if catalog.records().next().is_some() {
             needed.push(events_topic(&config.service));
         }
         // Sources about to be bootstrapped are checked against the snapshot's map instead.
-        let stored = store.positions()?;
         let sources: Vec<String> = pipeline
             .as_ref()
             .map(|p| p.topics())
@@ -284,7 +325,7 @@ impl<S: Service> Node<S> {
             .into_iter()
             .filter(|t| {
                 let reads = stored.iter().any(|(topic, _, _)| topic == t);
-                reads || !config.bootstrap.keys().any(|s| events_topic(s) == *t)
+                reads || !bootstraps.keys().any(|s| events_topic(s) == *t)
             })
             .collect();
         if pipeline.is_some() {
@@ -315,9 +356,10 @@ impl<S: Service> Node<S> {
         let (writer_tx, writer_rx) = mpsc::channel(1024);
         let name = config.service.clone();
 
+        let service = Arc::new(service);
         let w = writer::Writer {
             name: name.clone(),
-            service: Arc::new(service),
+            service: Arc::clone(&service),
             store: store.clone(),
             catalog: Arc::clone(&catalog),
             pipeline: pipeline.clone(),
@@ -346,9 +388,10 @@ impl<S: Service> Node<S> {
         }
         let mut upstream = Vec::new();
         let pipeline_handle = pipeline.clone();
+        let (topics_tx, topics_rx) = watch::channel(pipeline.as_ref().map(|p| p.topics()).unwrap_or_default());
         let mut bootstrapped = BTreeMap::new();
         if let Some(p) = &pipeline {
-            for (source, from) in &config.bootstrap {
+            for (source, from) in &bootstraps {
                 if !p.topics().contains(&events_topic(source)) {
                     cancel.cancel();
                     return Err(RuntimeError::Config(format!(
@@ -365,13 +408,15 @@ impl<S: Service> Node<S> {
                     &writer_tx,
                     &config.client(),
                     &cancel,
+                    &|_, _, _| {},
                 )
                 .await;
                 match done {
                     Ok(Some(meta)) => {
+                        register::unspool(&config.store_dir, source);
                         bootstrapped.insert(source.clone(), meta);
                     }
-                    Ok(None) => {}
+                    Ok(None) => register::unspool(&config.store_dir, source),
                     Err(e) => {
                         cancel.cancel();
                         return Err(e);
@@ -400,6 +445,7 @@ impl<S: Service> Node<S> {
             };
             upstream.push(spawn("dlq-control", &name, &failed, &cancel, move || control.run())?);
             let consumer = consumer::ConsumerLoop {
+                topics: topics_rx,
                 service: name.clone(),
                 group_id: config.group_id.clone().unwrap_or_else(|| name.clone()),
                 instance_id: config.instance_id.clone().unwrap_or_else(|| name.clone()),
@@ -415,7 +461,13 @@ impl<S: Service> Node<S> {
         }
         info!(service = %name, "service started");
         Ok(Self {
-            bootstrapped,
+            bootstrapped: Arc::new(Mutex::new(bootstrapped)),
+            store_dir: config.store_dir.clone(),
+            service,
+            spares: Mutex::new(spares),
+            topics: Arc::new(topics_tx),
+            registrations: Arc::default(),
+            replay: Arc::default(),
             client: config.client(),
             name,
             pipeline: pipeline_handle,
@@ -593,14 +645,236 @@ impl<S: Service> Node<S> {
         Ok((meta, records))
     }
 
-    /// The snapshots this start bootstrapped from, by source service.
-    pub fn bootstrapped(&self) -> &BTreeMap<String, crate::snapshot::SnapshotMeta> {
-        &self.bootstrapped
+    /// The snapshots this node bootstrapped from (at start or by registration), by source service.
+    pub fn bootstrapped(&self) -> BTreeMap<String, crate::snapshot::SnapshotMeta> {
+        self.bootstrapped.lock().map(|b| b.clone()).unwrap_or_default()
     }
 
-    /// The source topics this node reads (`<source>.events`), sorted.
+    /// The source topics this node reads (`<source>.events`), sorted; a source being registered
+    /// joins when its bootstrap is done.
     pub fn sources(&self) -> Vec<String> {
-        self.pipeline.as_ref().map(|p| p.topics()).unwrap_or_default()
+        self.topics.borrow().clone()
+    }
+
+    /// The store directory (registrations spool snapshots inside it).
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.store_dir
+    }
+
+    /// How the registration of `source` stands; for a source read since start, its positions.
+    pub fn registration(&self, source: &str) -> Result<Option<Registration>, RuntimeError> {
+        if let Some(r) = self.registrations.lock().ok().and_then(|r| r.get(source).cloned()) {
+            return Ok(Some(r));
+        }
+        let topic = events_topic(source);
+        if self.topics.borrow().contains(&topic) {
+            return Ok(Some(Registration::reading(
+                &topic,
+                &self.store.positions()?,
+                None,
+                true,
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Adds `source` to what this node reads, without a restart: bootstraps it from a spooled
+    /// snapshot (or checks the topic still starts at offset 0), then subscribes from exactly the
+    /// resulting positions. Returns at once; [`Node::registration`] reports progress. A source
+    /// already read is left alone and reported as such.
+    pub fn register(&self, source: &str, from: RegisterFrom) -> Result<Registration, RuntimeError> {
+        let topic = events_topic(source);
+        if let Some(r @ Registration::Bootstrapping { .. }) = self.registration(source)? {
+            return Ok(r);
+        }
+        if self.topics.borrow().contains(&topic) && self.store.bootstrap_marker(&topic)?.is_none() {
+            register::unspool(&self.store_dir, source);
+            return Ok(Registration::reading(&topic, &self.store.positions()?, None, true));
+        }
+        let pipeline = self.pipeline.clone().ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "{} takes in no foreign events; it has no translators",
+                self.name
+            ))
+        })?;
+        if !pipeline.topics().contains(&topic) {
+            let mut spares = self
+                .spares
+                .lock()
+                .map_err(|_| RuntimeError::Panicked("register".into()))?;
+            let Some(i) = spares.iter().position(|t| t.source() == source) else {
+                return Err(RuntimeError::Config(format!(
+                    "this build of {} has no translator for {source}; add the translator crate `{source}-to-{}` to the service and redeploy it",
+                    self.name, self.name
+                )));
+            };
+            pipeline.add(spares.remove(i))?;
+        }
+        let status = Registration::Bootstrapping {
+            loaded: 0,
+            total: 0,
+            seq: 0,
+        };
+        let set = {
+            let source = source.to_string();
+            let registrations = Arc::clone(&self.registrations);
+            Arc::new(move |r: Registration| {
+                if let Ok(mut all) = registrations.lock() {
+                    all.insert(source.clone(), r);
+                }
+            })
+        };
+        set(status.clone());
+        let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
+        let (name, source) = (self.name.clone(), source.to_string());
+        let (store, registry, client) = (self.store.clone(), Arc::clone(&self.registry), self.client.clone());
+        let (cancel, topics, store_dir) = (self.cancel.clone(), Arc::clone(&self.topics), self.store_dir.clone());
+        let bootstrapped = Arc::clone(&self.bootstrapped);
+        tokio::spawn(async move {
+            let loaded = match &from {
+                RegisterFrom::Snapshot(path) => {
+                    let progress = {
+                        let set = Arc::clone(&set);
+                        move |loaded, total, seq| set(Registration::Bootstrapping { loaded, total, seq })
+                    };
+                    bootstrap::run(
+                        &name,
+                        &source,
+                        &SnapshotSource::File(path.clone()),
+                        &store,
+                        &registry,
+                        &pipeline,
+                        &writer,
+                        &client,
+                        &cancel,
+                        &progress,
+                    )
+                    .await
+                    .map(|meta| {
+                        meta.map(|m| {
+                            let seq = m.seq;
+                            if let Ok(mut b) = bootstrapped.lock() {
+                                b.insert(source.clone(), m);
+                            }
+                            seq
+                        })
+                    })
+                }
+                RegisterFrom::Beginning => {
+                    let (client, topic, store) = (client.clone(), topic.clone(), store.clone());
+                    tokio::task::spawn_blocking(move || -> Result<Option<u64>, RuntimeError> {
+                        let probe: BaseConsumer = client
+                            .create()
+                            .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+                        let partitions = retention::partitions_of(&probe, std::slice::from_ref(&topic))?;
+                        retention::check(&probe, &partitions, &store.positions()?)?;
+                        Ok(None)
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err(RuntimeError::Panicked("register-check".into())))
+                }
+            };
+            drop(writer);
+            match loaded.and_then(|seq| Ok((seq, store.positions()?))) {
+                Ok((seq, positions)) => {
+                    register::unspool(&store_dir, &source);
+                    topics.send_modify(|t| {
+                        t.push(topic.clone());
+                        t.sort();
+                        t.dedup();
+                    });
+                    info!(service = %name, %topic, "registered; reading from the bootstrap's positions");
+                    set(Registration::reading(&topic, &positions, seq, false));
+                }
+                Err(e) => {
+                    error!(service = %name, %topic, error = %e, "registration failed");
+                    set(Registration::Failed { error: e.to_string() });
+                }
+            }
+        });
+        Ok(status)
+    }
+
+    /// Starts rebuilding the replicas of `request.sources` in a shadow store (one replay at a
+    /// time); [`Node::replay_status`] reports progress and, at the end, the comparison and swap.
+    pub fn replay(&self, request: ReplayRequest) -> Result<ReplayStatus, RuntimeError> {
+        if let Some(s @ ReplayStatus::Running { .. }) = self.replay_status() {
+            return Err(RuntimeError::Config(format!(
+                "a replay of {} is already running ({s:?}); wait for it to finish",
+                self.name
+            )));
+        }
+        let reading = self.sources();
+        let names: Vec<String> = reading
+            .iter()
+            .map(|t| t.trim_end_matches(".events").to_string())
+            .collect();
+        let (replicas, sources) = replay::plan(&self.name, &self.service.replicas(), &request.sources, &names)?;
+        for s in &sources {
+            if !reading.contains(&events_topic(s)) {
+                return Err(RuntimeError::Config(format!(
+                    "{} does not read {s} yet; register it first (`seam register {} --source {s}`)",
+                    self.name, self.name
+                )));
+            }
+        }
+        let mut snapshots = replay::snapshot_sources(&request.snapshots);
+        snapshots.retain(|s, _| sources.contains(s));
+        if !request.snapshots.is_empty() {
+            if let Some(missing) = sources.iter().find(|s| !snapshots.contains_key(*s)) {
+                return Err(RuntimeError::Config(format!(
+                    "a replay from snapshots needs one for every source it reads ({sources:?}); {missing} has none"
+                )));
+            }
+        }
+        let pipeline = self.pipeline.clone().ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "{} takes in no foreign events; there is nothing to replay",
+                self.name
+            ))
+        })?;
+        let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
+        let status = ReplayStatus::Running {
+            phase: "starting".into(),
+            done: 0,
+            total: 0,
+        };
+        if let Ok(mut s) = self.replay.lock() {
+            *s = Some(status.clone());
+        }
+        let job = replay::Replay {
+            name: self.name.clone(),
+            service: Arc::clone(&self.service),
+            catalog: Arc::clone(&self.catalog),
+            registry: Arc::clone(&self.registry),
+            pipeline,
+            live: self.store.clone(),
+            live_writer: writer,
+            shadow_dir: self.store_dir.join("seam-replay"),
+            client: self.client.clone(),
+            cancel: self.cancel.clone(),
+            status: Arc::clone(&self.replay),
+        };
+        let slot = Arc::clone(&self.replay);
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let done = match job.run(replicas, sources, snapshots, request.dry_run).await {
+                Ok(report) => ReplayStatus::Done(report),
+                Err(e) => {
+                    error!(service = %name, error = %e, "replay failed; the live store is unchanged");
+                    ReplayStatus::Failed { error: e.to_string() }
+                }
+            };
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(done);
+            }
+        });
+        Ok(status)
+    }
+
+    /// The running or last replay.
+    pub fn replay_status(&self) -> Option<ReplayStatus> {
+        self.replay.lock().ok().and_then(|s| s.clone())
     }
 
     /// The service's event catalog.

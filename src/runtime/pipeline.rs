@@ -3,7 +3,7 @@
 //! backoff; everything else ends as commands, a filter, or poison with its reason.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -79,9 +79,11 @@ struct Source<C> {
     decoder: Decoder,
 }
 
-/// Translators by source topic, each with its decoder.
+/// Translators by source topic, each with its decoder. Sources can be added while the node runs
+/// (`seam register`); they are never removed from a running node.
 pub struct Pipeline<C> {
-    sources: HashMap<String, Source<C>>,
+    sources: RwLock<HashMap<String, Source<C>>>,
+    registry: Arc<Registry>,
     runtime: Handle,
 }
 
@@ -92,23 +94,36 @@ impl<C: 'static> Pipeline<C> {
         registry: Arc<Registry>,
         runtime: Handle,
     ) -> Result<Self, RuntimeError> {
-        let mut sources = HashMap::new();
+        let pipeline = Self {
+            sources: RwLock::new(HashMap::new()),
+            registry,
+            runtime,
+        };
         for translator in translators {
-            let topic = events_topic(translator.source());
-            let decoder = Decoder::new(Arc::clone(&registry), translator.reader_schemas())
-                .map_err(|e| RuntimeError::Config(format!("translator for {topic}: {e}")))?;
-            if sources.insert(topic.clone(), Source { translator, decoder }).is_some() {
-                return Err(RuntimeError::Config(format!(
-                    "two translators read {topic}; a consumer has exactly one translator per source"
-                )));
-            }
+            pipeline.add(translator)?;
         }
-        Ok(Self { sources, runtime })
+        Ok(pipeline)
+    }
+
+    /// Adds a source; refuses a second translator for the same topic.
+    pub fn add(&self, translator: Box<dyn Translator<C>>) -> Result<(), RuntimeError> {
+        let topic = events_topic(translator.source());
+        let decoder = Decoder::new(Arc::clone(&self.registry), translator.reader_schemas())
+            .map_err(|e| RuntimeError::Config(format!("translator for {topic}: {e}")))?;
+        let mut sources = self.sources.write().unwrap_or_else(|p| p.into_inner());
+        if sources.contains_key(&topic) {
+            return Err(RuntimeError::Config(format!(
+                "two translators read {topic}; a consumer has exactly one translator per source"
+            )));
+        }
+        sources.insert(topic, Source { translator, decoder });
+        Ok(())
     }
 
     /// The source topics, sorted.
     pub fn topics(&self) -> Vec<String> {
-        let mut topics: Vec<_> = self.sources.keys().cloned().collect();
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        let mut topics: Vec<_> = sources.keys().cloned().collect();
         topics.sort();
         topics
     }
@@ -116,7 +131,8 @@ impl<C: 'static> Pipeline<C> {
     /// Decodes and translates one record. Retryable failures back off and retry until
     /// `cancel` fires; fatal ones stop the consumer.
     pub fn prepare(&self, raw: &RawEvent, cancel: &CancellationToken) -> Result<Prepared<C>, RuntimeError> {
-        let Some(source) = self.sources.get(&raw.topic) else {
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        let Some(source) = sources.get(&raw.topic) else {
             return Ok(Prepared::Filtered);
         };
         let payload = raw.value.as_deref().unwrap_or_default();

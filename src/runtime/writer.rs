@@ -48,6 +48,9 @@ pub struct RedriveSummary {
 /// A snapshot as the writer exports it: the journal seq and `(subject, record, body)` records.
 pub(crate) type Exported = (u64, Vec<(String, String, Vec<u8>)>);
 
+/// Work run exclusively on the writer; an error discards what it staged.
+pub(crate) type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), String> + Send>;
+
 pub(crate) enum Request<C> {
     Command {
         command: C,
@@ -76,6 +79,12 @@ pub(crate) enum Request<C> {
         marker: (u64, u64),
         items: Vec<Inbound<C>>,
         finish: Option<OffsetMap>,
+        reply: oneshot::Sender<Result<(), RuntimeError>>,
+    },
+    /// Runs `job` alone on the writer after committing what came before: nothing else commits
+    /// while it runs, and what it stages commits (durably) in one write when it succeeds.
+    Exclusive {
+        job: ExclusiveJob,
         reply: oneshot::Sender<Result<(), RuntimeError>>,
     },
     /// Foreign events posted over HTTP (putEvents): no Kafka position, deduplicated by event id.
@@ -211,6 +220,20 @@ impl<S: Service> Writer<S> {
                         }
                         group.set.keep();
                         group.replies.push(Reply::Foreign(reply));
+                    }
+                    Request::Exclusive { job, reply } => {
+                        self.commit(&mut group)?;
+                        match job(&self.store, &mut group.set) {
+                            Ok(()) => {
+                                group.set.keep();
+                                self.commit(&mut group)?;
+                                let _ = reply.send(Ok(()));
+                            }
+                            Err(e) => {
+                                group.set.discard();
+                                let _ = reply.send(Err(RuntimeError::Config(e)));
+                            }
+                        }
                     }
                     Request::Put { items, reply } => match self.put(&mut group, items) {
                         Ok(outcomes) => group.replies.push(Reply::Put(reply, outcomes)),

@@ -2,6 +2,7 @@
 //! reads which source through which translator. `seam deploy`, the demo and `seam register` all
 //! start from here, so a mistake is reported once, precisely: the file, the field, the fix.
 
+mod edit;
 mod ensure;
 
 use std::collections::BTreeSet;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use edit::{add_source, Edit};
 pub use ensure::{ensure, Ensured};
 
 /// The only version this build reads.

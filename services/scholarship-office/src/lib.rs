@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use apache_avro::AvroSchema;
 use seam::codec::{Catalog, CatalogError};
-use seam::service::{Apply, ApplyError, Event, Service};
+use seam::service::{Apply, ApplyError, Event, Replica, Service};
 use serde::{Deserialize, Serialize};
 
 /// The service name (topic `scholarship-office.events`).
@@ -146,6 +146,14 @@ impl Service for ScholarshipOffice {
             }
         }
         ctx.put(&key(student), &c)
+    }
+
+    /// Candidates are built from foreign events only, so `seam replay` can rebuild them.
+    fn replicas(&self) -> Vec<Replica> {
+        vec![Replica {
+            prefix: "candidate/",
+            sources: &["students-office", "se-group", "theory-group"],
+        }]
     }
 }
 

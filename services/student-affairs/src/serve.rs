@@ -126,7 +126,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let endpoints = Endpoints::discover()?;
     let mut config = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
     config.bootstrap = args.bootstrap.into_iter().collect();
-    let sources: Vec<String> = topology.sources_of(name).iter().map(|s| s.translator.clone()).collect();
+    config.sources = Some(topology.sources_of(name).iter().map(|s| s.service.clone()).collect());
+    // Every translator into this service the topology could name: the ones it does not name yet
+    // wait for `seam register`.
+    let sources: Vec<String> = topology
+        .services
+        .iter()
+        .filter(|s| s.name != name)
+        .map(|s| format!("{}-to-{name}", s.name))
+        .collect();
     match args.service {
         Which::StudentsOffice => {
             let node = start(
@@ -249,12 +257,17 @@ async fn start<S: Translators>(
 ) -> anyhow::Result<Arc<Node<S>>> {
     let mut translators = Vec::new();
     for name in sources {
+        let read = config.sources.as_ref().is_some_and(|s| {
+            s.iter()
+                .any(|source| name == &format!("{source}-to-{}", config.service))
+        });
         match S::translator(name) {
             Some(t) => translators.push(t),
-            None => bail!(
+            None if read => bail!(
                 "the topology names translator {name}, which this build of {} does not have",
                 config.service
             ),
+            None => {}
         }
     }
     Ok(Arc::new(Node::start(config, service, catalog, translators).await?))
@@ -270,7 +283,14 @@ where
         .await
         .with_context(|| format!("binding 127.0.0.1:{port}; is another service using it?"))?;
     let addr = listener.local_addr()?;
-    println!("ready http://{addr}");
+    let url = format!("http://{addr}");
+    let home = seam::local::Home::from_env().ok();
+    if let Some(home) = &home {
+        if let Err(e) = home.announce(node.name(), &url) {
+            tracing::warn!(error = %e, "cannot announce the address; seam register/replay will need --url");
+        }
+    }
+    println!("ready {url}");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let failure = Arc::new(std::sync::Mutex::new(None));
     let shutdown = {
@@ -290,6 +310,9 @@ where
         .with_graceful_shutdown(shutdown)
         .await
         .context("the HTTP server failed")?;
+    if let Some(home) = &home {
+        home.withdraw(node.name(), &url);
+    }
     let failure = failure.lock().ok().and_then(|mut f| f.take());
     let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("the node is still in use at shutdown"))?;
     let stopped = node.shutdown().await;

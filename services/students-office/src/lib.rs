@@ -34,7 +34,7 @@ pub fn catalog() -> Result<Catalog, CatalogError> {
 mod tests {
     use super::*;
     use seam::runtime::Applier;
-    use seam::service::Event;
+    use seam::service::{Event, Service};
     use seam::store::Store;
 
     use crate::model::{keys, Command, Examination, Grade, Student, StudentsOffice};

@@ -7,7 +7,7 @@ pub mod api;
 
 use apache_avro::AvroSchema;
 use seam::codec::{Catalog, CatalogError};
-use seam::service::{Apply, ApplyError, Event, Service};
+use seam::service::{Apply, ApplyError, Event, Replica, Service};
 use serde::{Deserialize, Serialize};
 
 /// The service name (topic `ta-pool.events`).
@@ -110,6 +110,14 @@ impl Service for TaPool {
             )?;
         }
         Ok(())
+    }
+
+    /// Assignments are built from the groups' hires only, so `seam replay` can rebuild them.
+    fn replicas(&self) -> Vec<Replica> {
+        vec![Replica {
+            prefix: "ta/",
+            sources: &["se-group", "theory-group"],
+        }]
     }
 }
 

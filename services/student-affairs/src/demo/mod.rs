@@ -82,27 +82,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     check_stores_match_topics(&topology, &client, &data)?;
+    let working = working_topology(&topology_path, &topology, &data)?;
 
     bar.set_message("phase 3/5: starting the four services");
-    let mut services = processes::start_all(&endpoints, &topology_path, &data).await?;
+    let mut services = processes::start_all(&endpoints, &working, &data).await?;
 
     let outcome = async {
         bar.set_message("phase 4/5: driving the scenario");
         let stats = scenario::drive(&services, args.students, &bar).await?;
-        bar.set_message("phase 4/5: the scholarship office joins, bootstrapping from the students office's snapshot");
+        bar.set_message("phase 4/5: the scholarship office joins: seam register, from the students office's snapshot");
         let office = services.url(crate::serve::Which::StudentsOffice).to_string();
-        let more = tokio::spawn(scenario::more_students(office.clone(), args.students.min(100)));
-        let joined = processes::start_one(
-            &endpoints,
-            &topology_path,
-            &data,
-            crate::serve::Which::ScholarshipOffice,
-            &["--bootstrap".to_string(), format!("students-office={office}/snapshot")],
-        )
-        .await?;
+        let joined =
+            processes::start_one(&endpoints, &working, &data, crate::serve::Which::ScholarshipOffice, &[]).await?;
+        let scholarship = joined.url.clone();
         services.all.push(joined);
+        let more = tokio::spawn(scenario::more_students(office.clone(), args.students.min(100)));
+        // `seam register` draws its own progress bar meanwhile.
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        let registered = seam::cli::register::register(&seam::cli::register::RegisterArgs {
+            consumer: crate::serve::Which::ScholarshipOffice.name().to_string(),
+            source: crate::serve::Which::StudentsOffice.name().to_string(),
+            snapshot: Some(format!("{office}/snapshot")),
+            from_beginning: false,
+            topology: working.clone(),
+            url: Some(scholarship),
+            json: args.json,
+        })
+        .await;
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.println(registered?.summary());
         more.await??;
         bar.set_message("phase 5/5: waiting until every consumer has caught up");
+        let topology = Topology::load(&working)?;
         let report = report::wait_in_sync(
             &services,
             &topology,
@@ -139,6 +150,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The demo's working copy of the topology (`<data>/topology.yaml`), which `seam register`
+/// edits when the scholarship office joins; it starts over from `source` whenever the
+/// scholarship office has no store yet, so every fresh run shows the registration.
+fn working_topology(source: &std::path::Path, topology: &Topology, data: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let working = data.join("topology.yaml");
+    let joined = data.join(crate::serve::Which::ScholarshipOffice.name()).exists();
+    if joined && working.is_file() {
+        return Ok(working);
+    }
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    let mut copy = topology.clone();
+    for s in &mut copy.services {
+        s.schemas = std::fs::canonicalize(&s.schemas).with_context(|| format!("finding {}", s.schemas.display()))?;
+    }
+    let text = format!(
+        "# The demo's working copy of {}; `seam register` adds subscriptions here.\n{}",
+        source.display(),
+        serde_norway::to_string(&copy)?
+    );
+    std::fs::write(&working, text).with_context(|| format!("writing {}", working.display()))?;
+    Ok(working)
 }
 
 /// A service's store and its topic belong together: a missing store next to a topic that

@@ -1,10 +1,13 @@
 //! The HTTP endpoints every service has, whatever its domain: `GET /events` (getEvents),
-//! `PUT /events` (putEvents), `GET /health` and `GET /metrics`. A service merges these routes
+//! `PUT /events` (putEvents), `GET /health`, `GET /metrics`, `GET /snapshot`, and the operator
+//! endpoints of [`admin`] (`/subscriptions`, `/replay`). A service merges these routes
 //! with its own command and query routes.
 //!
 //! Events travel as they do on Kafka: key, Confluent-framed Avro value (base64) and `seam-*`
 //! headers, so what one service's getEvents returns another's putEvents accepts. getEvents also
 //! shows each payload decoded as JSON for people.
+
+mod admin;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,11 +179,28 @@ where
     S::Command: serde::de::DeserializeOwned,
 {
     Router::new()
-        .route("/health", get(health::<S>))
-        .route("/metrics", get(metrics::<S>))
         .route("/events", get(get_events::<S>).put(put_events::<S>))
         .route("/commands", axum::routing::post(post_command::<S>))
+        .with_state(Arc::clone(&node))
+        .merge(operator_routes(node))
+}
+
+/// The routes that need nothing of the service's command type: `GET /health`, `GET /metrics`,
+/// `GET /snapshot`, `/subscriptions` and `/replay`. Part of [`platform_routes`]; on their own
+/// for processes that take no commands over HTTP.
+pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
+    Router::new()
+        .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::<S>))
         .route("/snapshot", get(get_snapshot::<S>))
+        .route("/subscriptions", get(admin::get_subscriptions::<S>))
+        .route(
+            "/subscriptions/{source}",
+            get(admin::get_subscription::<S>)
+                .post(admin::post_subscription::<S>)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/replay", get(admin::get_replay::<S>).post(admin::post_replay::<S>))
         .with_state(node)
 }
 

@@ -1,0 +1,111 @@
+//! Operator endpoints every consuming service has: `POST/GET /subscriptions/{source}` (what
+//! `seam register` drives) and `POST/GET /replay` (what `seam replay` drives). Both start work
+//! that outlives the request and report progress on the GET, so a CLI can draw a progress bar
+//! and a dropped connection does not stop a bootstrap half way.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::ApiError;
+use crate::runtime::{spool, Node, RegisterFrom, Registration, ReplayRequest, ReplayStatus, RuntimeError};
+use crate::service::Service;
+
+fn refused(e: RuntimeError) -> ApiError {
+    match e {
+        RuntimeError::Config(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg),
+        RuntimeError::Store(msg) => ApiError::internal(msg),
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+/// `POST /subscriptions/{source}`: the body is the source's snapshot (an Avro object container
+/// file); an empty body with `?from=beginning` reads the topic from offset 0 instead.
+pub(super) async fn post_subscription<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    Path(source): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let from = if body.is_empty() {
+        if query.get("from").map(String::as_str) != Some("beginning") {
+            return Err(ApiError::bad_request(
+                "no snapshot in the request body",
+                "send the source's snapshot file as the body, or an empty body with ?from=beginning to read the whole topic",
+            ));
+        }
+        RegisterFrom::Beginning
+    } else {
+        if let Some(Registration::Reading { .. }) = node.registration(&source).map_err(refused)? {
+            return Ok((
+                StatusCode::OK,
+                Json(node.register(&source, RegisterFrom::Beginning).map_err(refused)?),
+            )
+                .into_response());
+        }
+        let dir = node.store_dir().to_path_buf();
+        let src = source.clone();
+        let path = tokio::task::spawn_blocking(move || spool(&dir, &src, &body))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                RuntimeError::Config(msg) => {
+                    ApiError::bad_request(msg, format!("export a fresh snapshot of {source} and send it whole"))
+                }
+                other => ApiError::internal(other),
+            })?;
+        RegisterFrom::Snapshot(path)
+    };
+    let status = node.register(&source, from).map_err(refused)?;
+    let code = match status {
+        Registration::Reading { already: true, .. } => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
+    };
+    Ok((code, Json(status)).into_response())
+}
+
+/// `GET /subscriptions/{source}`: how its registration stands.
+pub(super) async fn get_subscription<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    Path(source): Path<String>,
+) -> Result<Json<Registration>, ApiError> {
+    match node.registration(&source).map_err(refused)? {
+        Some(r) => Ok(Json(r)),
+        None => Err(ApiError::not_found(format!(
+            "{} does not read {source}; register it with `seam register {} --source {source}`",
+            node.name(),
+            node.name()
+        ))),
+    }
+}
+
+/// `GET /subscriptions`: the source topics read.
+pub(super) async fn get_subscriptions<S: Service>(State(node): State<Arc<Node<S>>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "service": node.name(), "sources": node.sources() }))
+}
+
+/// `POST /replay`: starts a rebuild (see [`ReplayRequest`]).
+pub(super) async fn post_replay<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    body: Result<Json<ReplayRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let status = node.replay(request).map_err(|e| match e {
+        RuntimeError::Config(msg) if msg.contains("already running") => ApiError::new(StatusCode::CONFLICT, msg),
+        other => refused(other),
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+/// `GET /replay`: the running or last replay.
+pub(super) async fn get_replay<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Json<ReplayStatus>, ApiError> {
+    node.replay_status()
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no replay of {} has run since it started", node.name())))
+}
