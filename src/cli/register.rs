@@ -119,6 +119,13 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .sources_of(&args.consumer)
         .iter()
         .any(|s| s.service == args.source);
+    // A snapshot file is checked first: a bad one is refused before anything is contacted.
+    let local = match args.snapshot.as_deref() {
+        Some(f) if !args.from_beginning && !f.starts_with("http://") && !f.starts_with("https://") => {
+            Some(reach::snapshot_bytes(&args.source, Some(f)).await?)
+        }
+        _ => None,
+    };
     let url = reach::service_url(&args.consumer, args.url.as_deref())?;
     let client = reqwest::Client::new();
     let endpoint = format!("{url}/subscriptions/{}", args.source);
@@ -139,7 +146,10 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
     let upload = if reading || args.from_beginning {
         None
     } else {
-        let (bytes, meta, from) = reach::snapshot_bytes(&args.source, args.snapshot.as_deref()).await?;
+        let (bytes, meta, from) = match local {
+            Some(checked) => checked,
+            None => reach::snapshot_bytes(&args.source, args.snapshot.as_deref()).await?,
+        };
         if !args.json {
             eprintln!(
                 "snapshot of {} at seq {} ({} records) from {from}",

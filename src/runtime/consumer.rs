@@ -192,17 +192,50 @@ pub(crate) struct ConsumerLoop<C> {
 impl<C: Send + 'static> ConsumerLoop<C> {
     /// Runs until cancelled or a fatal error; the last batch is always finished.
     pub fn run(mut self) -> Result<(), RuntimeError> {
+        loop {
+            let topics = self.topics.borrow_and_update().clone();
+            if topics.is_empty() {
+                info!(service = %self.service, "no sources to read yet; waiting for a registration");
+                while !self.topics.has_changed().unwrap_or(false) {
+                    if self.cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            if !self.consume(&topics)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The static member id for reading `topics`. A static member that rejoins with another
+    /// subscription is not rebalanced by the broker (KAFKA-12759), so its new topics would stay
+    /// unassigned: each set of topics gets its own id.
+    fn member_id(&self, topics: &[String]) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(topics.join("\n").as_bytes());
+        let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        format!("{}-{short}", self.instance_id)
+    }
+
+    /// Reads `topics` as one group member until cancelled (false) or the topics change (true).
+    fn consume(&mut self, topics: &[String]) -> Result<bool, RuntimeError> {
         let context = Context {
             service: self.service.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             state: Mutex::default(),
         };
-        let consumer: BaseConsumer<Context> = self
-            .client
-            .clone()
+        let mut client = self.client.clone();
+        if client.get("session.timeout.ms").is_none() {
+            // The member of an earlier topic set lingers this long before its partitions move.
+            client.set("session.timeout.ms", "10000");
+        }
+        let consumer: BaseConsumer<Context> = client
             .set("group.id", &self.group_id)
-            .set("group.instance.id", &self.instance_id)
+            .set("group.instance.id", self.member_id(topics))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "error")
@@ -210,22 +243,24 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .set("statistics.interval.ms", "1000")
             .create_with_context(context)
             .map_err(|e| RuntimeError::kafka("creating the consumer".into(), e))?;
-        let topics = self.topics.borrow_and_update().clone();
-        self.subscribe(&consumer, &topics)?;
+        let partitions = retention::partitions_of(&consumer, topics)?;
+        retention::check(&consumer, &partitions, &self.store.positions()?)?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| RuntimeError::kafka(format!("subscribing to {topics:?}"), e))?;
+        info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer subscribed");
 
         let mut last_lag = Instant::now();
         let result = loop {
             if self.cancel.is_cancelled() {
-                break Ok(());
+                break Ok(false);
             }
             if let Some(e) = consumer.context().take_fatal() {
                 break Err(e);
             }
             if self.topics.has_changed().unwrap_or(false) {
-                let topics = self.topics.borrow_and_update().clone();
-                if let Err(e) = self.subscribe(&consumer, &topics) {
-                    break Err(e);
-                }
+                break Ok(true);
             }
             let batch = match self.poll_batch(&consumer) {
                 Ok(b) => b,
@@ -247,22 +282,6 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .commit_positions(&consumer, &assigned, CommitMode::Sync);
         consumer.unsubscribe();
         result
-    }
-
-    /// Checks retention for `topics` at the stored positions, then subscribes to them.
-    fn subscribe(&self, consumer: &BaseConsumer<Context>, topics: &[String]) -> Result<(), RuntimeError> {
-        if topics.is_empty() {
-            info!(service = %self.service, "no sources to read yet; waiting for a registration");
-            return Ok(());
-        }
-        let partitions = retention::partitions_of(consumer, topics)?;
-        retention::check(consumer, &partitions, &self.store.positions()?)?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| RuntimeError::kafka(format!("subscribing to {topics:?}"), e))?;
-        info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer subscribed");
-        Ok(())
     }
 
     fn poll_batch(&self, consumer: &BaseConsumer<Context>) -> Result<Vec<RawEvent>, RuntimeError> {

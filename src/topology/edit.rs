@@ -112,12 +112,16 @@ fn insert(text: &str, consumer: &str, source: &str) -> String {
     let end = (section + 1..lines.len())
         .find(|&i| {
             let l = &lines[i];
-            !l.trim().is_empty() && !l.trim_start().starts_with('#') && indent(l) == 0
+            !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('-') && indent(l) == 0
         })
         .unwrap_or(lines.len());
+    // Entries of the consumers list sit at the indentation of its first item.
+    let entry_indent = (section + 1..end)
+        .find(|&i| lines[i].trim_start().starts_with("- service:"))
+        .map(|i| indent(&lines[i]));
     let entry = (section + 1..end).find(|&i| {
         let t = lines[i].trim();
-        t.strip_prefix("- service:").map(str::trim) == Some(consumer)
+        Some(indent(&lines[i])) == entry_indent && t.strip_prefix("- service:").map(str::trim) == Some(consumer)
     });
     let last_content = |from: usize, to: usize, deeper_than: usize| {
         (from..to)
@@ -141,11 +145,12 @@ fn insert(text: &str, consumer: &str, source: &str) -> String {
             lines.insert(after, format!("{pad}- service: {source}"));
         }
         None => {
-            let dash = (section + 1..end)
-                .find(|&i| lines[i].trim_start().starts_with("- service:"))
-                .map(|i| indent(&lines[i]))
-                .unwrap_or(2);
-            let after = last_content(section + 1, end, 0).unwrap_or(section) + 1;
+            let dash = entry_indent.unwrap_or(2);
+            let after = (section + 1..end)
+                .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
+                .last()
+                .unwrap_or(section)
+                + 1;
             let pad = " ".repeat(dash);
             for (i, l) in [
                 format!("{pad}- service: {consumer}"),
@@ -228,6 +233,19 @@ mod tests {
         let err = add_source(&path, "b", "b").expect_err("self").to_string();
         assert!(err.contains("its own events"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).expect("read"), BASE);
+    }
+
+    #[test]
+    fn sequences_written_without_indentation_are_followed() {
+        let flat = "apiVersion: seam/v1\nname: t\nservices:\n- name: a\n  partitions: 1\n  schemas: s\n- name: b\n  partitions: 1\n  schemas: s\n- name: c\n  partitions: 1\n  schemas: s\nconsumers:\n- service: b\n  sources:\n  - service: a\n    translator: a-to-b\n- service: c\n  sources:\n  - service: a\n    translator: a-to-c\n";
+        let (_d, path) = file(flat);
+        assert_eq!(add_source(&path, "b", "c").expect("edit"), Edit::Added);
+        assert_eq!(add_source(&path, "c", "b").expect("edit"), Edit::Added);
+        assert_eq!(add_source(&path, "a", "b").expect("new entry"), Edit::Added);
+        let t = Topology::load(&path).expect("valid");
+        assert_eq!(t.sources_of("b").len(), 2);
+        assert_eq!(t.sources_of("c").len(), 2);
+        assert_eq!(t.sources_of("a").len(), 1);
     }
 
     #[test]

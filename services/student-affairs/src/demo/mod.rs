@@ -82,7 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     check_stores_match_topics(&topology, &client, &data)?;
-    let working = working_topology(&topology_path, &topology, &data)?;
+    let working = working_topology(&topology_path, &data)?;
 
     bar.set_message("phase 3/5: starting the four services");
     let mut services = processes::start_all(&endpoints, &working, &data).await?;
@@ -154,24 +154,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The demo's working copy of the topology (`<data>/topology.yaml`), which `seam register`
 /// edits when the scholarship office joins; it starts over from `source` whenever the
-/// scholarship office has no store yet, so every fresh run shows the registration.
-fn working_topology(source: &std::path::Path, topology: &Topology, data: &std::path::Path) -> anyhow::Result<PathBuf> {
+/// scholarship office has no store yet, so every fresh run shows the registration. The copy
+/// keeps the file's text and comments; only schema directories become absolute.
+fn working_topology(source: &std::path::Path, data: &std::path::Path) -> anyhow::Result<PathBuf> {
     let working = data.join("topology.yaml");
     let joined = data.join(crate::serve::Which::ScholarshipOffice.name()).exists();
     if joined && working.is_file() {
         return Ok(working);
     }
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let mut copy = topology.clone();
-    for s in &mut copy.services {
-        s.schemas = std::fs::canonicalize(&s.schemas).with_context(|| format!("finding {}", s.schemas.display()))?;
+    let text = std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
+    let base = source.parent().unwrap_or(std::path::Path::new("."));
+    let mut copy = String::new();
+    for line in text.lines() {
+        match line.split_once("schemas:") {
+            Some((pad, dir)) if pad.trim().is_empty() || pad.trim() == "-" => {
+                let dir = base.join(dir.trim());
+                let dir = std::fs::canonicalize(&dir).with_context(|| format!("finding {}", dir.display()))?;
+                copy.push_str(&format!("{pad}schemas: {}\n", dir.display()));
+            }
+            _ => {
+                copy.push_str(line);
+                copy.push('\n');
+            }
+        }
     }
-    let text = format!(
-        "# The demo's working copy of {}; `seam register` adds subscriptions here.\n{}",
-        source.display(),
-        serde_norway::to_string(&copy)?
-    );
-    std::fs::write(&working, text).with_context(|| format!("writing {}", working.display()))?;
+    std::fs::write(&working, copy).with_context(|| format!("writing {}", working.display()))?;
+    Topology::load(&working)?;
     Ok(working)
 }
 

@@ -167,23 +167,23 @@ impl Report {
             self.scenario.double_hires_prevented
         );
         println!();
-        println!("{:<16} {:<24} {:>4}  counts", "service", "url", "lag");
+        println!("{:<18} {:<24} {:>4}  counts", "service", "url", "lag");
         for s in &self.services {
             let counts = s
                 .counts
                 .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
                 .unwrap_or_default();
-            println!("{:<16} {:<24} {:>4}  {counts}", s.name, s.url, s.lag);
+            println!("{:<18} {:<24} {:>4}  {counts}", s.name, s.url, s.lag);
         }
         println!();
         println!(
-            "{:<34} {:>6} {:>6}  {:<16} {:<16} in sync",
+            "{:<37} {:>6} {:>6}  {:<16} {:<16} in sync",
             "flow", "source", "replica", "source digest", "replica digest"
         );
         for f in &self.flows {
             println!(
-                "{:<34} {:>6} {:>6}  {:<16} {:<16} {}",
+                "{:<37} {:>6} {:>6}  {:<16} {:<16} {}",
                 format!("{} -> {}", f.from, f.to),
                 f.source_rows,
                 f.replica_rows,

@@ -179,7 +179,12 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         }
         for (s, id) in se_enrolled[e].iter().enumerate() {
             for (a, max) in [10, 20, 30].iter().enumerate() {
-                let points = (s * 7 + a * 13 + e * 3) % (max + 1);
+                // Every third student is excellent, so the scholarship office has someone to award.
+                let points = if s % 3 == 0 {
+                    *max
+                } else {
+                    (s * 7 + a * 13 + e * 3) % (max + 1)
+                };
                 let (c, u) = (Arc::clone(&client), se.clone());
                 let body = json!({"command": "award_points", "assignment": format!("{exam}-a{a}"), "student": id, "points": points});
                 set.spawn(async move { c.command(&u, body).await });
@@ -189,7 +194,7 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
     for (e, exam) in seminars.iter().enumerate() {
         for (s, id) in theory_enrolled[e].iter().enumerate() {
             for (k, criterion) in ["content", "structure", "delivery", "discussion"].iter().enumerate() {
-                let score = 4 + (s + k * 3 + e) % 7;
+                let score = if s % 3 == 0 { 10 } else { 4 + (s + k * 3 + e) % 7 };
                 let (c, u) = (Arc::clone(&client), theory.clone());
                 let body =
                     json!({"command": "assess", "exam": exam, "student": id, "criterion": criterion, "score": score});
