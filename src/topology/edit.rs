@@ -147,8 +147,8 @@ fn insert(text: &str, consumer: &str, source: &str) -> String {
         None => {
             let dash = entry_indent.unwrap_or(2);
             let after = (section + 1..end)
-                .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
-                .last()
+                .rev()
+                .find(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
                 .unwrap_or(section)
                 + 1;
             let pad = " ".repeat(dash);
