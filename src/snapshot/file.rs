@@ -329,6 +329,17 @@ mod tests {
             .to_string();
         assert!(err.contains("seam.offsets") && err.contains("inconsistent"), "{err}");
 
+        let mut unnamed = full.clone();
+        let at = unnamed
+            .windows(b"seam.offsets".len())
+            .position(|w| w == b"seam.offsets")
+            .expect("key in the header");
+        unnamed[at + 9] = b'z';
+        let err = read(unnamed.as_slice(), "s.avro", None)
+            .expect_err("no offsets")
+            .to_string();
+        assert!(err.contains("seam.offsets"), "{err}");
+
         let mut other = meta;
         other.offsets = OffsetMap::default();
         other.offsets.set("billing.events", 0, 1);
