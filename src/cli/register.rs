@@ -134,10 +134,8 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .send()
         .await
         .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
-    let reading = current.status().is_success() && {
-        let body = reach::json(current, &endpoint).await?;
-        body["state"] == "reading"
-    };
+    // Also refuses a consumer without the translator before the topology names it.
+    let reading = reach::json(current, &endpoint).await?["state"] == "reading";
     if reading && in_file {
         let status = reach::json(client.get(&endpoint).send().await?, &endpoint).await?;
         return registered(args, &status, false, true);

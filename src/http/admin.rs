@@ -78,7 +78,7 @@ pub(super) async fn get_subscription<S: Service>(
     match node.registration(&source).map_err(refused)? {
         Some(r) => Ok(Json(r)),
         None => Err(ApiError::not_found(format!(
-            "{} does not read {source}; register it with `seam register {} --source {source}`",
+            "this build of {} has no translator for {source}; add the translator crate `{source}-to-{}` to the service and redeploy it",
             node.name(),
             node.name()
         ))),

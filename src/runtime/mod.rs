@@ -665,12 +665,20 @@ impl<S: Service> Node<S> {
         &self.store_dir
     }
 
-    /// How the registration of `source` stands; for a source read since start, its positions.
+    /// How the registration of `source` stands; for a source read since start, its positions;
+    /// `None` when this build has no translator for it.
     pub fn registration(&self, source: &str) -> Result<Option<Registration>, RuntimeError> {
-        if let Some(r) = self.registrations.lock().ok().and_then(|r| r.get(source).cloned()) {
-            return Ok(Some(r));
-        }
         let topic = events_topic(source);
+        match self.registrations.lock().ok().and_then(|r| r.get(source).cloned()) {
+            Some(Registration::Reading {
+                snapshot_seq, already, ..
+            }) => {
+                let positions = self.store.positions()?;
+                return Ok(Some(Registration::reading(&topic, &positions, snapshot_seq, already)));
+            }
+            Some(r) => return Ok(Some(r)),
+            None => {}
+        }
         if self.topics.borrow().contains(&topic) {
             return Ok(Some(Registration::reading(
                 &topic,
@@ -679,7 +687,13 @@ impl<S: Service> Node<S> {
                 true,
             )));
         }
-        Ok(None)
+        let spare = self
+            .spares
+            .lock()
+            .map(|s| s.iter().any(|t| t.source() == source))
+            .unwrap_or(false);
+        let added = self.pipeline.as_ref().is_some_and(|p| p.topics().contains(&topic));
+        Ok((spare || added).then_some(Registration::Available))
     }
 
     /// Adds `source` to what this node reads, without a restart: bootstraps it from a spooled

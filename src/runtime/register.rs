@@ -24,6 +24,8 @@ pub enum RegisterFrom {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum Registration {
+    /// Not read yet, but the service has the translator: it can be registered.
+    Available,
     /// Loading the snapshot: `loaded` of `total` records applied.
     Bootstrapping {
         /// Records applied.

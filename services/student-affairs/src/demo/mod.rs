@@ -96,7 +96,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             processes::start_one(&endpoints, &working, &data, crate::serve::Which::ScholarshipOffice, &[]).await?;
         let scholarship = joined.url.clone();
         services.all.push(joined);
-        let more = tokio::spawn(scenario::more_students(office.clone(), args.students.min(100)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let more = tokio::spawn(scenario::more_students(
+            office.clone(),
+            stats.exams.clone(),
+            args.students.min(100),
+            std::sync::Arc::clone(&stop),
+        ));
         // `seam register` draws its own progress bar meanwhile.
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         let registered = seam::cli::register::register(&seam::cli::register::RegisterArgs {
@@ -110,8 +116,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         })
         .await;
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        bar.println(registered?.summary());
-        more.await??;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let late = more.await??;
+        let registered = registered?;
+        let summary = format!(
+            "{}; {late} more students registered and enrolled meanwhile",
+            registered.summary()
+        );
+        bar.suspend(|| eprintln!("{summary}"));
         bar.set_message("phase 5/5: waiting until every consumer has caught up");
         let topology = Topology::load(&working)?;
         let report = report::wait_in_sync(

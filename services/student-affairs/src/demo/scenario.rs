@@ -4,7 +4,7 @@
 //! grade; both groups hire TAs; then the theory group tries to hire a student the SE group
 //! already has, and its replica of the TA pool's data refuses it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct Stats {
     pub hires: u64,
     /// Hires refused because the TA pool's data showed the student taken.
     pub double_hires_prevented: u64,
+    /// The examinations this run scheduled (late students enroll in them).
+    #[serde(skip)]
+    pub exams: Vec<String>,
 }
 
 const PROGRAMS: [&str; 4] = [
@@ -254,6 +257,7 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         stats.double_hires_prevented += 1;
     }
     stats.commands = client.sent.load(Ordering::Relaxed);
+    stats.exams = se_exams.iter().chain(&seminars).cloned().collect();
     Ok(stats)
 }
 
@@ -280,8 +284,13 @@ async fn wait_flow(services: &Services, from: &str, to: &str, bar: &ProgressBar)
 }
 
 /// More students registering and enrolling while the scholarship office bootstraps: events that
-/// keep flowing past the snapshot's cut.
-pub async fn more_students(office: String, count: u32) -> anyhow::Result<()> {
+/// keep flowing past the snapshot's cut. Runs until `stop` is set, and at least `count` students.
+pub async fn more_students(
+    office: String,
+    exams: Vec<String>,
+    count: u32,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<u32> {
     let client = Client {
         http: reqwest::Client::new(),
         sent: AtomicU64::new(0),
@@ -292,11 +301,19 @@ pub async fn more_students(office: String, count: u32) -> anyhow::Result<()> {
         .map(|d| d.as_millis())
         .unwrap_or(0)
         % 1_000_000_000;
-    for i in 0..count {
+    let mut i = 0;
+    while i < count || !stop.load(Ordering::SeqCst) {
         let id = format!("late{tag}-{i}");
         client
             .command(&office, json!({"command": "create_student", "student": id, "name": format!("Late Student {i}"), "program": PROGRAMS[i as usize % PROGRAMS.len()]}))
             .await?;
+        if let Some(exam) = exams.get(i as usize % exams.len().max(1)) {
+            client
+                .command(&office, json!({"command": "enroll", "student": id, "exam": exam}))
+                .await?;
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(())
+    Ok(i)
 }
