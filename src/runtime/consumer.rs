@@ -231,7 +231,9 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         let mut client = self.client.clone();
         if client.get("session.timeout.ms").is_none() {
             // The member of an earlier topic set lingers this long before its partitions move.
-            client.set("session.timeout.ms", "10000");
+            // Shorter risks losing the session while a killed broker's coordinator role fails
+            // over (about 10 s in KRaft), and a static member rejoining then gets fenced.
+            client.set("session.timeout.ms", "30000");
         }
         let consumer: BaseConsumer<Context> = client
             .set("group.id", &self.group_id)

@@ -142,7 +142,7 @@ pub struct NodeConfig {
     /// session timeout of its crashed predecessor; a second process with the same id is fenced.
     /// A digest of the topics read is appended, because the broker does not rebalance a static
     /// member whose subscription changed (KAFKA-12759): after `seam register` the consumer joins
-    /// as a new member, and the old one's partitions move after the session timeout (10 s unless
+    /// as a new member, and the old one's partitions move after the session timeout (30 s unless
     /// `session.timeout.ms` is set in `kafka`).
     pub instance_id: Option<String>,
     /// Most records per consumer batch (one store commit covers at least one batch).
