@@ -724,11 +724,9 @@ mod tests {
         }
     }
 
-    /// A redrive in the middle of a group commits what came before, and the group goes on
-    /// numbering the journal from there: no seq is used twice.
-    #[test]
-    fn a_redrive_mid_group_keeps_the_journal_gapless_and_unique() {
-        let dir = std::env::temp_dir().join(format!("seam-writer-mid-{}", std::process::id()));
+    /// A writer of [`Emitting`] over a fresh store in a folder named by `label`.
+    fn emitting_writer(label: &str) -> (std::path::PathBuf, Store, Writer<Emitting>) {
+        let dir = std::env::temp_dir().join(format!("seam-writer-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).expect("store");
         let catalog = Catalog::from_sources([(
@@ -747,18 +745,35 @@ mod tests {
             outbox: Arc::new(Progress::new(0)),
             cancel: CancellationToken::new(),
         };
-        let (tx, rx) = mpsc::channel(8);
-        let command = |s: &str| {
-            let (reply, answer) = oneshot::channel();
-            (
-                Request::Command {
-                    command: s.to_string(),
-                    cause: Cause::default(),
-                    reply,
-                },
-                answer,
-            )
+        (dir, store, writer)
+    }
+
+    /// A command request for `subject` and the receiver of its answer.
+    fn command(subject: &str) -> (Request<String>, oneshot::Receiver<Result<Vec<u64>, ApplyError>>) {
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Command {
+            command: subject.to_string(),
+            cause: Cause::default(),
+            reply,
         };
+        (request, answer)
+    }
+
+    fn journal_subjects(store: &Store) -> Vec<String> {
+        store
+            .journal_from(1, 10)
+            .expect("journal")
+            .into_iter()
+            .map(|e| e.subject)
+            .collect()
+    }
+
+    /// A redrive in the middle of a group commits what came before, and the group goes on
+    /// numbering the journal from there: no seq is used twice.
+    #[test]
+    fn a_redrive_mid_group_keeps_the_journal_gapless_and_unique() {
+        let (dir, store, writer) = emitting_writer("mid");
+        let (tx, rx) = mpsc::channel(8);
         let (a, a_done) = command("a");
         let (b, b_done) = command("b");
         let (reply, redriven) = oneshot::channel();
@@ -777,13 +792,7 @@ mod tests {
         assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);
         drop(tx);
         handle.join().expect("thread").expect("writer");
-        let subjects: Vec<String> = store
-            .journal_from(1, 10)
-            .expect("journal")
-            .into_iter()
-            .map(|e| e.subject)
-            .collect();
-        assert_eq!(subjects, ["a", "b"]);
+        assert_eq!(journal_subjects(&store), ["a", "b"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -791,37 +800,8 @@ mod tests {
     /// goes on numbering the journal from there: no seq is used twice.
     #[test]
     fn a_snapshot_mid_group_keeps_the_journal_gapless_and_unique() {
-        let dir = std::env::temp_dir().join(format!("seam-writer-snap-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).expect("store");
-        let catalog = Catalog::from_sources([(
-            "Added.avsc",
-            r#"{"type":"record","name":"Added","namespace":"t","fields":[{"name":"subject","type":"string"}]}"#,
-        )])
-        .expect("catalog");
-        let writer = Writer {
-            name: "emitting".into(),
-            service: Arc::new(Emitting),
-            store: store.clone(),
-            catalog: Arc::new(catalog),
-            pipeline: None,
-            metrics: Metrics::new("emitting"),
-            durable: Arc::new(Progress::new(0)),
-            outbox: Arc::new(Progress::new(0)),
-            cancel: CancellationToken::new(),
-        };
+        let (dir, store, writer) = emitting_writer("snap");
         let (tx, rx) = mpsc::channel(8);
-        let command = |s: &str| {
-            let (reply, answer) = oneshot::channel();
-            (
-                Request::Command {
-                    command: s.to_string(),
-                    cause: Cause::default(),
-                    reply,
-                },
-                answer,
-            )
-        };
         let (a, a_done) = command("a");
         let (b, b_done) = command("b");
         let (reply, snap) = oneshot::channel();
@@ -839,13 +819,7 @@ mod tests {
         assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);
         drop(tx);
         handle.join().expect("thread").expect("writer");
-        let subjects: Vec<String> = store
-            .journal_from(1, 10)
-            .expect("journal")
-            .into_iter()
-            .map(|e| e.subject)
-            .collect();
-        assert_eq!(subjects, ["a", "b"]);
+        assert_eq!(journal_subjects(&store), ["a", "b"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
