@@ -16,6 +16,9 @@ use super::RuntimeError;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a position past the end may wait for open transactions to commit.
+const BEYOND_END_PATIENCE: Duration = Duration::from_secs(10);
+
 /// A stored position that can no longer be read from.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RetentionError {
@@ -74,10 +77,24 @@ pub fn check<C: ConsumerContext>(
 ) -> Result<(), RuntimeError> {
     for (topic, partition) in partitions {
         let needed = positions.position(topic, *partition);
-        let (earliest, end) = consumer
-            .fetch_watermarks(topic, *partition, TIMEOUT)
-            .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic} partition {partition}"), e))?;
-        verdict(topic, *partition, needed, earliest, end)?;
+        // A read_committed client sees the last stable offset as the end, which trails the
+        // high watermark (and a snapshot's map) while a transaction is open: past the end
+        // only counts once that has stayed so for a while.
+        let patience = std::time::Instant::now() + BEYOND_END_PATIENCE;
+        loop {
+            let (earliest, end) = consumer
+                .fetch_watermarks(topic, *partition, TIMEOUT)
+                .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic} partition {partition}"), e))?;
+            match verdict(topic, *partition, needed, earliest, end) {
+                Err(RetentionError::BeyondEnd { .. }) if std::time::Instant::now() < patience => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
     }
     Ok(())
 }
