@@ -7,12 +7,13 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::local::Home;
+use crate::runtime::is_url;
 use crate::snapshot::{file, SnapshotMeta};
 
 /// The base URL of `service`: `explicit` if given, else what it announced when it started.
 pub fn service_url(service: &str, explicit: Option<&str>) -> anyhow::Result<String> {
     if let Some(url) = explicit {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !is_url(url) {
             bail!("`{url}` is not an http(s) URL; pass the service's base URL, e.g. http://127.0.0.1:7301");
         }
         return Ok(url.trim_end_matches('/').to_string());
@@ -37,7 +38,7 @@ pub async fn snapshot_bytes(source: &str, from: Option<&str>) -> anyhow::Result<
             service_url(source, None).context("no --snapshot given, so the source's own GET /snapshot is used")?
         ),
     };
-    let bytes = if from.starts_with("http://") || from.starts_with("https://") {
+    let bytes = if is_url(&from) {
         let response = reqwest::get(&from).await.with_context(|| format!("GET {from}"))?;
         let status = response.status();
         let bytes = response.bytes().await.with_context(|| format!("reading {from}"))?;

@@ -121,7 +121,7 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .any(|s| s.service == args.source);
     // A snapshot file is checked first: a bad one is refused before anything is contacted.
     let local = match args.snapshot.as_deref() {
-        Some(f) if !args.from_beginning && !f.starts_with("http://") && !f.starts_with("https://") => {
+        Some(f) if !args.from_beginning && !crate::runtime::is_url(f) => {
             Some(reach::snapshot_bytes(&args.source, Some(f)).await?)
         }
         _ => None,

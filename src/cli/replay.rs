@@ -45,9 +45,7 @@ pub struct ReplayArgs {
 
 fn source_url(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
-        Some((s, u)) if !s.is_empty() && (u.starts_with("http://") || u.starts_with("https://")) => {
-            Ok((s.to_string(), u.to_string()))
-        }
+        Some((s, u)) if !s.is_empty() && crate::runtime::is_url(u) => Ok((s.to_string(), u.to_string())),
         _ => Err(format!("`{value}`: expected SOURCE=http://host:port/snapshot")),
     }
 }

@@ -36,6 +36,22 @@ pub enum SnapshotSource {
     Url(String),
 }
 
+impl SnapshotSource {
+    /// An http(s) URL, or else a file path: how flags and request bodies name a snapshot.
+    pub fn parse(from: &str) -> Self {
+        if is_url(from) {
+            Self::Url(from.to_string())
+        } else {
+            Self::File(PathBuf::from(from))
+        }
+    }
+}
+
+/// Whether `text` is an http(s) URL rather than a path.
+pub fn is_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
 async fn load(source: &str, from: &SnapshotSource) -> Result<(SnapshotMeta, Vec<file::SnapshotRecord>), RuntimeError> {
     let config = |e: crate::snapshot::SnapshotError| RuntimeError::Config(e.to_string());
     match from {

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -23,7 +22,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn};
 
-use crate::envelope;
 use crate::failpoint;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -292,14 +290,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         while batch.len() < self.max_batch {
             match consumer.poll(timeout) {
                 None => break,
-                Some(Ok(m)) => batch.push(RawEvent {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers: envelope::owned_pairs(m.headers()),
-                }),
+                Some(Ok(m)) => batch.push(RawEvent::from_message(&m)),
                 Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                     // librdkafka found our offset out of range: name the gap precisely.
                     let assigned = consumer.context().assigned();

@@ -39,7 +39,7 @@ use crate::store::{Store, StoreError};
 use crate::translator::{dlq_topic, events_topic, Translator};
 
 pub use applier::Applier;
-pub use bootstrap::SnapshotSource;
+pub use bootstrap::{is_url, SnapshotSource};
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use register::{spool, RegisterFrom, Registration};

@@ -34,6 +34,19 @@ pub struct RawEvent {
 }
 
 impl RawEvent {
+    /// Copies a consumed Kafka message (the consumer's and the replay reader's one way in).
+    pub fn from_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Self {
+        use rdkafka::message::Message;
+        Self {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: envelope::owned_pairs(m.headers()),
+        }
+    }
+
     /// The subject: the key as text (lossy for non-UTF-8 keys, which still group consistently).
     pub fn subject(&self) -> Option<String> {
         self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())

@@ -29,7 +29,6 @@ use super::progress::Progress;
 use super::writer::{Inbound, Request, Writer};
 use super::{retention, RuntimeError};
 use crate::codec::{Catalog, Registry};
-use crate::envelope;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetMap;
 use crate::service::{Replica, Service};
@@ -495,14 +494,7 @@ impl<C: Send + 'static> Reader<C> {
                     Some(Ok(m)) => {
                         let key = (m.topic().to_string(), m.partition());
                         if open.get(&key).is_some_and(|end| m.offset() < *end) {
-                            batch.push(RawEvent {
-                                topic: key.0,
-                                partition: key.1,
-                                offset: m.offset(),
-                                key: m.key().map(<[u8]>::to_vec),
-                                value: m.payload().map(<[u8]>::to_vec),
-                                headers: envelope::owned_pairs(m.headers()),
-                            });
+                            batch.push(RawEvent::from_message(&m));
                         }
                     }
                     Some(Err(e)) => {
@@ -602,13 +594,6 @@ fn feed(h: &mut Sha256, k: &str, v: &[u8]) {
 pub(crate) fn snapshot_sources(snapshots: &BTreeMap<String, String>) -> BTreeMap<String, SnapshotSource> {
     snapshots
         .iter()
-        .map(|(s, from)| {
-            let from = if from.starts_with("http://") || from.starts_with("https://") {
-                SnapshotSource::Url(from.clone())
-            } else {
-                SnapshotSource::File(PathBuf::from(from))
-            };
-            (s.clone(), from)
-        })
+        .map(|(s, from)| (s.clone(), SnapshotSource::parse(from)))
         .collect()
 }

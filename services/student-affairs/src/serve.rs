@@ -78,12 +78,7 @@ fn parse_bootstrap(value: &str) -> Result<(String, seam::runtime::SnapshotSource
     let (source, from) = value
         .split_once('=')
         .ok_or_else(|| format!("`{value}`: expected SOURCE=FILE or SOURCE=URL"))?;
-    let from = if from.starts_with("http://") || from.starts_with("https://") {
-        seam::runtime::SnapshotSource::Url(from.to_string())
-    } else {
-        seam::runtime::SnapshotSource::File(PathBuf::from(from))
-    };
-    Ok((source.to_string(), from))
+    Ok((source.to_string(), seam::runtime::SnapshotSource::parse(from)))
 }
 
 #[derive(Debug, Default, Deserialize)]
