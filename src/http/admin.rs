@@ -41,14 +41,10 @@ pub(super) async fn post_subscription<S: Service>(
             ));
         }
         RegisterFrom::Beginning
+    } else if let Some(Registration::Reading { .. }) = node.registration(&source).map_err(refused)? {
+        // Already read: nothing to spool; the registration below reports it as such.
+        RegisterFrom::Beginning
     } else {
-        if let Some(Registration::Reading { .. }) = node.registration(&source).map_err(refused)? {
-            return Ok((
-                StatusCode::OK,
-                Json(node.register(&source, RegisterFrom::Beginning).map_err(refused)?),
-            )
-                .into_response());
-        }
         let dir = node.store_dir().to_path_buf();
         let src = source.clone();
         let path = tokio::task::spawn_blocking(move || spool(&dir, &src, &body))
