@@ -1,11 +1,67 @@
-//! Where the Kafka brokers and the schema registry are, for every command and test.
+//! Where the Kafka brokers and the schema registry are, and how to authenticate, for every
+//! command, service and test.
 //!
 //! An existing cluster is chosen with `SEAM_BROKERS` (comma-separated `host:port`) and
 //! `SEAM_REGISTRY` (the Confluent-compatible API base URL). Without them, the running
 //! local stack of `SEAM_HOME` is used. One rule everywhere, so a command and a test
 //! never disagree about which cluster they talk to.
+//!
+//! Security settings are librdkafka properties: `SEAM_KAFKA_CONFIG` names a properties file
+//! (`security.protocol`, `sasl.*`, `ssl.ca.location`, ...). On a `seam local up --secure` stack
+//! the CLI uses the stack's admin credentials and a service its own principal's, written by
+//! `seam deploy`. Values are never printed: `Debug` redacts secrets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rdkafka::ClientConfig;
 
 use crate::local::{Home, LocalError, StackState};
+
+/// librdkafka properties applied to every client; `Debug` hides passwords and secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaProps(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for KafkaProps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: BTreeMap<&str, &str> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), if is_secret(k) { "[redacted]" } else { v.as_str() }))
+            .collect();
+        shown.fmt(f)
+    }
+}
+
+/// Whether a property holds a secret that must never reach a log.
+pub fn is_secret(key: &str) -> bool {
+    key.contains("password") || key.contains("secret") || key.contains("jaas") || key.ends_with(".pem")
+}
+
+impl KafkaProps {
+    /// Reads a Java/librdkafka properties file (`key=value`, `#` comments).
+    pub fn load(path: &Path) -> Result<Self, ClusterError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ClusterError::BadKafkaConfig {
+            path: path.to_path_buf(),
+            problem: e.to_string(),
+        })?;
+        let mut props = BTreeMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(ClusterError::BadKafkaConfig {
+                    path: path.to_path_buf(),
+                    problem: format!("line {} is not key=value", i + 1),
+                });
+            };
+            props.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(Self(props))
+    }
+}
 
 /// Where the endpoints came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +93,10 @@ pub struct Endpoints {
     pub registry: Option<String>,
     /// Where this came from.
     pub origin: Origin,
+    /// Security (and tuning) properties for every Kafka client.
+    pub kafka: KafkaProps,
+    /// Where `seam deploy` writes the credentials of users it creates (the secure local stack).
+    pub secrets: Option<PathBuf>,
 }
 
 /// Why no cluster could be found.
@@ -62,29 +122,109 @@ pub enum ClusterError {
     /// The local stack's state could not be read.
     #[error(transparent)]
     Local(#[from] LocalError),
+    /// The properties file of SEAM_KAFKA_CONFIG (or a principal's) cannot be used.
+    #[error("Kafka client properties {}: {problem}; give a file of key=value lines (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location)", path.display())]
+    BadKafkaConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A service on the secure local stack has no credentials yet.
+    #[error("no credentials for the Kafka principal {principal} on the secure local stack (looked for {}); run `seam deploy -t <topology>` first: it creates the service users and writes their credentials", path.display())]
+    NoCredentials {
+        /// The principal's user name.
+        principal: String,
+        /// Where they were expected.
+        path: PathBuf,
+    },
 }
 
 impl Endpoints {
-    /// `SEAM_BROKERS`/`SEAM_REGISTRY` if set, else the local stack of `SEAM_HOME`.
+    /// `SEAM_BROKERS`/`SEAM_REGISTRY` if set, else the local stack of `SEAM_HOME`; as the
+    /// operator (the secure stack's admin).
     pub fn discover() -> Result<Self, ClusterError> {
+        Self::discover_as(None)
+    }
+
+    /// Like [`Endpoints::discover`], for a service: on the secure local stack it connects as
+    /// its own principal (`User:<service>` unless `SEAM_PRINCIPAL` names another user).
+    pub fn discover_for(service: &str) -> Result<Self, ClusterError> {
+        let principal = env("SEAM_PRINCIPAL").unwrap_or_else(|| service.to_string());
+        Self::discover_as(Some(&principal))
+    }
+
+    fn discover_as(user: Option<&str>) -> Result<Self, ClusterError> {
+        let mut endpoints = Self::discover_files(user)?;
+        // `SEAM_KAFKA_SASL_PASSWORD=…` sets `sasl.password`: how a container gets a secret.
+        for (key, value) in std::env::vars() {
+            if let Some(prop) = key.strip_prefix("SEAM_KAFKA_").filter(|p| *p != "CONFIG") {
+                endpoints
+                    .kafka
+                    .0
+                    .insert(prop.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        Ok(endpoints)
+    }
+
+    fn discover_files(user: Option<&str>) -> Result<Self, ClusterError> {
+        let explicit = env("SEAM_KAFKA_CONFIG")
+            .map(|p| KafkaProps::load(Path::new(&p)))
+            .transpose()?;
         if let Some(brokers) = env("SEAM_BROKERS") {
             return Ok(Self {
                 brokers: parse_brokers(&brokers)?,
                 registry: env("SEAM_REGISTRY").map(|r| parse_registry(&r)).transpose()?,
                 origin: Origin::Environment,
+                kafka: explicit.unwrap_or_default(),
+                secrets: env("SEAM_SECRETS").map(PathBuf::from),
             });
         }
         let home = Home::from_env()?;
-        match StackState::load(&home)? {
-            Some(st) => Ok(Self {
-                brokers: st.shape.bootstrap(),
-                registry: Some(st.shape.registry_url()),
-                origin: Origin::LocalStack {
-                    brokers: st.shape.brokers,
-                },
-            }),
-            None => Err(ClusterError::NoCluster),
+        let Some(st) = StackState::load(&home)? else {
+            return Err(ClusterError::NoCluster);
+        };
+        let mut endpoints = Self {
+            brokers: st.shape.bootstrap(),
+            registry: Some(st.shape.registry_url()),
+            origin: Origin::LocalStack {
+                brokers: st.shape.brokers,
+            },
+            kafka: KafkaProps::default(),
+            secrets: None,
+        };
+        if st.shape.secure {
+            let dir = home.secure_dir(&st.shape);
+            endpoints.secrets = Some(dir.join("users"));
+            endpoints.kafka = match (explicit, user) {
+                (Some(props), _) => props,
+                (None, None) => KafkaProps::load(&dir.join("admin.properties"))?,
+                (None, Some(user)) => {
+                    let path = dir.join("users").join(format!("{user}.properties"));
+                    if !path.is_file() {
+                        return Err(ClusterError::NoCredentials {
+                            principal: user.to_string(),
+                            path,
+                        });
+                    }
+                    KafkaProps::load(&path)?
+                }
+            };
+        } else if let Some(props) = explicit {
+            endpoints.kafka = props;
         }
+        Ok(endpoints)
+    }
+
+    /// A client config for this cluster: bootstrap servers plus the security properties.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap_servers());
+        for (k, v) in &self.kafka.0 {
+            c.set(k, v);
+        }
+        c
     }
 
     /// The `bootstrap.servers` value.

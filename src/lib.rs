@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod codec;
+pub mod deploy;
 pub mod dlq;
 pub mod envelope;
 pub mod failpoint;

@@ -1,6 +1,7 @@
 //! The `seam` command line: parses arguments, runs the command, and turns errors into a
 //! message on stderr and a non-zero exit code (never a panic or a backtrace).
 
+mod deploy;
 mod dlq;
 mod doctor;
 mod local;
@@ -41,6 +42,9 @@ enum Command {
     Register(register::RegisterArgs),
     /// Rebuild a consumer's replicas from the topics into a shadow store, compare, and swap.
     Replay(replay::ReplayArgs),
+    /// Make a cluster and registry hold what a topology declares (topics, configs, schemas,
+    /// ACLs, users): prints a per-resource plan, applies it, deletes nothing unasked.
+    Deploy(deploy::DeployArgs),
 }
 
 /// Entry point of the `seam` binary.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
             Command::Snapshot(cmd) => snapshot::run(cmd).await,
             Command::Register(args) => register::run(args).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Deploy(args) => deploy::run(args).await,
         }
     });
     match result {

@@ -79,7 +79,7 @@ num.replica.fetchers=1\n",
 /// Writes every node's config and formats storage that is not formatted yet. The
 /// cluster id is made once per stack shape and kept, so restarts reuse the data.
 pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(), LocalError> {
-    let stack_dir = home.stack_dir(shape.brokers);
+    let stack_dir = home.stack_dir(shape);
     std::fs::create_dir_all(&stack_dir).map_err(LocalError::io("cannot create", &stack_dir))?;
     let id_file = stack_dir.join("cluster.id");
     let cluster_id = match std::fs::read_to_string(&id_file) {
@@ -92,7 +92,7 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
     };
     let mut formats = Vec::new();
     for node in shape.nodes() {
-        let dir = home.node_dir(shape.brokers, node.node_id);
+        let dir = home.node_dir(shape, node.node_id);
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).map_err(LocalError::io("cannot create", &dir))?;
         let config = dir.join("server.properties");
@@ -171,7 +171,7 @@ pub fn start_node(
     java: &Path,
     dist: &Dist,
 ) -> Result<(Proc, PathBuf), LocalError> {
-    let dir = home.node_dir(shape.brokers, node.node_id);
+    let dir = home.node_dir(shape, node.node_id);
     let log = dir.join("kafka.log");
     let heap = if shape.brokers == 1 { "-Xmx1g" } else { "-Xmx768m" };
     let mut cmd = Command::new(java);

@@ -17,6 +17,7 @@
 //! The registry stores its schemas in Kafka (kafkasql), so they live and die with the
 //! broker data of the same stack shape.
 
+use super::state::Shape;
 use std::path::{Path, PathBuf};
 
 use super::error::LocalError;
@@ -89,14 +90,21 @@ impl Home {
         self.local().join("state.json")
     }
 
-    /// Data of a stack with `brokers` brokers; a single node and a 3-node cluster keep apart.
-    pub fn stack_dir(&self, brokers: u8) -> PathBuf {
-        self.local().join(format!("brokers-{brokers}"))
+    /// Data of a stack of this shape; a single node, a 3-node cluster and a secure one keep
+    /// apart (a secure stack's storage is formatted with its admin's SCRAM credential).
+    pub fn stack_dir(&self, shape: &Shape) -> PathBuf {
+        let secure = if shape.secure { "-secure" } else { "" };
+        self.local().join(format!("brokers-{}{secure}", shape.brokers))
     }
 
     /// One broker's folder inside a stack.
-    pub fn node_dir(&self, brokers: u8, node_id: u8) -> PathBuf {
-        self.stack_dir(brokers).join(format!("node-{node_id}"))
+    pub fn node_dir(&self, shape: &Shape, node_id: u8) -> PathBuf {
+        self.stack_dir(shape).join(format!("node-{node_id}"))
+    }
+
+    /// The secure stack's CA, broker keystore, admin credentials and service users.
+    pub fn secure_dir(&self, shape: &Shape) -> PathBuf {
+        self.stack_dir(shape).join("secure")
     }
 
     /// Where a running service announces its HTTP address, so `seam register`, `seam replay`

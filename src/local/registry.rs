@@ -17,7 +17,7 @@ use super::state::Shape;
 
 /// Starts the registry JVM detached; output goes to `brokers-<n>/registry.log`.
 pub fn start(home: &Home, shape: &Shape, java: &Path, dist: &Dist) -> Result<(Proc, PathBuf), LocalError> {
-    let log = home.stack_dir(shape.brokers).join("registry.log");
+    let log = home.stack_dir(shape).join("registry.log");
     let mut cmd = Command::new(java);
     cmd.args(["-Xms128m", "-Xmx512m"])
         .arg(super::kafka::marker(home))
@@ -34,7 +34,7 @@ pub fn start(home: &Home, shape: &Shape, java: &Path, dist: &Dist) -> Result<(Pr
         ))
         .arg("-jar")
         .arg(&dist.registry_jar)
-        .current_dir(home.stack_dir(shape.brokers));
+        .current_dir(home.stack_dir(shape));
     let proc = process::spawn_detached(cmd, &log)?;
     Ok((proc, log))
 }

@@ -186,7 +186,7 @@ fn fresh_state(home: &Home, shape: Shape) -> StackState {
             .map(|ports| NodeState {
                 ports,
                 process: None,
-                log: home.node_dir(shape.brokers, ports.node_id).join("kafka.log"),
+                log: home.node_dir(&shape, ports.node_id).join("kafka.log"),
             })
             .collect(),
         registry: None,
@@ -351,7 +351,7 @@ pub fn status(home: &Home) -> Result<Option<StackStatus>, LocalError> {
             .registry
             .as_ref()
             .map(|r| r.log.clone())
-            .unwrap_or_else(|| home.stack_dir(st.shape.brokers).join("registry.log")),
+            .unwrap_or_else(|| home.stack_dir(&st.shape).join("registry.log")),
     });
     Ok(Some(StackStatus {
         brokers: st.shape.bootstrap(),

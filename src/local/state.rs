@@ -22,6 +22,9 @@ pub struct Shape {
     pub kafka_port: u16,
     /// The registry's HTTP port; its management (health) port is the next one.
     pub registry_port: u16,
+    /// SASL_SSL (SCRAM-SHA-512 over TLS) listeners and the standard authorizer.
+    #[serde(default)]
+    pub secure: bool,
 }
 
 /// One broker's ports.
@@ -50,6 +53,7 @@ impl Shape {
             brokers,
             kafka_port,
             registry_port,
+            secure: false,
         };
         let top = u32::from(kafka_port) + if brokers == 1 { 1 } else { 100 * u32::from(brokers) + 1 };
         if top > u32::from(u16::MAX) || registry_port == u16::MAX || kafka_port == 0 || registry_port == 0 {

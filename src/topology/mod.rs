@@ -34,17 +34,104 @@ pub struct Topology {
 
 /// One service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// Lowercase name: letters, digits, dashes.
     pub name: String,
     /// Partitions of `<name>.events` (fixed once created: per-subject order depends on it).
     pub partitions: i32,
     /// Replication factor; default: 3, or the number of brokers when fewer.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<i32>,
+    /// `min.insync.replicas`; default: 2, or 1 when the replication factor is 1 (acks=all then
+    /// survives one broker loss without refusing writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<i32>,
+    /// How long events stay on the topic: `unbounded` (the default: consumers replay and
+    /// bootstrap from it) or a duration such as `30d`, `12h`, `90m`, `600s`, `500ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// `delete` (the default) or `compact`, or `compact,delete`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_policy: Option<String>,
     /// Directory of the service's `.avsc` files, relative to the topology file.
     pub schemas: PathBuf,
+    /// The registry's compatibility level for the service's subjects; default
+    /// `BACKWARD_TRANSITIVE`, so a translator reading any old event still resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compatibility: Option<String>,
+    /// The Kafka principal the service runs as; default `User:<name>`. ACLs let it write only
+    /// its own topic and read only the sources it is registered for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+/// Compatibility levels a Confluent-compatible registry accepts.
+pub const COMPATIBILITY_LEVELS: [&str; 7] = [
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+];
+
+impl ServiceSpec {
+    /// The replication factor on a cluster with `brokers` brokers.
+    pub fn replication_on(&self, brokers: i32) -> i32 {
+        self.replication.unwrap_or(3).min(brokers.max(1))
+    }
+
+    /// `min.insync.replicas` for a replication factor of `rf`.
+    pub fn min_insync_on(&self, rf: i32) -> i32 {
+        self.min_insync_replicas.unwrap_or(if rf >= 3 { 2 } else { 1 })
+    }
+
+    /// `retention.ms` (-1: unbounded). Validated at load, so a bad value never gets here.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention.as_deref().map_or(Ok(-1), parse_retention).unwrap_or(-1)
+    }
+
+    /// `cleanup.policy`.
+    pub fn cleanup_policy(&self) -> &str {
+        self.cleanup_policy.as_deref().unwrap_or("delete")
+    }
+
+    /// The registry compatibility level.
+    pub fn compatibility(&self) -> &str {
+        self.compatibility.as_deref().unwrap_or("BACKWARD_TRANSITIVE")
+    }
+
+    /// The Kafka principal, `User:<name>` unless declared.
+    pub fn principal(&self) -> String {
+        self.principal.clone().unwrap_or_else(|| format!("User:{}", self.name))
+    }
+}
+
+/// `unbounded` → -1; `30d`, `12h`, `90m`, `600s`, `500ms` → milliseconds.
+pub fn parse_retention(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text == "unbounded" {
+        return Ok(-1);
+    }
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}` has no unit ms, s, m, h or d")),
+    };
+    if n == 0 {
+        return Err(format!("`{text}` would delete every event at once"));
+    }
+    n.checked_mul(scale).ok_or_else(|| format!("`{text}` is too long"))
 }
 
 /// One consumer and its sources.
@@ -193,6 +280,55 @@ impl Topology {
                         format!("services[{i}].replication"),
                         format!("replication factor {rf}"),
                         "use 1 to 5 (3 in production), or leave it out".into(),
+                    ));
+                }
+            }
+            if let Some(isr) = s.min_insync_replicas {
+                let rf = s.replication.unwrap_or(3);
+                if !(1..=rf).contains(&isr) {
+                    return Err(invalid(
+                        format!("services[{i}].minInsyncReplicas"),
+                        format!("{isr} in-sync replicas with a replication factor of {rf}"),
+                        format!("use 1 to {rf} (2 with 3 replicas keeps acks=all writing through one broker loss)"),
+                    ));
+                }
+            }
+            if let Some(r) = &s.retention {
+                if let Err(problem) = parse_retention(r) {
+                    return Err(invalid(
+                        format!("services[{i}].retention"),
+                        problem,
+                        "use `unbounded` (replay and bootstrap need the history) or a duration such as 30d, 12h, 90m, 600s".into(),
+                    ));
+                }
+            }
+            if let Some(p) = &s.cleanup_policy {
+                if !["delete", "compact", "compact,delete", "delete,compact"].contains(&p.as_str()) {
+                    return Err(invalid(
+                        format!("services[{i}].cleanupPolicy"),
+                        format!("`{p}` is not a cleanup policy"),
+                        "use `delete`, `compact` or `compact,delete`".into(),
+                    ));
+                }
+            }
+            if let Some(c) = &s.compatibility {
+                if !COMPATIBILITY_LEVELS.contains(&c.as_str()) {
+                    return Err(invalid(
+                        format!("services[{i}].compatibility"),
+                        format!("`{c}` is not a compatibility level"),
+                        format!("use one of {}", COMPATIBILITY_LEVELS.join(", ")),
+                    ));
+                }
+            }
+            if let Some(p) = &s.principal {
+                let valid = p.split_once(':').is_some_and(|(kind, name)| {
+                    !kind.is_empty() && !name.is_empty() && !name.contains(['*', ' ', ','])
+                });
+                if !valid {
+                    return Err(invalid(
+                        format!("services[{i}].principal"),
+                        format!("`{p}` is not a Kafka principal"),
+                        format!("write it as `User:<name>`, e.g. `User:{}`", s.name),
                     ));
                 }
             }

@@ -16,7 +16,37 @@ fn the_good_fixture_parses() {
     let t = fixture("good").expect("good topology");
     assert_eq!(t.services.len(), 2);
     assert_eq!(t.sources_of("fulfilment")[0].service, "orders");
-    assert_eq!(t.service("fulfilment").and_then(|s| s.replication), Some(1));
+    let f = t.service("fulfilment").expect("fulfilment");
+    assert_eq!(f.replication, Some(1));
+    assert_eq!(f.retention_ms(), 30 * 86_400_000);
+    assert_eq!(f.compatibility(), "FULL_TRANSITIVE");
+    assert_eq!(f.principal(), "User:fulfilment-svc");
+    let o = t.service("orders").expect("orders");
+    assert_eq!(
+        (o.retention_ms(), o.cleanup_policy(), o.compatibility()),
+        (-1, "delete", "BACKWARD_TRANSITIVE")
+    );
+    assert_eq!(
+        (
+            o.replication_on(1),
+            o.replication_on(5),
+            o.min_insync_on(3),
+            o.min_insync_on(1)
+        ),
+        (1, 3, 2, 1)
+    );
+    assert_eq!(o.principal(), "User:orders");
+}
+
+#[test]
+fn retention_durations_parse_to_milliseconds() {
+    assert_eq!(parse_retention("unbounded"), Ok(-1));
+    assert_eq!(parse_retention("500ms"), Ok(500));
+    assert_eq!(parse_retention("90m"), Ok(5_400_000));
+    assert_eq!(parse_retention("12h"), Ok(43_200_000));
+    for bad in ["7 days", "d", "0s", "10w", "99999999999999999d", ""] {
+        assert!(parse_retention(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -37,6 +67,11 @@ fn each_bad_fixture_names_the_field_and_the_fix() {
             "`billing` is not a declared service",
         ),
         ("bad-self", "consumers[0].sources[0].service", "its own events"),
+        ("bad-retention", "services[0].retention", "30d"),
+        ("bad-compatibility", "services[0].compatibility", "BACKWARD_TRANSITIVE"),
+        ("bad-min-isr", "services[0].minInsyncReplicas", "use 1 to 1"),
+        ("bad-principal", "services[0].principal", "`User:orders`"),
+        ("bad-cleanup", "services[0].cleanupPolicy", "`compact,delete`"),
     ];
     for (name, field, fix) in cases {
         let err = fixture(name).expect_err(name).to_string();

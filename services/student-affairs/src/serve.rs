@@ -59,9 +59,12 @@ pub struct ServeArgs {
     /// A YAML file with `port`, `store`, `topology` (flags and environment override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// HTTP port on 127.0.0.1.
+    /// HTTP port.
     #[arg(long, env = "SA_PORT")]
     pub port: Option<u16>,
+    /// Address the HTTP API binds; 0.0.0.0 in a container.
+    #[arg(long, env = "SA_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
     /// Store directory (default: `$SEAM_HOME/student-affairs/<service>`).
     #[arg(long, env = "SA_STORE")]
     pub store: Option<PathBuf>,
@@ -118,8 +121,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(s) => s,
         None => seam::local::Home::from_env()?.root().join("student-affairs").join(name),
     };
-    let endpoints = Endpoints::discover()?;
+    let endpoints = Endpoints::discover_for(name)?;
     let mut config = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
+    config.kafka = endpoints.kafka.0.clone();
     config.bootstrap = args.bootstrap.into_iter().collect();
     config.sources = Some(topology.sources_of(name).iter().map(|s| s.service.clone()).collect());
     // Every translator into this service the topology could name: the ones it does not name yet
@@ -140,12 +144,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .await?;
             let routes = students_office::api::routes(Arc::clone(&node));
-            serve(node, routes, port).await
+            serve(node, routes, SocketAddr::new(args.host, port)).await
         }
         Which::SeGroup => {
             let node = start(config, se_group::model::SeGroup, se_group::catalog()?, &sources).await?;
             let routes = se_group::api::routes(Arc::clone(&node));
-            serve(node, routes, port).await
+            serve(node, routes, SocketAddr::new(args.host, port)).await
         }
         Which::TheoryGroup => {
             let node = start(
@@ -156,12 +160,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .await?;
             let routes = theory_group::api::routes(Arc::clone(&node));
-            serve(node, routes, port).await
+            serve(node, routes, SocketAddr::new(args.host, port)).await
         }
         Which::TaPool => {
             let node = start(config, ta_pool::TaPool, ta_pool::catalog()?, &sources).await?;
             let routes = ta_pool::api::routes(Arc::clone(&node));
-            serve(node, routes, port).await
+            serve(node, routes, SocketAddr::new(args.host, port)).await
         }
         Which::ScholarshipOffice => {
             let node = start(
@@ -172,7 +176,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             )
             .await?;
             let routes = scholarship_office::api::routes(Arc::clone(&node));
-            serve(node, routes, port).await
+            serve(node, routes, SocketAddr::new(args.host, port)).await
         }
     }
 }
@@ -268,15 +272,15 @@ async fn start<S: Translators>(
     Ok(Arc::new(Node::start(config, service, catalog, translators).await?))
 }
 
-async fn serve<S>(node: Arc<Node<S>>, routes: Router, port: u16) -> anyhow::Result<()>
+async fn serve<S>(node: Arc<Node<S>>, routes: Router, bind: SocketAddr) -> anyhow::Result<()>
 where
     S: Service,
     S::Command: serde::de::DeserializeOwned,
 {
     let app = platform_routes(Arc::clone(&node)).merge(routes);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+    let listener = tokio::net::TcpListener::bind(bind)
         .await
-        .with_context(|| format!("binding 127.0.0.1:{port}; is another service using it?"))?;
+        .with_context(|| format!("binding {bind}; is another service using it?"))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
     let home = seam::local::Home::from_env().ok();

@@ -1,0 +1,134 @@
+//! The schema registry side of deploy, over the Confluent REST API only (Confluent, Apicurio's
+//! ccompat, Karapace and Redpanda all answer it): find a schema's version, ask whether a new
+//! one is compatible with every registered version, set a subject's level, register.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::desired::Schema;
+use super::plan::ObservedSchema;
+
+const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// A registry client for deploy.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Registry {
+    /// A client for the Confluent-compatible API at `base`.
+    pub fn new(base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        })
+    }
+
+    /// What the registry holds for one desired subject, including (for a schema not registered
+    /// yet) whether it is compatible with every existing version.
+    pub async fn observe(&self, want: &Schema) -> anyhow::Result<ObservedSchema> {
+        let subject = &want.subject;
+        let mut o = ObservedSchema::default();
+        let (status, body) = self.get(&format!("subjects/{subject}/versions")).await?;
+        if status == StatusCode::OK {
+            o.versions = serde_json::from_value(body).context("the registry's version list")?;
+        } else if status != StatusCode::NOT_FOUND {
+            anyhow::bail!("listing the versions of {subject}: {status} {body}");
+        }
+        let (status, body) = self.get(&format!("config/{subject}")).await?;
+        if status == StatusCode::OK {
+            o.compatibility = body["compatibilityLevel"].as_str().map(str::to_string);
+        }
+        if o.versions.is_empty() {
+            return Ok(o);
+        }
+        let (status, body) = self.post(&format!("subjects/{subject}"), &want.text).await?;
+        if status == StatusCode::OK {
+            o.registered = body["version"].as_i64().map(|v| v as i32);
+            return Ok(o);
+        }
+        // Not registered: every existing version must accept it under the subject's level.
+        for v in &o.versions {
+            let (status, body) = self
+                .post(
+                    &format!("compatibility/subjects/{subject}/versions/{v}?verbose=true"),
+                    &want.text,
+                )
+                .await?;
+            if status != StatusCode::OK {
+                anyhow::bail!("checking {subject} against version {v}: {status} {body}");
+            }
+            if body["is_compatible"] == json!(false) {
+                let messages = body["messages"]
+                    .as_array()
+                    .map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or_else(|| "no reason given".into());
+                o.incompatible = Some(format!("not compatible with version {v} ({messages})"));
+                break;
+            }
+        }
+        Ok(o)
+    }
+
+    /// Sets the subject's compatibility level.
+    pub async fn set_compatibility(&self, subject: &str, level: &str) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .put(format!("{}/config/{subject}", self.base))
+            .header("Content-Type", CONTENT_TYPE)
+            .json(&json!({ "compatibility": level }))
+            .send()
+            .await
+            .with_context(|| format!("setting the compatibility of {subject}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            anyhow::bail!(
+                "setting the compatibility of {subject}: {status} {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// Registers the schema under its subject; returns the schema id.
+    pub async fn register(&self, want: &Schema) -> anyhow::Result<i64> {
+        let subject = &want.subject;
+        let (status, body) = self.post(&format!("subjects/{subject}/versions"), &want.text).await?;
+        if status != StatusCode::OK {
+            anyhow::bail!("registering {subject}: {status} {body}");
+        }
+        body["id"]
+            .as_i64()
+            .with_context(|| format!("registering {subject}: no id in {body}"))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let resp = self
+            .http
+            .get(format!("{}/{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("the registry at {} does not answer", self.base))?;
+        let status = resp.status();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn post(&self, path: &str, schema: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/{path}", self.base))
+            .header("Content-Type", CONTENT_TYPE)
+            .json(&json!({ "schema": schema }))
+            .send()
+            .await
+            .with_context(|| format!("the registry at {} does not answer", self.base))?;
+        let status = resp.status();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+}
