@@ -43,10 +43,7 @@ pub enum DlqCommand {
 }
 
 fn client() -> anyhow::Result<ClientConfig> {
-    let endpoints = Endpoints::discover()?;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", endpoints.bootstrap_servers());
-    Ok(c)
+    Ok(Endpoints::discover()?.client())
 }
 
 /// Runs a `seam dlq` command.

@@ -45,8 +45,9 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
 
 async fn check_metadata(endpoints: &Endpoints, timeout: Duration) -> anyhow::Result<Vec<i32>> {
     let servers = endpoints.bootstrap_servers();
+    let config = endpoints.client();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &servers).create()?;
+        let consumer: BaseConsumer = config.create()?;
         let md = consumer
             .fetch_metadata(None, timeout)
             .with_context(|| format!("no metadata from {servers}: is the cluster running (`seam local status`)?"))?;
@@ -61,8 +62,7 @@ async fn check_round_trip(endpoints: &Endpoints, rf: i32, timeout: Duration) -> 
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let topic = format!("seam-doctor-{}-{nanos}", std::process::id());
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", endpoints.bootstrap_servers());
+    let config = endpoints.client();
     let admin: AdminClient<DefaultClientContext> = config.create()?;
     let opts = AdminOptions::new().operation_timeout(Some(timeout));
     let created = admin

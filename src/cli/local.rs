@@ -33,6 +33,11 @@ pub struct UpArgs {
     /// Port of the registry's Confluent-compatible API; its health endpoint uses the next port.
     #[arg(long, default_value_t = Shape::DEFAULT_REGISTRY_PORT)]
     registry_port: u16,
+    /// SASL_SSL listeners (SCRAM-SHA-512 over TLS, a CA made for this stack) and the standard
+    /// authorizer: services connect as their own principals, ACLs are enforced. Credentials are
+    /// in <SEAM_HOME>/local/brokers-N-secure/secure.
+    #[arg(long)]
+    secure: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -73,7 +78,8 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let shape = Shape::new(args.brokers, args.kafka_port, args.registry_port)?;
+    let mut shape = Shape::new(args.brokers, args.kafka_port, args.registry_port)?;
+    shape.secure = args.secure;
     let home = Home::from_env()?;
     let report = local::up(&home, shape, &mut |msg| eprintln!("{msg}")).await?;
     if args.json {

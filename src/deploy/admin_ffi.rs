@@ -152,9 +152,8 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
         let mut n = 0usize;
         let results = rd::rd_kafka_CreateAcls_result_acls(res, &mut n);
         for (i, acl) in acls.iter().enumerate().take(n) {
-            let err = rd::rd_kafka_acl_result_error(*results.add(i));
-            if !err.is_null() {
-                anyhow::bail!("creating {}: {}", acl.id(), text(rd::rd_kafka_error_string(err)));
+            if let Some(e) = failed(rd::rd_kafka_acl_result_error(*results.add(i))) {
+                anyhow::bail!("creating {}: {e}", acl.id());
             }
         }
     }
@@ -182,9 +181,8 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
         let mut n = 0usize;
         let responses = rd::rd_kafka_DeleteAcls_result_responses(res, &mut n);
         for (i, acl) in acls.iter().enumerate().take(n) {
-            let err = rd::rd_kafka_DeleteAcls_result_response_error(*responses.add(i));
-            if !err.is_null() {
-                anyhow::bail!("deleting {}: {}", acl.id(), text(rd::rd_kafka_error_string(err)));
+            if let Some(e) = failed(rd::rd_kafka_DeleteAcls_result_response_error(*responses.add(i))) {
+                anyhow::bail!("deleting {}: {e}", acl.id());
             }
         }
     }
@@ -214,7 +212,7 @@ pub fn scram_users(admin: &Admin, users: &[String], timeout: Duration) -> anyhow
         let descriptions = rd::rd_kafka_DescribeUserScramCredentials_result_descriptions(res, &mut n);
         for i in 0..n {
             let d = *descriptions.add(i);
-            if !rd::rd_kafka_UserScramCredentialsDescription_error(d).is_null() {
+            if failed(rd::rd_kafka_UserScramCredentialsDescription_error(d)).is_some() {
                 // RESOURCE_NOT_FOUND: the user has no credential.
                 continue;
             }
@@ -260,12 +258,10 @@ pub fn upsert_scram(admin: &Admin, user: &str, password: &str, timeout: Duration
         let mut n = 0usize;
         let responses = rd::rd_kafka_AlterUserScramCredentials_result_responses(res, &mut n);
         for i in 0..n {
-            let err = rd::rd_kafka_AlterUserScramCredentials_result_response_error(*responses.add(i));
-            if !err.is_null() {
-                anyhow::bail!(
-                    "setting the SCRAM credential of {user}: {}",
-                    text(rd::rd_kafka_error_string(err))
-                );
+            if let Some(e) = failed(rd::rd_kafka_AlterUserScramCredentials_result_response_error(
+                *responses.add(i),
+            )) {
+                anyhow::bail!("setting the SCRAM credential of {user}: {e}");
             }
         }
     }
@@ -386,6 +382,19 @@ fn call(
             return Err(CallError::Kafka(format!("{what}: {detail} ({code:?})")));
         }
         Ok(event)
+    }
+}
+
+/// A per-item error, if it is one: librdkafka hands out error objects with code 0 too.
+fn failed(err: *const rd::rd_kafka_error_t) -> Option<String> {
+    if err.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null error object owned by its result.
+    unsafe {
+        let code = rd::rd_kafka_error_code(err);
+        (code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR)
+            .then(|| format!("{} ({code:?})", text(rd::rd_kafka_error_string(err))))
     }
 }
 

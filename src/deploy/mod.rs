@@ -200,9 +200,9 @@ async fn observe(
     };
     let users = match &options.secrets {
         None => None,
-        Some(_) => {
+        Some(dir) => {
             let admin = admin(client)?;
-            let names: Vec<String> = desired
+            let names: BTreeSet<String> = desired
                 .users
                 .iter()
                 .cloned()
@@ -212,8 +212,11 @@ async fn observe(
                         .filter_map(|id| id.strip_prefix("user/").map(str::to_string)),
                 )
                 .collect();
+            let names: Vec<String> = names.into_iter().collect();
             let found = tokio::task::spawn_blocking(move || admin_ffi::scram_users(&admin, &names, timeout)).await??;
-            Some(found.into_iter().collect())
+            // A credential whose file is lost is as good as none: it is set again.
+            let usable = |u: &String| !desired.users.contains(u) || secrets::user_file(dir, u).is_file();
+            Some(found.into_iter().filter(usable).collect())
         }
     };
     Ok(Observed {

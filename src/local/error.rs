@@ -49,13 +49,19 @@ pub enum LocalError {
     PortsInUse(Vec<super::ports::PortInUse>),
 
     /// A stack of another shape is running.
-    #[error("a local stack with {running} broker(s) is running, but {requested} were asked for; run `seam local down` first, then `seam local up --brokers {requested}`")]
+    #[error("a local stack with {running} is running, but {requested} was asked for; run `seam local down` first, then `seam local up {flags}`")]
     OtherShapeRunning {
-        /// Brokers in the running stack.
-        running: u8,
-        /// Brokers asked for.
-        requested: u8,
+        /// The running stack, e.g. `3 broker(s)`.
+        running: String,
+        /// The stack asked for.
+        requested: String,
+        /// The flags that start the stack asked for.
+        flags: String,
     },
+
+    /// The secure stack's certificates or passwords could not be made or read.
+    #[error("the secure stack's TLS material: {0}; run `seam local down --purge` and `seam local up --secure` to make it afresh")]
+    Tls(String),
 
     /// Unsupported broker count.
     #[error("--brokers {0} is not supported: use 1 (a single node) to 5; 3 gives replication factor 3 and min ISR 2")]

@@ -4,6 +4,7 @@
 //! 127.0.0.1 only. Internal topics get the stack's replication factor (a single node
 //! cannot host the default RF 3, and consumer groups would then hang).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use super::fetch::Dist;
 use super::java::Java;
 use super::layout::Home;
 use super::process::{self, Proc};
+use super::secure::Material;
 use super::state::{NodePorts, Shape};
 
 /// JVM flags as in Kafka's start scripts, with heaps sized for a small machine.
@@ -28,8 +30,8 @@ const JVM_PERF: [&str; 5] = [
     "-Djava.awt.headless=true",
 ];
 
-/// `server.properties` for one node of the stack.
-pub fn server_properties(shape: &Shape, node: &NodePorts, data_dir: &Path) -> String {
+/// `server.properties` for one node of the stack; `secure` replaces the plaintext listeners.
+pub fn server_properties(shape: &Shape, node: &NodePorts, data_dir: &Path, secure: Option<&Material>) -> String {
     let voters: Vec<String> = shape
         .nodes()
         .iter()
@@ -38,16 +40,24 @@ pub fn server_properties(shape: &Shape, node: &NodePorts, data_dir: &Path) -> St
     let rf = shape.replication_factor();
     let min_isr = shape.min_insync_replicas();
     let threads = if shape.brokers == 1 { 4 } else { 2 };
+    let listeners = match secure {
+        Some(m) => super::secure::server_properties(m, node),
+        None => format!(
+            "listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
+advertised.listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
+inter.broker.listener.name=PLAINTEXT\n\
+controller.listener.names=CONTROLLER\n\
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n",
+            client = node.client_port,
+            controller = node.controller_port,
+        ),
+    };
     format!(
         "# Written by `seam local up`; rewritten on every start.\n\
 process.roles=broker,controller\n\
 node.id={id}\n\
 controller.quorum.voters={voters}\n\
-listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
-advertised.listeners=PLAINTEXT://127.0.0.1:{client},CONTROLLER://127.0.0.1:{controller}\n\
-inter.broker.listener.name=PLAINTEXT\n\
-controller.listener.names=CONTROLLER\n\
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+{listeners}\
 log.dirs={data}\n\
 num.partitions={rf}\n\
 default.replication.factor={rf}\n\
@@ -70,8 +80,6 @@ num.recovery.threads.per.data.dir=1\n\
 num.replica.fetchers=1\n",
         id = node.node_id,
         voters = voters.join(","),
-        client = node.client_port,
-        controller = node.controller_port,
         data = data_dir.display(),
     )
 }
@@ -80,6 +88,7 @@ num.replica.fetchers=1\n",
 /// cluster id is made once per stack shape and kept, so restarts reuse the data.
 pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(), LocalError> {
     let stack_dir = home.stack_dir(shape);
+    let secure = shape.secure.then(|| super::secure::prepare(home, shape)).transpose()?;
     std::fs::create_dir_all(&stack_dir).map_err(LocalError::io("cannot create", &stack_dir))?;
     let id_file = stack_dir.join("cluster.id");
     let cluster_id = match std::fs::read_to_string(&id_file) {
@@ -96,8 +105,7 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).map_err(LocalError::io("cannot create", &dir))?;
         let config = dir.join("server.properties");
-        std::fs::write(&config, server_properties(shape, &node, &data))
-            .map_err(LocalError::io("cannot write", &config))?;
+        write_private(&config, &server_properties(shape, &node, &data, secure.as_ref()))?;
         if !data.join("meta.properties").is_file() {
             formats.push((data, config));
         }
@@ -108,14 +116,14 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
             .iter()
             .map(|(data, config)| {
                 let cluster_id = cluster_id.clone();
+                let scram = secure.as_ref().map(super::secure::format_scram);
                 scope.spawn(move || {
                     let config = config.display().to_string();
-                    storage_tool(
-                        java,
-                        dist,
-                        data,
-                        &["format", "--ignore-formatted", "-t", &cluster_id, "-c", &config],
-                    )
+                    let mut args = vec!["format", "--ignore-formatted", "-t", &cluster_id, "-c", &config];
+                    if let Some(scram) = &scram {
+                        args.extend(["--add-scram", scram]);
+                    }
+                    storage_tool(java, dist, data, &args)
                 })
             })
             .collect();
@@ -133,6 +141,21 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
             .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(())
+}
+
+/// `server.properties` holds the secure stack's passwords: owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), LocalError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(LocalError::io("cannot write", path))?;
+    f.write_all(text.as_bytes())
+        .map_err(LocalError::io("cannot write", path))
 }
 
 fn storage_tool(java: &Java, dist: &Dist, dir: &Path, args: &[&str]) -> Result<String, LocalError> {
@@ -199,6 +222,7 @@ pub fn marker(home: &Home) -> String {
 /// early with the node's log when its JVM exits.
 pub async fn wait_ready(
     bootstrap: &[String],
+    security: &BTreeMap<String, String>,
     expect: &[(u8, Proc, PathBuf)],
     timeout: Duration,
 ) -> Result<(), LocalError> {
@@ -213,7 +237,7 @@ pub async fn wait_ready(
                 });
             }
         }
-        let last = match registered_brokers(bootstrap).await {
+        let last = match registered_brokers(bootstrap, security).await {
             Ok(ids) if expect.iter().all(|(id, _, _)| ids.contains(&i32::from(*id))) => return Ok(()),
             Ok(ids) => format!("metadata lists brokers {ids:?}"),
             Err(e) => e,
@@ -233,18 +257,21 @@ pub async fn wait_ready(
 }
 
 /// Node ids the cluster's metadata lists, asking any reachable bootstrap server.
-pub async fn registered_brokers(bootstrap: &[String]) -> Result<Vec<i32>, String> {
+pub async fn registered_brokers(bootstrap: &[String], security: &BTreeMap<String, String>) -> Result<Vec<i32>, String> {
     let reachable: Vec<String> = bootstrap.iter().filter(|a| accepts_connections(a)).cloned().collect();
     if reachable.is_empty() {
         return Err(format!("no broker accepts connections on {}", bootstrap.join(",")));
     }
     let servers = reachable.join(",");
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &servers)
+        .set_log_level(RDKafkaLogLevel::Emerg);
+    for (k, v) in security {
+        config.set(k, v);
+    }
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &servers)
-            .set_log_level(RDKafkaLogLevel::Emerg)
-            .create()
-            .map_err(|e| e.to_string())?;
+        let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
         let md = consumer
             .fetch_metadata(None, Duration::from_secs(3))
             .map_err(|e| format!("metadata request failed: {e}"))?;
@@ -271,7 +298,7 @@ mod tests {
     fn config_of_a_cluster_node_names_all_voters_and_rf3() {
         let shape = Shape::new(3, 9092, 8081).expect("valid");
         let node = shape.nodes()[1];
-        let props = server_properties(&shape, &node, Path::new("/d"));
+        let props = server_properties(&shape, &node, Path::new("/d"), None);
         assert!(props.contains("node.id=2\n"));
         assert!(props.contains("controller.quorum.voters=1@127.0.0.1:9193,2@127.0.0.1:9293,3@127.0.0.1:9393\n"));
         assert!(props.contains("listeners=PLAINTEXT://127.0.0.1:9292,CONTROLLER://127.0.0.1:9293\n"));
@@ -284,7 +311,7 @@ mod tests {
     #[test]
     fn config_of_a_single_node_lowers_internal_topic_replication() {
         let shape = Shape::new(1, 9092, 8081).expect("valid");
-        let props = server_properties(&shape, &shape.nodes()[0], Path::new("/d"));
+        let props = server_properties(&shape, &shape.nodes()[0], Path::new("/d"), None);
         assert!(props.contains("offsets.topic.replication.factor=1\n"));
         assert!(props.contains("share.coordinator.state.topic.min.isr=1\n"));
         assert!(props.contains("controller.quorum.voters=1@127.0.0.1:9093\n"));

@@ -13,6 +13,7 @@ mod layout;
 mod ports;
 mod process;
 mod registry;
+pub mod secure;
 mod stack;
 mod state;
 

@@ -26,13 +26,24 @@ pub fn start(home: &Home, shape: &Shape, java: &Path, dist: &Dist) -> Result<(Pr
         .arg(format!("-Dquarkus.http.port={}", shape.registry_port))
         .arg("-Dquarkus.management.host=127.0.0.1")
         .arg(format!("-Dquarkus.management.port={}", shape.management_port()))
-        .arg("-Dapicurio.rules.global.compatibility=BACKWARD")
-        .arg("-Dapicurio.storage.kind=kafkasql")
-        .arg(format!(
+        .arg("-Dapicurio.rules.global.compatibility=BACKWARD");
+    if shape.secure {
+        // The brokers admit only SCRAM principals; the registry keeps its schemas in an H2 file
+        // beside the brokers' data instead, so it holds no Kafka credentials at all.
+        let db = home.stack_dir(shape).join("registry-db");
+        cmd.arg("-Dapicurio.storage.kind=sql")
+            .arg("-Dapicurio.storage.sql.kind=h2")
+            .arg(format!(
+                "-Dapicurio.datasource.url=jdbc:h2:file:{};DB_CLOSE_ON_EXIT=FALSE",
+                db.display()
+            ));
+    } else {
+        cmd.arg("-Dapicurio.storage.kind=kafkasql").arg(format!(
             "-Dapicurio.kafkasql.bootstrap.servers={}",
             shape.bootstrap().join(",")
-        ))
-        .arg("-jar")
+        ));
+    }
+    cmd.arg("-jar")
         .arg(&dist.registry_jar)
         .current_dir(home.stack_dir(shape));
     let proc = process::spawn_detached(cmd, &log)?;

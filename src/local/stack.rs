@@ -5,6 +5,7 @@
 //! anything, and stops what it started when a component fails to come up, so a failed
 //! `up` leaves nothing behind.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -57,10 +58,11 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
     let _lock = lock(home)?;
     let mut st = match StackState::load(home)? {
         Some(s) if s.processes().iter().any(Proc::is_running) => {
-            if s.shape.brokers != requested.brokers {
+            if s.shape.brokers != requested.brokers || s.shape.secure != requested.secure {
                 return Err(LocalError::OtherShapeRunning {
-                    running: s.shape.brokers,
-                    requested: requested.brokers,
+                    running: s.shape.describe(),
+                    requested: requested.describe(),
+                    flags: requested.flags(),
                 });
             }
             s
@@ -144,7 +146,7 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
             report.started.push(format!("kafka-{}", ports.node_id));
         }
         st.save(home)?;
-        if let Err(e) = kafka::wait_ready(&shape.bootstrap(), &waiting, KAFKA_READY).await {
+        if let Err(e) = kafka::wait_ready(&shape.bootstrap(), &security(home, &shape)?, &waiting, KAFKA_READY).await {
             return Err(abandon(home, &mut st, &started, e));
         }
     }
@@ -391,7 +393,19 @@ pub async fn restart_broker(home: &Home, node_id: u8) -> Result<(), LocalError> 
     let (proc, log) = kafka::start_node(home, &st.shape, &st.nodes[i].ports, &java.path, &dist)?;
     st.nodes[i].process = Some(proc);
     st.save(home)?;
-    kafka::wait_ready(&st.shape.bootstrap(), &[(node_id, proc, log)], KAFKA_READY).await
+    let security = security(home, &st.shape)?;
+    kafka::wait_ready(&st.shape.bootstrap(), &security, &[(node_id, proc, log)], KAFKA_READY).await
+}
+
+/// The operator's client properties: empty for a plaintext stack.
+fn security(home: &Home, shape: &Shape) -> Result<BTreeMap<String, String>, LocalError> {
+    if !shape.secure {
+        return Ok(BTreeMap::new());
+    }
+    let path = home.secure_dir(shape).join("admin.properties");
+    crate::cluster::KafkaProps::load(&path)
+        .map(|p| p.0)
+        .map_err(|e| LocalError::Tls(e.to_string()))
 }
 
 fn node(st: &StackState, node_id: u8) -> Result<&NodeState, LocalError> {

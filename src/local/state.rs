@@ -65,6 +65,24 @@ impl Shape {
         Ok(shape)
     }
 
+    /// `3 broker(s)`, `1 broker(s), secure`: for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} broker(s){}",
+            self.brokers,
+            if self.secure { ", secure" } else { "" }
+        )
+    }
+
+    /// The `seam local up` flags of this shape.
+    pub fn flags(&self) -> String {
+        format!(
+            "--brokers {}{}",
+            self.brokers,
+            if self.secure { " --secure" } else { "" }
+        )
+    }
+
     /// Every node's ports.
     pub fn nodes(&self) -> Vec<NodePorts> {
         (1..=self.brokers)
