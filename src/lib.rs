@@ -30,6 +30,7 @@ pub mod partitioner;
 pub mod runtime;
 pub mod service;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod topology;
 pub mod translator;

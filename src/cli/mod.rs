@@ -10,6 +10,7 @@ mod reach;
 pub mod register;
 pub mod replay;
 mod snapshot;
+mod status;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Make a cluster and registry hold what a topology declares (topics, configs, schemas,
     /// ACLs, users): prints a per-resource plan, applies it, deletes nothing unasked.
     Deploy(deploy::DeployArgs),
+    /// Per consumer, source and partition: position, end offset, lag in events and seconds,
+    /// dead letters and parked events; exit code 3 when a lag exceeds --max-lag.
+    Status(status::StatusArgs),
 }
 
 /// Entry point of the `seam` binary.
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
             Command::Register(args) => register::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::Status(args) => status::run(args).await,
         }
     });
     match result {

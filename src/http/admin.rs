@@ -3,6 +3,7 @@
 //! that outlives the request and report progress on the GET, so a CLI can draw a progress bar
 //! and a dropped connection does not stop a bootstrap half way.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -84,6 +85,37 @@ pub(super) async fn get_subscription<S: Service>(
 /// `GET /subscriptions`: the source topics read.
 pub(super) async fn get_subscriptions<S: Service>(State(node): State<Arc<Node<S>>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "service": node.name(), "sources": node.sources() }))
+}
+
+/// `GET /status`: what this consumer has applied, from its store: the position per topic and
+/// partition (next offset to read), and per source topic the dead letters not redriven yet and
+/// the events parked behind them. `seam status` puts these next to the topics' end offsets.
+pub(super) async fn get_status<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = node.store();
+    let positions = store
+        .positions()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (mut dead, mut parked) = (BTreeMap::<String, usize>::new(), BTreeMap::<String, usize>::new());
+    for p in store
+        .parked(None)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    {
+        let tally = if p.letter.kind == "parked" {
+            &mut parked
+        } else {
+            &mut dead
+        };
+        *tally.entry(p.letter.topic).or_default() += 1;
+    }
+    Ok(Json(serde_json::json!({
+        "service": node.name(),
+        "sources": node.sources(),
+        "positions": positions,
+        "dead_letters": dead,
+        "parked": parked,
+    })))
 }
 
 /// `POST /replay`: starts a rebuild (see [`ReplayRequest`]).

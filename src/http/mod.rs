@@ -194,6 +194,7 @@ pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
         .route("/metrics", get(metrics::<S>))
         .route("/snapshot", get(get_snapshot::<S>))
         .route("/subscriptions", get(admin::get_subscriptions::<S>))
+        .route("/status", get(admin::get_status::<S>))
         .route(
             "/subscriptions/{source}",
             get(admin::get_subscription::<S>)

@@ -131,6 +131,23 @@ impl Home {
         }
     }
 
+    /// Every service that announced an address, by name.
+    pub fn announced(&self) -> Vec<(String, String)> {
+        let Ok(dir) = std::fs::read_dir(self.root.join("run")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = dir
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().strip_suffix(".url")?.to_string();
+                let url = self.service_url(&name)?;
+                Some((name, url))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The announced address of `service`, if it announced one.
     pub fn service_url(&self, service: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.service_file(service)).ok()?;

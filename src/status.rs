@@ -1,0 +1,276 @@
+//! `seam status`: how far each consumer is behind each source, per partition, in events and in
+//! seconds, with its dead letters and parked events.
+//!
+//! Positions come from the consumer itself (`GET /status`, read from its store: the truth, see
+//! invariant 3) when it answers, else from the consumer group's committed offsets, which the
+//! consumer writes after each applied batch (a stopped or hung consumer is exactly when an
+//! operator runs this). End offsets are last stable offsets (read_committed, like the
+//! consumer). Lag in seconds is now minus the time of the oldest event not yet applied, read
+//! from the topic at the position; a partition whose only unread offsets are transaction
+//! markers has no lag.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use crate::envelope;
+use crate::offsets::OffsetMap;
+use crate::translator::events_topic;
+
+/// One partition of one source of one consumer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PartitionStatus {
+    /// Partition.
+    pub partition: i32,
+    /// Next offset the consumer reads.
+    pub position: i64,
+    /// The partition's last stable offset.
+    pub end: i64,
+    /// Offsets between position and end (0 when only transaction markers lie between).
+    pub lag_events: i64,
+    /// Now minus the time of the oldest event not applied yet; 0 when caught up.
+    pub lag_seconds: f64,
+}
+
+/// One source of a consumer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStatus {
+    /// The source service.
+    pub source: String,
+    /// Its topic.
+    pub topic: String,
+    /// Dead letters from this source not redriven yet.
+    pub dead_letters: usize,
+    /// Events parked behind them.
+    pub parked: usize,
+    /// Per partition.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One consumer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsumerStatus {
+    /// The consuming service.
+    pub consumer: String,
+    /// `service` (its own store, over HTTP) or `group-offsets` (it did not answer).
+    pub positions_from: String,
+    /// Why the service's own report was not used, if it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<String>,
+    /// Its sources.
+    pub sources: Vec<SourceStatus>,
+}
+
+impl ConsumerStatus {
+    /// The largest lag in events over all partitions.
+    pub fn max_lag_events(&self) -> i64 {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.partitions)
+            .map(|p| p.lag_events)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The largest lag in seconds over all partitions.
+    pub fn max_lag_seconds(&self) -> f64 {
+        self.sources
+            .iter()
+            .flat_map(|s| &s.partitions)
+            .map(|p| p.lag_seconds)
+            .fold(0.0, f64::max)
+    }
+}
+
+/// What a consumer says about itself (`GET /status`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SelfReport {
+    /// Positions from its store.
+    pub positions: OffsetMap,
+    /// Dead letters per source topic.
+    #[serde(default)]
+    pub dead_letters: BTreeMap<String, usize>,
+    /// Parked events per source topic.
+    #[serde(default)]
+    pub parked: BTreeMap<String, usize>,
+}
+
+/// Asks the consumer at `url` for its report; a hung or stopped one fails within 2 s.
+pub async fn self_report(url: &str) -> anyhow::Result<SelfReport> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let resp = client
+        .get(format!("{url}/status"))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}/status"))?;
+    let status = resp.status();
+    anyhow::ensure!(status.is_success(), "GET {url}/status answered {status}");
+    Ok(resp.json().await?)
+}
+
+/// The status of `consumer` reading `sources`; `report` is its own answer, if it gave one.
+pub fn consumer_status(
+    client: &ClientConfig,
+    consumer: &str,
+    sources: &[String],
+    report: Result<SelfReport, String>,
+) -> anyhow::Result<ConsumerStatus> {
+    let reader: BaseConsumer = client
+        .clone()
+        .set("group.id", consumer)
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set_log_level(RDKafkaLogLevel::Error)
+        .create()?;
+    let timeout = Duration::from_secs(10);
+    let letters = crate::dlq::admin::list(client, Some(consumer)).unwrap_or_default();
+    let mut out = ConsumerStatus {
+        consumer: consumer.to_string(),
+        positions_from: if report.is_ok() { "service" } else { "group-offsets" }.into(),
+        unreachable: report.as_ref().err().cloned(),
+        sources: Vec::new(),
+    };
+    for source in sources {
+        let topic = events_topic(source);
+        let md = reader
+            .fetch_metadata(Some(&topic), timeout)
+            .with_context(|| format!("metadata of {topic}"))?;
+        let partitions = md
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32);
+        let positions: BTreeMap<i32, i64> = match &report {
+            Ok(r) => (0..partitions).map(|p| (p, r.positions.position(&topic, p))).collect(),
+            Err(_) => committed(&reader, &topic, partitions)?,
+        };
+        let mut parts = Vec::new();
+        for (partition, position) in positions {
+            let (_, end) = reader
+                .fetch_watermarks(&topic, partition, timeout)
+                .with_context(|| format!("end offset of {topic}/{partition}"))?;
+            let (lag_events, lag_seconds) = match oldest_unapplied(client, &topic, partition, position, end)? {
+                Some(time) => ((end - position).max(1), age(time)),
+                None => (0, 0.0),
+            };
+            parts.push(PartitionStatus {
+                partition,
+                position,
+                end,
+                lag_events,
+                lag_seconds,
+            });
+        }
+        let outstanding = |class: &str| {
+            letters
+                .iter()
+                .filter(|l| l.topic == topic && l.class == class && l.status != "redriven")
+                .count()
+        };
+        let (dead_letters, parked) = match &report {
+            Ok(r) => (
+                r.dead_letters.get(&topic).copied().unwrap_or(0),
+                r.parked.get(&topic).copied().unwrap_or(0),
+            ),
+            Err(_) => (outstanding("poison"), outstanding("parked")),
+        };
+        out.sources.push(SourceStatus {
+            source: source.clone(),
+            topic,
+            dead_letters,
+            parked,
+            partitions: parts,
+        });
+    }
+    Ok(out)
+}
+
+fn committed(reader: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = reader
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .with_context(|| format!("the committed offsets of {topic}"))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| {
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            (e.partition(), at)
+        })
+        .collect())
+}
+
+/// The time of the first event at or after `position`, if one lies before `end`.
+fn oldest_unapplied(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    position: i64,
+    end: i64,
+) -> anyhow::Result<Option<SystemTime>> {
+    if position >= end {
+        return Ok(None);
+    }
+    let reader: BaseConsumer = client
+        .clone()
+        .set("group.id", "seam-status")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set_log_level(RDKafkaLogLevel::Error)
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(position))?;
+    reader.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        match reader.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.offset() < end => return Ok(Some(event_time(&m))),
+            Some(Ok(_)) => return Ok(None),
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}/{partition} at {position}")),
+            None => {
+                // Only markers (or aborted records) before the end: nothing left to apply.
+                if let Ok(tpl) = reader.position() {
+                    let at = tpl.find_partition(topic, partition).and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                    if at.is_some_and(|o| o >= end) {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+    anyhow::bail!("no event arrived from {topic}/{partition} between offsets {position} and {end} within 5 s")
+}
+
+/// The event's own time (`seam-time`), else the record's timestamp.
+fn event_time<M: Message>(m: &M) -> SystemTime {
+    let header = m.headers().and_then(|h| {
+        h.iter()
+            .find(|x| x.key == envelope::TIME)
+            .and_then(|x| x.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    });
+    header.unwrap_or_else(|| {
+        let ms = m.timestamp().to_millis().unwrap_or(0).max(0) as u64;
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    })
+}
+
+fn age(t: SystemTime) -> f64 {
+    SystemTime::now().duration_since(t).map_or(0.0, |d| d.as_secs_f64())
+}
