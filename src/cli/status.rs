@@ -211,6 +211,6 @@ mod tests {
         assert_eq!(parse_max_lag("30s"), Ok(MaxLag::Seconds(30.0)));
         assert_eq!(parse_max_lag("2m"), Ok(MaxLag::Seconds(120.0)));
         assert!(parse_max_lag("-1").is_err());
-        assert!(parse_max_lag("lots").unwrap_err().contains("30s"));
+        assert!(parse_max_lag("lots").expect_err("words").contains("30s"));
     }
 }
