@@ -3,7 +3,6 @@
 //! start from here, so a mistake is reported once, precisely: the file, the field, the fix.
 
 mod edit;
-mod ensure;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use edit::{add_source, Edit};
-pub use ensure::{ensure, Ensured};
 
 /// The only version this build reads.
 pub const API_VERSION: &str = "seam/v1";

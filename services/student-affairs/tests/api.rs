@@ -33,12 +33,15 @@ async fn call(app: &Router, method: Method, uri: &str, body: Option<&str>) -> (S
 async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wrong() {
     let cluster = TestCluster::connect();
     let topology = Topology::load(&student_affairs::serve::default_topology()).expect("topology");
-    let mut client = rdkafka::ClientConfig::new();
-    client.set("bootstrap.servers", cluster.bootstrap());
-    let registry = Registry::new(&cluster.registry()).expect("registry");
-    seam::topology::ensure(&topology, &client, &registry)
-        .await
-        .expect("topics and schemas");
+    let deployed = seam::deploy::deploy(
+        &topology,
+        &cluster.client_config(),
+        &seam::deploy::Registry::new(&cluster.registry()).expect("registry"),
+        &seam::deploy::Options::default(),
+    )
+    .await
+    .expect("topics and schemas");
+    assert!(deployed.problems.is_empty(), "{:?}", deployed.problems);
     let name = unique_name("students-office-api");
     cluster
         .create_topic(&format!("{name}.events"), 3, cluster.replication(), &[])
@@ -134,6 +137,7 @@ async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wro
     // putEvents: a grade from the SE group, as its getEvents would return it.
     let se = se_group::catalog().expect("catalog");
     let record = se.record("studentaffairs.segroup.StudentGraded").expect("record");
+    let registry = Registry::new(&cluster.registry()).expect("registry");
     let id = registry.register("se-group.events", record).await.expect("schema id");
     let body = se
         .encode(

@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use seam::cluster::{ClusterError, Endpoints};
-use seam::codec::Registry;
+use seam::deploy::Registry;
 use seam::topology::Topology;
 
 pub use report::{FlowReport, Report, ServiceReport};
@@ -64,11 +64,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let topology_path = args.topology.clone().unwrap_or_else(crate::serve::default_topology);
     let topology = Topology::load(&topology_path)?;
 
-    bar.set_message("phase 2/5: creating topics and registering schemas");
-    let mut client = rdkafka::ClientConfig::new();
-    client.set("bootstrap.servers", endpoints.bootstrap_servers());
+    bar.set_message("phase 2/5: seam deploy (topics, configs, schemas)");
+    let client = endpoints.client();
     let registry = Registry::new(endpoints.registry()?)?;
-    let ensured = seam::topology::ensure(&topology, &client, &registry).await?;
+    let deployed = seam::deploy::deploy(&topology, &client, &registry, &seam::deploy::Options::default()).await?;
+    if !deployed.problems.is_empty() {
+        bail!(
+            "{} cannot be deployed to this cluster:\n  {}",
+            topology_path.display(),
+            deployed.problems.join("\n  ")
+        );
+    }
+    let created = |topic: &str| {
+        deployed
+            .changes
+            .iter()
+            .any(|c| c.resource == format!("topic/{topic}") && c.action == seam::deploy::Action::Create)
+    };
     let data = match &args.data {
         Some(d) => d.clone(),
         None => seam::local::Home::from_env()?.root().join("student-affairs"),
@@ -76,7 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for service in &topology.services {
         // A service whose topic is new cannot keep a store that published to an earlier one.
         let store = data.join(&service.name);
-        if ensured.created.contains(&seam::translator::events_topic(&service.name)) && store.exists() {
+        if created(&seam::translator::events_topic(&service.name)) && store.exists() {
             std::fs::remove_dir_all(&store).with_context(|| format!("clearing the old store {}", store.display()))?;
         }
     }
@@ -216,7 +228,7 @@ fn check_stores_match_topics(
             events += high - low;
         }
         if events > 0 {
-            anyhow::bail!(
+            bail!(
                 "{topic} already holds events, but {} has no store for {}: the services' stores of the earlier run are elsewhere. \
                  Pass that run's --data directory, or start over with `seam local down --purge` (local stack)",
                 data.display(),
