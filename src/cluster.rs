@@ -296,6 +296,28 @@ mod tests {
     }
 
     #[test]
+    fn properties_files_load_and_debug_output_hides_secrets() {
+        let path = std::env::temp_dir().join(format!("seam-props-{}.properties", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nsecurity.protocol=SASL_SSL\nsasl.username = svc\nsasl.password=s3cret=x\n\n",
+        )
+        .expect("write");
+        let props = KafkaProps::load(&path).expect("load");
+        assert_eq!(props.0["sasl.password"], "s3cret=x");
+        assert_eq!(props.0["sasl.username"], "svc");
+        let shown = format!("{props:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("[redacted]") && shown.contains("SASL_SSL"),
+            "{shown}"
+        );
+        std::fs::write(&path, "no equals sign\n").expect("write");
+        let err = KafkaProps::load(&path).expect_err("bad line").to_string();
+        assert!(err.contains("line 1") && err.contains("key=value"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn registry_urls_need_a_scheme_and_lose_the_trailing_slash() {
         assert_eq!(parse_registry("http://r:8081/").expect("valid"), "http://r:8081");
         assert_eq!(

@@ -100,6 +100,18 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("  Apicurio Registry {} on {java}", local::APICURIO_VERSION);
     }
     println!("  state:    {}", home.state_file().display());
+    if shape.secure {
+        let dir = home.secure_dir(&shape);
+        println!(
+            "  security: SASL_SSL, SCRAM-SHA-512, the standard authorizer; brokers present a certificate of the CA {}",
+            dir.join("ca.pem").display()
+        );
+        println!(
+            "  operator: User:admin (super user), credentials in {}; the seam CLI uses them",
+            dir.join("admin.properties").display()
+        );
+        println!("  services: `seam deploy -t <topology>` creates a user and ACLs per service and writes its credentials to {}", dir.join("users").display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -309,6 +309,33 @@ mod tests {
     }
 
     #[test]
+    fn config_of_a_secure_node_has_sasl_ssl_listeners_and_the_authorizer() {
+        let mut shape = Shape::new(3, 9092, 8081).expect("valid");
+        shape.secure = true;
+        let m = Material {
+            dir: "/s".into(),
+            ca: "/s/ca.pem".into(),
+            broker: "/s/broker.p12".into(),
+            admin_properties: "/s/admin.properties".into(),
+            secrets: super::super::secure::Secrets {
+                admin: "A".into(),
+                controller: "C".into(),
+                key: "K".into(),
+            },
+        };
+        let props = server_properties(&shape, &shape.nodes()[0], Path::new("/d"), Some(&m));
+        assert!(props.contains("listeners=SASL_SSL://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193\n"));
+        assert!(props.contains("listener.security.protocol.map=CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL\n"));
+        assert!(props.contains("sasl.enabled.mechanisms=SCRAM-SHA-512\n"));
+        assert!(props.contains("authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"));
+        assert!(props.contains("super.users=User:admin\n"));
+        assert!(props.contains("allow.everyone.if.no.acl.found=false\n"));
+        assert!(props.contains("ssl.truststore.location=/s/ca.pem\n"));
+        assert!(!props.contains("PLAINTEXT"), "{props}");
+        assert!(format!("{:?}", m.secrets) == "Secrets([redacted])");
+    }
+
+    #[test]
     fn config_of_a_single_node_lowers_internal_topic_replication() {
         let shape = Shape::new(1, 9092, 8081).expect("valid");
         let props = server_properties(&shape, &shape.nodes()[0], Path::new("/d"), None);
