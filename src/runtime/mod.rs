@@ -16,6 +16,7 @@ mod publisher;
 mod register;
 mod replay;
 pub mod retention;
+mod watermarks;
 mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -603,8 +604,7 @@ impl<S: Service> Node<S> {
                 .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
             let mut map = crate::offsets::OffsetMap::default();
             for (_, p) in retention::partitions_of(&probe, std::slice::from_ref(&t))? {
-                let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(&probe, &t, p, Duration::from_secs(10))
-                    .map_err(|e| RuntimeError::kafka(format!("reading offsets of {t}/{p}"), e))?;
+                let (_, high) = watermarks::watermarks(&probe, &t, p)?;
                 map.set(&t, p, high);
             }
             Ok(map)

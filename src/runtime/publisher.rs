@@ -193,9 +193,7 @@ impl Publisher {
         let mut last = HashMap::new();
         let mut empty = true;
         for partition in 0..partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, Duration::from_secs(10))
-                .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic}/{partition}"), e))?;
+            let (low, high) = super::watermarks::watermarks(&consumer, topic, partition)?;
             if high <= low {
                 last.insert(partition, 0);
                 continue;

@@ -82,9 +82,7 @@ pub fn check<C: ConsumerContext>(
         // only counts once that has stayed so for a while.
         let patience = std::time::Instant::now() + BEYOND_END_PATIENCE;
         loop {
-            let (earliest, end) = consumer
-                .fetch_watermarks(topic, *partition, TIMEOUT)
-                .map_err(|e| RuntimeError::kafka(format!("reading offsets of {topic} partition {partition}"), e))?;
+            let (earliest, end) = super::watermarks::watermarks(consumer, topic, *partition)?;
             match verdict(topic, *partition, needed, earliest, end) {
                 Err(RetentionError::BeyondEnd { .. }) if std::time::Instant::now() < patience => {
                     std::thread::sleep(Duration::from_millis(100));
