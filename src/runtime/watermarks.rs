@@ -31,7 +31,12 @@ pub fn watermarks<C: ConsumerContext>(
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(RuntimeError::kafka(format!("reading offsets of {topic}/{partition}"), e)),
+            Err(e) => {
+                return Err(RuntimeError::kafka(
+                    format!("reading offsets of {topic}/{partition}"),
+                    e,
+                ))
+            }
         }
     }
 }
@@ -62,9 +67,17 @@ mod tests {
 
     #[test]
     fn leadership_moves_are_transient_and_a_missing_topic_is_not() {
-        assert!(transient(&KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition)));
-        assert!(transient(&KafkaError::MetadataFetch(RDKafkaErrorCode::LeaderNotAvailable)));
-        assert!(!transient(&KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed)));
-        assert!(!transient(&KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownPartition)));
+        assert!(transient(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::NotLeaderForPartition
+        )));
+        assert!(transient(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::LeaderNotAvailable
+        )));
+        assert!(!transient(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!transient(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownPartition
+        )));
     }
 }
