@@ -206,9 +206,16 @@ impl Topology {
 
     /// Parses and validates topology text (`file` names it in errors).
     pub fn parse(file: &str, text: &str) -> Result<Self, TopologyError> {
-        let topology: Self = serde_norway::from_str(text).map_err(|e| TopologyError::Syntax {
-            file: file.to_string(),
-            detail: e.to_string(),
+        let topology: Self = serde_norway::from_str(text).map_err(|e| {
+            let mut detail = e.to_string();
+            if detail.contains("expected struct Topology") {
+                // serde quotes the whole document here; say what a topology looks like instead.
+                detail = "not a topology: a topology file is a YAML mapping with `apiVersion: seam/v1`, `name` and `services` (see deploy/student-affairs.yaml)".into();
+            }
+            TopologyError::Syntax {
+                file: file.to_string(),
+                detail,
+            }
         })?;
         topology.validate(file)?;
         Ok(topology)

@@ -96,6 +96,17 @@ fn every_fixture_file_is_covered() {
 }
 
 #[test]
+fn a_file_that_is_no_topology_says_what_a_topology_looks_like() {
+    for text in ["just some prose", "- a\n- list\n"] {
+        let err = Topology::parse("notes.md", text).expect_err(text).to_string();
+        assert!(
+            err.starts_with("notes.md: ") && err.contains("apiVersion: seam/v1"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_file_or_schema_dir_is_named() {
     let err = Topology::load(Path::new("/nonexistent/topology.yaml")).expect_err("missing");
     assert!(err.to_string().contains("/nonexistent/topology.yaml"), "{err}");
