@@ -105,7 +105,11 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).map_err(LocalError::io("cannot create", &dir))?;
         let config = dir.join("server.properties");
-        write_private(&config, &server_properties(shape, &node, &data, secure.as_ref()))?;
+        // It holds the secure stack's passwords: owner only.
+        super::secure::write_private(
+            &config,
+            server_properties(shape, &node, &data, secure.as_ref()).as_bytes(),
+        )?;
         if !data.join("meta.properties").is_file() {
             formats.push((data, config));
         }
@@ -141,21 +145,6 @@ pub fn prepare(home: &Home, shape: &Shape, java: &Java, dist: &Dist) -> Result<(
             .collect::<Result<Vec<_>, _>>()
     })?;
     Ok(())
-}
-
-/// `server.properties` holds the secure stack's passwords: owner only.
-fn write_private(path: &Path, text: &str) -> Result<(), LocalError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(LocalError::io("cannot write", path))?;
-    f.write_all(text.as_bytes())
-        .map_err(LocalError::io("cannot write", path))
 }
 
 fn storage_tool(java: &Java, dist: &Dist, dir: &Path, args: &[&str]) -> Result<String, LocalError> {

@@ -210,7 +210,7 @@ fn certificate(
 }
 
 /// Writes a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
