@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::desired::Schema;
@@ -78,20 +78,12 @@ impl Registry {
 
     /// Sets the subject's compatibility level.
     pub async fn set_compatibility(&self, subject: &str, level: &str) -> anyhow::Result<()> {
-        let resp = self
-            .http
-            .put(format!("{}/config/{subject}", self.base))
-            .header("Content-Type", CONTENT_TYPE)
-            .json(&json!({ "compatibility": level }))
-            .send()
-            .await
-            .with_context(|| format!("setting the compatibility of {subject}"))?;
-        let status = resp.status();
+        let body = json!({ "compatibility": level });
+        let (status, answer) = self
+            .call(Method::PUT, &format!("config/{subject}"), Some(&body))
+            .await?;
         if !status.is_success() {
-            anyhow::bail!(
-                "setting the compatibility of {subject}: {status} {}",
-                resp.text().await.unwrap_or_default()
-            );
+            anyhow::bail!("setting the compatibility of {subject}: {status} {answer}");
         }
         Ok(())
     }
@@ -109,22 +101,20 @@ impl Registry {
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let resp = self
-            .http
-            .get(format!("{}/{path}", self.base))
-            .send()
-            .await
-            .with_context(|| format!("the registry at {} does not answer", self.base))?;
-        let status = resp.status();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        self.call(Method::GET, path, None).await
     }
 
     async fn post(&self, path: &str, schema: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let resp = self
-            .http
-            .post(format!("{}/{path}", self.base))
-            .header("Content-Type", CONTENT_TYPE)
-            .json(&json!({ "schema": schema }))
+        self.call(Method::POST, path, Some(&json!({ "schema": schema }))).await
+    }
+
+    /// One request to the registry: its status and JSON answer (null when it has none).
+    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.http.request(method, format!("{}/{path}", self.base));
+        if let Some(body) = body {
+            request = request.header("Content-Type", CONTENT_TYPE).json(body);
+        }
+        let resp = request
             .send()
             .await
             .with_context(|| format!("the registry at {} does not answer", self.base))?;
