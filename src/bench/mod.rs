@@ -4,6 +4,7 @@
 //! here are noisy; only the ratio of two figures taken together means something.
 
 pub mod cpu;
+pub mod footprint;
 pub mod report;
 pub mod synthetic;
 pub mod translator;

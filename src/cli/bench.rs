@@ -1,27 +1,40 @@
 //! `seam bench <name> [--quick] [--json] [--rounds N]`: one benchmark against the cluster in use,
 //! baseline and seam interleaved; text for people, one JSON object for tools.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand};
 
 use super::output;
 use crate::bench;
 use crate::cluster::Endpoints;
 
 /// The benchmarks.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Name {
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
     /// consume → decode → translate → apply → publish vs a raw rdkafka passthrough, 1 KB and 200 B.
-    Translator,
+    Translator(Common),
+    /// A service process: start to ready, idle memory, memory under a burst.
+    Footprint(Common),
+    /// Runs the benchmarks' copy consumer as a process (what `footprint` measures).
+    #[command(hide = true)]
+    ServeCopy {
+        /// Service name.
+        #[arg(long)]
+        name: String,
+        /// Source service.
+        #[arg(long)]
+        source: String,
+        /// Store folder.
+        #[arg(long)]
+        store: PathBuf,
+    },
 }
 
-/// Options of `seam bench`.
+/// Options every benchmark takes.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Which benchmark.
-    #[arg(value_enum)]
-    name: Name,
+pub struct Common {
     /// Small volumes: finishes within about a minute (for CI and a first look).
     #[arg(long)]
     quick: bool,
@@ -34,12 +47,22 @@ pub struct BenchArgs {
 }
 
 /// Runs `seam bench`.
-pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let endpoints = Endpoints::discover()?;
-    let outcome = match args.name {
-        Name::Translator => bench::translator::run(&endpoints, args.quick, args.rounds.into()).await?,
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let (common, outcome) = match command {
+        BenchCommand::ServeCopy { name, source, store } => {
+            bench::footprint::serve_copy(&name, &source, store).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        BenchCommand::Translator(c) => {
+            let o = bench::translator::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
+            (c, o)
+        }
+        BenchCommand::Footprint(c) => {
+            let o = bench::footprint::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
+            (c, o)
+        }
     };
-    if args.json {
+    if common.json {
         output::line(&serde_json::to_string(&outcome)?);
     } else {
         output::line(&outcome.render());

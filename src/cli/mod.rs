@@ -51,7 +51,8 @@ enum Command {
     /// dead letters and parked events; exit code 3 when a lag exceeds --max-lag.
     Status(status::StatusArgs),
     /// Benchmark seam against a baseline run side by side on the cluster in use.
-    Bench(bench::BenchArgs),
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Entry point of the `seam` binary.
