@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod footprint;
+pub mod replay;
 pub mod report;
 pub mod synthetic;
 pub mod translator;

@@ -128,6 +128,19 @@ pub struct Copy {
 pub struct CopyService {
     /// Send → apply latencies, µs.
     pub latencies: Option<Arc<Mutex<Vec<i64>>>>,
+    /// The source whose items `copy/` replicates, for `seam replay` (leaked once per run: a
+    /// replica names its sources statically).
+    pub replica_of: Option<&'static [&'static str]>,
+}
+
+impl CopyService {
+    /// A copy whose `copy/` keys are a replica of `source`.
+    pub fn replicating(source: &str) -> Self {
+        Self {
+            latencies: None,
+            replica_of: Some(Box::leak(Box::new([&*Box::leak(source.to_string().into_boxed_str())]))),
+        }
+    }
 }
 
 impl Service for CopyService {
@@ -158,6 +171,16 @@ impl Service for CopyService {
             }
         }
         Ok(())
+    }
+
+    fn replicas(&self) -> Vec<crate::service::Replica> {
+        self.replica_of
+            .map(|sources| crate::service::Replica {
+                prefix: "copy/",
+                sources,
+            })
+            .into_iter()
+            .collect()
     }
 }
 

@@ -17,6 +17,8 @@ pub enum BenchCommand {
     Translator(Common),
     /// A service process: start to ready, idle memory, memory under a burst.
     Footprint(Common),
+    /// `seam replay`'s rebuild from offset 0 vs a raw drain into sled.
+    Replay(Common),
     /// Runs the benchmarks' copy consumer as a process (what `footprint` measures).
     #[command(hide = true)]
     ServeCopy {
@@ -55,6 +57,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Translator(c) => {
             let o = bench::translator::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
+            (c, o)
+        }
+        BenchCommand::Replay(c) => {
+            let o = bench::replay::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
             (c, o)
         }
         BenchCommand::Footprint(c) => {
