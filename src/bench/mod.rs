@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod footprint;
+pub mod latency;
 pub mod replay;
 pub mod report;
 pub mod synthetic;

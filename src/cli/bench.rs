@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Footprint(Common),
     /// `seam replay`'s rebuild from offset 0 vs a raw drain into sled.
     Replay(Common),
+    /// Send → applied at a consumer at 1 K and 10 K events/s, open loop, vs a bare echo.
+    Latency(Common),
     /// Runs the benchmarks' copy consumer as a process (what `footprint` measures).
     #[command(hide = true)]
     ServeCopy {
@@ -61,6 +63,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Replay(c) => {
             let o = bench::replay::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
+            (c, o)
+        }
+        BenchCommand::Latency(c) => {
+            let o = bench::latency::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
             (c, o)
         }
         BenchCommand::Footprint(c) => {
