@@ -3,6 +3,7 @@
 //! against its target, CPU per million events (seam and broker) and every setting. Machines
 //! here are noisy; only the ratio of two figures taken together means something.
 
+pub mod bootstrap;
 pub mod cpu;
 pub mod footprint;
 pub mod latency;

@@ -119,8 +119,6 @@ pub struct Copy {
     pub seq: i64,
     /// Its payload length.
     pub bytes: i32,
-    /// How many items of the subject it has taken in.
-    pub count: u64,
 }
 
 /// The copy consumer; with `latencies`, every apply records microseconds since the item was sent.
@@ -147,14 +145,16 @@ impl Service for CopyService {
     type Command = CopyItem;
 
     fn apply(&self, ctx: &mut Apply<'_>, c: &CopyItem) -> Result<(), ApplyError> {
+        // Read-modify-write, as a real model does: a later seq wins, an earlier one is kept out.
         let key = format!("copy/{}", c.subject);
-        let count = ctx.get::<Copy>(&key)?.map_or(0, |old| old.count) + 1;
+        if ctx.get::<Copy>(&key)?.is_some_and(|old| old.seq > c.seq) {
+            return Ok(());
+        }
         ctx.put(
             &key,
             &Copy {
                 seq: c.seq,
                 bytes: c.bytes,
-                count,
             },
         )?;
         ctx.emit(

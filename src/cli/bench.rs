@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Replay(Common),
     /// Send → applied at a consumer at 1 K and 10 K events/s, open loop, vs a bare echo.
     Latency(Common),
+    /// A new consumer of a long history: snapshot + catch-up vs a full replay.
+    Bootstrap(Common),
     /// Runs the benchmarks' copy consumer as a process (what `footprint` measures).
     #[command(hide = true)]
     ServeCopy {
@@ -67,6 +69,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         }
         BenchCommand::Latency(c) => {
             let o = bench::latency::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
+            (c, o)
+        }
+        BenchCommand::Bootstrap(c) => {
+            let o = bench::bootstrap::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
             (c, o)
         }
         BenchCommand::Footprint(c) => {
