@@ -6,7 +6,9 @@
 pub mod bootstrap;
 pub mod cpu;
 pub mod footprint;
+pub mod kafka_streams;
 pub mod latency;
+pub mod markdown;
 pub mod replay;
 pub mod report;
 pub mod synthetic;
@@ -18,6 +20,34 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
+
+/// Every benchmark, in the order `seam bench all` runs them.
+pub const NAMES: [&str; 6] = [
+    "translator",
+    "replay",
+    "bootstrap",
+    "latency",
+    "kafka-streams",
+    "footprint",
+];
+
+/// Runs the benchmark called `name`.
+pub async fn run(
+    name: &str,
+    endpoints: &crate::cluster::Endpoints,
+    quick: bool,
+    rounds: usize,
+) -> anyhow::Result<report::Outcome> {
+    match name {
+        "translator" => translator::run(endpoints, quick, rounds).await,
+        "replay" => replay::run(endpoints, quick, rounds).await,
+        "bootstrap" => bootstrap::run(endpoints, quick, rounds).await,
+        "latency" => latency::run(endpoints, quick, rounds).await,
+        "kafka-streams" => kafka_streams::run(endpoints, quick, rounds).await,
+        "footprint" => footprint::run(endpoints, quick, rounds).await,
+        other => anyhow::bail!("no benchmark called {other}; there are {}", NAMES.join(", ")),
+    }
+}
 
 /// A name prefix no other run uses (service names: lowercase, digits, dashes).
 pub fn run_tag(kind: &str) -> String {

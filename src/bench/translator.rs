@@ -258,7 +258,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
 }
 
 /// The subject: a seam consumer node copying every input event, until all it emitted is published.
-async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &str, events: u64) -> anyhow::Result<Run> {
+pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &str, events: u64) -> anyhow::Result<Run> {
     let meter = Meter::start();
     let store_dir = scratch(consumer);
     let mut config = NodeConfig::new(

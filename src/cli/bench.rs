@@ -23,6 +23,17 @@ pub enum BenchCommand {
     Latency(Common),
     /// A new consumer of a long history: snapshot + catch-up vs a full replay.
     Bootstrap(Common),
+    /// The translator workload as a Kafka Streams app vs seam, by events per CPU-second.
+    KafkaStreams(Common),
+    /// Every benchmark in turn; `--markdown` prints BENCHMARKS.md (machine, commit, results).
+    All {
+        /// Options of each benchmark.
+        #[command(flatten)]
+        common: Common,
+        /// Print the report as BENCHMARKS.md.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
     /// Runs the benchmarks' copy consumer as a process (what `footprint` measures).
     #[command(hide = true)]
     ServeCopy {
@@ -54,36 +65,44 @@ pub struct Common {
 
 /// Runs `seam bench`.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let (common, outcome) = match command {
+    let (name, common) = match command {
         BenchCommand::ServeCopy { name, source, store } => {
             bench::footprint::serve_copy(&name, &source, store).await?;
             return Ok(ExitCode::SUCCESS);
         }
-        BenchCommand::Translator(c) => {
-            let o = bench::translator::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
-            (c, o)
-        }
-        BenchCommand::Replay(c) => {
-            let o = bench::replay::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
-            (c, o)
-        }
-        BenchCommand::Latency(c) => {
-            let o = bench::latency::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
-            (c, o)
-        }
-        BenchCommand::Bootstrap(c) => {
-            let o = bench::bootstrap::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
-            (c, o)
-        }
-        BenchCommand::Footprint(c) => {
-            let o = bench::footprint::run(&Endpoints::discover()?, c.quick, c.rounds.into()).await?;
-            (c, o)
-        }
+        BenchCommand::All { common, markdown } => return all(&common, markdown).await,
+        BenchCommand::Translator(c) => ("translator", c),
+        BenchCommand::Replay(c) => ("replay", c),
+        BenchCommand::Bootstrap(c) => ("bootstrap", c),
+        BenchCommand::Latency(c) => ("latency", c),
+        BenchCommand::KafkaStreams(c) => ("kafka-streams", c),
+        BenchCommand::Footprint(c) => ("footprint", c),
     };
+    let outcome = bench::run(name, &Endpoints::discover()?, common.quick, common.rounds.into()).await?;
     if common.json {
         output::line(&serde_json::to_string(&outcome)?);
     } else {
         output::line(&outcome.render());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every benchmark in turn: text, JSON lines, or BENCHMARKS.md.
+async fn all(common: &Common, markdown: bool) -> anyhow::Result<ExitCode> {
+    let endpoints = Endpoints::discover()?;
+    let mut outcomes = Vec::new();
+    for name in bench::NAMES {
+        eprintln!("seam bench {name}{} ...", if common.quick { " --quick" } else { "" });
+        let o = bench::run(name, &endpoints, common.quick, common.rounds.into()).await?;
+        if common.json {
+            output::line(&serde_json::to_string(&o)?);
+        } else if !markdown {
+            output::line(&o.render());
+        }
+        outcomes.push(o);
+    }
+    if markdown {
+        output::line(&bench::markdown::document(&outcomes, &endpoints, common.quick));
     }
     Ok(ExitCode::SUCCESS)
 }
