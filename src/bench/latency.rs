@@ -113,6 +113,8 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
         seam_p50.push(percentile(&s, 0.50));
         seam_p99.push(percentile(&s, 0.99));
     }
+    // The echo's clients go before their topic does.
+    drop(echo_side);
     copy_node.shutdown().await?;
     if let Ok(node) = Arc::try_unwrap(source_node) {
         node.shutdown().await?;
