@@ -3,9 +3,14 @@
 //! latency counts from the scheduled time, so a stall shows instead of slowing the sender
 //! (no coordinated omission). Clocks are microseconds, both ends in this process.
 //!
-//! seam: a source service executes each item as a command (journal, then its transactional
-//! publisher), a copy consumer applies it (read_committed, translator, store commit).
 //! Baseline: a bare producer (acks=all, idempotent, linger 0) and a consumer echoing receipt.
+//! seam: the same bare producer publishes framed items to a source topic and a seam copy
+//! consumer applies them (read_committed, decode, translate, apply in the writer); the latency
+//! is taken in the apply. The difference to the baseline is what the consumer side adds.
+//!
+//! Also measured, without a target: service to service, where a seam source service executes
+//! each item as a command (store commit, then its transactional outbox publisher) and the copy
+//! applies it. That adds a store fsync and a Kafka transaction per publisher batch.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +26,8 @@ use super::report::{median, Figure, Outcome, Run, Side};
 use super::synthetic::{self, now_us, CopyService, Item, ItemToCopy, Source};
 use super::translator::{create_topics, scratch};
 use crate::cluster::Endpoints;
+use crate::codec::{wire, Registry};
+use crate::runtime::in_flight::InFlight;
 use crate::runtime::{Node, NodeConfig};
 use crate::service::Cause;
 use crate::translator::{dlq_topic, events_topic};
@@ -96,8 +103,23 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
     })
     .await??;
     let echo_side = Arc::new(echo_side);
+    let registry = Registry::new(endpoints.registry()?)?;
+    let schema = registry
+        .register(
+            &events_topic(&source),
+            synthetic::source_catalog()?.record(synthetic::ITEM)?,
+        )
+        .await?;
+    let feeder = Arc::new(Feeder::new(
+        &client,
+        &events_topic(&source),
+        &format!("{tag}-bare"),
+        schema,
+    )?);
 
     let (mut base_p50, mut base_p99, mut seam_p50, mut seam_p99) = (vec![], vec![], vec![], vec![]);
+    let (mut e2e_p50, mut e2e_p99) = (vec![], vec![]);
+    // One seq for both seam paths: the copy keeps only a later seq per subject.
     let mut seq = rate;
     for _ in 0..rounds {
         let side = Arc::clone(&echo_side);
@@ -106,15 +128,25 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
         base_p50.push(percentile(&b, 0.50));
         base_p99.push(percentile(&b, 0.99));
 
-        drive(&source_node, rate, n, seq).await;
+        let side = Arc::clone(&feeder);
+        let first = seq;
+        tokio::task::spawn_blocking(move || side.round(rate, n, first)).await??;
         seq += n;
         let mut s = settle(&latencies, n).await;
         s.sort_unstable();
         seam_p50.push(percentile(&s, 0.50));
         seam_p99.push(percentile(&s, 0.99));
+
+        drive(&source_node, rate, n, seq).await;
+        seq += n;
+        let mut s = settle(&latencies, n).await;
+        s.sort_unstable();
+        e2e_p50.push(percentile(&s, 0.50));
+        e2e_p99.push(percentile(&s, 0.99));
     }
-    // The echo's clients go before their topic does.
+    // The bare clients go before their topics do.
     drop(echo_side);
+    drop(feeder);
     copy_node.shutdown().await?;
     if let Ok(node) = Arc::try_unwrap(source_node) {
         node.shutdown().await?;
@@ -137,7 +169,7 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
         met: sp99 <= 2.0 * bp99 && sp50 <= bp50 + 1000.0,
         baseline: Side::from_runs("bare produce → consume echo, p99", Figure::of(&base_p99, "µs"), &none),
         subject: Side::from_runs(
-            "seam command → applied at consumer, p99",
+            "bare produce → applied at a seam consumer, p99",
             Figure::of(&seam_p99, "µs"),
             &none,
         ),
@@ -149,6 +181,18 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
             ("replication".to_string(), json!(rf)),
             ("baseline_p50_us".to_string(), json!(Figure::of(&base_p50, "µs"))),
             ("seam_p50_us".to_string(), json!(Figure::of(&seam_p50, "µs"))),
+            (
+                "service_to_service_p50_us".to_string(),
+                json!(Figure::of(&e2e_p50, "µs")),
+            ),
+            (
+                "service_to_service_p99_us".to_string(),
+                json!(Figure::of(&e2e_p99, "µs")),
+            ),
+            (
+                "service_to_service".to_string(),
+                json!("seam command → source store commit → transactional outbox publish → applied at the consumer; no target"),
+            ),
             (
                 "baseline_producer".to_string(),
                 json!("acks=all, idempotent, linger.ms=0"),
@@ -192,6 +236,69 @@ async fn drive(node: &Arc<Node<Source>>, rate: u64, n: u64, first_seq: u64) {
     while tasks.join_next().await.is_some() {}
 }
 
+/// The bare producer feeding the seam consumer: the echo's producer settings, items framed and
+/// headed as a seam publisher would, under event ids of a service of its own.
+struct Feeder {
+    topic: String,
+    service: String,
+    schema: u32,
+    producer: ThreadedProducer<InFlight>,
+}
+
+impl Feeder {
+    fn new(client: &ClientConfig, topic: &str, service: &str, schema: u32) -> anyhow::Result<Self> {
+        let mut config = client.clone();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0");
+        Ok(Self {
+            topic: topic.to_string(),
+            service: service.to_string(),
+            schema,
+            producer: config.create_with_context(InFlight::default())?,
+        })
+    }
+
+    /// `n` items at `rate` from seq `first`, each carrying its scheduled send time.
+    fn round(&self, rate: u64, n: u64, first: u64) -> anyhow::Result<()> {
+        let catalog = synthetic::source_catalog()?;
+        let start = Instant::now();
+        let start_us = now_us();
+        for i in 0..n {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let item = Item {
+                subject: format!("s{}", i % 1000),
+                seq: (first + i) as i64,
+                sent_us: start_us + due.as_micros() as i64,
+                payload: "x".repeat(100),
+            };
+            let value = wire::frame(self.schema, &catalog.encode(synthetic::ITEM, &item)?);
+            let id = crate::envelope::event_id(&self.service, first + i);
+            let headers = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: crate::envelope::EVENT_ID,
+                    value: Some(id.as_str()),
+                })
+                .insert(rdkafka::message::Header {
+                    key: crate::envelope::EVENT_TYPE,
+                    value: Some(synthetic::ITEM),
+                });
+            super::translator::send(
+                &self.producer,
+                BaseRecord::to(&self.topic)
+                    .key(item.subject.as_str())
+                    .payload(value.as_slice())
+                    .headers(headers),
+            )?;
+        }
+        super::translator::acknowledged(&self.producer)
+    }
+}
+
 /// Waits until `n` latencies are in, and takes them.
 async fn settle(latencies: &Arc<Mutex<Vec<i64>>>, n: u64) -> Vec<i64> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -222,7 +329,7 @@ fn since_sent(m: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
 struct Echo {
     topic: String,
     consumer: BaseConsumer,
-    producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    producer: ThreadedProducer<InFlight>,
 }
 
 impl Echo {
@@ -248,7 +355,7 @@ impl Echo {
         Ok(Self {
             topic: topic.to_string(),
             consumer,
-            producer: producer_config.create()?,
+            producer: producer_config.create_with_context(InFlight::default())?,
         })
     }
 

@@ -27,6 +27,7 @@ use super::report::{Outcome, Run, Side};
 use super::synthetic::{self, CopyService, ItemToCopy, ITEM};
 use crate::cluster::Endpoints;
 use crate::codec::{wire, Registry};
+use crate::runtime::in_flight::InFlight;
 use crate::runtime::{Node, NodeConfig};
 use crate::translator::{dlq_topic, events_topic};
 
@@ -151,7 +152,7 @@ pub(super) async fn fill(client: &ClientConfig, registry: &Registry, source: &st
     let id = registry.register(&topic, catalog.record(ITEM)?).await?;
     let (client, source, s) = (client.clone(), source.to_string(), s.clone());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = fast_producer(&client).create()?;
+        let producer: ThreadedProducer<InFlight> = fast_producer(&client).create_with_context(InFlight::default())?;
         for i in 0..s.events {
             let subject = format!("s{}", i % s.subjects.max(1));
             let item = synthetic::item(subject.clone(), i as i64 + 1, s.size);
@@ -174,7 +175,7 @@ pub(super) async fn fill(client: &ClientConfig, registry: &Registry, source: &st
                     .headers(headers),
             )?;
         }
-        producer.flush(Duration::from_secs(120))?;
+        acknowledged(&producer)?;
         Ok(())
     })
     .await??;
@@ -193,19 +194,28 @@ pub(super) fn fast_producer(client: &ClientConfig) -> ClientConfig {
 }
 
 /// Sends, waiting for room when librdkafka's queue is full (never per message otherwise).
-pub(super) fn send(
-    producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-    mut record: BaseRecord<'_, str, [u8]>,
-) -> anyhow::Result<()> {
+pub(super) fn send(producer: &ThreadedProducer<InFlight>, mut record: BaseRecord<'_, str, [u8]>) -> anyhow::Result<()> {
     loop {
         match producer.send(record) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                producer.context().sent();
+                return Ok(());
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 record = r;
                 std::thread::sleep(Duration::from_millis(1));
             }
             Err((e, _)) => return Err(e.into()),
         }
+    }
+}
+
+/// Waits until every send is acknowledged (not `flush`, whose poll rounds up to 100 ms).
+pub(super) fn acknowledged(producer: &ThreadedProducer<InFlight>) -> anyhow::Result<()> {
+    match producer.context().wait(Duration::from_secs(120)) {
+        Some(0) => Ok(()),
+        Some(failed) => anyhow::bail!("{failed} sends failed"),
+        None => anyhow::bail!("sends were not acknowledged within 120 s"),
     }
 }
 
@@ -224,7 +234,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
         tpl.add_partition_offset(input, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> = fast_producer(client).create()?;
+    let producer: ThreadedProducer<InFlight> = fast_producer(client).create_with_context(InFlight::default())?;
     let mut seen = 0u64;
     let mut first: Option<Instant> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -248,7 +258,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
         send(&producer, record)?;
         seen += 1;
     }
-    producer.flush(Duration::from_secs(120))?;
+    acknowledged(&producer)?;
     let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
     Ok(Run {
         events: events.saturating_sub(1),
