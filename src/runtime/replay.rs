@@ -185,7 +185,7 @@ impl<S: Service> Replay<S> {
             std::fs::remove_dir_all(&self.shadow_dir)
                 .map_err(|e| RuntimeError::Store(format!("clearing {}: {e}", self.shadow_dir.display())))?;
         }
-        let shadow = Store::open(&self.shadow_dir)?;
+        let shadow = Store::open(&self.shadow_dir)?.without_journal();
         let (shadow_tx, shadow_rx) = mpsc::channel(16);
         let writer = Writer {
             name: self.name.clone(),

@@ -349,6 +349,8 @@ impl<S: Service> Writer<S> {
     ) -> Result<(), RuntimeError> {
         // Counted per batch, not per event: metrics stay off the per-event path.
         let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
+        // Positions reached, staged once per partition at the end: same commit, fewer writes.
+        let mut reached: Vec<(String, i32, i64)> = Vec::new();
         for Inbound { raw, prepared } in items {
             let _span = debug_span!("take_in", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
             let outcome = if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
@@ -356,14 +358,24 @@ impl<S: Service> Writer<S> {
             } else {
                 positions.advance(&raw.topic, raw.partition, raw.offset);
                 let outcome = self.take_in(group, &raw, prepared)?;
-                group.set.set_position(&raw.topic, raw.partition, raw.offset + 1);
                 group.set.keep();
+                match reached
+                    .iter_mut()
+                    .find(|(t, p, _)| *p == raw.partition && *t == raw.topic)
+                {
+                    Some(r) => r.2 = raw.offset + 1,
+                    None => reached.push((raw.topic.clone(), raw.partition, raw.offset + 1)),
+                }
                 outcome
             };
             if let Some(what) = outcome {
                 *counts.entry((raw.topic, what)).or_default() += 1;
             }
         }
+        for (topic, partition, next) in reached {
+            group.set.set_position(&topic, partition, next);
+        }
+        group.set.keep();
         for ((topic, what), n) in counts {
             match what {
                 "applied" => self.metrics.applied(&topic, n),
