@@ -516,7 +516,11 @@ impl<C: Send + 'static> Reader<C> {
                     .collect::<Result<Vec<_>, _>>()?;
                 let (reply, answer) = oneshot::channel();
                 self.writer
-                    .blocking_send(Request::Foreign { items, reply })
+                    .blocking_send(Request::Foreign {
+                        items,
+                        applied: None,
+                        reply,
+                    })
                     .map_err(|_| RuntimeError::WriterGone)?;
                 answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
                 self.read.fetch_add(n, Ordering::Relaxed);
