@@ -1,11 +1,12 @@
 //! The consumer loop: one `BaseConsumer` on its own thread polls the service's source topics in
 //! batches, runs each record through decode and translate, hands the batch to the writer and
-//! waits until it is committed before polling again.
+//! waits until it is applied before polling again; its flush finishes meanwhile.
 //!
 //! Positions come from the store, not from the group: on every assignment the consumer seeks each
 //! partition to its stored position (after the retention guard), and group offsets are committed
-//! only so tools can see progress. Waiting for the writer bounds memory (one batch in flight) and
-//! means a revocation, which runs inside `poll`, never finds half-applied work.
+//! only so tools can see progress, once a batch is durable. Waiting for the apply bounds memory
+//! (a few batches awaiting their flush at most), and a revocation, which runs inside `poll`,
+//! first waits until every applied batch is durable, so it never finds half-applied work.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

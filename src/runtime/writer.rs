@@ -1,6 +1,7 @@
 //! The single writer of a service's store. API commands, translated foreign events and redrives
 //! queue here; the writer applies whatever is queued against one write set and commits it with
-//! one atomic, flushed store write (group commit), then answers every request in the group.
+//! one atomic store write (group commit). The flusher makes it durable and answers every request
+//! in the group while the writer goes on with the next (`flusher.rs`).
 //!
 //! Because one write carries the model change, the journal entries it emitted and the positions
 //! it reached, a crash can never separate them (invariant 3); because positions and applied event
