@@ -293,12 +293,6 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             // over (about 10 s in KRaft), and a static member rejoining then gets fenced.
             client.set("session.timeout.ms", "30000");
         }
-        if client.get("fetch.wait.max.ms").is_none() {
-            // librdkafka's 500 ms default added about 2 ms at p50 and doubled it under load in
-            // `seam bench latency` (a fetch parked at the broker is not always completed when
-            // data arrives). 10 ms costs an idle consumer ~100 empty fetches/s per broker.
-            client.set("fetch.wait.max.ms", "10");
-        }
         let consumer: BaseConsumer<Context> = client
             .set("group.id", &self.group_id)
             .set("group.instance.id", self.member_id(topics))
