@@ -14,6 +14,7 @@
 //!   Confluent-compatible schema registry) started from Maven Central artifacts.
 //! - [`cli`]: the `seam` command line.
 
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod codec;

@@ -71,7 +71,7 @@ impl Metrics {
         );
         let commits = family(
             "seam_store_commits",
-            "Atomic store writes (each one flushed group commit)",
+            "Atomic store writes (one per group commit; the flusher makes them durable)",
         );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<Labels, Gauge>::default();

@@ -1,6 +1,7 @@
 //! The `seam` command line: parses arguments, runs the command, and turns errors into a
 //! message on stderr and a non-zero exit code (never a panic or a backtrace).
 
+mod bench;
 mod deploy;
 mod dlq;
 mod doctor;
@@ -49,6 +50,9 @@ enum Command {
     /// Per consumer, source and partition: position, end offset, lag in events and seconds,
     /// dead letters and parked events; exit code 3 when a lag exceeds --max-lag.
     Status(status::StatusArgs),
+    /// Benchmark seam against a baseline run side by side on the cluster in use.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Entry point of the `seam` binary.
@@ -72,6 +76,7 @@ pub fn main() -> ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Status(args) => status::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {

@@ -18,7 +18,7 @@ mod stack;
 mod state;
 
 pub use error::LocalError;
-pub use java::Java;
+pub use java::{for_kafka as java_for_kafka, Java};
 pub use layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
 pub use ports::{Owner, PortInUse};
 pub use stack::{

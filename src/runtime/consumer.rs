@@ -1,13 +1,14 @@
 //! The consumer loop: one `BaseConsumer` on its own thread polls the service's source topics in
 //! batches, runs each record through decode and translate, hands the batch to the writer and
-//! waits until it is committed before polling again.
+//! waits until it is applied before polling again; its flush finishes meanwhile.
 //!
 //! Positions come from the store, not from the group: on every assignment the consumer seeks each
 //! partition to its stored position (after the retention guard), and group offsets are committed
-//! only so tools can see progress. Waiting for the writer bounds memory (one batch in flight) and
-//! means a revocation, which runs inside `poll`, never finds half-applied work.
+//! only so tools can see progress, once a batch is durable. Waiting for the apply bounds memory
+//! (a few batches awaiting their flush at most), and a revocation, which runs inside `poll`,
+//! first waits until every applied batch is durable, so it never finds half-applied work.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,19 @@ struct State {
     fatal: Option<RuntimeError>,
     assigned: BTreeSet<(String, i32)>,
     ends: HashMap<(String, i32), i64>,
+    /// Batches applied but not yet durable, oldest first.
+    pending: VecDeque<Pending>,
 }
+
+/// A batch the writer applied whose flush is still running.
+struct Pending {
+    durable: oneshot::Receiver<Result<(), RuntimeError>>,
+    /// The next offset of each partition the batch reached.
+    next: Vec<(String, i32, i64)>,
+}
+
+/// Applied batches waiting for their flush, at most; then the consumer waits for the oldest.
+const MAX_PENDING: usize = 4;
 
 impl Context {
     fn fail(&self, error: RuntimeError) {
@@ -58,6 +71,49 @@ impl Context {
 
     fn take_fatal(&self) -> Option<RuntimeError> {
         self.state.lock().ok().and_then(|mut s| s.fatal.take())
+    }
+
+    /// Commits the group offsets of pending batches that became durable; with `wait`, waits
+    /// for all of them (before a revocation or at the end). Fails on the writer's failure.
+    fn settle(&self, consumer: &BaseConsumer<Self>, wait: bool) -> Result<(), RuntimeError> {
+        let mut done = Vec::new();
+        let result = loop {
+            let Some(mut front) = self.state.lock().ok().and_then(|mut s| s.pending.pop_front()) else {
+                break Ok(());
+            };
+            let outcome = if wait {
+                front.durable.blocking_recv().map_err(|_| RuntimeError::WriterGone)
+            } else {
+                match front.durable.try_recv() {
+                    Ok(r) => Ok(r),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        if let Ok(mut s) = self.state.lock() {
+                            s.pending.push_front(front);
+                        }
+                        break Ok(());
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => Err(RuntimeError::WriterGone),
+                }
+            };
+            match outcome.and_then(|r| r) {
+                Ok(()) => done.extend(front.next),
+                Err(e) => break Err(e),
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in done {
+            let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(next));
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                debug!(service = %self.service, error = %e, "committing group offsets (visibility only) failed");
+            }
+        }
+        result
+    }
+
+    fn pending(&self) -> usize {
+        self.state.lock().map(|s| s.pending.len()).unwrap_or(0)
     }
 
     fn assigned(&self) -> Vec<(String, i32)> {
@@ -112,6 +168,10 @@ impl Context {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        // Everything polled so far is applied; wait until it is durable too.
+        if let Err(e) = self.settle(consumer, true) {
+            self.fail(e);
+        }
         let partitions: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -271,11 +331,17 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                     break Err(e);
                 }
             }
+            // Batches that became durable meanwhile get their group offsets, batch or not.
+            if let Err(e) = consumer.context().settle(&consumer, false) {
+                break Err(e);
+            }
             if last_lag.elapsed() >= LAG_EVERY {
                 self.update_lag(&consumer);
                 last_lag = Instant::now();
             }
         };
+        let settled = consumer.context().settle(&consumer, true);
+        let result = result.and_then(|more| settled.map(|()| more));
         let assigned = consumer.context().assigned();
         consumer
             .context()
@@ -322,18 +388,30 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             latest.insert((raw.topic.clone(), raw.partition), raw.offset);
             items.push(Inbound { raw, prepared });
         }
-        let (reply, answer) = oneshot::channel();
+        let (applied_tx, applied) = oneshot::channel();
+        let (reply, durable) = oneshot::channel();
         self.writer
-            .blocking_send(Request::Foreign { items, reply })
+            .blocking_send(Request::Foreign {
+                items,
+                applied: Some(applied_tx),
+                reply,
+            })
             .map_err(|_| RuntimeError::WriterGone)?;
-        answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
-        failpoint::hit("consumer.applied");
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in latest {
-            let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset + 1));
+        if applied.blocking_recv().is_err() {
+            // The batch failed before it was applied: the reply says why.
+            durable.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
+            return Err(RuntimeError::WriterGone);
         }
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            debug!(service = %self.service, error = %e, "committing group offsets (visibility only) failed");
+        failpoint::hit("consumer.applied");
+        let ctx = consumer.context();
+        if let Ok(mut s) = ctx.state.lock() {
+            s.pending.push_back(Pending {
+                durable,
+                next: latest.into_iter().map(|((t, p), o)| (t, p, o + 1)).collect(),
+            });
+        }
+        if ctx.pending() > MAX_PENDING {
+            ctx.settle(consumer, true)?;
         }
         Ok(())
     }

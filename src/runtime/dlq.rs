@@ -66,6 +66,9 @@ impl Shipper {
                 self.outbox.wait_beyond(self.outbox.get(), Duration::from_millis(500));
                 continue;
             }
+            // The writer's flusher may not have made these durable yet; a dead letter shipped
+            // and then lost in a crash would be parked and shipped again.
+            self.store.flush()?;
             if self.cancel.is_cancelled()
                 && Instant::now() > *deadline.get_or_insert_with(|| Instant::now() + self.drain)
             {

@@ -10,6 +10,8 @@ mod applier;
 mod bootstrap;
 mod consumer;
 mod dlq;
+mod flusher;
+pub(crate) mod in_flight;
 mod pipeline;
 mod progress;
 mod publisher;

@@ -20,7 +20,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::runtime::Handle;
@@ -36,6 +36,7 @@ use crate::partitioner::partition_for;
 use crate::store::Store;
 use crate::translator::events_topic;
 
+use super::in_flight::InFlight;
 use super::progress::Progress;
 use super::RuntimeError;
 
@@ -77,7 +78,7 @@ impl Publisher {
             ids.insert(record.full_name.clone(), id);
         }
         let partitions = self.partition_count(&topic)?;
-        let producer: ThreadedProducer<DefaultProducerContext> = self
+        let producer: ThreadedProducer<InFlight> = self
             .client
             .clone()
             .set("transactional.id", format!("seam-publisher-{}", self.service))
@@ -85,7 +86,7 @@ impl Publisher {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("transaction.timeout.ms", "60000")
-            .create()
+            .create_with_context(InFlight::default())
             .map_err(|e| RuntimeError::kafka("creating the publisher".into(), e))?;
         producer
             .init_transactions(TXN_TIMEOUT)
@@ -254,7 +255,7 @@ impl Publisher {
 
     fn send_batch(
         &self,
-        producer: &ThreadedProducer<DefaultProducerContext>,
+        producer: &ThreadedProducer<InFlight>,
         topic: &str,
         partitions: i32,
         ids: &HashMap<String, u32>,
@@ -283,13 +284,16 @@ impl Publisher {
                 .headers(headers);
             loop {
                 match producer.send(record) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        producer.context().sent();
+                        break;
+                    }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     Err((e, _)) => {
-                        let _ = producer.abort_transaction(TXN_TIMEOUT);
+                        abort(producer);
                         return Err(Failure::Retry(e.to_string()));
                     }
                 }
@@ -300,6 +304,21 @@ impl Publisher {
             }
         }
         failpoint::hit("publisher.before-commit");
+        // Wait for the acknowledgements here, so commit_transaction's own flush finds nothing.
+        match producer.context().wait(TXN_TIMEOUT) {
+            Some(0) => {}
+            Some(failed) => {
+                abort(producer);
+                return Err(Failure::Retry(format!("{failed} sends of the transaction failed")));
+            }
+            None => {
+                abort(producer);
+                return Err(Failure::Retry(format!(
+                    "sends were not acknowledged within {} s",
+                    TXN_TIMEOUT.as_secs()
+                )));
+            }
+        }
         loop {
             match producer.commit_transaction(TXN_TIMEOUT) {
                 Ok(()) => break,
@@ -311,7 +330,7 @@ impl Publisher {
                 Err(e) => {
                     let failure = classify(e);
                     if matches!(failure, Failure::Retry(_)) {
-                        let _ = producer.abort_transaction(TXN_TIMEOUT);
+                        abort(producer);
                     }
                     return Err(failure);
                 }
@@ -320,6 +339,13 @@ impl Publisher {
         failpoint::hit("publisher.after-commit");
         Ok(sent)
     }
+}
+
+/// Aborts the open transaction; its unsent messages are purged, and their failed delivery
+/// reports are drained so the next transaction starts from zero.
+fn abort(producer: &ThreadedProducer<InFlight>) {
+    let _ = producer.abort_transaction(TXN_TIMEOUT);
+    let _ = producer.context().wait(TXN_TIMEOUT);
 }
 
 /// The tail reader's context: reaching the end of a partition is the point, not an error.

@@ -185,7 +185,7 @@ impl<S: Service> Replay<S> {
             std::fs::remove_dir_all(&self.shadow_dir)
                 .map_err(|e| RuntimeError::Store(format!("clearing {}: {e}", self.shadow_dir.display())))?;
         }
-        let shadow = Store::open(&self.shadow_dir)?;
+        let shadow = Store::open(&self.shadow_dir)?.without_journal();
         let (shadow_tx, shadow_rx) = mpsc::channel(16);
         let writer = Writer {
             name: self.name.clone(),
@@ -516,7 +516,11 @@ impl<C: Send + 'static> Reader<C> {
                     .collect::<Result<Vec<_>, _>>()?;
                 let (reply, answer) = oneshot::channel();
                 self.writer
-                    .blocking_send(Request::Foreign { items, reply })
+                    .blocking_send(Request::Foreign {
+                        items,
+                        applied: None,
+                        reply,
+                    })
                     .map_err(|_| RuntimeError::WriterGone)?;
                 answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
                 self.read.fetch_add(n, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! The single writer of a service's store. API commands, translated foreign events and redrives
 //! queue here; the writer applies whatever is queued against one write set and commits it with
-//! one atomic, flushed store write (group commit), then answers every request in the group.
+//! one atomic store write (group commit). The flusher makes it durable and answers every request
+//! in the group while the writer goes on with the next (`flusher.rs`).
 //!
 //! Because one write carries the model change, the journal entries it emitted and the positions
 //! it reached, a crash can never separate them (invariant 3); because positions and applied event
@@ -23,6 +24,7 @@ use crate::offsets::{Delivery, OffsetMap};
 use crate::service::{Apply, ApplyError, Cause, Service};
 use crate::store::{DeadLetter, Store, WriteSet};
 
+use super::flusher::{Flusher, Job};
 use super::pipeline::{Pipeline, Prepared, RawEvent};
 use super::progress::Progress;
 use super::RuntimeError;
@@ -59,6 +61,10 @@ pub(crate) enum Request<C> {
     },
     Foreign {
         items: Vec<Inbound<C>>,
+        /// Fires once the batch is applied and visible, before it is durable: the consumer polls
+        /// on meanwhile instead of waiting for the flush.
+        applied: Option<oneshot::Sender<()>>,
+        /// Answers once the batch is durable (or failed).
         reply: oneshot::Sender<Result<(), RuntimeError>>,
     },
     Redrive {
@@ -113,7 +119,8 @@ pub enum PutOutcome {
     },
 }
 
-enum Reply {
+/// An answer held until its group is durable.
+pub(crate) enum Reply {
     Command(
         oneshot::Sender<Result<Vec<u64>, ApplyError>>,
         Result<Vec<u64>, ApplyError>,
@@ -138,14 +145,61 @@ pub(crate) struct Writer<S: Service> {
 pub(crate) struct Group {
     pub(crate) set: WriteSet,
     replies: Vec<Reply>,
+    applied: Vec<oneshot::Sender<()>>,
     outbox_queued: bool,
+}
+
+impl Reply {
+    /// Answers: the group is durable.
+    pub(crate) fn succeed(self) {
+        match self {
+            Reply::Command(tx, result) => {
+                let _ = tx.send(result);
+            }
+            Reply::Foreign(tx) => {
+                let _ = tx.send(Ok(()));
+            }
+            Reply::Redrive(tx, summary) => {
+                let _ = tx.send(Ok(summary));
+            }
+            Reply::Put(tx, outcomes) => {
+                let _ = tx.send(Ok(outcomes));
+            }
+        }
+    }
+
+    /// Answers: the store failed while making the group durable.
+    pub(crate) fn fail(self, why: &str) {
+        let failure = || RuntimeError::Store(why.to_string());
+        match self {
+            Reply::Command(tx, _) => {
+                let _ = tx.send(Err(ApplyError::Rejected(format!("the store failed: {why}"))));
+            }
+            Reply::Foreign(tx) => {
+                let _ = tx.send(Err(failure()));
+            }
+            Reply::Redrive(tx, _) => {
+                let _ = tx.send(Err(failure()));
+            }
+            Reply::Put(tx, _) => {
+                let _ = tx.send(Err(failure()));
+            }
+        }
+    }
 }
 
 impl<S: Service> Writer<S> {
     /// Runs until every sender is gone; the last group is committed before returning.
     pub fn run(self, mut rx: mpsc::Receiver<Request<S::Command>>) -> Result<(), RuntimeError> {
         let mut positions = self.store.positions()?;
+        let flusher = Flusher::start(
+            &self.name,
+            self.store.clone(),
+            Arc::clone(&self.durable),
+            Arc::clone(&self.outbox),
+        )?;
         while let Some(first) = rx.blocking_recv() {
+            flusher.check()?;
             let mut group = self.group()?;
             let mut next = Some(first);
             let mut taken = 0;
@@ -162,9 +216,12 @@ impl<S: Service> Writer<S> {
                         }
                         group.replies.push(Reply::Command(reply, result));
                     }
-                    Request::Foreign { items, reply } => {
+                    Request::Foreign { items, applied, reply } => {
                         match self.foreign(&mut group, &mut positions, items) {
-                            Ok(()) => group.replies.push(Reply::Foreign(reply)),
+                            Ok(()) => {
+                                group.replies.push(Reply::Foreign(reply));
+                                group.applied.extend(applied);
+                            }
                             Err(e) => {
                                 let _ = reply.send(Err(e.clone()));
                                 return Err(e);
@@ -262,9 +319,9 @@ impl<S: Service> Writer<S> {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit(&mut group)?;
+            self.commit_written(&mut group, &flusher)?;
         }
-        Ok(())
+        flusher.finish()
     }
 
     /// Commits a group without flushing (offline use: replays and tests).
@@ -277,11 +334,14 @@ impl<S: Service> Writer<S> {
         Ok(Group {
             set: self.store.write_set()?,
             replies: Vec::new(),
+            applied: Vec::new(),
             outbox_queued: false,
         })
     }
 
-    /// Commits what the group kept and answers its requests; the group goes on from there.
+    /// Commits what the group kept, durably, and answers its requests; the group goes on from
+    /// there. For steps that must see everything before them durable (snapshot, redrive,
+    /// exclusive jobs); the flush also covers groups still queued at the flusher.
     fn commit(&self, group: &mut Group) -> Result<(), RuntimeError> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
@@ -290,27 +350,36 @@ impl<S: Service> Writer<S> {
             self.metrics.committed();
             failpoint::hit("writer.after-commit");
         }
+        for applied in std::mem::take(&mut group.applied) {
+            let _ = applied.send(());
+        }
         self.durable.raise(last_seq);
         if std::mem::take(&mut group.outbox_queued) {
             self.outbox.nudge();
         }
         for reply in std::mem::take(&mut group.replies) {
-            match reply {
-                Reply::Command(tx, result) => {
-                    let _ = tx.send(result);
-                }
-                Reply::Foreign(tx) => {
-                    let _ = tx.send(Ok(()));
-                }
-                Reply::Redrive(tx, summary) => {
-                    let _ = tx.send(Ok(summary));
-                }
-                Reply::Put(tx, outcomes) => {
-                    let _ = tx.send(Ok(outcomes));
-                }
-            }
+            reply.succeed();
         }
         Ok(())
+    }
+
+    /// Writes what the group kept (visible at once), tells waiting consumers it is applied,
+    /// and leaves the flush and the answers to the flusher.
+    fn commit_written(&self, group: &mut Group, flusher: &Flusher) -> Result<(), RuntimeError> {
+        let last_seq = group.set.last_seq();
+        if !group.set.is_empty() {
+            failpoint::hit("writer.before-commit");
+            self.store.commit(&mut group.set, false)?;
+            self.metrics.committed();
+        }
+        for applied in std::mem::take(&mut group.applied) {
+            let _ = applied.send(());
+        }
+        flusher.queue(Job {
+            last_seq,
+            outbox: std::mem::take(&mut group.outbox_queued),
+            replies: std::mem::take(&mut group.replies),
+        })
     }
 
     fn apply_all(&self, set: &mut WriteSet, commands: &[S::Command], cause: &Cause) -> Result<Vec<u64>, ApplyError> {
@@ -349,6 +418,8 @@ impl<S: Service> Writer<S> {
     ) -> Result<(), RuntimeError> {
         // Counted per batch, not per event: metrics stay off the per-event path.
         let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
+        // Positions reached, staged once per partition at the end: same commit, fewer writes.
+        let mut reached: Vec<(String, i32, i64)> = Vec::new();
         for Inbound { raw, prepared } in items {
             let _span = debug_span!("take_in", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
             let outcome = if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
@@ -356,14 +427,24 @@ impl<S: Service> Writer<S> {
             } else {
                 positions.advance(&raw.topic, raw.partition, raw.offset);
                 let outcome = self.take_in(group, &raw, prepared)?;
-                group.set.set_position(&raw.topic, raw.partition, raw.offset + 1);
                 group.set.keep();
+                match reached
+                    .iter_mut()
+                    .find(|(t, p, _)| *p == raw.partition && *t == raw.topic)
+                {
+                    Some(r) => r.2 = raw.offset + 1,
+                    None => reached.push((raw.topic.clone(), raw.partition, raw.offset + 1)),
+                }
                 outcome
             };
             if let Some(what) = outcome {
                 *counts.entry((raw.topic, what)).or_default() += 1;
             }
         }
+        for (topic, partition, next) in reached {
+            group.set.set_position(&topic, partition, next);
+        }
+        group.set.keep();
         for ((topic, what), n) in counts {
             match what {
                 "applied" => self.metrics.applied(&topic, n),
@@ -672,6 +753,7 @@ mod tests {
                 let (reply, answer) = oneshot::channel();
                 tx.blocking_send(Request::Foreign {
                     items: batch.iter().map(inbound).collect(),
+                    applied: None,
                     reply,
                 })
                 .expect("send");

@@ -61,6 +61,7 @@ impl SledEngine {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
             .cache_capacity(128 * 1024 * 1024)
             .open()
             .map_err(wrap)?;

@@ -1,0 +1,112 @@
+//! `seam bench` as CI runs it: every benchmark in quick mode from the one documented command,
+//! each printing one JSON object a tool can read. No timing is asserted (machines are noisy and
+//! ratios are the figures); what must hold is that every benchmark ran both sides to the end and
+//! reported real numbers with its settings.
+//!
+//! The full run needs the test stack to itself (it measures broker CPU, and fault tests kill
+//! brokers), so it is ignored here and run alone by `scripts/test` after the other tests.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The six benchmarks the issue names, in `seam bench all` order.
+const NAMES: [&str; 6] = [
+    "translator",
+    "replay",
+    "bootstrap",
+    "latency",
+    "kafka-streams",
+    "footprint",
+];
+
+fn seam(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seam"))
+        .args(args)
+        .output()
+        .expect("run seam")
+}
+
+/// Checks one side (`baseline` or `subject`): a description and a positive median with a unit.
+fn check_side(name: &str, which: &str, side: &Value) {
+    let what = side["what"].as_str().unwrap_or_default();
+    assert!(!what.is_empty(), "{name}: {which} says what it ran: {side}");
+    let unit = side["unit"].as_str().unwrap_or_default();
+    assert!(!unit.is_empty(), "{name}: {which} has a unit: {side}");
+    let rounds = side["rounds"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(rounds >= 5, "{name}: {which} ran at least 5 rounds: {side}");
+    let median = side["median"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        median.is_finite() && median > 0.0,
+        "{name}: {which} median is a real figure: {side}"
+    );
+    let (min, max) = (
+        side["min"].as_f64().unwrap_or(f64::NAN),
+        side["max"].as_f64().unwrap_or(f64::NAN),
+    );
+    assert!(
+        min <= median && median <= max,
+        "{name}: {which} min <= median <= max: {side}"
+    );
+}
+
+/// Checks one outcome (a benchmark or one of its cases).
+fn check_outcome(outcome: &Value) {
+    let name = outcome["name"].as_str().expect("a name");
+    let ratio = outcome["ratio"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        ratio.is_finite() && ratio >= 0.0,
+        "{name}: ratio is a number: {outcome}"
+    );
+    assert!(
+        !outcome["target"].as_str().unwrap_or_default().is_empty(),
+        "{name}: states its target"
+    );
+    assert!(outcome["met"].is_boolean(), "{name}: says whether the target is met");
+    check_side(name, "baseline", &outcome["baseline"]);
+    check_side(name, "subject", &outcome["subject"]);
+    let settings = outcome["settings"].as_object().expect("settings");
+    assert!(!settings.is_empty(), "{name}: prints its settings");
+    for case in outcome["cases"].as_array().into_iter().flatten() {
+        check_outcome(case);
+    }
+}
+
+#[test]
+#[ignore = "needs the test stack to itself; scripts/test runs it alone after the other tests"]
+fn every_benchmark_runs_in_quick_mode_and_prints_one_json_object() {
+    let out = seam(&["bench", "all", "--quick", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "seam bench all --quick --json failed:\n{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let outcomes: Vec<Value> = stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}")))
+        .collect();
+    let names: Vec<&str> = outcomes.iter().filter_map(|o| o["name"].as_str()).collect();
+    assert_eq!(names, NAMES, "one object per benchmark, in order");
+    for outcome in &outcomes {
+        check_outcome(outcome);
+    }
+    for (name, cases) in [("translator", 2), ("latency", 2)] {
+        let o = outcomes.iter().find(|o| o["name"] == name).expect("present");
+        let n = o["cases"].as_array().map(Vec::len).unwrap_or(0);
+        assert_eq!(n, cases, "{name} reports each of its cases");
+        let all_met = o["cases"].as_array().into_iter().flatten().all(|c| c["met"] == true);
+        assert_eq!(o["met"], all_met, "{name} is met only when every case is");
+    }
+}
+
+#[test]
+fn bad_bench_arguments_are_named() {
+    let out = seam(&["bench", "translatr", "--quick"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("translatr"));
+    let out = seam(&["bench", "replay", "--rounds", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5..=100"));
+    let out = seam(&["bench", "all", "--json", "--markdown"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--markdown"));
+}
