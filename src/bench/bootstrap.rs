@@ -14,7 +14,7 @@ use super::report::{Figure, Outcome, Run, Side};
 use super::synthetic::{self, CopyService, Item, ItemToCopy, Source};
 use super::translator::{create_topics, scratch};
 use crate::cluster::Endpoints;
-use crate::runtime::{Node, NodeConfig, SnapshotSource};
+use crate::runtime::{Node, SnapshotSource};
 use crate::service::Cause;
 use crate::translator::{dlq_topic, events_topic};
 
@@ -35,16 +35,7 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
     let source = format!("{tag}-src");
     let mut topics = vec![events_topic(&source)];
     create_topics(&client, &[(events_topic(&source), 6)], rf).await?;
-    let config = |name: &str| -> anyhow::Result<NodeConfig> {
-        let mut c = NodeConfig::new(
-            name,
-            scratch(name),
-            &endpoints.bootstrap_servers(),
-            endpoints.registry()?,
-        );
-        c.kafka = endpoints.kafka.0.clone();
-        Ok(c)
-    };
+    let config = |name: &str| super::node_config(endpoints, name, scratch(name));
     let node = Arc::new(Node::start(config(&source)?, Source, synthetic::source_catalog()?, vec![]).await?);
     history(&node, 0, events - after_cut, subjects).await?;
     let (meta, records) = node.snapshot(Duration::from_secs(120)).await?;

@@ -135,13 +135,7 @@ fn caught_up(store: &std::path::Path) -> u64 {
 /// and keeping `<store>/applied` at the number of events it has taken in.
 pub async fn serve_copy(name: &str, source: &str, store: std::path::PathBuf) -> anyhow::Result<()> {
     let endpoints = Endpoints::discover_for(name)?;
-    let mut config = crate::runtime::NodeConfig::new(
-        name,
-        store.join("db"),
-        &endpoints.bootstrap_servers(),
-        endpoints.registry()?,
-    );
-    config.kafka = endpoints.kafka.0.clone();
+    let config = super::node_config(&endpoints, name, store.join("db"))?;
     let node = crate::runtime::Node::start(
         config,
         super::synthetic::CopyService::default(),

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use serde_json::json;
 
 use super::report::{median, Figure, Outcome, Run, Side};
@@ -76,13 +76,7 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
     )
     .await?;
     let node_config = |name: &str| -> anyhow::Result<NodeConfig> {
-        let mut c = NodeConfig::new(
-            name,
-            scratch(name),
-            &endpoints.bootstrap_servers(),
-            endpoints.registry()?,
-        );
-        c.kafka = endpoints.kafka.0.clone();
+        let mut c = super::node_config(endpoints, name, scratch(name))?;
         // The echo's fetch setting, so both consumers wait for data alike.
         c.kafka.insert("fetch.wait.max.ms".into(), FETCH_WAIT_MS.into());
         Ok(c)
@@ -344,19 +338,9 @@ struct Echo {
 
 impl Echo {
     fn new(client: &ClientConfig, topic: &str) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer = client
-            .clone()
-            .set("group.id", format!("{topic}-echo"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", FETCH_WAIT_MS)
-            .create()?;
-        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::End)?;
-        }
-        consumer.assign(&tpl)?;
+        let mut fetch = client.clone();
+        fetch.set("fetch.wait.max.ms", FETCH_WAIT_MS);
+        let consumer = super::reader(&fetch, &format!("{topic}-echo"), topic, Offset::End)?;
         let mut producer_config = client.clone();
         producer_config
             .set("acks", "all")

@@ -14,12 +14,40 @@ pub mod report;
 pub mod synthetic;
 pub mod translator;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::cluster::Endpoints;
+use crate::runtime::NodeConfig;
+
+/// A benchmark node's settings: its store in `store`, the cluster's client properties.
+pub(crate) fn node_config(endpoints: &Endpoints, name: &str, store: PathBuf) -> anyhow::Result<NodeConfig> {
+    let mut c = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
+    c.kafka = endpoints.kafka.0.clone();
+    Ok(c)
+}
+
+/// A baseline's consumer: assigned every partition of `topic` at `from`, no group offsets kept.
+pub(crate) fn reader(client: &ClientConfig, group: &str, topic: &str, from: Offset) -> anyhow::Result<BaseConsumer> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, from)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(consumer)
+}
 
 /// Every benchmark, in the order `seam bench all` runs them.
 pub const NAMES: [&str; 6] = [
@@ -32,12 +60,7 @@ pub const NAMES: [&str; 6] = [
 ];
 
 /// Runs the benchmark called `name`.
-pub async fn run(
-    name: &str,
-    endpoints: &crate::cluster::Endpoints,
-    quick: bool,
-    rounds: usize,
-) -> anyhow::Result<report::Outcome> {
+pub async fn run(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
     match name {
         "translator" => translator::run(endpoints, quick, rounds).await,
         "replay" => replay::run(endpoints, quick, rounds).await,

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use serde_json::json;
 
 use super::cpu::Meter;
@@ -18,7 +17,7 @@ use super::synthetic::{self, CopyService, ItemToCopy};
 use super::translator::{create_topics, fill, scratch, Settings};
 use crate::cluster::Endpoints;
 use crate::codec::Registry;
-use crate::runtime::{Node, NodeConfig, ReplayRequest, ReplayStatus};
+use crate::runtime::{Node, ReplayRequest, ReplayStatus};
 use crate::translator::{dlq_topic, events_topic};
 
 /// The target: seam's rebuild at least 0.8× the raw drain-and-insert rate.
@@ -54,13 +53,7 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
 
     // The live consumer, caught up once; every round rebuilds its replica beside it.
     let store_dir = scratch(&consumer);
-    let mut config = NodeConfig::new(
-        &consumer,
-        store_dir.clone(),
-        &endpoints.bootstrap_servers(),
-        endpoints.registry()?,
-    );
-    config.kafka = endpoints.kafka.0.clone();
+    let config = super::node_config(endpoints, &consumer, store_dir.clone())?;
     let node = Node::start(
         config,
         CopyService::replicating(&source),
@@ -150,18 +143,7 @@ fn drain_and_insert(client: &ClientConfig, topic: &str, dir: &std::path::Path, e
     let meter = Meter::start();
     let began = Instant::now();
     let db = sled::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", format!("{topic}-drain"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = super::reader(client, &format!("{topic}-drain"), topic, Offset::Beginning)?;
     let mut seen = 0u64;
     let mut batch = sled::Batch::default();
     let mut pending = 0;

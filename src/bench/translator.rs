@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset};
 use serde_json::json;
 
 use super::cpu::Meter;
@@ -28,7 +27,7 @@ use super::synthetic::{self, CopyService, ItemToCopy, ITEM};
 use crate::cluster::Endpoints;
 use crate::codec::{wire, Registry};
 use crate::runtime::in_flight::InFlight;
-use crate::runtime::{Node, NodeConfig};
+use crate::runtime::Node;
 use crate::translator::{dlq_topic, events_topic};
 
 /// How a translator run is shaped.
@@ -225,18 +224,7 @@ pub(super) fn acknowledged(producer: &ThreadedProducer<InFlight>) -> anyhow::Res
 /// The baseline: read every input event and produce it unchanged to `out`.
 fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> anyhow::Result<Run> {
     let meter = Meter::start();
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", format!("{out}-reader"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let md = consumer.fetch_metadata(Some(input), Duration::from_secs(10))?;
-    let partitions = md.topics().first().map_or(0, |t| t.partitions().len() as i32);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(input, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = super::reader(client, &format!("{out}-reader"), input, Offset::Beginning)?;
     let producer: ThreadedProducer<InFlight> = fast_producer(client).create_with_context(InFlight::default())?;
     let mut seen = 0u64;
     let mut first: Option<Instant> = None;
@@ -274,13 +262,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
 pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &str, events: u64) -> anyhow::Result<Run> {
     let meter = Meter::start();
     let store_dir = scratch(consumer);
-    let mut config = NodeConfig::new(
-        consumer,
-        store_dir.clone(),
-        &endpoints.bootstrap_servers(),
-        endpoints.registry()?,
-    );
-    config.kafka = endpoints.kafka.0.clone();
+    let config = super::node_config(endpoints, consumer, store_dir.clone())?;
     let node = Node::start(
         config,
         CopyService::default(),
