@@ -25,7 +25,7 @@ impl Registry {
     pub fn new(base: &str) -> anyhow::Result<Self> {
         Ok(Self {
             base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(15)).build()?,
         })
     }
 
@@ -108,17 +108,32 @@ impl Registry {
         self.call(Method::POST, path, Some(&json!({ "schema": schema }))).await
     }
 
-    /// One request to the registry: its status and JSON answer (null when it has none).
+    /// One request to the registry: its status and JSON answer (null when it has none). A
+    /// request that gets no answer (refused, reset, timed out) is sent again, up to three times:
+    /// every request deploy makes is idempotent (registering a schema the registry already
+    /// holds returns its id), and a registry stalled for a few seconds should not fail a deploy.
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<(StatusCode, Value)> {
-        let mut request = self.http.request(method, format!("{}/{path}", self.base));
-        if let Some(body) = body {
-            request = request.header("Content-Type", CONTENT_TYPE).json(body);
+        let mut attempt = 1;
+        loop {
+            let mut request = self.http.request(method.clone(), format!("{}/{path}", self.base));
+            if let Some(body) = body {
+                request = request.header("Content-Type", CONTENT_TYPE).json(body);
+            }
+            match request.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    return Ok((status, resp.json().await.unwrap_or(Value::Null)));
+                }
+                Err(e) if attempt < 3 && (e.is_timeout() || e.is_connect() || e.is_request()) => {
+                    tracing::warn!(registry = %self.base, %path, attempt, error = %e, "the registry did not answer; asking again");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e))
+                        .with_context(|| format!("the registry at {} does not answer", self.base))
+                }
+            }
         }
-        let resp = request
-            .send()
-            .await
-            .with_context(|| format!("the registry at {} does not answer", self.base))?;
-        let status = resp.status();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 }
