@@ -5,7 +5,6 @@
 //! The Streams process's CPU is counted from its first record (JVM start and warm-up excluded);
 //! seam's over the whole round, node start included: the comparison leans toward Streams.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,10 +15,10 @@ use tokio::io::AsyncBufReadExt;
 
 use super::cpu::{Meter, Used};
 use super::report::{Figure, Outcome, Run, Side};
-use super::translator::{create_topics, fill, scratch, seam_copy, Settings};
+use super::translator::{copy_topics, create_topics, fill, scratch, seam_copy, Settings};
 use crate::cluster::Endpoints;
 use crate::codec::Registry;
-use crate::translator::{dlq_topic, events_topic};
+use crate::translator::events_topic;
 
 /// seam must do at least this many times the Streams app's events per CPU-second.
 const TARGET: f64 = 2.0;
@@ -84,13 +83,7 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
         streams.push(run_peer(&dir, &java.path, endpoints, &source, &output, &app, events, &properties).await?);
 
         let consumer = format!("{tag}-cp{round}");
-        create_topics(
-            &client,
-            &[(events_topic(&consumer), s.partitions), (dlq_topic(&consumer), 1)],
-            rf,
-        )
-        .await?;
-        topics.extend([events_topic(&consumer), dlq_topic(&consumer)]);
+        copy_topics(&client, &consumer, &s, rf, &mut topics).await?;
         seam.push(seam_copy(endpoints, &source, &consumer, events).await?);
     }
     super::delete_topics(&client, &topics).await;
@@ -121,26 +114,24 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
         met: ratio >= TARGET,
         baseline,
         subject,
-        settings: BTreeMap::from([
-            ("events".to_string(), json!(events)),
-            ("message_bytes".to_string(), json!(s.size)),
-            ("partitions".to_string(), json!(s.partitions)),
-            ("replication".to_string(), json!(rf)),
-            ("subjects".to_string(), json!(s.subjects)),
-            ("rounds".to_string(), json!(rounds)),
-            ("java".to_string(), json!(java.to_string())),
-            (
-                "streams".to_string(),
-                json!("1 stream thread, exactly_once_v2, commit.interval.ms=100 (default under EOS)"),
-            ),
-            (
-                "throughput_events_per_s".to_string(),
-                json!({
-                    "kafka_streams": Figure::of(&streams.iter().map(Run::rate).collect::<Vec<_>>(), "events/s"),
-                    "seam": Figure::of(&seam.iter().map(Run::rate).collect::<Vec<_>>(), "events/s"),
-                }),
-            ),
-        ]),
+        settings: s
+            .described(rf)
+            .into_iter()
+            .chain([
+                ("java".to_string(), json!(java.to_string())),
+                (
+                    "streams".to_string(),
+                    json!("1 stream thread, exactly_once_v2, commit.interval.ms=100 (default under EOS)"),
+                ),
+                (
+                    "throughput_events_per_s".to_string(),
+                    json!({
+                        "kafka_streams": Figure::of(&streams.iter().map(Run::rate).collect::<Vec<_>>(), "events/s"),
+                        "seam": Figure::of(&seam.iter().map(Run::rate).collect::<Vec<_>>(), "events/s"),
+                    }),
+                ),
+            ])
+            .collect(),
         cases: Vec::new(),
     })
 }

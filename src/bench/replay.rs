@@ -91,22 +91,20 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
         met: ratio >= TARGET,
         baseline,
         subject,
-        settings: BTreeMap::from([
-            ("events".to_string(), json!(events)),
-            ("message_bytes".to_string(), json!(s.size)),
-            ("partitions".to_string(), json!(s.partitions)),
-            ("replication".to_string(), json!(rf)),
-            ("subjects".to_string(), json!(s.subjects)),
-            ("rounds".to_string(), json!(rounds)),
-            (
-                "seam".to_string(),
-                json!("dry run: the rebuilt replica is compared, not swapped"),
-            ),
-            (
-                "baseline".to_string(),
-                json!("BaseConsumer assign from 0, sled::Batch per 2000 records, one flush"),
-            ),
-        ]),
+        settings: s
+            .described(rf)
+            .into_iter()
+            .chain([
+                (
+                    "seam".to_string(),
+                    json!("dry run: the rebuilt replica is compared, not swapped"),
+                ),
+                (
+                    "baseline".to_string(),
+                    json!("BaseConsumer assign from 0, sled::Batch per 2000 records, one flush"),
+                ),
+            ])
+            .collect(),
         cases: Vec::new(),
     })
 }

@@ -30,7 +30,7 @@ use crate::runtime::in_flight::InFlight;
 use crate::runtime::Node;
 use crate::translator::{dlq_topic, events_topic};
 
-/// How a translator run is shaped.
+/// How a translator-shaped run (translator, replay, kafka-streams) is shaped.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Input events per round.
@@ -89,13 +89,7 @@ async fn case(endpoints: &Endpoints, s: &Settings, target: f64) -> anyhow::Resul
         baseline.push(tokio::task::spawn_blocking(move || passthrough(&c, &input, &out, n)).await??);
 
         let consumer = format!("{tag}-cp{round}");
-        create_topics(
-            &client,
-            &[(events_topic(&consumer), s.partitions), (dlq_topic(&consumer), 1)],
-            rf,
-        )
-        .await?;
-        topics.extend([events_topic(&consumer), dlq_topic(&consumer)]);
+        copy_topics(&client, &consumer, s, rf, &mut topics).await?;
         subject.push(seam_copy(endpoints, &source, &consumer, s.events).await?);
     }
     super::delete_topics(&client, &topics).await;
@@ -110,24 +104,55 @@ async fn case(endpoints: &Endpoints, s: &Settings, target: f64) -> anyhow::Resul
         met: ratio >= target,
         baseline,
         subject,
-        settings: BTreeMap::from([
-            ("events".to_string(), json!(s.events)),
-            ("message_bytes".to_string(), json!(s.size)),
-            ("partitions".to_string(), json!(s.partitions)),
-            ("replication".to_string(), json!(rf)),
-            ("subjects".to_string(), json!(s.subjects)),
-            ("rounds".to_string(), json!(s.rounds)),
-            (
-                "producer".to_string(),
-                json!("acks=all, idempotent, linger.ms=5, batch.num.messages=10000, no compression"),
-            ),
-            (
-                "seam".to_string(),
-                json!("max_batch=2000, one store commit per batch, transactional publisher"),
-            ),
-        ]),
+        settings: s
+            .described(rf)
+            .into_iter()
+            .chain([
+                (
+                    "producer".to_string(),
+                    json!("acks=all, idempotent, linger.ms=5, batch.num.messages=10000, no compression"),
+                ),
+                (
+                    "seam".to_string(),
+                    json!("max_batch=2000, one store commit per batch, transactional publisher"),
+                ),
+            ])
+            .collect(),
         cases: Vec::new(),
     })
+}
+
+impl Settings {
+    /// The settings every report of such a run prints, under the same names.
+    pub(super) fn described(&self, rf: i32) -> BTreeMap<String, serde_json::Value> {
+        BTreeMap::from([
+            ("events".to_string(), json!(self.events)),
+            ("message_bytes".to_string(), json!(self.size)),
+            ("partitions".to_string(), json!(self.partitions)),
+            ("replication".to_string(), json!(rf)),
+            ("subjects".to_string(), json!(self.subjects)),
+            ("rounds".to_string(), json!(self.rounds)),
+        ])
+    }
+}
+
+/// A copy consumer's topics (`<consumer>.events`, `<consumer>.dlq`), created and added to
+/// `topics` (what the benchmark deletes at the end).
+pub(super) async fn copy_topics(
+    client: &ClientConfig,
+    consumer: &str,
+    s: &Settings,
+    rf: i32,
+    topics: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    create_topics(
+        client,
+        &[(events_topic(consumer), s.partitions), (dlq_topic(consumer), 1)],
+        rf,
+    )
+    .await?;
+    topics.extend([events_topic(consumer), dlq_topic(consumer)]);
+    Ok(())
 }
 
 /// Creates topics (RF `rf`), tolerating ones that exist.
