@@ -249,18 +249,25 @@ struct Feeder {
     producer: ThreadedProducer<InFlight>,
 }
 
+/// The producer settings of both the feeder and the echo, so the two sides send alike:
+/// acknowledged by all replicas, idempotent, and sent at once (a latency probe must not wait
+/// for a batch to fill).
+fn unbatched(client: &ClientConfig) -> ClientConfig {
+    let mut config = client.clone();
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0");
+    config
+}
+
 impl Feeder {
     fn new(client: &ClientConfig, topic: &str, service: &str, schema: u32) -> anyhow::Result<Self> {
-        let mut config = client.clone();
-        config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0");
         Ok(Self {
             topic: topic.to_string(),
             service: service.to_string(),
             schema,
-            producer: config.create_with_context(InFlight::default())?,
+            producer: unbatched(client).create_with_context(InFlight::default())?,
         })
     }
 
@@ -341,15 +348,10 @@ impl Echo {
         let mut fetch = client.clone();
         fetch.set("fetch.wait.max.ms", FETCH_WAIT_MS);
         let consumer = super::reader(&fetch, &format!("{topic}-echo"), topic, Offset::End)?;
-        let mut producer_config = client.clone();
-        producer_config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "0");
         Ok(Self {
             topic: topic.to_string(),
             consumer,
-            producer: producer_config.create_with_context(InFlight::default())?,
+            producer: unbatched(client).create_with_context(InFlight::default())?,
         })
     }
 
