@@ -123,12 +123,16 @@ pub enum ApplyError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The service's code panicked (a bug): for a foreign event, the event is dead-lettered with
+    /// kind `panic`; its staged writes are discarded either way.
+    #[error("the service panicked: {0}")]
+    Panicked(String),
 }
 
 impl Classify for ApplyError {
     fn class(&self) -> Class {
         match self {
-            Self::Rejected(_) | Self::Encode(_) => Class::Poison,
+            Self::Rejected(_) | Self::Encode(_) | Self::Panicked(_) => Class::Poison,
             Self::Model { .. } | Self::Store(_) => Class::Fatal,
         }
     }

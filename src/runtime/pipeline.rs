@@ -190,13 +190,19 @@ impl<C: 'static> Pipeline<C> {
             record: decoded.record,
             value: decoded.value,
         };
-        Ok(match source.translator.translate(&event) {
-            Ok(commands) if commands.is_empty() => Prepared::Filtered,
-            Ok(commands) => Prepared::Commands(commands),
-            Err(e) => Prepared::Poison {
-                kind: "translator".into(),
-                reason: e.to_string(),
+        Ok(
+            match crate::fault::panic::catch(|| source.translator.translate(&event)) {
+                Ok(Ok(commands)) if commands.is_empty() => Prepared::Filtered,
+                Ok(Ok(commands)) => Prepared::Commands(commands),
+                Ok(Err(e)) => Prepared::Poison {
+                    kind: "translator".into(),
+                    reason: e.to_string(),
+                },
+                Err(message) => Prepared::Poison {
+                    kind: "panic".into(),
+                    reason: format!("the translator panicked: {message}"),
+                },
             },
-        })
+        )
     }
 }

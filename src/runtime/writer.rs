@@ -232,9 +232,9 @@ impl<S: Service> Writer<S> {
                     Request::Snapshot { reply, release } => {
                         self.commit(&mut group)?;
                         let mut out = crate::service::SnapshotOut::new(&self.store, &self.catalog);
-                        let result = self
-                            .service
-                            .snapshot(&mut out)
+                        let result = crate::fault::panic::catch(|| self.service.snapshot(&mut out))
+                            .map_err(ApplyError::Panicked)
+                            .and_then(|r| r)
                             .map(|()| (self.store.last_seq().unwrap_or(0), out.into_records()));
                         let exported = result.is_ok();
                         let _ = reply.send(result);
@@ -385,7 +385,7 @@ impl<S: Service> Writer<S> {
     fn apply_all(&self, set: &mut WriteSet, commands: &[S::Command], cause: &Cause) -> Result<Vec<u64>, ApplyError> {
         let mut ctx = Apply::new(&self.store, set, &self.catalog, cause, envelope::now_ms());
         for command in commands {
-            self.service.apply(&mut ctx, command)?;
+            crate::fault::panic::catch(|| self.service.apply(&mut ctx, command)).map_err(ApplyError::Panicked)??;
         }
         Ok(std::mem::take(&mut ctx.emitted))
     }
@@ -522,13 +522,12 @@ impl<S: Service> Writer<S> {
                     Err(e) => {
                         group.set.discard();
                         warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "a translated command failed; dead-lettering the event");
-                        self.metrics.dead_lettered(&raw.topic, "apply");
-                        self.park(
-                            group,
-                            raw,
-                            "apply",
-                            format!("applying the translated command failed: {e}"),
-                        );
+                        let kind = match e {
+                            ApplyError::Panicked(_) => "panic",
+                            _ => "apply",
+                        };
+                        self.metrics.dead_lettered(&raw.topic, kind);
+                        self.park(group, raw, kind, format!("applying the translated command failed: {e}"));
                         Ok(None)
                     }
                 }

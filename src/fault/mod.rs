@@ -22,3 +22,5 @@ pub trait Classify {
     /// The class of this error.
     fn class(&self) -> Class;
 }
+
+pub mod panic;
