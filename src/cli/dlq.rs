@@ -103,21 +103,16 @@ async fn redrive(consumer: String, request: RedriveRequest, wait: u64) -> anyhow
         let answered: Vec<&Listed> = now
             .iter()
             .filter(|l| {
-                pending
-                    .iter()
-                    .any(|p| (&p.topic, p.partition, p.offset) == (&l.topic, l.partition, l.offset))
-                    && l.redrive_time.as_ref().is_some_and(|t| *t >= asked_at)
+                pending.iter().any(|p| p.same_letter(l)) && l.redrive_time.as_ref().is_some_and(|t| *t >= asked_at)
             })
             .collect();
         let failed: Vec<&&Listed> = answered.iter().filter(|l| l.status == "redrive-failed").collect();
         if !failed.is_empty() || answered.len() >= pending.len() {
             for l in &answered {
                 output::line(&format!(
-                    "{}  {}/{}@{}  {}{}",
+                    "{}  {}  {}{}",
                     l.status,
-                    l.topic,
-                    l.partition,
-                    l.offset,
+                    l.source_label(),
                     l.subject.as_deref().unwrap_or("-"),
                     l.redrive_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
                 ));
@@ -149,7 +144,7 @@ fn print_table(letters: &[Listed]) {
         .map(|l| {
             vec![
                 l.consumer.clone(),
-                format!("{}/{}@{}", l.topic, l.partition, l.offset),
+                l.source_label(),
                 l.subject.clone().unwrap_or_else(|| "-".into()),
                 l.class.clone(),
                 l.error.clone(),

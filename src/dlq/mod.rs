@@ -39,6 +39,10 @@ pub const REASON: &str = "seam-dlq-reason";
 pub const SUBJECT: &str = "seam-dlq-subject";
 /// Header: when, RFC 3339.
 pub const TIME: &str = "seam-dlq-time";
+/// Header: the source event's `seam-event-id`, when it has one.
+pub const EVENT_ID: &str = "seam-dlq-event-id";
+/// Header: the snapshot (`<source>@<seq>`) a bootstrap record came from.
+pub const SNAPSHOT: &str = "seam-dlq-snapshot";
 
 /// `dead-letter`.
 pub const KIND_DEAD_LETTER: &str = "dead-letter";
@@ -63,8 +67,27 @@ fn coordinates(letter: &DeadLetter) -> Vec<(String, Option<Vec<u8>>)> {
     if let Some(subject) = &letter.subject {
         headers.push(h(SUBJECT, subject.clone()));
     }
+    if let Some(id) = letter
+        .headers
+        .iter()
+        .find(|(k, _)| k == envelope::EVENT_ID)
+        .and_then(|(_, v)| String::from_utf8(v.clone()?).ok())
+    {
+        headers.push(h(EVENT_ID, id));
+    }
+    if let Some(tag) = letter
+        .headers
+        .iter()
+        .find(|(k, _)| k == SNAPSHOT_HEADER)
+        .and_then(|(_, v)| String::from_utf8(v.clone()?).ok())
+    {
+        headers.push(h(SNAPSHOT, tag));
+    }
     headers
 }
+
+/// The header a bootstrap puts on each snapshot record it takes in: `<source>@<seq>`.
+pub const SNAPSHOT_HEADER: &str = "seam-snapshot";
 
 /// The DLQ record for a dead letter: original key, value and headers plus the `seam-dlq-*` ones.
 pub fn dead_letter_record(letter: &DeadLetter) -> OutboxRecord {
@@ -180,6 +203,39 @@ impl DlqRecord {
             self.get(OFFSET)?.parse().ok()?,
         ))
     }
+
+    /// Which dead letter this record is about (see [`Identity`]).
+    pub fn identity(&self) -> Option<Identity> {
+        let (topic, partition, offset) = self.source()?;
+        if partition >= 0 {
+            return Some(Identity::Offset(topic, partition, offset));
+        }
+        if let Some(id) = self.get(EVENT_ID) {
+            let (service, seq) = match envelope::parse_event_id(id) {
+                Some((service, seq)) => (service.to_string(), seq),
+                None => (id.to_string(), 0),
+            };
+            return Some(Identity::Event(topic, service, seq, id.to_string()));
+        }
+        if let Some(tag) = self.get(SNAPSHOT) {
+            return Some(Identity::Snapshot(topic, tag.to_string(), offset));
+        }
+        Some(Identity::Offset(topic, partition, offset))
+    }
+}
+
+/// What tells one dead letter from another. An event read from Kafka is its coordinates; one
+/// that came without a Kafka offset is its event id (putEvents: every such letter is at
+/// partition -1, offset -1) or its place in the snapshot it was bootstrapped from. Ordered by
+/// topic, then coordinates, then events by service and seq.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    /// Topic, partition, offset.
+    Offset(String, i32, i64),
+    /// Topic, service and seq of the event id (for ordering), the event id.
+    Event(String, String, u64, String),
+    /// Topic, snapshot (`<source>@<seq>`), record index.
+    Snapshot(String, String, i64),
 }
 
 /// One dead letter as `seam dlq list` shows it.
@@ -195,6 +251,11 @@ pub struct Listed {
     pub offset: i64,
     /// Subject.
     pub subject: Option<String>,
+    /// The event's `seam-event-id`, when it has one.
+    pub event_id: Option<String>,
+    /// The snapshot (`<source>@<seq>`) a bootstrap record came from; `offset` is then its index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// `poison` or `parked`.
     pub class: String,
     /// Short failure name.
@@ -211,19 +272,48 @@ pub struct Listed {
     pub redrive_time: Option<String>,
 }
 
+impl Listed {
+    /// Whether both describe the same dead letter (see [`Identity`]).
+    pub fn same_letter(&self, other: &Listed) -> bool {
+        (&self.topic, self.partition, self.offset, &self.event_id, &self.snapshot)
+            == (
+                &other.topic,
+                other.partition,
+                other.offset,
+                &other.event_id,
+                &other.snapshot,
+            )
+    }
+
+    /// Where the event came from, for people: `topic/partition@offset`, or how it came without
+    /// an offset.
+    pub fn source_label(&self) -> String {
+        match (&self.event_id, &self.snapshot) {
+            _ if self.partition >= 0 => format!("{}/{}@{}", self.topic, self.partition, self.offset),
+            (Some(id), _) => format!("{} (putEvents {id})", self.topic),
+            (None, Some(tag)) => format!("{} (snapshot {tag} record {})", self.topic, self.offset),
+            (None, None) => format!("{}/{}@{}", self.topic, self.partition, self.offset),
+        }
+    }
+}
+
 /// Folds the records of one DLQ topic into its dead letters with their current status.
 pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
-    let mut letters: BTreeMap<(String, i32, i64), Listed> = BTreeMap::new();
+    let mut letters: BTreeMap<Identity, Listed> = BTreeMap::new();
     for record in records {
-        let Some(source) = record.source() else { continue };
+        let (Some(identity), Some(source)) = (record.identity(), record.source()) else {
+            continue;
+        };
         match record.kind() {
             KIND_DEAD_LETTER => {
-                letters.entry(source.clone()).or_insert_with(|| Listed {
+                letters.entry(identity).or_insert_with(|| Listed {
                     consumer: consumer.to_string(),
                     topic: source.0.clone(),
                     partition: source.1,
                     offset: source.2,
                     subject: record.get(SUBJECT).map(str::to_string),
+                    event_id: record.get(EVENT_ID).map(str::to_string),
+                    snapshot: record.get(SNAPSHOT).map(str::to_string),
                     class: record.get(CLASS).unwrap_or_default().to_string(),
                     error: record.get(ERROR).unwrap_or_default().to_string(),
                     reason: record.get(REASON).unwrap_or_default().to_string(),
@@ -234,14 +324,14 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                 });
             }
             KIND_REDRIVEN => {
-                if let Some(l) = letters.get_mut(&source) {
+                if let Some(l) = letters.get_mut(&identity) {
                     l.status = KIND_REDRIVEN.into();
                     l.redrive_error = None;
                     l.redrive_time = record.get(TIME).map(str::to_string);
                 }
             }
             KIND_REDRIVE_FAILED => {
-                if let Some(l) = letters.get_mut(&source) {
+                if let Some(l) = letters.get_mut(&identity) {
                     if l.status != KIND_REDRIVEN {
                         l.status = KIND_REDRIVE_FAILED.into();
                         l.redrive_error = record.get(REASON).map(str::to_string);
@@ -252,9 +342,7 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
             _ => {}
         }
     }
-    let mut out: Vec<_> = letters.into_values().collect();
-    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
-    out
+    letters.into_values().collect()
 }
 
 #[cfg(test)]
@@ -305,5 +393,41 @@ mod tests {
         assert_eq!(listed[0].class, "poison");
         assert_eq!(listed[1].status, "redriven");
         assert_eq!(listed[1].class, "parked");
+    }
+
+    #[test]
+    fn letters_without_an_offset_are_told_apart_by_event_id_or_snapshot_record() {
+        let put = |seq: u64| {
+            let mut l = letter(-1, "parked");
+            l.partition = -1;
+            l.headers = vec![("seam-event-id".into(), Some(format!("s/{seq}").into_bytes()))];
+            l
+        };
+        let boot = |tag: &str, index: i64| {
+            let mut l = letter(index, "translator");
+            l.partition = -1;
+            l.headers = vec![(SNAPSHOT_HEADER.into(), Some(tag.as_bytes().to_vec()))];
+            l
+        };
+        let records = vec![
+            read_back(&dead_letter_record(&put(10)), 0),
+            read_back(&dead_letter_record(&put(9)), 1),
+            read_back(&dead_letter_record(&put(9)), 2),
+            read_back(&dead_letter_record(&boot("s@5", 0)), 3),
+            read_back(&dead_letter_record(&boot("s@7", 0)), 4),
+            read_back(&outcome_record(&put(10), None), 5),
+        ];
+        let listed = fold("c", &records);
+        let ids: Vec<_> = listed.iter().map(|l| (l.event_id.clone(), l.status.as_str())).collect();
+        assert_eq!(
+            ids,
+            [
+                (Some("s/9".to_string()), "parked"),
+                (Some("s/10".to_string()), "redriven"),
+                (None, "parked"),
+                (None, "parked"),
+            ],
+            "the duplicate of s/9 folds into one, s/10 sorts after s/9, two snapshots' record 0 stay two"
+        );
     }
 }

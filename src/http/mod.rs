@@ -179,17 +179,18 @@ where
     S::Command: serde::de::DeserializeOwned,
 {
     Router::new()
-        .route("/events", get(get_events::<S>).put(put_events::<S>))
         .route("/commands", axum::routing::post(post_command::<S>))
         .with_state(Arc::clone(&node))
         .merge(operator_routes(node))
 }
 
-/// The routes that need nothing of the service's command type: `GET /health`, `GET /metrics`,
-/// `GET /snapshot`, `/subscriptions` and `/replay`. Part of [`platform_routes`]; on their own
-/// for processes that take no commands over HTTP.
+/// The routes that need nothing of the service's command type: getEvents and putEvents
+/// (`/events`), `GET /health`, `GET /metrics`, `GET /snapshot`, `/subscriptions`, `/status` and
+/// `/replay`. Part of [`platform_routes`]; on their own for processes that take no commands over
+/// HTTP.
 pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
     Router::new()
+        .route("/events", get(get_events::<S>).put(put_events::<S>))
         .route("/health", get(health::<S>))
         .route("/metrics", get(metrics::<S>))
         .route("/snapshot", get(get_snapshot::<S>))
@@ -360,19 +361,29 @@ async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<Wir
         .and_then(|r| r.read_value(&mut entry.body.as_slice()))
         .ok()
         .and_then(|v| serde_json::Value::try_from(v).ok());
-    let headers = envelope::headers(node.name(), entry);
-    let headers = envelope::owned_pairs(Some(headers.as_borrowed()))
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, String::from_utf8(v?).ok()?)))
-        .collect();
-    Ok(WireEvent {
-        source: node.name().to_string(),
-        key: entry.subject.clone(),
-        value: BASE64.encode(wire::frame(id, &entry.body)),
-        headers,
-        payload,
-        seq: Some(entry.seq),
-    })
+    let mut event = WireEvent::from_entry(node.name(), entry, id);
+    event.payload = payload;
+    Ok(event)
+}
+
+impl WireEvent {
+    /// A journal entry of `service` as getEvents returns it (and the publisher would frame it),
+    /// with its writer schema's registry id; without the JSON payload.
+    pub fn from_entry(service: &str, entry: &JournalEntry, schema_id: u32) -> Self {
+        let headers = envelope::headers(service, entry);
+        let headers = envelope::owned_pairs(Some(headers.as_borrowed()))
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, String::from_utf8(v?).ok()?)))
+            .collect();
+        Self {
+            source: service.to_string(),
+            key: entry.subject.clone(),
+            value: BASE64.encode(wire::frame(schema_id, &entry.body)),
+            headers,
+            payload: None,
+            seq: Some(entry.seq),
+        }
+    }
 }
 
 async fn put_events<S: Service>(

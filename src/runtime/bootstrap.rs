@@ -149,7 +149,7 @@ pub(crate) async fn run<C: Send + 'static>(
                 key: Some(r.subject.clone().into_bytes()),
                 value: Some(wire::frame(r.schema_id, &r.body)),
                 headers: vec![(
-                    "seam-snapshot".into(),
+                    crate::dlq::SNAPSHOT_HEADER.into(),
                     Some(format!("{source}@{}", meta.seq).into_bytes()),
                 )],
             })
