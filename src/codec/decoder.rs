@@ -49,6 +49,17 @@ pub enum DecodeError {
         /// Bytes left over.
         extra: usize,
     },
+    /// The writer schema of a record cannot be resolved against the translator's reader schema
+    /// (e.g. it names types it does not define): every record written with it is poison.
+    #[error("the writer schema {schema_id} of {record} cannot be read with the translator's reader schema: {detail}")]
+    Unresolvable {
+        /// Registry id.
+        schema_id: u32,
+        /// Record name.
+        record: String,
+        /// What Avro said.
+        detail: String,
+    },
     /// A reader schema given by a translator is not valid.
     #[error("the reader schema for {record} is invalid: {detail}")]
     ReaderSchema {
@@ -62,7 +73,9 @@ pub enum DecodeError {
 impl Classify for DecodeError {
     fn class(&self) -> Class {
         match self {
-            Self::Frame(_) | Self::Body { .. } | Self::TrailingBytes { .. } => Class::Poison,
+            Self::Frame(_) | Self::Body { .. } | Self::TrailingBytes { .. } | Self::Unresolvable { .. } => {
+                Class::Poison
+            }
             Self::Registry(e) => e.class(),
             Self::ReaderSchema { .. } => Class::Fatal,
         }
@@ -81,6 +94,7 @@ impl DecodeError {
             Self::Body { .. } => "undecodable-body",
             Self::TrailingBytes { .. } => "wrong-record",
             Self::ReaderSchema { .. } => "reader-schema",
+            Self::Unresolvable { .. } => "unresolvable-schema",
         }
     }
 }
@@ -214,7 +228,8 @@ impl Decoder {
                 let built = GenericDatumReader::builder(writer.schema)
                     .reader_schema(reader)
                     .build()
-                    .map_err(|e| DecodeError::ReaderSchema {
+                    .map_err(|e| DecodeError::Unresolvable {
+                        schema_id: writer.id,
                         record: writer.full_name.clone(),
                         detail: e.to_string(),
                     })?;

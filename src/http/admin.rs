@@ -19,11 +19,7 @@ use crate::runtime::{spool, Node, RegisterFrom, Registration, ReplayRequest, Rep
 use crate::service::Service;
 
 fn refused(e: RuntimeError) -> ApiError {
-    match e {
-        RuntimeError::Config(msg) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg),
-        RuntimeError::Store(msg) => ApiError::internal(msg),
-        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
-    }
+    ApiError::from_runtime(&e)
 }
 
 /// `POST /subscriptions/{source}`: the body is the source's snapshot (an Avro object container
@@ -94,14 +90,9 @@ pub(super) async fn get_status<S: Service>(
     State(node): State<Arc<Node<S>>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = node.store();
-    let positions = store
-        .positions()
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let positions = store.positions().map_err(ApiError::store)?;
     let (mut dead, mut parked) = (BTreeMap::<String, usize>::new(), BTreeMap::<String, usize>::new());
-    for p in store
-        .parked(None)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    {
+    for p in store.parked(None).map_err(ApiError::store)? {
         let tally = if p.letter.kind == "parked" {
             &mut parked
         } else {

@@ -24,19 +24,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::wire;
 use crate::envelope;
-use crate::runtime::{Node, PutOutcome, RawEvent};
-use crate::service::Service;
+use crate::runtime::{ExecuteError, Node, PutOutcome, RawEvent, RuntimeError};
+use crate::service::{ApplyError, Service};
 use crate::store::JournalEntry;
 use crate::translator::events_topic;
 
 /// Most events one getEvents page returns.
 pub const MAX_PAGE: usize = 1000;
 
-/// An error answer: status, what is wrong, and what to do.
+/// An error answer: status, what is wrong, and what to do. The body is
+/// `{"error": "...", "kind": "...", "hint": "..."}`; `kind` says whose fault it is so a client
+/// can decide without parsing text: `bad-request`, `not-found`, `conflict` and `rejected` (the
+/// domain said no: do not retry as is) are the caller's; `store`, `kafka`, `registry`,
+/// `unavailable` and `internal` are the server's.
 #[derive(Debug)]
 pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
+    /// Whose fault and what broke (see the type's doc).
+    pub kind: &'static str,
     /// What is wrong.
     pub error: String,
     /// What to do about it.
@@ -46,11 +52,7 @@ pub struct ApiError {
 impl ApiError {
     /// 400 with a message.
     pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            error: error.into(),
-            hint: Some(hint.into()),
-        }
+        Self::new(StatusCode::BAD_REQUEST, error).with_hint(hint)
     }
 
     /// 500: something on the server side failed (the store, a stored value).
@@ -58,16 +60,85 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
     }
 
+    /// 500 `store`: the service's store failed (reading it, or a value in it).
+    pub fn store(error: impl std::fmt::Display) -> Self {
+        let mut e = Self::internal(error);
+        e.kind = "store";
+        e
+    }
+
     /// 404 with a message.
     pub fn not_found(error: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, error)
     }
 
-    /// Any status with a message.
+    /// Any status with a message; the kind follows from the status.
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        let kind = match status.as_u16() {
+            400 => "bad-request",
+            404 => "not-found",
+            409 => "conflict",
+            413 => "too-large",
+            422 => "rejected",
+            501 => "not-implemented",
+            503 => "unavailable",
+            s if s >= 500 => "internal",
+            _ => "bad-request",
+        };
         Self {
             status,
+            kind,
             error: error.into(),
+            hint: None,
+        }
+    }
+
+    /// The same answer with a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The answer for a runtime failure: the store is a 500 (`store`), Kafka and the registry
+    /// are 503 (`kafka`, `registry`: retry later), a node that is stopping is 503
+    /// (`unavailable`), a request the node cannot take is 422 (`rejected`).
+    pub fn from_runtime(e: &RuntimeError) -> Self {
+        let (status, kind) = match e {
+            RuntimeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            RuntimeError::Kafka { .. } | RuntimeError::TopicMissing { .. } | RuntimeError::Retention(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "kafka")
+            }
+            RuntimeError::Registry(_) => (StatusCode::SERVICE_UNAVAILABLE, "registry"),
+            RuntimeError::WriterGone | RuntimeError::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            RuntimeError::Panicked(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            RuntimeError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+        };
+        Self {
+            status,
+            kind,
+            error: e.to_string(),
+            hint: None,
+        }
+    }
+
+    /// The answer for a command that was not executed: the domain's refusal is 422
+    /// (`rejected`), a failing store 500 (`store`), a panic or an event that does not fit its
+    /// schema 500 (`internal`: a bug in the service), a node that is stopping 503.
+    pub fn from_execute(e: &ExecuteError) -> Self {
+        let (status, kind) = match e {
+            ExecuteError::Apply(ApplyError::Rejected(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+            ExecuteError::Apply(ApplyError::Store(_) | ApplyError::Model { .. }) | ExecuteError::Store(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "store")
+            }
+            ExecuteError::Apply(ApplyError::Encode(_) | ApplyError::Panicked(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            ExecuteError::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        Self {
+            status,
+            kind,
+            error: e.to_string(),
             hint: None,
         }
     }
@@ -75,11 +146,11 @@ impl ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
-        Self {
-            status: e.status(),
-            error: format!("the request body is not what this endpoint takes: {}", e.body_text()),
-            hint: Some("send JSON with Content-Type: application/json; see the README for the shape".into()),
-        }
+        Self::new(
+            e.status(),
+            format!("the request body is not what this endpoint takes: {}", e.body_text()),
+        )
+        .with_hint("send JSON with Content-Type: application/json; see the README for the shape")
     }
 }
 
@@ -94,7 +165,7 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({ "error": self.error });
+        let mut body = serde_json::json!({ "error": self.error, "kind": self.kind });
         if let Some(hint) = self.hint {
             body["hint"] = hint.into();
         }
@@ -109,9 +180,9 @@ pub fn scan_model<T: serde::de::DeserializeOwned>(
 ) -> Result<Vec<(String, T)>, ApiError> {
     store
         .model_scan(prefix)
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .into_iter()
-        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(ApiError::internal)?)))
+        .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(ApiError::store)?)))
         .collect()
 }
 
@@ -246,8 +317,8 @@ async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Re
         .snapshot(std::time::Duration::from_secs(60))
         .await
         .map_err(|e| match e {
-            crate::runtime::RuntimeError::Config(msg) => ApiError::new(StatusCode::NOT_IMPLEMENTED, msg),
-            other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+            RuntimeError::Config(msg) => ApiError::new(StatusCode::NOT_IMPLEMENTED, msg),
+            other => ApiError::from_runtime(&other),
         })?;
     let bytes = crate::snapshot::file::write(Vec::new(), &meta, &records).map_err(ApiError::internal)?;
     Ok((
@@ -274,16 +345,7 @@ where
     let Json(command) = body?;
     match node.execute(command, crate::service::Cause::default()).await {
         Ok(seqs) => Ok(Json(serde_json::json!({ "applied": true, "events": seqs }))),
-        Err(crate::runtime::ExecuteError::Apply(crate::service::ApplyError::Rejected(reason))) => Err(ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            error: reason,
-            hint: None,
-        }),
-        Err(crate::runtime::ExecuteError::Stopped) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the service is shutting down",
-        )),
-        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(ApiError::from_execute(&e)),
     }
 }
 
@@ -333,7 +395,7 @@ async fn get_events<S: Service>(
     let (entries, last) = node
         .store()
         .journal_page(q.after, limit, record.as_deref(), q.subject.as_deref(), 100_000)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(ApiError::store)?;
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
         events.push(to_wire(&node, entry).await?);
@@ -347,10 +409,7 @@ async fn get_events<S: Service>(
 }
 
 async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<WireEvent, ApiError> {
-    let record = node
-        .catalog()
-        .record(&entry.record)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let record = node.catalog().record(&entry.record).map_err(ApiError::store)?;
     let id = node
         .registry()
         .register(&events_topic(node.name()), record)
@@ -422,10 +481,7 @@ async fn put_events<S: Service>(
             headers: e.headers.into_iter().map(|(k, v)| (k, Some(v.into_bytes()))).collect(),
         });
     }
-    let outcomes = node
-        .put_events(raws)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let outcomes = node.put_events(raws).await.map_err(|e| ApiError::from_runtime(&e))?;
     let rejected = outcomes
         .iter()
         .filter(|o| matches!(o, PutOutcome::Rejected { .. }))

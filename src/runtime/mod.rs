@@ -59,6 +59,10 @@ pub enum RuntimeError {
     /// The store failed; the node stops rather than risk diverging from its journal.
     #[error("store: {0}")]
     Store(String),
+    /// The schema registry refused a request that retrying cannot fix (authorization, a schema
+    /// it rejects).
+    #[error("schema registry: {0}")]
+    Registry(String),
     /// A Kafka call failed.
     #[error("kafka, {what}: {detail}")]
     Kafka {
@@ -107,9 +111,13 @@ impl From<StoreError> for RuntimeError {
 /// Why a command was not executed.
 #[derive(Debug, Error)]
 pub enum ExecuteError {
-    /// The service rejected it (or an emitted event did not fit its schema).
+    /// The service rejected it (or an emitted event did not fit its schema, or it panicked).
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The store failed to write or flush the group the command was in; whether the command
+    /// survives is unknown until the service restarts (the node stops).
+    #[error("the store failed, so the command may or may not have been applied: {0}")]
+    Store(String),
     /// The node is stopping or stopped.
     #[error("the service is shutting down")]
     Stopped,
@@ -119,6 +127,7 @@ impl Classify for ExecuteError {
     fn class(&self) -> Class {
         match self {
             Self::Apply(e) => e.class(),
+            Self::Store(_) => Class::Fatal,
             Self::Stopped => Class::Retryable,
         }
     }
@@ -158,6 +167,19 @@ pub struct NodeConfig {
     /// The sources (service names) to read from the start; translators given for other sources
     /// wait for `seam register`. `None`: every translator given is read.
     pub sources: Option<BTreeSet<String>>,
+    /// The storage engine to use instead of opening sled in `store_dir` (another engine, or one
+    /// that injects faults in tests). `store_dir` still holds spooled snapshots and replays.
+    pub engine: Option<SharedEngine>,
+}
+
+/// An engine handed to a node in its configuration.
+#[derive(Clone)]
+pub struct SharedEngine(pub Arc<dyn crate::store::Engine>);
+
+impl std::fmt::Debug for SharedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedEngine")
+    }
 }
 
 impl NodeConfig {
@@ -175,6 +197,7 @@ impl NodeConfig {
             drain: Duration::from_secs(10),
             bootstrap: BTreeMap::new(),
             sources: None,
+            engine: None,
         }
     }
 
@@ -270,7 +293,9 @@ impl<S: Service> Node<S> {
         translators: Vec<Box<dyn Translator<S::Command>>>,
     ) -> Result<Self, RuntimeError> {
         let runtime = tokio::runtime::Handle::current();
-        let store = {
+        let store = if let Some(engine) = &config.engine {
+            Store::with_engine(Arc::clone(&engine.0))
+        } else {
             let dir = config.store_dir.clone();
             tokio::task::spawn_blocking(move || Store::open(&dir))
                 .await
@@ -516,7 +541,7 @@ impl<S: Service> Node<S> {
             .send(writer::Request::Command { command, cause, reply })
             .await
             .map_err(|_| ExecuteError::Stopped)?;
-        Ok(answer.await.map_err(|_| ExecuteError::Stopped)??)
+        answer.await.map_err(|_| ExecuteError::Stopped)?
     }
 
     /// Re-applies parked events in order (what a redrive request on the DLQ topic triggers).

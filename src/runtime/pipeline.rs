@@ -169,7 +169,7 @@ impl<C: 'static> Pipeline<C> {
                             reason: e.to_string(),
                         })
                     }
-                    Class::Fatal => return Err(RuntimeError::Config(e.to_string())),
+                    Class::Fatal => return Err(RuntimeError::Registry(e.to_string())),
                     Class::Retryable => {
                         tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "retrying after a transient error");
                     }

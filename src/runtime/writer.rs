@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug_span, warn};
 
+use super::ExecuteError;
 use crate::codec::Catalog;
 use crate::dlq::{self, RedriveRequest};
 use crate::envelope;
@@ -57,7 +58,7 @@ pub(crate) enum Request<C> {
     Command {
         command: C,
         cause: Cause,
-        reply: oneshot::Sender<Result<Vec<u64>, ApplyError>>,
+        reply: oneshot::Sender<Result<Vec<u64>, ExecuteError>>,
     },
     Foreign {
         items: Vec<Inbound<C>>,
@@ -122,7 +123,7 @@ pub enum PutOutcome {
 /// An answer held until its group is durable.
 pub(crate) enum Reply {
     Command(
-        oneshot::Sender<Result<Vec<u64>, ApplyError>>,
+        oneshot::Sender<Result<Vec<u64>, ExecuteError>>,
         Result<Vec<u64>, ApplyError>,
     ),
     Foreign(oneshot::Sender<Result<(), RuntimeError>>),
@@ -149,12 +150,22 @@ pub(crate) struct Group {
     outbox_queued: bool,
 }
 
+impl Group {
+    /// Answers every request still waiting in the group with a store failure.
+    pub(crate) fn fail(&mut self, why: &str) {
+        self.applied.clear();
+        for reply in std::mem::take(&mut self.replies) {
+            reply.fail(why);
+        }
+    }
+}
+
 impl Reply {
     /// Answers: the group is durable.
     pub(crate) fn succeed(self) {
         match self {
             Reply::Command(tx, result) => {
-                let _ = tx.send(result);
+                let _ = tx.send(result.map_err(ExecuteError::Apply));
             }
             Reply::Foreign(tx) => {
                 let _ = tx.send(Ok(()));
@@ -173,7 +184,7 @@ impl Reply {
         let failure = || RuntimeError::Store(why.to_string());
         match self {
             Reply::Command(tx, _) => {
-                let _ = tx.send(Err(ApplyError::Rejected(format!("the store failed: {why}"))));
+                let _ = tx.send(Err(ExecuteError::Store(why.to_string())));
             }
             Reply::Foreign(tx) => {
                 let _ = tx.send(Err(failure()));
@@ -189,7 +200,8 @@ impl Reply {
 }
 
 impl<S: Service> Writer<S> {
-    /// Runs until every sender is gone; the last group is committed before returning.
+    /// Runs until every sender is gone; the last group is committed before returning. On a
+    /// failure every request of the group still waiting is answered with it.
     pub fn run(self, mut rx: mpsc::Receiver<Request<S::Command>>) -> Result<(), RuntimeError> {
         let mut positions = self.store.positions()?;
         let flusher = Flusher::start(
@@ -203,125 +215,144 @@ impl<S: Service> Writer<S> {
             let mut group = self.group()?;
             let mut next = Some(first);
             let mut taken = 0;
+            let mut result = Ok(());
             while let Some(request) = next.take() {
                 taken += 1;
-                match request {
-                    Request::Command { command, cause, reply } => {
-                        let result = self.command(&mut group.set, &command, &cause);
-                        if let Err(e) = &result {
-                            if e.class() == Class::Fatal {
-                                let _ = reply.send(Err(ApplyError::Rejected(format!("the store failed: {e}"))));
-                                return Err(RuntimeError::Store(e.to_string()));
-                            }
-                        }
-                        group.replies.push(Reply::Command(reply, result));
-                    }
-                    Request::Foreign { items, applied, reply } => {
-                        match self.foreign(&mut group, &mut positions, items) {
-                            Ok(()) => {
-                                group.replies.push(Reply::Foreign(reply));
-                                group.applied.extend(applied);
-                            }
-                            Err(e) => {
-                                let _ = reply.send(Err(e.clone()));
-                                return Err(e);
-                            }
-                        }
-                        failpoint::hit("writer.mid-group");
-                    }
-                    Request::Snapshot { reply, release } => {
-                        self.commit(&mut group)?;
-                        let mut out = crate::service::SnapshotOut::new(&self.store, &self.catalog);
-                        let result = crate::fault::panic::catch(|| self.service.snapshot(&mut out))
-                            .map_err(ApplyError::Panicked)
-                            .and_then(|r| r)
-                            .map(|()| (self.store.last_seq().unwrap_or(0), out.into_records()));
-                        let exported = result.is_ok();
-                        let _ = reply.send(result);
-                        if exported {
-                            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-                            let mut release = release;
-                            while std::time::Instant::now() < deadline {
-                                match release.try_recv() {
-                                    Err(oneshot::error::TryRecvError::Empty) => {
-                                        std::thread::sleep(std::time::Duration::from_millis(2))
-                                    }
-                                    _ => break,
-                                }
-                            }
-                        }
-                    }
-                    Request::Bootstrap {
-                        topic,
-                        marker,
-                        items,
-                        finish,
-                        reply,
-                    } => {
-                        for Inbound { raw, prepared } in items {
-                            if let Err(e) = self.take_in(&mut group, &raw, prepared) {
-                                let _ = reply.send(Err(e.clone()));
-                                return Err(e);
-                            }
-                            group.set.keep();
-                        }
-                        match finish {
-                            Some(map) => {
-                                for (t, p, o) in map.iter() {
-                                    positions.set(t, p, o);
-                                    group.set.set_position(t, p, o);
-                                }
-                                group.set.set_bootstrap_marker(&topic, None);
-                            }
-                            None => group.set.set_bootstrap_marker(&topic, Some(marker)),
-                        }
-                        group.set.keep();
-                        group.replies.push(Reply::Foreign(reply));
-                    }
-                    Request::Exclusive { job, reply } => {
-                        self.commit(&mut group)?;
-                        match job(&self.store, &mut group.set) {
-                            Ok(()) => {
-                                group.set.keep();
-                                self.commit(&mut group)?;
-                                let _ = reply.send(Ok(()));
-                            }
-                            Err(e) => {
-                                group.set.discard();
-                                let _ = reply.send(Err(RuntimeError::Config(e)));
-                            }
-                        }
-                    }
-                    Request::Put { items, reply } => match self.put(&mut group, items) {
-                        Ok(outcomes) => group.replies.push(Reply::Put(reply, outcomes)),
-                        Err(e) => {
-                            let _ = reply.send(Err(e.clone()));
-                            return Err(e);
-                        }
-                    },
-                    Request::Redrive {
-                        request,
-                        control,
-                        reply,
-                    } => {
-                        // Redrive reads parked events from the store: commit what came before.
-                        self.commit(&mut group)?;
-                        match self.redrive(&mut group, &mut positions, &request, control) {
-                            Ok(summary) => group.replies.push(Reply::Redrive(reply, summary)),
-                            Err(e) => {
-                                let _ = reply.send(Err(e.clone()));
-                                return Err(e);
-                            }
-                        }
-                    }
+                result = self.handle(&mut group, &mut positions, request);
+                if result.is_err() {
+                    break;
                 }
                 if taken < MAX_GROUP {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit_written(&mut group, &flusher)?;
+            if let Err(e) = result.and_then(|()| self.commit_written(&mut group, &flusher)) {
+                group.fail(&e.to_string());
+                return Err(e);
+            }
         }
         flusher.finish()
+    }
+
+    /// Takes one request into the group (some commit what came before first).
+    fn handle(
+        &self,
+        group: &mut Group,
+        positions: &mut OffsetMap,
+        request: Request<S::Command>,
+    ) -> Result<(), RuntimeError> {
+        match request {
+            Request::Command { command, cause, reply } => {
+                let result = self.command(&mut group.set, &command, &cause);
+                if let Err(e) = &result {
+                    if e.class() == Class::Fatal {
+                        let why = e.to_string();
+                        let _ = reply.send(Err(ExecuteError::Store(why.clone())));
+                        return Err(RuntimeError::Store(why));
+                    }
+                }
+                group.replies.push(Reply::Command(reply, result));
+            }
+            Request::Foreign { items, applied, reply } => {
+                match self.foreign(group, positions, items) {
+                    Ok(()) => {
+                        group.replies.push(Reply::Foreign(reply));
+                        group.applied.extend(applied);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                }
+                failpoint::hit("writer.mid-group");
+            }
+            Request::Snapshot { reply, release } => {
+                self.commit(group)?;
+                let mut out = crate::service::SnapshotOut::new(&self.store, &self.catalog);
+                let result = crate::fault::panic::catch(|| self.service.snapshot(&mut out))
+                    .map_err(ApplyError::Panicked)
+                    .and_then(|r| r)
+                    .map(|()| (self.store.last_seq().unwrap_or(0), out.into_records()));
+                let exported = result.is_ok();
+                let _ = reply.send(result);
+                if exported {
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                    let mut release = release;
+                    while std::time::Instant::now() < deadline {
+                        match release.try_recv() {
+                            Err(oneshot::error::TryRecvError::Empty) => {
+                                std::thread::sleep(std::time::Duration::from_millis(2))
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            }
+            Request::Bootstrap {
+                topic,
+                marker,
+                items,
+                finish,
+                reply,
+            } => {
+                for Inbound { raw, prepared } in items {
+                    if let Err(e) = self.take_in(group, &raw, prepared) {
+                        let _ = reply.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                    group.set.keep();
+                }
+                match finish {
+                    Some(map) => {
+                        for (t, p, o) in map.iter() {
+                            positions.set(t, p, o);
+                            group.set.set_position(t, p, o);
+                        }
+                        group.set.set_bootstrap_marker(&topic, None);
+                    }
+                    None => group.set.set_bootstrap_marker(&topic, Some(marker)),
+                }
+                group.set.keep();
+                group.replies.push(Reply::Foreign(reply));
+            }
+            Request::Exclusive { job, reply } => {
+                self.commit(group)?;
+                match job(&self.store, &mut group.set) {
+                    Ok(()) => {
+                        group.set.keep();
+                        self.commit(group)?;
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        group.set.discard();
+                        let _ = reply.send(Err(RuntimeError::Config(e)));
+                    }
+                }
+            }
+            Request::Put { items, reply } => match self.put(group, items) {
+                Ok(outcomes) => group.replies.push(Reply::Put(reply, outcomes)),
+                Err(e) => {
+                    let _ = reply.send(Err(e.clone()));
+                    return Err(e);
+                }
+            },
+            Request::Redrive {
+                request,
+                control,
+                reply,
+            } => {
+                // Redrive reads parked events from the store: commit what came before.
+                self.commit(group)?;
+                match self.redrive(group, positions, &request, control) {
+                    Ok(summary) => group.replies.push(Reply::Redrive(reply, summary)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Commits a group without flushing (offline use: replays and tests).
@@ -830,7 +861,7 @@ mod tests {
     }
 
     /// A command request for `subject` and the receiver of its answer.
-    fn command(subject: &str) -> (Request<String>, oneshot::Receiver<Result<Vec<u64>, ApplyError>>) {
+    fn command(subject: &str) -> (Request<String>, oneshot::Receiver<Result<Vec<u64>, ExecuteError>>) {
         let (reply, answer) = oneshot::channel();
         let request = Request::Command {
             command: subject.to_string(),

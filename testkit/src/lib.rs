@@ -9,6 +9,7 @@
 //! - [`wait_until`] polls a condition against an explicit deadline; tests never sleep a
 //!   fixed time and hope.
 //! - [`BrokerFaults`] kills a broker of the local 3-node stack with SIGKILL and restarts it.
+//! - [`store_faults::FaultyEngine`] makes a service's store fail or stall on command.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use seam::cluster::{Endpoints, Origin};
 use seam::local::Home;
+
+pub mod store_faults;
 
 /// The real cluster a test talks to.
 #[derive(Debug, Clone)]

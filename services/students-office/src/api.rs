@@ -26,13 +26,13 @@ pub fn routes(node: AppState) -> Router {
 
 async fn student(State(node): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let store = node.store();
-    let Some(bytes) = store.model_get(&format!("student/{id}")).map_err(ApiError::internal)? else {
+    let Some(bytes) = store.model_get(&format!("student/{id}")).map_err(ApiError::store)? else {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             format!("no student {id}"),
         ));
     };
-    let s: Student = serde_json::from_slice(&bytes).map_err(ApiError::internal)?;
+    let s: Student = serde_json::from_slice(&bytes).map_err(ApiError::store)?;
     let grades: Vec<Value> = scan_model::<Grade>(store, "grade/")?
         .into_iter()
         .filter(|(k, _)| k.ends_with(&format!("/{id}")))
