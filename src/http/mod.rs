@@ -392,15 +392,26 @@ async fn get_events<S: Service>(
         ),
         None => None,
     };
-    let (entries, last) = node
-        .store()
-        .journal_page(q.after, limit, record.as_deref(), q.subject.as_deref(), 100_000)
-        .map_err(ApiError::store)?;
+    // Only durable entries: one a crash could still take back would have its seq reused.
+    let durable = node.durable_seq();
+    let store = node.store().clone();
+    let (entries, last) = tokio::task::spawn_blocking(move || {
+        store.journal_page(
+            q.after,
+            durable,
+            limit,
+            (record.as_deref(), q.subject.as_deref()),
+            100_000,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::store)?;
     let mut events = Vec::with_capacity(entries.len());
     for entry in &entries {
         events.push(to_wire(&node, entry).await?);
     }
-    let more = last < node.store().last_seq().unwrap_or(0);
+    let more = last < durable;
     Ok(Json(EventsPage {
         events,
         next_after: last,

@@ -234,6 +234,8 @@ pub struct Node<S: Service> {
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
     store: Store,
+    /// The last journal seq that is durable (flushed); what getEvents may show.
+    durable: Arc<Progress>,
     metrics: Metrics,
     writer: Option<mpsc::Sender<writer::Request<S::Command>>>,
     cancel: CancellationToken,
@@ -383,6 +385,14 @@ impl<S: Service> Node<S> {
         let cancel = CancellationToken::new();
         let (failed_tx, failure) = watch::channel(None);
         let failed = Arc::new(failed_tx);
+        // What the store holds may be in the page cache only (a process crash keeps it, a power
+        // loss may not): flush before calling any of it durable.
+        {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.flush())
+                .await
+                .map_err(|_| RuntimeError::Panicked("store-flush".into()))??;
+        }
         let durable = Arc::new(Progress::new(store.last_seq()?));
         let outbox = Arc::new(Progress::new(0));
         let (writer_tx, writer_rx) = mpsc::channel(1024);
@@ -506,6 +516,7 @@ impl<S: Service> Node<S> {
             catalog,
             registry,
             store,
+            durable,
             metrics,
             writer: Some(writer_tx),
             cancel,
@@ -525,6 +536,11 @@ impl<S: Service> Node<S> {
     /// The store, for queries (reads see every committed write).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The last journal seq that is durable: entries up to it survive any crash.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.get()
     }
 
     /// The node's metrics.

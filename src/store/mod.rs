@@ -204,19 +204,21 @@ impl Store {
             .collect()
     }
 
-    /// One page of the journal after `after` (exclusive), optionally only one record type and/or
-    /// subject; scans at most `scan_limit` entries so a selective filter cannot scan forever.
-    /// Returns the entries and the seq to continue after.
+    /// One page of the journal after `after` (exclusive) and up to `until` (inclusive: the
+    /// durable end), optionally only one record type and/or subject; scans at most `scan_limit`
+    /// entries so a selective filter cannot scan forever. Returns the entries and the seq to
+    /// continue after.
     pub fn journal_page(
         &self,
         after: u64,
+        until: u64,
         limit: usize,
-        record: Option<&str>,
-        subject: Option<&str>,
+        filter: (Option<&str>, Option<&str>),
         scan_limit: usize,
     ) -> Result<(Vec<JournalEntry>, u64), StoreError> {
+        let (record, subject) = filter;
         let start = journal_key(after.saturating_add(1));
-        let end = prefix_end(&[prefix::JOURNAL]);
+        let end = journal_key(until.saturating_add(1));
         let mut out = Vec::new();
         let mut last = after;
         for item in self.engine.range(&start, &end).take(scan_limit) {
