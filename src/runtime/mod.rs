@@ -236,6 +236,8 @@ pub struct Node<S: Service> {
     store: Store,
     /// The last journal seq that is durable (flushed); what getEvents may show.
     durable: Arc<Progress>,
+    /// The last journal seq on the topic, as the publisher knows it.
+    published: watch::Receiver<u64>,
     metrics: Metrics,
     writer: Option<mpsc::Sender<writer::Request<S::Command>>>,
     cancel: CancellationToken,
@@ -413,6 +415,10 @@ impl<S: Service> Node<S> {
         let core = vec![spawn("writer", &name, &failed, &cancel, move || w.run(writer_rx))?];
 
         let mut downstream = Vec::new();
+        // Zero until the publisher has recovered the topic's tail: the topic, not the store's
+        // bookkeeping, says what is out.
+        let (published_tx, published) = watch::channel(0);
+        let published_tx = Arc::new(published_tx);
         if catalog.records().next().is_some() {
             let p = publisher::Publisher {
                 service: name.clone(),
@@ -421,6 +427,7 @@ impl<S: Service> Node<S> {
                 catalog: Arc::clone(&catalog),
                 registry: Arc::clone(&registry),
                 durable: Arc::clone(&durable),
+                published: Arc::clone(&published_tx),
                 metrics: metrics.clone(),
                 cancel: cancel.clone(),
                 runtime: runtime.clone(),
@@ -517,6 +524,7 @@ impl<S: Service> Node<S> {
             registry,
             store,
             durable,
+            published,
             metrics,
             writer: Some(writer_tx),
             cancel,
@@ -608,7 +616,8 @@ impl<S: Service> Node<S> {
 
     /// Exports the service's state as a snapshot with the offset map of its topic at exactly the
     /// same cut (invariant 5). Commits pause until the publisher has published through the
-    /// snapshot's seq and the offsets are read, at most `deadline`.
+    /// snapshot's seq and the offsets are read; if the publisher does not get there within
+    /// `deadline`, the snapshot fails (never a map past its state) and commits go on.
     pub async fn snapshot(
         &self,
         deadline: Duration,
@@ -624,15 +633,23 @@ impl<S: Service> Node<S> {
             .await
             .map_err(|_| RuntimeError::WriterGone)?
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
-        let until = std::time::Instant::now() + deadline;
-        while self.store.published_seq()? < seq {
-            if std::time::Instant::now() > until {
+        // Commits are held from here until `release` is sent or dropped (any early return).
+        let mut published = self.published.clone();
+        let reached = tokio::time::timeout(deadline, published.wait_for(|p| *p >= seq))
+            .await
+            .map(|r| r.is_ok());
+        match reached {
+            Ok(true) => {}
+            Ok(false) => return Err(RuntimeError::WriterGone),
+            Err(_) => {
                 return Err(RuntimeError::Kafka {
                     what: "taking a snapshot".into(),
-                    detail: format!("the publisher has not published through seq {seq} within {deadline:?}"),
-                });
+                    detail: format!(
+                        "the publisher has not published through seq {seq} within {deadline:?} (it is at seq {}; is the registry or a broker down?); commits were held meanwhile and go on now; try again once it has caught up (`seam status` shows the backlog)",
+                        *published.borrow()
+                    ),
+                })
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let topic = events_topic(&self.name);
         // The high watermark, not the last stable offset: every entry up to `seq` is committed,

@@ -51,6 +51,8 @@ pub(crate) struct Publisher {
     pub catalog: Arc<Catalog>,
     pub registry: Arc<Registry>,
     pub durable: Arc<Progress>,
+    /// The last seq known to be on the topic (snapshots wait for it to reach their cut).
+    pub published: Arc<tokio::sync::watch::Sender<u64>>,
     pub metrics: Metrics,
     pub cancel: CancellationToken,
     pub runtime: Handle,
@@ -111,6 +113,7 @@ impl Publisher {
             published.max(last.values().copied().min().unwrap_or(0))
         };
         let mut next = floor + 1;
+        self.published.send_replace(floor);
         info!(service = %self.service, %topic, next, "publisher started; tail recovered");
         let mut deadline = None;
         loop {
@@ -158,6 +161,7 @@ impl Publisher {
                 last.insert(partition, seq);
             }
             self.store.set_published_seq(batch_end)?;
+            self.published.send_replace(batch_end);
             self.metrics.published(count);
             next = batch_end + 1;
         }

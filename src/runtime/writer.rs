@@ -73,8 +73,8 @@ pub(crate) enum Request<C> {
         control: Option<(String, i32, i64)>,
         reply: oneshot::Sender<Result<RedriveSummary, RuntimeError>>,
     },
-    /// Export the state for a snapshot, then hold every commit until `release` fires (or a
-    /// minute passes) so the caller can read the topic's offsets at exactly this cut.
+    /// Export the state for a snapshot, then hold every commit until `release` fires or its
+    /// sender is dropped, so the caller can read the topic's offsets at exactly this cut.
     Snapshot {
         reply: oneshot::Sender<Result<Exported, ApplyError>>,
         release: oneshot::Receiver<()>,
@@ -276,16 +276,10 @@ impl<S: Service> Writer<S> {
                 let exported = result.is_ok();
                 let _ = reply.send(result);
                 if exported {
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-                    let mut release = release;
-                    while std::time::Instant::now() < deadline {
-                        match release.try_recv() {
-                            Err(oneshot::error::TryRecvError::Empty) => {
-                                std::thread::sleep(std::time::Duration::from_millis(2))
-                            }
-                            _ => break,
-                        }
-                    }
+                    // Hold every commit until the caller has read the topic's offsets at this cut
+                    // and releases, or gives up (drops the sender): never on a timer of its own,
+                    // or a map read after it could run ahead of the state.
+                    let _ = release.blocking_recv();
                 }
             }
             Request::Bootstrap {
