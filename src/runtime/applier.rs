@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use super::pipeline::{Prepared, RawEvent};
 use super::progress::Progress;
 use super::writer::{Inbound, Writer};
@@ -33,11 +31,9 @@ impl<S: Service> Applier<S> {
                 service: Arc::new(service),
                 store,
                 catalog: Arc::new(catalog),
-                pipeline: None,
                 metrics: Metrics::new(name),
                 durable: Arc::new(Progress::new(0)),
                 outbox: Arc::new(Progress::new(0)),
-                cancel: CancellationToken::new(),
             },
             positions,
         })

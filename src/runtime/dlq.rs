@@ -15,7 +15,6 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -26,7 +25,7 @@ use crate::store::Store;
 use crate::translator::dlq_topic;
 
 use super::progress::Progress;
-use super::writer::Request;
+use super::redrive::Redriver;
 use super::RuntimeError;
 use std::sync::Arc;
 
@@ -130,7 +129,7 @@ pub(crate) struct Control<C> {
     pub service: String,
     pub client: ClientConfig,
     pub store: Store,
-    pub writer: mpsc::Sender<Request<C>>,
+    pub redriver: Redriver<C>,
     pub cancel: CancellationToken,
 }
 
@@ -178,15 +177,8 @@ impl<C: Send + 'static> Control<C> {
                 subject: record.get(dlq::SUBJECT).map(str::to_string),
                 topic: record.get(dlq::TOPIC).map(str::to_string),
             };
-            let (reply, answer) = oneshot::channel();
-            self.writer
-                .blocking_send(Request::Redrive {
-                    request: request.clone(),
-                    control: Some((topic.clone(), message.partition(), message.offset() + 1)),
-                    reply,
-                })
-                .map_err(|_| RuntimeError::WriterGone)?;
-            let summary = answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
+            let control = Some((topic.clone(), message.partition(), message.offset() + 1));
+            let summary = self.redriver.run(&request, control)?;
             info!(service = %self.service, subject = ?request.subject, topic = ?request.topic, redriven = summary.redriven, failed = summary.failed, "redrive done");
         }
         Ok(())

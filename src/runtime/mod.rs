@@ -15,6 +15,7 @@ pub(crate) mod in_flight;
 mod pipeline;
 mod progress;
 mod publisher;
+mod redrive;
 mod register;
 mod replay;
 pub mod retention;
@@ -45,10 +46,11 @@ pub use applier::Applier;
 pub use bootstrap::{is_url, SnapshotSource};
 pub use pipeline::RawEvent;
 pub use progress::Progress;
+pub use redrive::RedriveSummary;
 pub use register::{spool, RegisterFrom, Registration};
 pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
 pub use retention::RetentionError;
-pub use writer::{PutOutcome, RedriveSummary};
+pub use writer::PutOutcome;
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, Error, Clone)]
@@ -406,11 +408,9 @@ impl<S: Service> Node<S> {
             service: Arc::clone(&service),
             store: store.clone(),
             catalog: Arc::clone(&catalog),
-            pipeline: pipeline.clone(),
             metrics: metrics.clone(),
             durable: Arc::clone(&durable),
             outbox: Arc::clone(&outbox),
-            cancel: cancel.clone(),
         };
         let core = vec![spawn("writer", &name, &failed, &cancel, move || w.run(writer_rx))?];
 
@@ -489,7 +489,12 @@ impl<S: Service> Node<S> {
                 service: name.clone(),
                 client: config.client(),
                 store: store.clone(),
-                writer: writer_tx.clone(),
+                redriver: redrive::Redriver {
+                    store: store.clone(),
+                    pipeline: Arc::clone(&pipeline),
+                    writer: writer_tx.clone(),
+                    cancel: cancel.clone(),
+                },
                 cancel: cancel.clone(),
             };
             upstream.push(spawn("dlq-control", &name, &failed, &cancel, move || control.run())?);
@@ -569,18 +574,23 @@ impl<S: Service> Node<S> {
     }
 
     /// Re-applies parked events in order (what a redrive request on the DLQ topic triggers).
+    /// Letters are decoded off the writer, so a registry outage delays only the redrive.
     pub async fn redrive(&self, request: crate::dlq::RedriveRequest) -> Result<RedriveSummary, RuntimeError> {
-        let writer = self.writer.as_ref().ok_or(RuntimeError::WriterGone)?;
-        let (reply, answer) = oneshot::channel();
-        writer
-            .send(writer::Request::Redrive {
-                request,
-                control: None,
-                reply,
-            })
+        let redriver = self.redriver()?;
+        tokio::task::spawn_blocking(move || redriver.run(&request, None))
             .await
-            .map_err(|_| RuntimeError::WriterGone)?;
-        answer.await.map_err(|_| RuntimeError::WriterGone)?
+            .map_err(|_| RuntimeError::Panicked("redrive".into()))?
+    }
+
+    fn redriver(&self) -> Result<redrive::Redriver<S::Command>, RuntimeError> {
+        Ok(redrive::Redriver {
+            store: self.store.clone(),
+            pipeline: self.pipeline.clone().ok_or_else(|| {
+                RuntimeError::Config(format!("{} takes in no foreign events; nothing is parked", self.name))
+            })?,
+            writer: self.writer.clone().ok_or(RuntimeError::WriterGone)?,
+            cancel: self.cancel.clone(),
+        })
     }
 
     /// putEvents: takes in foreign events posted directly (not read from Kafka) through the same

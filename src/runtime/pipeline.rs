@@ -95,7 +95,7 @@ struct Source<C> {
 /// Translators by source topic, each with its decoder. Sources can be added while the node runs
 /// (`seam register`); they are never removed from a running node.
 pub struct Pipeline<C> {
-    sources: RwLock<HashMap<String, Source<C>>>,
+    sources: RwLock<HashMap<String, Arc<Source<C>>>>,
     registry: Arc<Registry>,
     runtime: Handle,
 }
@@ -129,7 +129,7 @@ impl<C: 'static> Pipeline<C> {
                 "two translators read {topic}; a consumer has exactly one translator per source"
             )));
         }
-        sources.insert(topic, Source { translator, decoder });
+        sources.insert(topic, Arc::new(Source { translator, decoder }));
         Ok(())
     }
 
@@ -144,9 +144,14 @@ impl<C: 'static> Pipeline<C> {
     /// Decodes and translates one record. Retryable failures back off and retry until
     /// `cancel` fires; fatal ones stop the consumer.
     pub fn prepare(&self, raw: &RawEvent, cancel: &CancellationToken) -> Result<Prepared<C>, RuntimeError> {
-        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
-        let Some(source) = sources.get(&raw.topic) else {
-            return Ok(Prepared::Filtered);
+        // Cloned out, so no lock is held across registry calls and backoff: a registration
+        // (which takes the write lock) never waits for an outage.
+        let source = {
+            let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+            match sources.get(&raw.topic) {
+                Some(source) => Arc::clone(source),
+                None => return Ok(Prepared::Filtered),
+            }
         };
         let payload = raw.value.as_deref().unwrap_or_default();
         let mut backoff = Duration::from_millis(100);

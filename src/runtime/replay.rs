@@ -192,11 +192,9 @@ impl<S: Service> Replay<S> {
             service: Arc::clone(&self.service),
             store: shadow.clone(),
             catalog: Arc::clone(&self.catalog),
-            pipeline: Some(Arc::clone(&self.pipeline)),
             metrics: Metrics::new(&self.name),
             durable: Arc::new(Progress::new(0)),
             outbox: Arc::new(Progress::new(0)),
-            cancel: self.cancel.child_token(),
         };
         let shadow_writer = std::thread::Builder::new()
             .name("seam-replay-writer".into())

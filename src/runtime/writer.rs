@@ -11,12 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 use tracing::{debug_span, warn};
 
 use super::ExecuteError;
 use crate::codec::Catalog;
-use crate::dlq::{self, RedriveRequest};
+use crate::dlq;
 use crate::envelope;
 use crate::failpoint;
 use crate::fault::{Class, Classify};
@@ -26,8 +25,9 @@ use crate::service::{Apply, ApplyError, Cause, Service};
 use crate::store::{DeadLetter, Store, WriteSet};
 
 use super::flusher::{Flusher, Job};
-use super::pipeline::{Pipeline, Prepared, RawEvent};
+use super::pipeline::{Prepared, RawEvent};
 use super::progress::Progress;
+use super::redrive;
 use super::RuntimeError;
 
 /// Requests queued in one group at most; bounds the work (and memory) of one commit.
@@ -37,15 +37,6 @@ const MAX_GROUP: usize = 256;
 pub(crate) struct Inbound<C> {
     pub raw: RawEvent,
     pub prepared: Prepared<C>,
-}
-
-/// What a redrive did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RedriveSummary {
-    /// Dead letters applied (or found already applied).
-    pub redriven: usize,
-    /// Dead letters that failed again and stay parked (with everything behind them).
-    pub failed: usize,
 }
 
 /// A snapshot as the writer exports it: the journal seq and `(subject, record, body)` records.
@@ -68,10 +59,12 @@ pub(crate) enum Request<C> {
         /// Answers once the batch is durable (or failed).
         reply: oneshot::Sender<Result<(), RuntimeError>>,
     },
+    /// One chunk of parked letters prepared by the redriver, applied in order in one write;
+    /// `control` is the DLQ control reader's position to store with it.
     Redrive {
-        request: RedriveRequest,
+        items: Vec<redrive::Item<C>>,
         control: Option<(String, i32, i64)>,
-        reply: oneshot::Sender<Result<RedriveSummary, RuntimeError>>,
+        reply: oneshot::Sender<Result<redrive::ChunkOutcome, RuntimeError>>,
     },
     /// Export the state for a snapshot, then hold every commit until `release` fires or its
     /// sender is dropped, so the caller can read the topic's offsets at exactly this cut.
@@ -127,7 +120,10 @@ pub(crate) enum Reply {
         Result<Vec<u64>, ApplyError>,
     ),
     Foreign(oneshot::Sender<Result<(), RuntimeError>>),
-    Redrive(oneshot::Sender<Result<RedriveSummary, RuntimeError>>, RedriveSummary),
+    Redrive(
+        oneshot::Sender<Result<redrive::ChunkOutcome, RuntimeError>>,
+        redrive::ChunkOutcome,
+    ),
     Put(oneshot::Sender<Result<Vec<PutOutcome>, RuntimeError>>, Vec<PutOutcome>),
 }
 
@@ -136,11 +132,9 @@ pub(crate) struct Writer<S: Service> {
     pub service: Arc<S>,
     pub store: Store,
     pub catalog: Arc<Catalog>,
-    pub pipeline: Option<Arc<Pipeline<S::Command>>>,
     pub metrics: Metrics,
     pub durable: Arc<Progress>,
     pub outbox: Arc<Progress>,
-    pub cancel: CancellationToken,
 }
 
 pub(crate) struct Group {
@@ -330,21 +324,13 @@ impl<S: Service> Writer<S> {
                     return Err(e);
                 }
             },
-            Request::Redrive {
-                request,
-                control,
-                reply,
-            } => {
-                // Redrive reads parked events from the store: commit what came before.
-                self.commit(group)?;
-                match self.redrive(group, positions, &request, control) {
-                    Ok(summary) => group.replies.push(Reply::Redrive(reply, summary)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.clone()));
-                        return Err(e);
-                    }
+            Request::Redrive { items, control, reply } => match self.redrive(group, positions, items, control) {
+                Ok(outcome) => group.replies.push(Reply::Redrive(reply, outcome)),
+                Err(e) => {
+                    let _ = reply.send(Err(e.clone()));
+                    return Err(e);
                 }
-            }
+            },
         }
         Ok(())
     }
@@ -579,48 +565,33 @@ impl<S: Service> Writer<S> {
         group.outbox_queued = true;
     }
 
+    /// Applies one chunk of prepared parked letters in order; a letter no longer parked (a
+    /// replay resolved it meanwhile) is skipped, and a subject whose letter fails keeps the rest
+    /// of its letters parked. A subject with no letters left is unparked.
     fn redrive(
         &self,
         group: &mut Group,
         positions: &mut OffsetMap,
-        request: &RedriveRequest,
+        items: Vec<redrive::Item<S::Command>>,
         control: Option<(String, i32, i64)>,
-    ) -> Result<RedriveSummary, RuntimeError> {
-        let mut summary = RedriveSummary::default();
+    ) -> Result<redrive::ChunkOutcome, RuntimeError> {
+        let mut outcome = redrive::ChunkOutcome::default();
         if let Some((topic, partition, next)) = control {
             positions.set(&topic, partition, next);
             group.set.set_position(&topic, partition, next);
             group.set.keep();
         }
-        let Some(pipeline) = &self.pipeline else {
-            return Ok(summary);
-        };
-        let parked = self.store.parked(None)?;
         let mut blocked: HashSet<(String, String)> = HashSet::new();
-        let mut groups: Vec<(String, String)> = Vec::new();
-        for entry in parked {
-            let letter = &entry.letter;
-            let subject = letter.subject.clone().unwrap_or_default();
-            if request.subject.as_ref().is_some_and(|s| *s != subject)
-                || request.topic.as_ref().is_some_and(|t| *t != letter.topic)
-            {
+        let mut subjects: Vec<(String, String)> = Vec::new();
+        for redrive::Item { parked, raw, prepared } in items {
+            let letter = &parked.letter;
+            let id = (letter.topic.clone(), letter.subject.clone().unwrap_or_default());
+            if subjects.last() != Some(&id) {
+                subjects.push(id.clone());
+            }
+            if blocked.contains(&id) || !group.set.is_parked_event(&self.store, &parked.key)? {
                 continue;
             }
-            let id = (letter.topic.clone(), subject.clone());
-            if groups.last() != Some(&id) {
-                groups.push(id.clone());
-            }
-            if blocked.contains(&id) {
-                continue;
-            }
-            let raw = RawEvent {
-                topic: letter.topic.clone(),
-                partition: letter.partition,
-                offset: letter.offset,
-                key: letter.key.clone(),
-                value: letter.value.clone(),
-                headers: letter.headers.clone(),
-            };
             let _span = debug_span!("redrive", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
             let already = match raw.event_id() {
                 Some(event_id) => group.set.is_applied(&self.store, event_id)?,
@@ -629,7 +600,7 @@ impl<S: Service> Writer<S> {
             let failure = if already {
                 None
             } else {
-                match pipeline.prepare(&raw, &self.cancel)? {
+                match prepared {
                     Prepared::Filtered => None,
                     Prepared::Poison { reason, .. } => Some(reason),
                     Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
@@ -644,29 +615,32 @@ impl<S: Service> Writer<S> {
                     if let Some(event_id) = raw.event_id() {
                         group.set.mark_applied(event_id);
                     }
-                    group.set.unpark_event(entry.key.clone());
+                    group.set.unpark_event(parked.key.clone());
                     group.set.queue_outbox(dlq::outcome_record(letter, None));
                     group.set.keep();
-                    summary.redriven += 1;
+                    outcome.summary.redriven += 1;
                     self.metrics.applied(&raw.topic, 1);
                 }
                 Some(reason) => {
                     group.set.discard();
                     group.set.queue_outbox(dlq::outcome_record(letter, Some(&reason)));
                     group.set.keep();
-                    summary.failed += 1;
+                    outcome.summary.failed += 1;
                     blocked.insert(id);
                 }
             }
             group.outbox_queued = true;
         }
-        for (topic, subject) in groups {
-            if !blocked.contains(&(topic.clone(), subject.clone())) {
+        for (topic, subject) in subjects {
+            if !blocked.contains(&(topic.clone(), subject.clone()))
+                && !group.set.has_parked_events(&self.store, &topic, &subject)?
+            {
                 group.set.unpark_subject(&topic, &subject);
                 group.set.keep();
             }
         }
-        Ok(summary)
+        outcome.blocked = blocked.into_iter().collect();
+        Ok(outcome)
     }
 }
 
@@ -765,11 +739,9 @@ mod tests {
                 service: Arc::new(Tally),
                 store: store.clone(),
                 catalog: Arc::new(Catalog::default()),
-                pipeline: None,
                 metrics: Metrics::new("tally"),
                 durable: Arc::new(Progress::new(0)),
                 outbox: Arc::new(Progress::new(0)),
-                cancel: CancellationToken::new(),
             };
             let (tx, rx) = mpsc::channel(8);
             let handle = std::thread::spawn(move || writer.run(rx));
@@ -845,11 +817,9 @@ mod tests {
             service: Arc::new(Emitting),
             store: store.clone(),
             catalog: Arc::new(catalog),
-            pipeline: None,
             metrics: Metrics::new("emitting"),
             durable: Arc::new(Progress::new(0)),
             outbox: Arc::new(Progress::new(0)),
-            cancel: CancellationToken::new(),
         };
         (dir, store, writer)
     }
@@ -874,8 +844,8 @@ mod tests {
             .collect()
     }
 
-    /// A redrive in the middle of a group commits what came before, and the group goes on
-    /// numbering the journal from there: no seq is used twice.
+    /// A redrive chunk in the middle of a group leaves the group numbering the journal on from
+    /// where it was: no seq is used twice.
     #[test]
     fn a_redrive_mid_group_keeps_the_journal_gapless_and_unique() {
         let (dir, store, writer) = emitting_writer("mid");
@@ -886,7 +856,7 @@ mod tests {
         // Queued before the writer starts, so all three land in one group.
         tx.blocking_send(a).expect("send");
         tx.blocking_send(Request::Redrive {
-            request: RedriveRequest::default(),
+            items: Vec::new(),
             control: None,
             reply,
         })

@@ -327,6 +327,32 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` parked dead letters with keys after `after` (all when `None`), in key order:
+    /// by topic and subject, each subject's oldest first. For paging through many letters.
+    pub fn parked_page(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Parked>, StoreError> {
+        let all = [prefix::PARKED_EVENT];
+        let start = match after {
+            Some(key) => {
+                let mut next = key.to_vec();
+                next.push(0);
+                next
+            }
+            None => all.to_vec(),
+        };
+        self.engine
+            .range(&start, &prefix_end(&all))
+            .take(limit)
+            .map(|item| {
+                item.and_then(|(k, v)| {
+                    Ok(Parked {
+                        key: k,
+                        letter: DeadLetter::decode(&v)?,
+                    })
+                })
+            })
+            .collect()
+    }
+
     /// Up to `limit` records waiting to be produced to the DLQ, oldest first.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(Vec<u8>, OutboxRecord)>, StoreError> {
         let start = [prefix::OUTBOX];
@@ -578,6 +604,30 @@ impl WriteSet {
     /// Removes one parked event (applied on redrive).
     pub fn unpark_event(&mut self, parked_key: Vec<u8>) {
         self.stage(parked_key, None);
+    }
+
+    /// Whether the parked event under `parked_key` is still there (stored or staged).
+    pub fn is_parked_event(&self, store: &Store, parked_key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.read(store, parked_key)?.is_some())
+    }
+
+    /// Whether any parked event of `subject` of `topic` remains (stored or staged).
+    pub fn has_parked_events(&self, store: &Store, topic: &str, subject: &str) -> Result<bool, StoreError> {
+        let start = parked_event_prefix(topic, subject);
+        let end = prefix_end(&start);
+        for layer in [&self.staged, &self.committed] {
+            if layer.range(start.clone()..end.clone()).any(|(_, v)| v.is_some()) {
+                return Ok(true);
+            }
+        }
+        for item in store.engine.range(&start, &end) {
+            let (k, _) = item?;
+            let removed = matches!(self.staged.get(&k).or_else(|| self.committed.get(&k)), Some(None));
+            if !removed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Unparks a subject: later events apply directly again.
