@@ -135,13 +135,22 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .await
         .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
     // Also refuses a consumer without the translator before the topology names it.
-    let reading = reach::json(current, &endpoint).await?["state"] == "reading";
+    let current = reach::json(current, &endpoint).await?;
+    let reading = current["state"] == "reading";
     if reading && in_file {
         let status = reach::json(client.get(&endpoint).send().await?, &endpoint).await?;
         return registered(args, &status, false, true);
     }
+    // A bootstrap already running (an interrupted `seam register` run again): follow it.
+    let attach = current["state"] == "bootstrapping";
+    if attach && !args.json {
+        eprintln!(
+            "{} is already bootstrapping {}; following that bootstrap",
+            args.consumer, args.source
+        );
+    }
     // Check the snapshot before changing anything, so a bad one leaves the file as it was.
-    let upload = if reading || args.from_beginning {
+    let upload = if reading || attach || args.from_beginning {
         None
     } else {
         let (bytes, meta, from) = match local {
@@ -165,11 +174,28 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
             args.topology.display()
         );
     }
-    let post = match upload {
-        Some(bytes) => client.post(&endpoint).body(bytes),
-        None => client.post(format!("{endpoint}?from=beginning")),
+    let mut status = if attach {
+        current
+    } else {
+        let post = match upload {
+            Some(bytes) => client.post(&endpoint).body(bytes),
+            None => client.post(format!("{endpoint}?from=beginning")),
+        };
+        let answer = post.send().await.context("sending the registration")?;
+        if answer.status() == reqwest::StatusCode::CONFLICT {
+            // Another registration won the race: follow its bootstrap.
+            let body: serde_json::Value = answer.json().await.context("reading the answer")?;
+            if !args.json {
+                eprintln!(
+                    "{} is already bootstrapping {}; following that bootstrap",
+                    args.consumer, args.source
+                );
+            }
+            body["registration"].clone()
+        } else {
+            reach::json(answer, &endpoint).await?
+        }
     };
-    let mut status = reach::json(post.send().await.context("sending the registration")?, &endpoint).await?;
     let bar = reach::bar(args.json);
     bar.set_message("bootstrapping");
     while status["state"] == "bootstrapping" {

@@ -159,6 +159,22 @@ impl Registry {
             id,
             detail: e.to_string(),
         })?;
+        // A schema this client already knows under the id stays: a snapshot exported against
+        // another registry must not redefine the ids live events use here.
+        let known = self.writers.read().ok().and_then(|map| map.get(&id).cloned());
+        if let Some(known) = known {
+            if known.schema.canonical_form() != parsed.canonical_form() {
+                return Err(RegistryError::BadSchema {
+                    id,
+                    detail: format!(
+                        "the snapshot carries another schema under this id than the registry ({} vs {}); was it exported against another registry?",
+                        parsed.canonical_form(),
+                        known.schema.canonical_form()
+                    ),
+                });
+            }
+            return Ok(known);
+        }
         let Schema::Record(record) = &parsed else {
             return Err(RegistryError::BadSchema {
                 id,

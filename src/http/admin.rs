@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::ApiError;
-use crate::runtime::{spool, Node, RegisterFrom, Registration, ReplayRequest, ReplayStatus, RuntimeError};
+use crate::runtime::{Node, RegisterFrom, Registered, Registration, ReplayRequest, ReplayStatus, RuntimeError};
 use crate::service::Service;
 
 fn refused(e: RuntimeError) -> ApiError {
@@ -23,44 +23,73 @@ fn refused(e: RuntimeError) -> ApiError {
 }
 
 /// `POST /subscriptions/{source}`: the body is the source's snapshot (an Avro object container
-/// file); an empty body with `?from=beginning` reads the topic from offset 0 instead.
+/// file), streamed to disk and checked whole before anything uses it; an empty body with
+/// `?from=beginning` reads the topic from offset 0 instead. 202 when a bootstrap starts, 200 when
+/// the source is already read, 409 with the progress while a bootstrap of it runs.
 pub(super) async fn post_subscription<S: Service>(
     State(node): State<Arc<Node<S>>>,
     Path(source): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let from = if body.is_empty() {
-        if query.get("from").map(String::as_str) != Some("beginning") {
+    let beginning = query.get("from").map(String::as_str) == Some("beginning");
+    // Nothing to receive when the answer does not depend on the snapshot.
+    match node.registration(&source).map_err(refused)? {
+        Some(r @ Registration::Bootstrapping { .. }) => return Ok(running(&source, r)),
+        Some(r @ Registration::Reading { .. }) => return Ok((StatusCode::OK, Json(r)).into_response()),
+        _ => {}
+    }
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let from = if declared == Some(0) {
+        if !beginning {
             return Err(ApiError::bad_request(
                 "no snapshot in the request body",
                 "send the source's snapshot file as the body, or an empty body with ?from=beginning to read the whole topic",
             ));
         }
         RegisterFrom::Beginning
-    } else if let Some(Registration::Reading { .. }) = node.registration(&source).map_err(refused)? {
-        // Already read: nothing to spool; the registration below reports it as such.
-        RegisterFrom::Beginning
     } else {
-        let dir = node.store_dir().to_path_buf();
-        let src = source.clone();
-        let path = tokio::task::spawn_blocking(move || spool(&dir, &src, &body))
+        let limit = crate::runtime::SPOOL_MAX_BYTES;
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the snapshot is larger than {limit} bytes, the most this service spools"),
+            ));
+        }
+        let arrival = node
+            .receive_snapshot(&source, body.into_data_stream(), limit)
             .await
-            .map_err(ApiError::internal)?
             .map_err(|e| match e {
                 RuntimeError::Config(msg) => {
                     ApiError::bad_request(msg, format!("export a fresh snapshot of {source} and send it whole"))
                 }
-                other => ApiError::internal(other),
+                other => ApiError::from_runtime(&other),
             })?;
-        RegisterFrom::Snapshot(path)
+        RegisterFrom::Snapshot(arrival)
     };
-    let status = node.register(&source, from).map_err(refused)?;
-    let code = match status {
-        Registration::Reading { already: true, .. } => StatusCode::OK,
-        _ => StatusCode::ACCEPTED,
-    };
-    Ok((code, Json(status)).into_response())
+    match node.register(&source, from).map_err(refused)? {
+        Registered::Started(r) => Ok((StatusCode::ACCEPTED, Json(r)).into_response()),
+        Registered::Already(r) => Ok((StatusCode::OK, Json(r)).into_response()),
+        Registered::Running(r) => Ok(running(&source, r)),
+    }
+}
+
+/// 409: a bootstrap of `source` is running; nothing was changed.
+fn running(source: &str, progress: Registration) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(serde_json::json!({
+            "error": format!("a bootstrap of {source} is already running; this request changed nothing"),
+            "kind": "conflict",
+            "hint": format!("follow it with GET /subscriptions/{source} (`seam register` attaches to it)"),
+            "registration": progress,
+        })),
+    )
+        .into_response()
 }
 
 /// `GET /subscriptions/{source}`: how its registration stands.

@@ -269,6 +269,7 @@ pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
         .route("/status", get(admin::get_status::<S>))
         .route(
             "/subscriptions/{source}",
+            // The upload is streamed to disk, never buffered; its size is checked as it arrives.
             get(admin::get_subscription::<S>)
                 .post(admin::post_subscription::<S>)
                 .layer(axum::extract::DefaultBodyLimit::disable()),

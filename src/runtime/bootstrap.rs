@@ -4,9 +4,8 @@
 //! offset map as positions in the same write, so a crash at any moment resumes without missing
 //! or doubling anything.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -52,36 +51,15 @@ pub fn is_url(text: &str) -> bool {
     text.starts_with("http://") || text.starts_with("https://")
 }
 
-async fn load(source: &str, from: &SnapshotSource) -> Result<(SnapshotMeta, Vec<file::SnapshotRecord>), RuntimeError> {
-    let config = |e: crate::snapshot::SnapshotError| RuntimeError::Config(e.to_string());
-    match from {
-        SnapshotSource::File(path) => {
-            let what = path.display().to_string();
-            let f = std::fs::File::open(path)
-                .map_err(|e| RuntimeError::Config(format!("cannot open snapshot {what}: {e}")))?;
-            file::read(std::io::BufReader::new(f), &what, Some(source)).map_err(config)
-        }
-        SnapshotSource::Url(url) => {
-            let fetch = |e: reqwest::Error| RuntimeError::Config(format!("cannot fetch the snapshot from {url}: {e}"));
-            let response = reqwest::get(url).await.map_err(fetch)?;
-            if !response.status().is_success() {
-                return Err(RuntimeError::Config(format!(
-                    "{url} answered {} instead of a snapshot",
-                    response.status()
-                )));
-            }
-            let bytes = response.bytes().await.map_err(fetch)?;
-            file::read(bytes.as_ref(), url, Some(source)).map_err(config)
-        }
-    }
-}
-
-/// Bootstraps `source` unless the store already reads it; returns the snapshot's cut if it did.
+/// Bootstraps `source` from the snapshot file `from` unless the store already reads it; returns
+/// the snapshot's cut if it did. Records are read from the file a chunk at a time (a snapshot
+/// never sits in memory whole), each chunk decoded and translated off the async workers and
+/// applied with the resume marker in one write.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run<C: Send + 'static>(
     service: &str,
     source: &str,
-    from: &SnapshotSource,
+    from: &Path,
     store: &Store,
     registry: &Registry,
     pipeline: &Arc<Pipeline<C>>,
@@ -97,11 +75,19 @@ pub(crate) async fn run<C: Send + 'static>(
         info!(%service, %topic, "already reading from stored positions; no bootstrap");
         return Ok(None);
     }
-    let (meta, records) = load(source, from).await?;
+    let records = {
+        let (path, source) = (from.to_path_buf(), source.to_string());
+        tokio::task::spawn_blocking(move || file::open(&path, Some(&source)))
+            .await
+            .map_err(|_| RuntimeError::Panicked("bootstrap-open".into()))?
+            .map_err(|e| RuntimeError::Config(e.to_string()))?
+    };
+    let meta = records.meta.clone();
     if let Some((seq, _)) = marker {
         if seq != meta.seq {
             return Err(RuntimeError::Config(format!(
-                "a bootstrap of {topic} from the snapshot at seq {seq} was interrupted; finish it with that same snapshot (this one is at seq {})",
+                "a bootstrap of {topic} from the snapshot at seq {seq} was interrupted; finish it with that same snapshot ({} is at seq {})",
+                from.display(),
                 meta.seq
             )));
         }
@@ -129,46 +115,69 @@ pub(crate) async fn run<C: Send + 'static>(
             .preload(*id, schema)
             .map_err(|e| RuntimeError::Config(e.to_string()))?;
     }
-    let start = marker.map(|(_, next)| next as usize).unwrap_or(0).min(records.len());
-    info!(%service, %topic, seq = meta.seq, records = records.len(), from = start, "bootstrapping from a snapshot");
-    let total = records.len() as u64;
-    progress(start as u64, total, meta.seq);
-    let mut next = start;
+    let total = meta.records;
+    let start = marker.map(|(_, next)| next).unwrap_or(0).min(total);
+    info!(%service, %topic, seq = meta.seq, records = total, from = start, "bootstrapping from a snapshot");
+    progress(start, total, meta.seq);
+    let mut records = Some(records);
+    let mut next = 0u64;
     loop {
         if cancel.is_cancelled() {
             return Err(RuntimeError::Cancelled);
         }
-        let end = (next + CHUNK).min(records.len());
-        let chunk: Vec<RawEvent> = records[next..end]
-            .iter()
-            .enumerate()
-            .map(|(i, r)| RawEvent {
-                topic: topic.clone(),
-                partition: -1,
-                offset: (next + i) as i64,
-                key: Some(r.subject.clone().into_bytes()),
-                value: Some(wire::frame(r.schema_id, &r.body)),
-                headers: vec![(
-                    crate::dlq::SNAPSHOT_HEADER.into(),
-                    Some(format!("{source}@{}", meta.seq).into_bytes()),
-                )],
-            })
-            .collect();
-        let (p, c) = (Arc::clone(pipeline), cancel.clone());
-        let items = tokio::task::spawn_blocking(move || {
-            chunk
-                .into_iter()
-                .map(|raw| p.prepare(&raw, &c).map(|prepared| Inbound { raw, prepared }))
-                .collect::<Result<Vec<_>, _>>()
+        let (p, c, tag, topic_name) = (
+            Arc::clone(pipeline),
+            cancel.clone(),
+            format!("{source}@{}", meta.seq),
+            topic.clone(),
+        );
+        let mut reading = records
+            .take()
+            .ok_or(RuntimeError::Panicked("bootstrap-reader".into()))?;
+        let (reading, items, read_to) = tokio::task::spawn_blocking(move || {
+            let mut items = Vec::new();
+            let mut at = next;
+            // Records before the resume point were applied before the crash: skip them.
+            while at < start {
+                match reading.next() {
+                    Some(Ok(_)) => at += 1,
+                    Some(Err(e)) => return (reading, Err(RuntimeError::Config(e.to_string())), at),
+                    None => break,
+                }
+            }
+            while items.len() < CHUNK {
+                let record = match reading.next() {
+                    Some(Ok(r)) => r,
+                    Some(Err(e)) => return (reading, Err(RuntimeError::Config(e.to_string())), at),
+                    None => break,
+                };
+                let raw = RawEvent {
+                    topic: topic_name.clone(),
+                    partition: -1,
+                    offset: at as i64,
+                    key: Some(record.subject.into_bytes()),
+                    value: Some(wire::frame(record.schema_id, &record.body)),
+                    headers: vec![(crate::dlq::SNAPSHOT_HEADER.into(), Some(tag.clone().into_bytes()))],
+                };
+                at += 1;
+                match p.prepare(&raw, &c) {
+                    Ok(prepared) => items.push(Inbound { raw, prepared }),
+                    Err(e) => return (reading, Err(e), at),
+                }
+            }
+            (reading, Ok(items), at)
         })
         .await
-        .map_err(|_| RuntimeError::Panicked("bootstrap-prepare".into()))??;
-        let finish = (end == records.len()).then(|| meta.offsets.clone());
+        .map_err(|_| RuntimeError::Panicked("bootstrap-prepare".into()))?;
+        let items = items?;
+        records = Some(reading);
+        next = read_to;
+        let finish = (next >= total).then(|| meta.offsets.clone());
         let (reply, answer) = oneshot::channel();
         writer
             .send(Request::Bootstrap {
                 topic: topic.clone(),
-                marker: (meta.seq, end as u64),
+                marker: (meta.seq, next),
                 items,
                 finish: finish.clone(),
                 reply,
@@ -176,13 +185,11 @@ pub(crate) async fn run<C: Send + 'static>(
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)??;
-        progress(end as u64, total, meta.seq);
+        progress(next, total, meta.seq);
         failpoint::hit("bootstrap.chunk");
         if finish.is_some() {
             break;
         }
-        next = end;
-        tokio::time::sleep(Duration::ZERO).await;
     }
     info!(%service, %topic, seq = meta.seq, "bootstrap done; reading from the snapshot's offsets");
     Ok(Some(meta))

@@ -19,6 +19,7 @@ mod redrive;
 mod register;
 mod replay;
 pub mod retention;
+mod spool;
 mod watermarks;
 mod writer;
 
@@ -47,9 +48,10 @@ pub use bootstrap::{is_url, SnapshotSource};
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use redrive::RedriveSummary;
-pub use register::{spool, RegisterFrom, Registration};
+pub use register::{RegisterFrom, Registered, Registration};
 pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
 pub use retention::RetentionError;
+pub use spool::{Arrival, MAX_BYTES as SPOOL_MAX_BYTES};
 pub use writer::PutOutcome;
 
 /// Why a node could not start or had to stop.
@@ -328,27 +330,67 @@ impl<S: Service> Node<S> {
         } else {
             None
         };
-        // A registration interrupted by a crash resumes (or, before its first chunk, restarts)
-        // from its spooled snapshot.
-        let mut bootstraps = config.bootstrap.clone();
+        // A bootstrap interrupted by a crash resumes from the snapshot it was loading; one that
+        // never started takes the spooled (or given) snapshot. Snapshots given as URLs are
+        // downloaded and spooled first, so a crash during their load resumes from that copy.
+        spool::sweep(&config.store_dir);
         let stored = store.positions()?;
+        let mut bootstraps: BTreeMap<String, PathBuf> = BTreeMap::new();
         for topic in pipeline.as_ref().map(|p| p.topics()).unwrap_or_default() {
             let source = topic.trim_end_matches(".events").to_string();
-            if bootstraps.contains_key(&source) {
-                continue;
-            }
-            let spooled = register::spooled(&config.store_dir, &source);
             let marker = store.bootstrap_marker(&topic)?;
             let reads = stored.iter().any(|(t, _, _)| t == topic);
-            if spooled.is_file() && (marker.is_some() || !reads) {
-                bootstraps.insert(source, SnapshotSource::File(spooled));
-            } else if let Some((seq, _)) = marker {
+            if reads && marker.is_none() {
+                spool::unspool(&config.store_dir, &source, None);
+                continue;
+            }
+            let spools = spool::spools(&config.store_dir, &source);
+            let chosen = match marker {
+                Some((seq, _)) => match spools.get(&seq) {
+                    Some(path) => Some(path.clone()),
+                    None => match config.bootstrap.get(&source) {
+                        Some(SnapshotSource::File(path)) => Some(path.clone()),
+                        Some(SnapshotSource::Url(url)) => {
+                            let arrival = spool::download(&config.store_dir, &source, url).await?;
+                            if arrival.meta.seq != seq {
+                                return Err(RuntimeError::Config(format!(
+                                    "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy is gone; {url} now serves seq {}; start with that same snapshot (`--bootstrap {source}=FILE`)",
+                                    arrival.meta.seq
+                                )));
+                            }
+                            Some(arrival.claim(&config.store_dir)?)
+                        }
+                        None => {
+                            return Err(RuntimeError::Config(format!(
+                                "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy {} is gone; start with the same snapshot (`--bootstrap {source}=FILE`)",
+                                spool::spooled(&config.store_dir, &source, seq).display()
+                            )))
+                        }
+                    },
+                },
+                None => match config.bootstrap.get(&source) {
+                    Some(SnapshotSource::File(path)) => Some(path.clone()),
+                    Some(SnapshotSource::Url(url)) => {
+                        let arrival = spool::download(&config.store_dir, &source, url).await?;
+                        Some(arrival.claim(&config.store_dir)?)
+                    }
+                    // A registration claimed this before the crash; the newest one wins.
+                    None => spools.values().next_back().cloned(),
+                },
+            };
+            if let Some(path) = chosen {
+                bootstraps.insert(source, path);
+            }
+        }
+        for source in config.bootstrap.keys() {
+            if !pipeline
+                .as_ref()
+                .is_some_and(|p| p.topics().contains(&events_topic(source)))
+            {
                 return Err(RuntimeError::Config(format!(
-                    "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy {} is gone; start with the same snapshot (`--bootstrap {source}=FILE`)",
-                    spooled.display()
+                    "a snapshot is given for {source}, but {} has no translator for it",
+                    config.service
                 )));
-            } else {
-                register::unspool(&config.store_dir, &source);
             }
         }
         let mut needed = Vec::new();
@@ -441,12 +483,6 @@ impl<S: Service> Node<S> {
         let mut bootstrapped = BTreeMap::new();
         if let Some(p) = &pipeline {
             for (source, from) in &bootstraps {
-                if !p.topics().contains(&events_topic(source)) {
-                    cancel.cancel();
-                    return Err(RuntimeError::Config(format!(
-                        "a snapshot is given for {source}, but {name} has no translator for it"
-                    )));
-                }
                 let done = bootstrap::run(
                     &name,
                     source,
@@ -461,11 +497,12 @@ impl<S: Service> Node<S> {
                 )
                 .await;
                 match done {
-                    Ok(Some(meta)) => {
-                        register::unspool(&config.store_dir, source);
-                        bootstrapped.insert(source.clone(), meta);
+                    Ok(meta) => {
+                        spool::unspool(&config.store_dir, source, None);
+                        if let Some(meta) = meta {
+                            bootstrapped.insert(source.clone(), meta);
+                        }
                     }
-                    Ok(None) => register::unspool(&config.store_dir, source),
                     Err(e) => {
                         cancel.cancel();
                         return Err(e);
@@ -738,8 +775,21 @@ impl<S: Service> Node<S> {
     /// How the registration of `source` stands; for a source read since start, its positions;
     /// `None` when this build has no translator for it.
     pub fn registration(&self, source: &str) -> Result<Option<Registration>, RuntimeError> {
+        let registrations = self
+            .registrations
+            .lock()
+            .map_err(|_| RuntimeError::Panicked("registrations".into()))?;
+        self.registration_of(source, &registrations)
+    }
+
+    /// [`Node::registration`] while the caller holds the registrations lock.
+    fn registration_of(
+        &self,
+        source: &str,
+        registrations: &BTreeMap<String, Registration>,
+    ) -> Result<Option<Registration>, RuntimeError> {
         let topic = events_topic(source);
-        match self.registrations.lock().ok().and_then(|r| r.get(source).cloned()) {
+        match registrations.get(source).cloned() {
             Some(Registration::Reading {
                 snapshot_seq, already, ..
             }) => {
@@ -766,18 +816,34 @@ impl<S: Service> Node<S> {
         Ok((spare || added).then_some(Registration::Available))
     }
 
-    /// Adds `source` to what this node reads, without a restart: bootstraps it from a spooled
-    /// snapshot (or checks the topic still starts at offset 0), then subscribes from exactly the
-    /// resulting positions. Returns at once; [`Node::registration`] reports progress. A source
-    /// already read is left alone and reported as such.
-    pub fn register(&self, source: &str, from: RegisterFrom) -> Result<Registration, RuntimeError> {
+    /// Receives `source`'s snapshot (an upload) into a file next to the store and checks it
+    /// whole, for [`Node::register`]; nothing is held in memory.
+    pub async fn receive_snapshot<St, E>(&self, source: &str, chunks: St, limit: u64) -> Result<Arrival, RuntimeError>
+    where
+        St: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        spool::receive(&self.store_dir, source, chunks, limit).await
+    }
+
+    /// Adds `source` to what this node reads, without a restart: bootstraps it from the snapshot
+    /// (spooled first, so a crash resumes it), or checks the topic still starts at offset 0, then
+    /// subscribes from exactly the resulting positions. Returns at once; [`Node::registration`]
+    /// reports progress. A source already read is left alone, and while a bootstrap of it runs
+    /// another request changes nothing: the check and the start are one step under one lock, so
+    /// two requests never start two bootstraps or replace the snapshot being loaded.
+    pub fn register(&self, source: &str, from: RegisterFrom) -> Result<Registered, RuntimeError> {
         let topic = events_topic(source);
-        if let Some(r @ Registration::Bootstrapping { .. }) = self.registration(source)? {
-            return Ok(r);
-        }
-        if self.topics.borrow().contains(&topic) && self.store.bootstrap_marker(&topic)?.is_none() {
-            register::unspool(&self.store_dir, source);
-            return Ok(Registration::reading(&topic, &self.store.positions()?, None, true));
+        let mut registrations = self
+            .registrations
+            .lock()
+            .map_err(|_| RuntimeError::Panicked("registrations".into()))?;
+        match self.registration_of(source, &registrations)? {
+            Some(r @ Registration::Bootstrapping { .. }) => return Ok(Registered::Running(r)),
+            Some(r @ Registration::Reading { .. }) if self.store.bootstrap_marker(&topic)?.is_none() => {
+                return Ok(Registered::Already(r));
+            }
+            _ => {}
         }
         let pipeline = self.pipeline.clone().ok_or_else(|| {
             RuntimeError::Config(format!(
@@ -798,11 +864,28 @@ impl<S: Service> Node<S> {
             };
             pipeline.add(spares.remove(i))?;
         }
+        let from = match from {
+            RegisterFrom::Snapshot(arrival) => {
+                if arrival.meta.service != source {
+                    return Err(RuntimeError::Config(format!(
+                        "the snapshot is of {}, not of {source}",
+                        arrival.meta.service
+                    )));
+                }
+                let seq = arrival.meta.seq;
+                let path = arrival.claim(&self.store_dir)?;
+                spool::unspool(&self.store_dir, source, Some(seq));
+                Some(path)
+            }
+            RegisterFrom::Beginning => None,
+        };
         let status = Registration::Bootstrapping {
             loaded: 0,
             total: 0,
             seq: 0,
         };
+        registrations.insert(source.to_string(), status.clone());
+        drop(registrations);
         let set = {
             let source = source.to_string();
             let registrations = Arc::clone(&self.registrations);
@@ -812,7 +895,6 @@ impl<S: Service> Node<S> {
                 }
             })
         };
-        set(status.clone());
         let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
         let (name, source) = (self.name.clone(), source.to_string());
         let (store, registry, client) = (self.store.clone(), Arc::clone(&self.registry), self.client.clone());
@@ -820,22 +902,13 @@ impl<S: Service> Node<S> {
         let bootstrapped = Arc::clone(&self.bootstrapped);
         tokio::spawn(async move {
             let loaded = match &from {
-                RegisterFrom::Snapshot(path) => {
+                Some(path) => {
                     let progress = {
                         let set = Arc::clone(&set);
                         move |loaded, total, seq| set(Registration::Bootstrapping { loaded, total, seq })
                     };
                     bootstrap::run(
-                        &name,
-                        &source,
-                        &SnapshotSource::File(path.clone()),
-                        &store,
-                        &registry,
-                        &pipeline,
-                        &writer,
-                        &client,
-                        &cancel,
-                        &progress,
+                        &name, &source, path, &store, &registry, &pipeline, &writer, &client, &cancel, &progress,
                     )
                     .await
                     .map(|meta| {
@@ -848,7 +921,7 @@ impl<S: Service> Node<S> {
                         })
                     })
                 }
-                RegisterFrom::Beginning => {
+                None => {
                     let (client, topic, store) = (client.clone(), topic.clone(), store.clone());
                     tokio::task::spawn_blocking(move || -> Result<Option<u64>, RuntimeError> {
                         let probe: BaseConsumer = client
@@ -865,7 +938,7 @@ impl<S: Service> Node<S> {
             drop(writer);
             match loaded.and_then(|seq| Ok((seq, store.positions()?))) {
                 Ok((seq, positions)) => {
-                    register::unspool(&store_dir, &source);
+                    spool::unspool(&store_dir, &source, None);
                     topics.send_modify(|t| {
                         t.push(topic.clone());
                         t.sort();
@@ -880,7 +953,7 @@ impl<S: Service> Node<S> {
                 }
             }
         });
-        Ok(status)
+        Ok(Registered::Started(status))
     }
 
     /// Starts rebuilding the replicas of `request.sources` in a shadow store (one replay at a

@@ -1,23 +1,34 @@
 //! Registering a source on a running consumer (`seam register`): the consumer takes the source's
 //! snapshot through its bootstrap, and only then subscribes to the source topic, from exactly the
-//! snapshot's offset map. The snapshot is spooled next to the store first, so a crash in the
-//! middle resumes the same bootstrap at the next start instead of reading the topic from 0.
+//! snapshot's offset map. The snapshot is spooled next to the store first (`spool.rs`), so a crash
+//! in the middle resumes the same bootstrap at the next start instead of reading the topic from 0.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::RuntimeError;
+use super::spool::Arrival;
 use crate::offsets::OffsetMap;
 
 /// Where a registration takes its starting state from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RegisterFrom {
-    /// A snapshot already spooled by [`spool`].
-    Snapshot(PathBuf),
+    /// A snapshot received and checked ([`Node::receive_snapshot`](super::Node::receive_snapshot)),
+    /// spooled when the registration claims it.
+    Snapshot(Arrival),
     /// No snapshot: read the whole topic from its first offset.
     Beginning,
+}
+
+/// What a registration request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// A bootstrap (or the check of the topic's start) began.
+    Started(Registration),
+    /// A bootstrap of this source is already running: nothing was changed (its progress).
+    Running(Registration),
+    /// The source is already read: nothing was done.
+    Already(Registration),
 }
 
 /// How the registration of one source stands (`GET /subscriptions/<source>`).
@@ -64,39 +75,4 @@ impl Registration {
             already,
         }
     }
-}
-
-/// The folder holding snapshots of registrations in progress, inside the store directory.
-pub(crate) fn spool_dir(store_dir: &Path) -> PathBuf {
-    store_dir.join("seam-bootstrap")
-}
-
-/// The spooled snapshot of `source`.
-pub(crate) fn spooled(store_dir: &Path, source: &str) -> PathBuf {
-    spool_dir(store_dir).join(format!("{source}.avro"))
-}
-
-/// Writes a snapshot for `source` durably next to the store, after checking it is whole and
-/// comes from `source`; returns its path.
-pub fn spool(store_dir: &Path, source: &str, bytes: &[u8]) -> Result<PathBuf, RuntimeError> {
-    crate::snapshot::file::read(bytes, "the uploaded snapshot", Some(source))
-        .map_err(|e| RuntimeError::Config(e.to_string()))?;
-    let io = |e: std::io::Error| RuntimeError::Store(format!("spooling the snapshot of {source}: {e}"));
-    let dir = spool_dir(store_dir);
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let path = spooled(store_dir, source);
-    let tmp = path.with_extension("avro.tmp");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    Ok(path)
-}
-
-/// Removes a spooled snapshot once its bootstrap is done.
-pub(crate) fn unspool(store_dir: &Path, source: &str) {
-    let _ = std::fs::remove_file(spooled(store_dir, source));
 }

@@ -26,6 +26,7 @@ use tracing::info;
 use super::bootstrap::{self, SnapshotSource};
 use super::pipeline::{Pipeline, RawEvent};
 use super::progress::Progress;
+use super::spool;
 use super::writer::{Inbound, Request, Writer};
 use super::{retention, RuntimeError};
 use crate::codec::{Catalog, Registry};
@@ -231,11 +232,18 @@ impl<S: Service> Replay<S> {
         } else {
             for (source, from) in snapshots {
                 self.phase("loading snapshots", 0, 0);
+                // A snapshot served over HTTP is downloaded next to the shadow store first.
+                let file = match from {
+                    SnapshotSource::File(path) => path.clone(),
+                    SnapshotSource::Url(url) => spool::download(&self.shadow_dir, source, url)
+                        .await?
+                        .claim(&self.shadow_dir)?,
+                };
                 let progress = |done, total, _| self.phase("loading snapshots", done, total);
                 let meta = bootstrap::run(
                     &self.name,
                     source,
-                    from,
+                    &file,
                     shadow,
                     &self.registry,
                     &self.pipeline,

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::Path;
 
 use apache_avro::types::{Record, Value};
 use apache_avro::{Reader, Schema, Writer};
@@ -148,19 +149,147 @@ mod erased {
     }
 }
 
-/// Reads and checks a whole snapshot: metadata complete and consistent, every record present.
-/// `expected_service` refuses a snapshot of another service.
+/// Reads and checks a whole snapshot into memory: metadata complete and consistent, every record
+/// present. For small snapshots and tests; large ones go through [`Records`] from a file.
 pub fn read<R: Read>(
     input: R,
     what: &str,
     expected_service: Option<&str>,
 ) -> Result<(SnapshotMeta, Vec<SnapshotRecord>), SnapshotError> {
-    let unreadable = |e: apache_avro::Error| SnapshotError::Unreadable {
-        what: what.to_string(),
+    let mut records = Records::new(input, what, expected_service)?;
+    let mut out = Vec::new();
+    for r in records.by_ref() {
+        out.push(r?);
+    }
+    Ok((records.meta, out))
+}
+
+/// Checks a whole snapshot without holding it: reads every record once and returns the cut.
+pub fn check<R: Read>(input: R, what: &str, expected_service: Option<&str>) -> Result<SnapshotMeta, SnapshotError> {
+    let mut records = Records::new(input, what, expected_service)?;
+    for r in records.by_ref() {
+        r?;
+    }
+    Ok(records.meta)
+}
+
+/// Opens a snapshot file for reading its records one at a time.
+pub fn open(
+    path: &Path,
+    expected_service: Option<&str>,
+) -> Result<Records<std::io::BufReader<std::fs::File>>, SnapshotError> {
+    let what = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| SnapshotError::Unreadable {
+        what: what.clone(),
         detail: e.to_string(),
-    };
-    let reader = Reader::new(input).map_err(unreadable)?;
-    let md = reader.user_metadata().clone();
+    })?;
+    Records::new(std::io::BufReader::new(f), &what, expected_service)
+}
+
+/// The records of a snapshot, read one at a time after its metadata was checked; the iterator
+/// ends with an error if the file holds fewer records than it announces (or a record names a
+/// schema the file does not carry).
+pub struct Records<R: Read> {
+    /// The cut, from the file's metadata.
+    pub meta: SnapshotMeta,
+    what: String,
+    reader: Reader<'static, R>,
+    read: u64,
+    done: bool,
+}
+
+impl<R: Read> Records<R> {
+    /// Reads and checks the metadata.
+    pub fn new(input: R, what: &str, expected_service: Option<&str>) -> Result<Self, SnapshotError> {
+        let unreadable = |e: apache_avro::Error| SnapshotError::Unreadable {
+            what: what.to_string(),
+            detail: e.to_string(),
+        };
+        let reader = Reader::new(input).map_err(unreadable)?;
+        let meta = meta_of(reader.user_metadata(), what, expected_service)?;
+        Ok(Self {
+            meta,
+            what: what.to_string(),
+            reader,
+            read: 0,
+            done: false,
+        })
+    }
+
+    fn record(&self, value: Value) -> Result<SnapshotRecord, SnapshotError> {
+        let bad = |problem: String| SnapshotError::Metadata {
+            what: self.what.clone(),
+            key: "seam.schemas",
+            problem,
+        };
+        let Value::Record(fields) = value else {
+            return Err(SnapshotError::Metadata {
+                what: self.what.clone(),
+                key: "records",
+                problem: "not SnapshotRecord".into(),
+            });
+        };
+        let mut r = SnapshotRecord {
+            subject: String::new(),
+            schema_id: 0,
+            body: Vec::new(),
+        };
+        for (name, v) in fields {
+            match (name.as_str(), v) {
+                ("subject", Value::String(s)) => r.subject = s,
+                ("schema_id", Value::Int(i)) => r.schema_id = i as u32,
+                ("body", Value::Bytes(b)) => r.body = b,
+                _ => {}
+            }
+        }
+        if !self.meta.schemas.contains_key(&r.schema_id) {
+            return Err(bad(format!("has no schema for id {} used by a record", r.schema_id)));
+        }
+        Ok(r)
+    }
+}
+
+impl<R: Read> Iterator for Records<R> {
+    type Item = Result<SnapshotRecord, SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.reader.next() {
+            Some(Ok(value)) => {
+                self.read += 1;
+                let record = self.record(value);
+                self.done = record.is_err();
+                Some(record)
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                Some(Err(SnapshotError::Truncated {
+                    what: format!("{} ({e})", self.what),
+                    expected: self.meta.records,
+                    found: self.read,
+                }))
+            }
+            None => {
+                self.done = true;
+                (self.read != self.meta.records).then(|| {
+                    Err(SnapshotError::Truncated {
+                        what: self.what.clone(),
+                        expected: self.meta.records,
+                        found: self.read,
+                    })
+                })
+            }
+        }
+    }
+}
+
+fn meta_of(
+    md: &std::collections::HashMap<String, Vec<u8>>,
+    what: &str,
+    expected_service: Option<&str>,
+) -> Result<SnapshotMeta, SnapshotError> {
     let text = |key: &'static str| -> Result<String, SnapshotError> {
         md.get(key)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -210,59 +339,18 @@ pub fn read<R: Read>(
     }
     let schemas: BTreeMap<u32, String> = serde_json::from_str(&text("seam.schemas")?)
         .map_err(|e| bad("seam.schemas", format!("not a schema map ({e})")))?;
-    let records_meta: u64 = text("seam.records")?
+    let records: u64 = text("seam.records")?
         .parse()
         .map_err(|e| bad("seam.records", format!("not a number ({e})")))?;
     let created = text("seam.created")?;
-    let mut records = Vec::new();
-    for value in reader {
-        let value = value.map_err(|e| SnapshotError::Truncated {
-            what: format!("{what} ({e})"),
-            expected: records_meta,
-            found: records.len() as u64,
-        })?;
-        let Value::Record(fields) = value else {
-            return Err(bad("records", "not SnapshotRecord".into()));
-        };
-        let mut r = SnapshotRecord {
-            subject: String::new(),
-            schema_id: 0,
-            body: Vec::new(),
-        };
-        for (name, v) in fields {
-            match (name.as_str(), v) {
-                ("subject", Value::String(s)) => r.subject = s,
-                ("schema_id", Value::Int(i)) => r.schema_id = i as u32,
-                ("body", Value::Bytes(b)) => r.body = b,
-                _ => {}
-            }
-        }
-        if !schemas.contains_key(&r.schema_id) {
-            return Err(bad(
-                "seam.schemas",
-                format!("has no schema for id {} used by a record", r.schema_id),
-            ));
-        }
-        records.push(r);
-    }
-    if records.len() as u64 != records_meta {
-        return Err(SnapshotError::Truncated {
-            what: what.to_string(),
-            expected: records_meta,
-            found: records.len() as u64,
-        });
-    }
-    Ok((
-        SnapshotMeta {
-            service,
-            seq,
-            offsets,
-            created,
-            schemas,
-            records: records_meta,
-        },
+    Ok(SnapshotMeta {
+        service,
+        seq,
+        offsets,
+        created,
+        schemas,
         records,
-    ))
+    })
 }
 
 #[cfg(test)]
