@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 
-use crate::store::JournalEntry;
+use crate::store::{JournalEntry, JournalId};
 
 /// `<service>/<seq>`: unique per event, stable across redelivery and republishing.
 pub const EVENT_ID: &str = "seam-event-id";
@@ -19,6 +19,12 @@ pub const TIME: &str = "seam-time";
 pub const CORRELATION_ID: &str = "seam-correlation-id";
 /// The event that caused this one.
 pub const CAUSATION_ID: &str = "seam-causation-id";
+/// The publishing service's journal, `<id>:<first seq>`: event ids are unique within it, and a
+/// store that starts over (wiped) starts a new journal, so its ids never repeat older ones.
+pub const JOURNAL: &str = "seam-journal";
+/// The seq of the previous event about the same subject in the same journal (0: the first), so
+/// a consumer can keep per-subject order where Kafka does not (putEvents).
+pub const PREV_SEQ: &str = "seam-prev-seq";
 
 /// The event id of a journal entry.
 pub fn event_id(service: &str, seq: u64) -> String {
@@ -45,8 +51,8 @@ pub fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// The headers of a journal entry as published by `service`.
-pub fn headers(service: &str, entry: &JournalEntry) -> OwnedHeaders {
+/// The headers of a journal entry as published by `service` from `journal`.
+pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry) -> OwnedHeaders {
     let id = event_id(service, entry.seq);
     let time = rfc3339(entry.time_ms);
     let correlation = entry.correlation_id.as_deref().unwrap_or(&id);
@@ -75,6 +81,19 @@ pub fn headers(service: &str, entry: &JournalEntry) -> OwnedHeaders {
         headers = headers.insert(Header {
             key: CAUSATION_ID,
             value: Some(causation.as_bytes()),
+        });
+    }
+    // Entries journaled before journals were named keep their older headers.
+    if entry.seq >= journal.start {
+        headers = headers.insert(Header {
+            key: JOURNAL,
+            value: Some(journal.header().as_bytes()),
+        });
+    }
+    if let Some(prev) = entry.prev {
+        headers = headers.insert(Header {
+            key: PREV_SEQ,
+            value: Some(prev.to_string().as_bytes()),
         });
     }
     headers

@@ -223,15 +223,19 @@ impl<'a> Apply<'a> {
     /// durable. Returns its seq.
     pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<u64, ApplyError> {
         let body = self.catalog.encode(E::RECORD, event)?;
-        let seq = self.set.append(JournalEntry {
-            seq: 0,
-            subject: subject.to_string(),
-            record: E::RECORD.to_string(),
-            time_ms: self.now_ms,
-            correlation_id: self.cause.correlation_id.clone(),
-            causation_id: self.cause.causation_id.clone(),
-            body,
-        });
+        let seq = self.set.append(
+            self.store,
+            JournalEntry {
+                seq: 0,
+                subject: subject.to_string(),
+                record: E::RECORD.to_string(),
+                time_ms: self.now_ms,
+                correlation_id: self.cause.correlation_id.clone(),
+                causation_id: self.cause.causation_id.clone(),
+                body,
+                prev: None,
+            },
+        )?;
         self.emitted.push(seq);
         Ok(seq)
     }

@@ -37,6 +37,7 @@ fn snapshot(service: &str) -> Vec<u8> {
         created: "2026-11-25T00:00:00.000Z".into(),
         schemas: [(1, r#"{"type":"record","name":"X","fields":[]}"#.to_string())].into(),
         records: 0,
+        journal: None,
     };
     let records: Vec<SnapshotRecord> = (0..40)
         .map(|i| SnapshotRecord {

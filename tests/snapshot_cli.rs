@@ -32,6 +32,7 @@ fn sample() -> Vec<u8> {
         created: "2026-11-25T00:00:00.000Z".into(),
         schemas: [(1, r#"{"type":"record","name":"X","fields":[]}"#.to_string())].into(),
         records: 0,
+        journal: None,
     };
     let records: Vec<SnapshotRecord> = (0..50)
         .map(|i| SnapshotRecord {

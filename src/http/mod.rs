@@ -432,16 +432,16 @@ async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<Wir
         .and_then(|r| r.read_value(&mut entry.body.as_slice()))
         .ok()
         .and_then(|v| serde_json::Value::try_from(v).ok());
-    let mut event = WireEvent::from_entry(node.name(), entry, id);
+    let mut event = WireEvent::from_entry(node.name(), node.store().journal_id(), entry, id);
     event.payload = payload;
     Ok(event)
 }
 
 impl WireEvent {
-    /// A journal entry of `service` as getEvents returns it (and the publisher would frame it),
-    /// with its writer schema's registry id; without the JSON payload.
-    pub fn from_entry(service: &str, entry: &JournalEntry, schema_id: u32) -> Self {
-        let headers = envelope::headers(service, entry);
+    /// A journal entry of `service`'s `journal` as getEvents returns it (and the publisher would
+    /// frame it), with its writer schema's registry id; without the JSON payload.
+    pub fn from_entry(service: &str, journal: &crate::store::JournalId, entry: &JournalEntry, schema_id: u32) -> Self {
+        let headers = envelope::headers(service, journal, entry);
         let headers = envelope::owned_pairs(Some(headers.as_borrowed()))
             .into_iter()
             .filter_map(|(k, v)| Some((k, String::from_utf8(v?).ok()?)))

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::pipeline::{Pipeline, RawEvent};
 use super::retention;
-use super::writer::{Inbound, Request};
+use super::writer::{BootstrapEnd, Inbound, Request};
 use super::RuntimeError;
 use crate::codec::{wire, Registry};
 use crate::failpoint;
@@ -172,7 +172,10 @@ pub(crate) async fn run<C: Send + 'static>(
         let items = items?;
         records = Some(reading);
         next = read_to;
-        let finish = (next >= total).then(|| meta.offsets.clone());
+        let finish = (next >= total).then(|| BootstrapEnd {
+            positions: meta.offsets.clone(),
+            covered: meta.journal.clone().map(|j| (j, meta.seq)),
+        });
         let (reply, answer) = oneshot::channel();
         writer
             .send(Request::Bootstrap {

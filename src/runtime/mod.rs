@@ -302,7 +302,7 @@ impl<S: Service> Node<S> {
     ) -> Result<Self, RuntimeError> {
         let runtime = tokio::runtime::Handle::current();
         let store = if let Some(engine) = &config.engine {
-            Store::with_engine(Arc::clone(&engine.0))
+            Store::with_engine(Arc::clone(&engine.0))?
         } else {
             let dir = config.store_dir.clone();
             tokio::task::spawn_blocking(move || Store::open(&dir))
@@ -752,6 +752,7 @@ impl<S: Service> Node<S> {
             created: crate::envelope::rfc3339(crate::envelope::now_ms()),
             schemas,
             records: records.len() as u64,
+            journal: Some(self.store.journal_id().clone()),
         };
         Ok((meta, records))
     }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{Attempt, Decoder, Registry};
 use crate::envelope;
 use crate::fault::{Class, Classify};
+use crate::store::{EventKey, JournalId};
 use crate::translator::{events_topic, ForeignEvent, Translator};
 
 use super::RuntimeError;
@@ -68,6 +69,32 @@ impl RawEvent {
     /// `seam-correlation-id`.
     pub fn correlation_id(&self) -> Option<&str> {
         self.header(envelope::CORRELATION_ID)
+    }
+
+    /// `seam-prev-seq`: the seq of the previous event about the same subject.
+    pub fn prev_seq(&self) -> Option<u64> {
+        self.header(envelope::PREV_SEQ).and_then(|p| p.parse().ok())
+    }
+
+    /// How this event is recognised when it comes again; `None` without an event id.
+    pub fn key(&self) -> Option<EventKey> {
+        let id = self.event_id()?;
+        let seq = id
+            .rsplit_once('/')
+            .filter(|(service, n)| {
+                !service.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (*n == "0" || !n.starts_with('0'))
+            })
+            .and_then(|(_, n)| n.parse::<u64>().ok());
+        let journal = self.header(envelope::JOURNAL).and_then(JournalId::parse);
+        Some(match (seq, journal) {
+            (Some(seq), Some(journal)) => EventKey::Tracked {
+                topic: self.topic.clone(),
+                journal,
+                seq,
+            },
+            (Some(_), None) => EventKey::Legacy { id: id.to_string() },
+            (None, _) => EventKey::Other { id: id.to_string() },
+        })
     }
 }
 

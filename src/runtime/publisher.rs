@@ -33,7 +33,7 @@ use crate::failpoint;
 use crate::fault::{Class, Classify};
 use crate::metrics::Metrics;
 use crate::partitioner::partition_for;
-use crate::store::Store;
+use crate::store::{JournalId, Store};
 use crate::translator::events_topic;
 
 use super::in_flight::InFlight;
@@ -69,7 +69,10 @@ impl Publisher {
             let id = loop {
                 match self.runtime.block_on(self.registry.register(&topic, record)) {
                     Ok(id) => break id,
-                    Err(e) if e.class() == Class::Retryable && !self.cancel.is_cancelled() => {
+                    Err(e) if e.class() == Class::Retryable => {
+                        if self.cancel.is_cancelled() {
+                            return Err(RuntimeError::Cancelled);
+                        }
                         warn!(service = %self.service, error = %e, "registering the event schemas; retrying");
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -93,7 +96,27 @@ impl Publisher {
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| RuntimeError::kafka(format!("initialising transactions for {topic}"), e))?;
-        let (mut last, empty) = self.tail(&topic, partitions)?;
+        let (mut last, empty, journals) = self.tail(&topic, partitions)?;
+        let ours = self.store.journal_id();
+        for (partition, journal) in &journals {
+            let seq = last.get(partition).copied().unwrap_or(0);
+            let foreign = match journal {
+                Some(j) => j != ours,
+                // Written before journals were named: only a store that journaled then wrote it.
+                None => seq >= ours.start,
+            };
+            if foreign {
+                return Err(RuntimeError::Config(format!(
+                    "{topic} partition {partition} ends with entry {seq} of {} from journal {}, but this store keeps journal {}: \
+                     the store is not the one that published to this topic (a new store, or one restored from another store's backup), \
+                     and publishing from it would skip its entries as already out or repeat event ids. \
+                     Restore the store that belongs to the topic, or delete and recreate the topic to start over",
+                    self.service,
+                    journal.as_ref().map(JournalId::header).unwrap_or_else(|| "(unnamed, older version)".into()),
+                    ours.header()
+                )));
+            }
+        }
         let journal_end = self.store.last_seq()?;
         if let Some(&ahead) = last.values().filter(|s| **s > journal_end).max() {
             // Publishing from here would skip this journal's entries as "already out".
@@ -183,9 +206,14 @@ impl Publisher {
         }
     }
 
-    /// The last committed seq of this service on each partition (0 when none), and whether the
-    /// whole topic is empty.
-    fn tail(&self, topic: &str, partitions: i32) -> Result<(HashMap<i32, u64>, bool), RuntimeError> {
+    /// The last committed seq of this service on each partition (0 when none), whether the whole
+    /// topic is empty, and the journal of each partition's last entry (where it has one).
+    #[allow(clippy::type_complexity)]
+    fn tail(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<(HashMap<i32, u64>, bool, HashMap<i32, Option<JournalId>>), RuntimeError> {
         let consumer: BaseConsumer<TailContext> = self
             .client
             .clone()
@@ -196,6 +224,7 @@ impl Publisher {
             .create_with_context(TailContext)
             .map_err(|e| RuntimeError::kafka("creating the tail reader".into(), e))?;
         let mut last = HashMap::new();
+        let mut journals = HashMap::new();
         let mut empty = true;
         for partition in 0..partitions {
             let (low, high) = super::watermarks::watermarks(&consumer, topic, partition)?;
@@ -205,17 +234,22 @@ impl Publisher {
             }
             empty = false;
             let mut window = 64i64;
-            let seq = loop {
+            let found = loop {
                 let start = (high - window).max(low);
                 let found = self.last_seq_in(&consumer, topic, partition, start)?;
                 if found.is_some() || start == low {
-                    break found.unwrap_or(0);
+                    break found;
                 }
                 window *= 8;
             };
-            last.insert(partition, seq);
+            if let Some((seq, journal)) = found {
+                last.insert(partition, seq);
+                journals.insert(partition, journal);
+            } else {
+                last.insert(partition, 0);
+            }
         }
-        Ok((last, empty))
+        Ok((last, empty, journals))
     }
 
     fn last_seq_in(
@@ -224,7 +258,7 @@ impl Publisher {
         topic: &str,
         partition: i32,
         start: i64,
-    ) -> Result<Option<u64>, RuntimeError> {
+    ) -> Result<Option<(u64, Option<JournalId>)>, RuntimeError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(start))
             .map_err(|e| RuntimeError::kafka("building the tail assignment".into(), e))?;
@@ -240,7 +274,8 @@ impl Publisher {
                         envelope::header(m.headers(), envelope::EVENT_ID).and_then(envelope::parse_event_id)
                     {
                         if service == self.service {
-                            found = Some(seq);
+                            let journal = envelope::header(m.headers(), envelope::JOURNAL).and_then(JournalId::parse);
+                            found = Some((seq, journal));
                         }
                     }
                 }
@@ -280,7 +315,7 @@ impl Publisher {
                 ))));
             };
             let payload = wire::frame(*id, &entry.body);
-            let headers = envelope::headers(&self.service, entry);
+            let headers = envelope::headers(&self.service, self.store.journal_id(), entry);
             let mut record = BaseRecord::to(topic)
                 .partition(partition)
                 .key(entry.subject.as_bytes())

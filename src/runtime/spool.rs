@@ -131,6 +131,7 @@ where
             created: String::new(),
             schemas: BTreeMap::new(),
             records: 0,
+            journal: None,
         },
         claimed: false,
     };

@@ -22,7 +22,7 @@ use crate::fault::{Class, Classify};
 use crate::metrics::Metrics;
 use crate::offsets::{Delivery, OffsetMap};
 use crate::service::{Apply, ApplyError, Cause, Service};
-use crate::store::{DeadLetter, Store, WriteSet};
+use crate::store::{DeadLetter, EventKey, Store, WriteSet};
 
 use super::flusher::{Flusher, Job};
 use super::pipeline::{Prepared, RawEvent};
@@ -37,6 +37,16 @@ const MAX_GROUP: usize = 256;
 pub(crate) struct Inbound<C> {
     pub raw: RawEvent,
     pub prepared: Prepared<C>,
+}
+
+/// What the last chunk of a bootstrap stores with it.
+#[derive(Debug, Clone)]
+pub(crate) struct BootstrapEnd {
+    /// The snapshot's offset map: the positions to read on from.
+    pub positions: OffsetMap,
+    /// The source journal and seq the snapshot covers: every event of it up to the seq counts
+    /// as taken in (from snapshots of older versions: not known).
+    pub covered: Option<(crate::store::JournalId, u64)>,
 }
 
 /// A snapshot as the writer exports it: the journal seq and `(subject, record, body)` records.
@@ -78,7 +88,7 @@ pub(crate) enum Request<C> {
         topic: String,
         marker: (u64, u64),
         items: Vec<Inbound<C>>,
-        finish: Option<OffsetMap>,
+        finish: Option<BootstrapEnd>,
         reply: oneshot::Sender<Result<(), RuntimeError>>,
     },
     /// Runs `job` alone on the writer after committing what came before: nothing else commits
@@ -106,6 +116,13 @@ pub enum PutOutcome {
     Filtered,
     /// Its subject is parked behind a dead letter; it was parked too, to keep order.
     Parked,
+    /// The previous event about its subject has not been taken in yet: applying it now would
+    /// break the subject's order, so nothing was stored. Post the missing event first, or let
+    /// the topic deliver both in order.
+    OutOfOrder {
+        /// The event id of the missing predecessor, or why the order cannot be checked.
+        missing: String,
+    },
     /// It cannot be taken in; nothing was stored.
     Rejected {
         /// Why.
@@ -291,10 +308,13 @@ impl<S: Service> Writer<S> {
                     group.set.keep();
                 }
                 match finish {
-                    Some(map) => {
-                        for (t, p, o) in map.iter() {
+                    Some(end) => {
+                        for (t, p, o) in end.positions.iter() {
                             positions.set(t, p, o);
                             group.set.set_position(t, p, o);
+                        }
+                        if let Some((journal, seq)) = &end.covered {
+                            group.set.take_through(&self.store, &topic, journal, *seq)?;
                         }
                         group.set.set_bootstrap_marker(&topic, None);
                     }
@@ -471,18 +491,21 @@ impl<S: Service> Writer<S> {
             let outcome = match prepared {
                 // A client posted something unusable: tell it, store nothing.
                 Prepared::Poison { reason, .. } => PutOutcome::Rejected { reason },
-                prepared => match self.take_in(group, &raw, prepared)? {
-                    Some("applied") => PutOutcome::Applied,
-                    Some("duplicate") => PutOutcome::Duplicate,
-                    Some(_) => PutOutcome::Filtered,
-                    None if group
-                        .set
-                        .is_parked(&self.store, &raw.topic, &raw.subject().unwrap_or_default())? =>
-                    {
-                        PutOutcome::Parked
-                    }
-                    None => PutOutcome::Rejected {
-                        reason: "the translated command failed; see the consumer's DLQ".into(),
+                prepared => match self.missing_predecessor(group, &raw)? {
+                    Some(missing) => PutOutcome::OutOfOrder { missing },
+                    None => match self.take_in(group, &raw, prepared)? {
+                        Some("applied") => PutOutcome::Applied,
+                        Some("duplicate") => PutOutcome::Duplicate,
+                        Some(_) => PutOutcome::Filtered,
+                        None if group
+                            .set
+                            .is_parked(&self.store, &raw.topic, &raw.subject().unwrap_or_default())? =>
+                        {
+                            PutOutcome::Parked
+                        }
+                        None => PutOutcome::Rejected {
+                            reason: "the translated command failed; see the consumer's DLQ".into(),
+                        },
                     },
                 },
             };
@@ -490,6 +513,47 @@ impl<S: Service> Writer<S> {
             outcomes.push(outcome);
         }
         Ok(outcomes)
+    }
+
+    /// For an event posted with putEvents (no Kafka partition orders it): the event id of the
+    /// previous event about its subject when that one was not taken in yet, or why the order
+    /// cannot be checked; `None` when it may be taken in now (or is a duplicate).
+    fn missing_predecessor(&self, group: &Group, raw: &RawEvent) -> Result<Option<String>, RuntimeError> {
+        let Some(key) = raw.key() else {
+            return Ok(Some("it has no seam-event-id".into()));
+        };
+        if group.set.is_taken(&self.store, &key)? {
+            return Ok(None);
+        }
+        let EventKey::Tracked { topic, journal, .. } = &key else {
+            return Ok(Some(
+                "it carries no seam-journal (published by an older seam or another producer), so its order cannot be checked; it is taken in from the topic".into(),
+            ));
+        };
+        let Some(prev) = raw.prev_seq() else {
+            return Ok(Some(
+                "it carries no seam-prev-seq, so its order cannot be checked; it is taken in from the topic".into(),
+            ));
+        };
+        if prev == 0 {
+            return Ok(None);
+        }
+        let service = raw
+            .event_id()
+            .and_then(|id| id.rsplit_once('/'))
+            .map(|(s, _)| s.to_string())
+            .unwrap_or_default();
+        let id = envelope::event_id(&service, prev);
+        let predecessor = if prev >= journal.start {
+            EventKey::Tracked {
+                topic: topic.clone(),
+                journal: journal.clone(),
+                seq: prev,
+            }
+        } else {
+            EventKey::Legacy { id: id.clone() }
+        };
+        Ok((!group.set.is_taken(&self.store, &predecessor)?).then_some(id))
     }
 
     /// Applies, skips or parks one new foreign event; the caller stages its position. Returns
@@ -501,49 +565,52 @@ impl<S: Service> Writer<S> {
         prepared: Prepared<S::Command>,
     ) -> Result<Option<&'static str>, RuntimeError> {
         let subject = raw.subject().unwrap_or_default();
-        if let Some(id) = raw.event_id() {
-            if group.set.is_applied(&self.store, id)? {
+        let key = raw.key();
+        if let Some(key) = &key {
+            if group.set.is_taken(&self.store, key)? {
                 return Ok(Some("duplicate"));
             }
         }
-        if group.set.is_parked(&self.store, &raw.topic, &subject)? {
+        // Whatever happens below, the event is taken in: applied, filtered, or held by a dead
+        // letter (which a redrive applies, and a redelivery must not park again).
+        let outcome = if group.set.is_parked(&self.store, &raw.topic, &subject)? {
             let reason = format!("subject {subject} is parked behind an earlier dead letter; it waits for a redrive");
             self.park(group, raw, "parked", reason);
             self.metrics.parked(&raw.topic);
-            return Ok(None);
-        }
-        match prepared {
-            Prepared::Filtered => Ok(Some("filtered")),
-            Prepared::Poison { kind, reason } => {
-                warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
-                self.metrics.dead_lettered(&raw.topic, &kind);
-                self.park(group, raw, &kind, reason);
-                Ok(None)
-            }
-            Prepared::Commands(commands) => {
-                let cause = cause_of(raw);
-                match self.apply_all(&mut group.set, &commands, &cause) {
-                    Ok(_) => {
-                        if let Some(id) = raw.event_id() {
-                            group.set.mark_applied(id);
+            None
+        } else {
+            match prepared {
+                Prepared::Filtered => Some("filtered"),
+                Prepared::Poison { kind, reason } => {
+                    warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
+                    self.metrics.dead_lettered(&raw.topic, &kind);
+                    self.park(group, raw, &kind, reason);
+                    None
+                }
+                Prepared::Commands(commands) => {
+                    let cause = cause_of(raw);
+                    match self.apply_all(&mut group.set, &commands, &cause) {
+                        Ok(_) => Some("applied"),
+                        Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                        Err(e) => {
+                            group.set.discard();
+                            warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "a translated command failed; dead-lettering the event");
+                            let kind = match e {
+                                ApplyError::Panicked(_) => "panic",
+                                _ => "apply",
+                            };
+                            self.metrics.dead_lettered(&raw.topic, kind);
+                            self.park(group, raw, kind, format!("applying the translated command failed: {e}"));
+                            None
                         }
-                        Ok(Some("applied"))
-                    }
-                    Err(e) if e.class() == Class::Fatal => Err(RuntimeError::Store(e.to_string())),
-                    Err(e) => {
-                        group.set.discard();
-                        warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "a translated command failed; dead-lettering the event");
-                        let kind = match e {
-                            ApplyError::Panicked(_) => "panic",
-                            _ => "apply",
-                        };
-                        self.metrics.dead_lettered(&raw.topic, kind);
-                        self.park(group, raw, kind, format!("applying the translated command failed: {e}"));
-                        Ok(None)
                     }
                 }
             }
+        };
+        if let Some(key) = &key {
+            group.set.take(&self.store, key)?;
         }
+        Ok(outcome)
     }
 
     fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) {
@@ -593,27 +660,23 @@ impl<S: Service> Writer<S> {
                 continue;
             }
             let _span = debug_span!("redrive", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
-            let already = match raw.event_id() {
-                Some(event_id) => group.set.is_applied(&self.store, event_id)?,
-                None => false,
-            };
-            let failure = if already {
-                None
-            } else {
-                match prepared {
-                    Prepared::Filtered => None,
-                    Prepared::Poison { reason, .. } => Some(reason),
-                    Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
-                        Ok(_) => None,
-                        Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
-                        Err(e) => Some(format!("applying the translated command failed: {e}")),
-                    },
-                }
+            // A parked letter is an event not applied yet: nothing else applies it while it is
+            // parked, and whatever removes it (a redrive, a replay's swap) removes it in the
+            // write that applies it.
+            let failure = match prepared {
+                Prepared::Filtered => None,
+                Prepared::Poison { reason, .. } => Some(reason),
+                Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
+                    Ok(_) => None,
+                    Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                    Err(e) => Some(format!("applying the translated command failed: {e}")),
+                },
             };
             match failure {
                 None => {
-                    if let Some(event_id) = raw.event_id() {
-                        group.set.mark_applied(event_id);
+                    // Parked by an older version, its event may not be marked yet.
+                    if let Some(key) = raw.key() {
+                        group.set.take(&self.store, &key)?;
                     }
                     group.set.unpark_event(parked.key.clone());
                     group.set.queue_outbox(dlq::outcome_record(letter, None));

@@ -10,6 +10,7 @@
 //! | `seam.created` | RFC 3339 |
 //! | `seam.schemas` | JSON `{id: schema}` of every record type in the file |
 //! | `seam.records` | how many records follow (a shorter file is truncated) |
+//! | `seam.journal` | `<id>:<first seq>` of the exporting service's journal (absent in older files) |
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -20,6 +21,7 @@ use apache_avro::{Reader, Schema, Writer};
 use thiserror::Error;
 
 use crate::offsets::OffsetMap;
+use crate::store::JournalId;
 use crate::translator::events_topic;
 
 /// The schema of one record in the file.
@@ -86,6 +88,9 @@ pub struct SnapshotMeta {
     pub schemas: BTreeMap<u32, String>,
     /// Number of records.
     pub records: u64,
+    /// The exporting service's journal: a consumer bootstrapped from the snapshot has taken in
+    /// every event of it up to `seq`. `None` in files of older versions.
+    pub journal: Option<JournalId>,
 }
 
 /// One state-transfer record.
@@ -127,6 +132,11 @@ pub fn write<W: Write>(out: W, meta: &SnapshotMeta, records: &[SnapshotRecord]) 
     writer
         .add_user_metadata("seam.records".into(), records.len().to_string())
         .map_err(wrap)?;
+    if let Some(journal) = &meta.journal {
+        writer
+            .add_user_metadata("seam.journal".into(), journal.header())
+            .map_err(wrap)?;
+    }
     for r in records {
         let mut record = Record::new(&schema).ok_or_else(|| SnapshotError::Write("record schema".into()))?;
         record.put("subject", Value::String(r.subject.clone()));
@@ -343,6 +353,13 @@ fn meta_of(
         .parse()
         .map_err(|e| bad("seam.records", format!("not a number ({e})")))?;
     let created = text("seam.created")?;
+    let journal = match md.get("seam.journal") {
+        None => None,
+        Some(v) => Some(
+            JournalId::parse(&String::from_utf8_lossy(v))
+                .ok_or_else(|| bad("seam.journal", "not `<id>:<first seq>`".into()))?,
+        ),
+    };
     Ok(SnapshotMeta {
         service,
         seq,
@@ -350,6 +367,7 @@ fn meta_of(
         created,
         schemas,
         records,
+        journal,
     })
 }
 
@@ -368,6 +386,7 @@ mod tests {
             created: "2026-11-25T00:00:00.000Z".into(),
             schemas: BTreeMap::from([(3, r#"{"type":"record","name":"X","fields":[]}"#.to_string())]),
             records: 2,
+            journal: JournalId::parse("ab12:1"),
         };
         let records = (0..2)
             .map(|i| SnapshotRecord {

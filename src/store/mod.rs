@@ -1,6 +1,15 @@
 //! A service's store: one database per service instance holding its model, its journal, its
-//! positions in foreign topics, the ids of foreign events it took in, its parked subjects and
-//! its DLQ outbox.
+//! positions in foreign topics, which foreign events it took in, its parked subjects and its DLQ
+//! outbox.
+//!
+//! Which foreign events were taken in (applied, filtered, parked behind a dead letter, or covered
+//! by a bootstrap's snapshot) is kept per source journal: every seq up to a `through` seq, plus a
+//! marker per seq above it, folded into `through` as the gaps close at each commit. The store
+//! grows with the consumer's lag across partitions, not with the events it ever took in. A
+//! journal is named by an id made when it began (so a wiped source store, which starts numbering
+//! at 1 again, is a new journal, not a repeat), and every entry records the seq of the previous
+//! entry about its subject, so a consumer can check per-subject order where Kafka does not keep it
+//! (putEvents). Events written before journals were named keep exact per-event markers.
 //!
 //! Everything lives in one ordered keyspace under one-byte prefixes, so a single atomic batch
 //! can carry a state change, the events it emits and the positions it reached (invariant 3).
@@ -26,7 +35,14 @@ mod prefix {
     pub const JOURNAL: u8 = b'j';
     pub const MODEL: u8 = b'm';
     pub const POSITION: u8 = b'p';
+    /// Per-event markers: events of untracked (older) journals and other producers' ids.
     pub const APPLIED: u8 = b'a';
+    /// Markers of events of a tracked journal above its `through` seq.
+    pub const TAKEN: u8 = b't';
+    /// Per source journal: every seq up to this one was taken in.
+    pub const THROUGH: u8 = b'u';
+    /// Per subject of this service's own journal: the seq of its last entry.
+    pub const SUBJECT: u8 = b'i';
     pub const PARKED_SUBJECT: u8 = b'k';
     pub const PARKED_EVENT: u8 = b'q';
     pub const OUTBOX: u8 = b'o';
@@ -38,6 +54,7 @@ mod meta {
     pub const LAST_SEQ: &str = "last-seq";
     pub const PUBLISHED_SEQ: &str = "published-seq";
     pub const COUNTER: &str = "counter";
+    pub const JOURNAL_ID: &str = "journal-id";
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -85,6 +102,21 @@ fn applied_key(event_id: &str) -> Vec<u8> {
     k
 }
 
+fn taken_key(topic: &str, journal: &str, seq: u64) -> Vec<u8> {
+    key(
+        prefix::TAKEN,
+        &[topic.as_bytes(), journal.as_bytes(), &seq.to_be_bytes()],
+    )
+}
+
+fn through_key(topic: &str, journal: &str) -> Vec<u8> {
+    key(prefix::THROUGH, &[topic.as_bytes(), journal.as_bytes()])
+}
+
+fn subject_key(subject: &str) -> Vec<u8> {
+    key(prefix::SUBJECT, &[subject.as_bytes()])
+}
+
 fn parked_subject_key(topic: &str, subject: &str) -> Vec<u8> {
     key(prefix::PARKED_SUBJECT, &[topic.as_bytes(), subject.as_bytes()])
 }
@@ -117,6 +149,79 @@ fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
         })
 }
 
+/// The journal a store keeps: an id made when it began, and the seq it began at (1 for a store
+/// that began with this version; the next seq for one that journaled before journals were named,
+/// whose earlier entries carry no id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalId {
+    /// Random, hex.
+    pub id: String,
+    /// Its first seq.
+    pub start: u64,
+}
+
+impl JournalId {
+    /// The `seam-journal` header value: `<id>:<start>`.
+    pub fn header(&self) -> String {
+        format!("{}:{}", self.id, self.start)
+    }
+
+    /// Reads a `seam-journal` header value.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (id, start) = text.split_once(':')?;
+        let start = start.parse().ok()?;
+        (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) && start > 0).then(|| Self {
+            id: id.to_string(),
+            start,
+        })
+    }
+
+    fn new(start: u64) -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = Sha256::new();
+        for _ in 0..2 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default(),
+            );
+            h.write_u32(std::process::id());
+            hasher.update(h.finish().to_be_bytes());
+        }
+        let digest = hasher.finalize();
+        Self {
+            id: digest.iter().take(12).map(|b| format!("{b:02x}")).collect(),
+            start,
+        }
+    }
+}
+
+/// How a foreign event is recognised when it comes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKey {
+    /// A seam event of a named journal.
+    Tracked {
+        /// The topic it is read from.
+        topic: String,
+        /// The source's journal.
+        journal: JournalId,
+        /// Its seq in that journal.
+        seq: u64,
+    },
+    /// A seam event (`<service>/<seq>`) written before journals were named.
+    Legacy {
+        /// Its event id.
+        id: String,
+    },
+    /// Any other event id (another producer's): remembered by its text.
+    Other {
+        /// Its event id.
+        id: String,
+    },
+}
+
 /// A parked dead letter with its store key (for removal on redrive).
 #[derive(Debug, Clone)]
 pub struct Parked {
@@ -143,6 +248,8 @@ pub struct Store {
     engine: Arc<dyn Engine>,
     /// Whether emitted events are written to the journal (not in a replay's shadow).
     journal: bool,
+    /// The journal this store keeps.
+    ident: Arc<JournalId>,
 }
 
 impl std::fmt::Debug for Store {
@@ -154,12 +261,39 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the sled store in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Ok(Self::with_engine(Arc::new(SledEngine::open(dir)?)))
+        Self::with_engine(Arc::new(SledEngine::open(dir)?))
     }
 
-    /// A store over any engine.
-    pub fn with_engine(engine: Arc<dyn Engine>) -> Self {
-        Self { engine, journal: true }
+    /// A store over any engine. A store without a journal id gets one now (durably, before
+    /// anything can be published under it).
+    pub fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
+        let id_key = key(prefix::META, &[meta::JOURNAL_ID.as_bytes()]);
+        let ident = match engine.get(&id_key)? {
+            Some(v) => JournalId::parse(&String::from_utf8_lossy(&v)).ok_or_else(|| StoreError::Corrupt {
+                what: "journal id",
+                detail: String::from_utf8_lossy(&v).into_owned(),
+            })?,
+            None => {
+                let last = match engine.get(&key(prefix::META, &[meta::LAST_SEQ.as_bytes()]))? {
+                    Some(v) => be_u64(&v, "meta")?,
+                    None => 0,
+                };
+                let ident = JournalId::new(last + 1);
+                engine.write(vec![(id_key, Some(ident.header().into_bytes()))])?;
+                engine.flush()?;
+                ident
+            }
+        };
+        Ok(Self {
+            engine,
+            journal: true,
+            ident: Arc::new(ident),
+        })
+    }
+
+    /// The journal this store keeps.
+    pub fn journal_id(&self) -> &JournalId {
+        &self.ident
     }
 
     /// The same store, but emitted events are numbered and never written: a replay's shadow
@@ -284,11 +418,6 @@ impl Store {
         self.engine.flush()
     }
 
-    /// Whether the foreign event with this id was already taken in.
-    pub fn is_applied(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.engine.get(&applied_key(event_id))?.is_some())
-    }
-
     /// The raw model value at `key`.
     pub fn model_get(&self, model_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.engine.get(&key(prefix::MODEL, &[model_key.as_bytes()]))
@@ -395,6 +524,7 @@ impl Store {
     /// The set stays usable: it keeps counting seqs from where it is, so the next command of
     /// the same writer continues the journal instead of reusing seqs.
     pub fn commit(&self, set: &mut WriteSet, durable: bool) -> Result<(), StoreError> {
+        self.fold_taken(set)?;
         let mut writes: Vec<_> = std::mem::take(&mut set.committed).into_iter().collect();
         if !set.entries.is_empty() {
             // Once per commit rather than once per kept command.
@@ -410,6 +540,40 @@ impl Store {
         }
         if durable {
             self.engine.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Folds the markers of each source journal the set touched into its `through` seq as far
+    /// as they are contiguous: markers staged in this set are dropped before they are written,
+    /// stored ones are deleted. One `through` write per journal per commit.
+    fn fold_taken(&self, set: &mut WriteSet) -> Result<(), StoreError> {
+        for ((topic, journal), (start, fresh)) in std::mem::take(&mut set.touched) {
+            let through_at = through_key(&topic, &journal);
+            let stored = match set.committed.get(&through_at) {
+                Some(Some(v)) => Some(be_u64(v, "through")?),
+                _ => self
+                    .engine
+                    .get(&through_at)?
+                    .map(|v| be_u64(&v, "through"))
+                    .transpose()?,
+            };
+            let mut through = stored.unwrap_or(start.saturating_sub(1));
+            loop {
+                let next = through + 1;
+                let marker = taken_key(&topic, &journal, next);
+                if fresh.contains(&next) {
+                    set.committed.remove(&marker);
+                } else if self.engine.get(&marker)?.is_some() {
+                    set.committed.insert(marker, None);
+                } else {
+                    break;
+                }
+                through = next;
+            }
+            if stored != Some(through) {
+                set.committed.insert(through_at, Some(through.to_be_bytes().to_vec()));
+            }
         }
         Ok(())
     }
@@ -430,6 +594,11 @@ impl Store {
             counter: self.meta_u64(meta::COUNTER)?,
             parked_in_store: None,
             journal: self.journal,
+            // Subjects first seen by a journal that began before subjects were tracked may
+            // have earlier entries: their predecessor is unknown.
+            new_subjects_first: self.ident.start == 1,
+            touched: BTreeMap::new(),
+            staged_fresh: Vec::new(),
         })
     }
 
@@ -460,6 +629,13 @@ pub struct WriteSet {
     /// at each commit.
     parked_in_store: Option<bool>,
     journal: bool,
+    /// Whether a subject without an index entry is new (its first entry has prev 0).
+    new_subjects_first: bool,
+    /// Source journals whose markers this set kept: (topic, journal id) → (the journal's first
+    /// seq, seqs marked here and not in the store).
+    touched: BTreeMap<(String, String), (u64, std::collections::BTreeSet<u64>)>,
+    /// Markers staged by the current command: kept or discarded with it.
+    staged_fresh: Vec<(String, String, u64, u64)>,
 }
 
 impl WriteSet {
@@ -486,12 +662,20 @@ impl WriteSet {
         if let Some(last) = self.entries.last() {
             self.last_seq = last.seq;
         }
+        for (topic, journal, start, seq) in self.staged_fresh.drain(..) {
+            self.touched
+                .entry((topic, journal))
+                .or_insert_with(|| (start, Default::default()))
+                .1
+                .insert(seq);
+        }
     }
 
     /// Drops the staged writes of the current command.
     pub fn discard(&mut self) {
         self.staged.clear();
         self.staged_entries.clear();
+        self.staged_fresh.clear();
     }
 
     /// Whether nothing is staged or kept.
@@ -539,15 +723,23 @@ impl WriteSet {
         self.stage(key(prefix::MODEL, &[model_key.as_bytes()]), value);
     }
 
-    /// Stages a journal entry and returns its seq.
-    pub fn append(&mut self, mut entry: JournalEntry) -> u64 {
+    /// Stages a journal entry (numbering it and linking it to its subject's previous entry) and
+    /// returns its seq.
+    pub fn append(&mut self, store: &Store, mut entry: JournalEntry) -> Result<u64, StoreError> {
         let seq = self.last_seq + self.staged_entries.len() as u64 + 1;
         entry.seq = seq;
         if self.journal {
+            let index = subject_key(&entry.subject);
+            entry.prev = match self.read(store, &index)? {
+                Some(v) => Some(be_u64(&v, "subject index")?),
+                None if self.new_subjects_first => Some(0),
+                None => None,
+            };
+            self.stage(index, Some(seq.to_be_bytes().to_vec()));
             self.stage(journal_key(seq), Some(entry.encode()));
         }
         self.staged_entries.push(entry);
-        seq
+        Ok(seq)
     }
 
     /// Stages a position.
@@ -558,14 +750,52 @@ impl WriteSet {
         );
     }
 
-    /// Whether a foreign event id was taken in (stored or staged).
-    pub fn is_applied(&self, store: &Store, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.read(store, &applied_key(event_id))?.is_some())
+    /// The seq up to which every event of `journal` read from `topic` was taken in.
+    fn through(&self, store: &Store, topic: &str, journal: &JournalId) -> Result<u64, StoreError> {
+        match self.read(store, &through_key(topic, &journal.id))? {
+            Some(v) => be_u64(&v, "through"),
+            None => Ok(journal.start.saturating_sub(1)),
+        }
     }
 
-    /// Stages the id of a foreign event taken in.
-    pub fn mark_applied(&mut self, event_id: &str) {
-        self.stage(applied_key(event_id), Some(Vec::new()));
+    /// Whether a foreign event was taken in already (stored or staged): applied, filtered,
+    /// parked behind a dead letter, or covered by a bootstrap's snapshot.
+    pub fn is_taken(&self, store: &Store, event: &EventKey) -> Result<bool, StoreError> {
+        match event {
+            EventKey::Tracked { topic, journal, seq } => Ok(*seq <= self.through(store, topic, journal)?
+                || self.read(store, &taken_key(topic, &journal.id, *seq))?.is_some()),
+            EventKey::Legacy { id } | EventKey::Other { id } => Ok(self.read(store, &applied_key(id))?.is_some()),
+        }
+    }
+
+    /// Stages that a foreign event was taken in.
+    pub fn take(&mut self, store: &Store, event: &EventKey) -> Result<(), StoreError> {
+        if self.is_taken(store, event)? {
+            return Ok(());
+        }
+        match event {
+            EventKey::Tracked { topic, journal, seq } => {
+                self.stage(taken_key(topic, &journal.id, *seq), Some(Vec::new()));
+                self.staged_fresh
+                    .push((topic.clone(), journal.id.clone(), journal.start, *seq));
+            }
+            EventKey::Legacy { id } | EventKey::Other { id } => self.stage(applied_key(id), Some(Vec::new())),
+        }
+        Ok(())
+    }
+
+    /// Stages that every event of `journal` read from `topic` up to `seq` was taken in (a
+    /// bootstrap's snapshot covers them).
+    pub fn take_through(
+        &mut self,
+        store: &Store,
+        topic: &str,
+        journal: &JournalId,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        let through = self.through(store, topic, journal)?.max(seq);
+        self.stage(through_key(topic, &journal.id), Some(through.to_be_bytes().to_vec()));
+        Ok(())
     }
 
     /// Whether a subject is parked (stored or staged).
@@ -689,6 +919,7 @@ mod tests {
             correlation_id: None,
             causation_id: None,
             body: vec![],
+            prev: None,
         }
     }
 
@@ -697,10 +928,10 @@ mod tests {
         let (store, dir) = temp_store();
         let mut set = store.write_set().expect("write set");
         set.model_put("a", Some(b"1".to_vec()));
-        set.append(entry("s/1"));
+        set.append(&store, entry("s/1")).expect("append");
         set.discard();
         set.model_put("b", Some(b"2".to_vec()));
-        assert_eq!(set.append(entry("s/2")), 1);
+        assert_eq!(set.append(&store, entry("s/2")).expect("append"), 1);
         set.set_position("t", 3, 10);
         set.keep();
         assert_eq!(set.model_get(&store, "b").expect("read"), Some(b"2".to_vec()));
@@ -734,6 +965,140 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, ["p/1", "p/3"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    use proptest::prelude::*;
+
+    fn tracked(seq: u64) -> EventKey {
+        EventKey::Tracked {
+            topic: "src.events".into(),
+            journal: JournalId {
+                id: "ab12".into(),
+                start: 1,
+            },
+            seq,
+        }
+    }
+
+    /// Markers and `through` keys of a store, as (markers, through seq).
+    fn taken_state(store: &Store) -> (usize, Option<u64>) {
+        let markers = store.engine.range(&[prefix::TAKEN], &[prefix::TAKEN + 1]).count();
+        let through = store
+            .engine
+            .get(&through_key("src.events", "ab12"))
+            .expect("get")
+            .map(|v| be_u64(&v, "through").expect("u64"));
+        (markers, through)
+    }
+
+    #[test]
+    fn a_journal_is_named_once_and_entries_link_to_their_subjects_previous_entry() {
+        let (store, dir) = temp_store();
+        let id = store.journal_id().clone();
+        assert_eq!(id.start, 1, "a new store's journal starts at 1");
+        let mut set = store.write_set().expect("set");
+        for subject in ["a", "b", "a"] {
+            set.append(&store, entry(subject)).expect("append");
+            set.keep();
+        }
+        store.commit(&mut set, true).expect("commit");
+        let prevs: Vec<_> = store
+            .journal_from(1, 10)
+            .expect("journal")
+            .into_iter()
+            .map(|e| (e.subject, e.prev))
+            .collect();
+        assert_eq!(
+            prevs,
+            [
+                ("a".to_string(), Some(0)),
+                ("b".to_string(), Some(0)),
+                ("a".to_string(), Some(1))
+            ]
+        );
+        drop(store);
+        let again = Store::open(&dir).expect("reopen");
+        assert_eq!(again.journal_id(), &id, "the id is kept");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Whatever order seqs of a journal arrive in (across partitions, redelivered, in
+        /// batches), every seq taken in reads as taken, none other does, and once every seq up
+        /// to n was taken no marker is left: `through` is n.
+        #[test]
+        fn taken_in_seqs_fold_into_through_whatever_their_order(
+            order in proptest::sample::subsequence((1u64..=40).collect::<Vec<_>>(), 0..=40)
+                .prop_shuffle(),
+            repeats in proptest::collection::vec(0usize..40, 0..10),
+            batch in 1usize..7,
+        ) {
+            let (store, dir) = temp_store();
+            let mut deliveries = order.clone();
+            for r in repeats {
+                if let Some(seq) = order.get(r) {
+                    deliveries.push(*seq);
+                }
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for chunk in deliveries.chunks(batch) {
+                let mut set = store.write_set().expect("set");
+                for seq in chunk {
+                    let taken = set.is_taken(&store, &tracked(*seq)).expect("is_taken");
+                    prop_assert_eq!(taken, seen.contains(seq), "seq {} before taking it", seq);
+                    set.take(&store, &tracked(*seq)).expect("take");
+                    set.keep();
+                    seen.insert(*seq);
+                }
+                store.commit(&mut set, false).expect("commit");
+            }
+            let set = store.write_set().expect("set");
+            for seq in 1..=45 {
+                prop_assert_eq!(set.is_taken(&store, &tracked(seq)).expect("is_taken"), seen.contains(&seq));
+            }
+            let (markers, through) = taken_state(&store);
+            let contiguous = (1..).take_while(|s| seen.contains(s)).count() as u64;
+            prop_assert_eq!(markers, seen.len() - contiguous as usize, "only the seqs above the first gap stay marked");
+            prop_assert_eq!(through.unwrap_or(0), contiguous);
+            drop(set);
+            drop(store);
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    #[test]
+    fn a_discarded_take_leaves_no_trace_and_a_snapshot_floor_covers_earlier_seqs() {
+        let (store, dir) = temp_store();
+        let mut set = store.write_set().expect("set");
+        set.take(&store, &tracked(1)).expect("take");
+        set.discard();
+        set.take(&store, &tracked(3)).expect("take");
+        set.keep();
+        store.commit(&mut set, false).expect("commit");
+        let set = store.write_set().expect("set");
+        assert!(
+            !set.is_taken(&store, &tracked(1)).expect("1"),
+            "discarded with its command"
+        );
+        assert!(set.is_taken(&store, &tracked(3)).expect("3"));
+        assert_eq!(taken_state(&store), (1, Some(0)));
+        let mut set = store.write_set().expect("set");
+        let journal = JournalId {
+            id: "ab12".into(),
+            start: 1,
+        };
+        set.take_through(&store, "src.events", &journal, 2).expect("floor");
+        set.take(&store, &tracked(4)).expect("take");
+        set.keep();
+        store.commit(&mut set, false).expect("commit");
+        assert_eq!(
+            taken_state(&store),
+            (0, Some(4)),
+            "the floor closed the gap; 3 and 4 folded in"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

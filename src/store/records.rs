@@ -22,12 +22,22 @@ pub struct JournalEntry {
     pub causation_id: Option<String>,
     /// The Avro body, written with the catalog schema of `record`.
     pub body: Vec<u8>,
+    /// The seq of the previous entry about the same subject (0: the subject's first), so a
+    /// consumer can tell whether an event arrives in order per subject; `None` for entries
+    /// written before seam tracked it (their subject's history is not known).
+    pub prev: Option<u64>,
+}
+
+/// Tags of the optional fields after the body (older entries end with the body).
+mod tag {
+    pub const PREV: u8 = 1;
 }
 
 impl JournalEntry {
-    /// Binary layout: seq, time, then length-prefixed subject, record, correlation, causation, body.
+    /// Binary layout: seq, time, then length-prefixed subject, record, correlation, causation,
+    /// body; then optional fields, each a tag byte and a length-prefixed value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + self.subject.len() + self.record.len() + self.body.len());
+        let mut out = Vec::with_capacity(48 + self.subject.len() + self.record.len() + self.body.len());
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.time_ms.to_be_bytes());
         put(&mut out, self.subject.as_bytes());
@@ -35,13 +45,18 @@ impl JournalEntry {
         put_opt(&mut out, self.correlation_id.as_deref());
         put_opt(&mut out, self.causation_id.as_deref());
         put(&mut out, &self.body);
+        if let Some(prev) = self.prev {
+            out.push(tag::PREV);
+            put(&mut out, &prev.to_be_bytes());
+        }
         out
     }
 
-    /// Reads the layout written by [`JournalEntry::encode`].
+    /// Reads the layout written by [`JournalEntry::encode`] (and by older versions, which end
+    /// with the body); unknown optional fields are skipped.
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let mut cur = Cursor(bytes);
-        Ok(Self {
+        let mut entry = Self {
             seq: u64::from_be_bytes(cur.fixed()?),
             time_ms: i64::from_be_bytes(cur.fixed()?),
             subject: cur.string()?,
@@ -49,7 +64,17 @@ impl JournalEntry {
             correlation_id: cur.opt_string()?,
             causation_id: cur.opt_string()?,
             body: cur.bytes()?.to_vec(),
-        })
+            prev: None,
+        };
+        while !cur.0.is_empty() {
+            let [tag] = cur.fixed::<1>()?;
+            let value = cur.bytes()?;
+            if tag == tag::PREV {
+                let prev: [u8; 8] = value.try_into().map_err(|_| Cursor::corrupt("bad prev field"))?;
+                entry.prev = Some(u64::from_be_bytes(prev));
+            }
+        }
+        Ok(entry)
     }
 }
 
@@ -169,11 +194,21 @@ mod tests {
             correlation_id: Some("c".into()),
             causation_id: None,
             body: vec![1, 2, 3],
+            prev: Some(41),
         };
         let bytes = entry.encode();
         assert_eq!(JournalEntry::decode(&bytes).expect("decodes"), entry);
         for cut in 0..bytes.len() {
-            assert!(JournalEntry::decode(&bytes[..cut]).is_err(), "cut at {cut} must fail");
+            // Cutting exactly after the body leaves an older entry's layout: valid, without prev.
+            if let Ok(old) = JournalEntry::decode(&bytes[..cut]) {
+                assert_eq!(
+                    (cut, old.prev),
+                    (bytes.len() - 13, None),
+                    "only the layout of an older entry may decode"
+                );
+            }
         }
+        let older = JournalEntry { prev: None, ..entry };
+        assert_eq!(JournalEntry::decode(&older.encode()).expect("decodes"), older);
     }
 }

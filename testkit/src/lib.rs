@@ -92,6 +92,40 @@ impl TestCluster {
         }
     }
 
+    /// Deletes a topic and waits until it is gone from the cluster's metadata.
+    pub async fn delete_topic(&self, name: &str) {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .unwrap_or_else(|e| panic!("cannot create an admin client: {e}"));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for r in admin
+            .delete_topics(&[name], &opts)
+            .await
+            .unwrap_or_else(|e| panic!("delete topic {name}: {e}"))
+        {
+            if let Err((t, e)) = r {
+                panic!("delete topic {t}: {e}");
+            }
+        }
+        let probe: BaseConsumer = self.client_config().create().unwrap_or_else(|e| panic!("{e}"));
+        let gone = wait_until(Duration::from_secs(60), &format!("{name} to be deleted"), || {
+            let listed = probe
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| m.topics().iter().any(|t| t.name() == name))
+                .unwrap_or(true);
+            async move {
+                if listed {
+                    Err("still listed".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        gone.unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// The replication factor tests should use: 3 on the three-broker stack, else what fits.
     pub fn replication(&self) -> i32 {
         self.broker_count().clamp(1, 3) as i32
@@ -164,6 +198,14 @@ impl TestCluster {
                 Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                     open.remove(&p);
                 }
+                // A broker that a fault test killed or restarts: librdkafka retries; so do we,
+                // until the deadline above.
+                Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+                    | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+                    | rdkafka::types::RDKafkaErrorCode::NotLeaderForPartition
+                    | rdkafka::types::RDKafkaErrorCode::LeaderNotAvailable,
+                ))) => {}
                 Some(Err(e)) => panic!("reading {topic}: {e}"),
                 None => {}
             }

@@ -176,11 +176,33 @@ async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wro
         )
         .expect("encode");
     let value = base64::engine::general_purpose::STANDARD.encode(wire::frame(id, &body));
-    let event_id = unique_name("se-group/api");
-    let put = json!({"events": [{"source": "se-group", "key": "student/4711", "value": value, "headers": {"seam-event-id": event_id}}]}).to_string();
+    // A journal of its own per run, as a fresh SE group store would have: seq 1, the subject's first.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let journal = format!("{nanos:024x}:1");
+    let headers = json!({"seam-event-id": "se-group/1", "seam-journal": journal, "seam-prev-seq": "0"});
+    let put = json!({"events": [{"source": "se-group", "key": "student/4711", "value": value, "headers": headers}]})
+        .to_string();
+    // Without the journal and predecessor getEvents adds, its order cannot be checked.
+    let unordered = json!({"events": [{"source": "se-group", "key": "student/4711", "value": value, "headers": {"seam-event-id": unique_name("se-group/api")}}]}).to_string();
+    let (s, v, _) = call(&app, Method::PUT, "/events", Some(&unordered)).await;
+    assert_eq!(
+        (s, &v["outcomes"][0]["outcome"]),
+        (StatusCode::OK, &json!("out-of-order")),
+        "{v}"
+    );
+    assert!(
+        v["outcomes"][0]["missing"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("seam-journal"),
+        "{v}"
+    );
     let (s, v, _) = call(&app, Method::PUT, "/events", Some(&put)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["outcomes"][0]["outcome"], "applied");
+    assert_eq!(v["outcomes"][0]["outcome"], "applied", "{v}");
     let (_, v, _) = call(&app, Method::PUT, "/events", Some(&put)).await;
     assert_eq!(v["outcomes"][0]["outcome"], "duplicate", "putEvents is idempotent: {v}");
     let (s, v, _) = call(&app, Method::GET, "/students/4711", None).await;
