@@ -3,7 +3,6 @@
 //! the least a rebuild must do: drain the topic with a raw consumer and batch-insert the same
 //! records into a fresh sled database. Both are timed from request to a durable result.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -113,9 +112,8 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
 async fn replay(node: &Node<CopyService>) -> anyhow::Result<Run> {
     let meter = Meter::start();
     node.replay(ReplayRequest {
-        sources: Vec::new(),
-        snapshots: BTreeMap::new(),
         dry_run: true,
+        ..Default::default()
     })?;
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {

@@ -13,6 +13,8 @@ use super::{output, reach};
 
 /// Exit code of a dry run that found differences.
 pub const DIFFERS: u8 = 3;
+/// Exit code of a replay that did not swap because its rebuild dead-lettered events.
+pub const REFUSED: u8 = 4;
 
 /// Options of `seam replay`.
 #[derive(Debug, Clone, Args)]
@@ -35,6 +37,11 @@ pub struct ReplayArgs {
     /// Compare only; leave the live store as it is (exit code 3 when they differ).
     #[arg(long)]
     pub dry_run: bool,
+    /// Swap even when the rebuild dead-lettered events the live store took in: their subjects
+    /// take the rebuilt state and are parked with those letters. Without it such a replay lists
+    /// them, swaps nothing and exits with code 4.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub accept_dead_letters: bool,
     /// The consumer's base URL; default: the address it announced in $SEAM_HOME/run.
     #[arg(long)]
     pub url: Option<String>,
@@ -84,6 +91,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         "sources": args.source,
         "snapshots": snapshots,
         "dry_run": args.dry_run,
+        "accept_dead_letters": args.accept_dead_letters,
     });
     let mut status = reach::json(
         client
@@ -117,7 +125,9 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         output::line(&report(&args.consumer, &status));
     }
-    Ok(if args.dry_run && differing > 0 {
+    Ok(if !status["refused"].is_null() {
+        ExitCode::from(REFUSED)
+    } else if args.dry_run && differing > 0 {
         ExitCode::from(DIFFERS)
     } else {
         ExitCode::SUCCESS
@@ -158,18 +168,52 @@ fn report(consumer: &str, r: &serde_json::Value) -> String {
             r["emitted_unpublished"]
         ),
     ];
+    let resolved = r["resolved_dead_letters"].as_u64().unwrap_or(0);
+    if resolved > 0 {
+        out.push(format!(
+            "{resolved} dead letters of the live store were applied by the rebuild{}",
+            if r["swapped"] == true {
+                ": resolved by the swap (nothing is left to redrive)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let made = r["shadow_dead_letter_count"].as_u64().unwrap_or(0);
+    if made > 0 {
+        out.push(format!(
+            "the rebuild dead-lettered {made} event(s) the live store took in:"
+        ));
+        for l in r["shadow_dead_letters"].as_array().into_iter().flatten() {
+            out.push(format!(
+                "  {}/{}@{}  {}  {}: {}",
+                l["topic"].as_str().unwrap_or_default(),
+                l["partition"],
+                l["offset"],
+                l["subject"].as_str().unwrap_or("-"),
+                l["kind"].as_str().unwrap_or_default(),
+                l["reason"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(refused) = r["refused"].as_str() {
+        out.push(format!("not swapped: {refused}"));
+        return out.join("\n");
+    }
     let differing = r["differing_count"].as_u64().unwrap_or(0);
-    if differing == 0 {
+    if differing == 0 && resolved == 0 && made == 0 {
         out.push("identical: nothing to swap".into());
-    } else {
+    } else if differing > 0 {
         let shown = r["differing"].as_array().map(Vec::len).unwrap_or(0) as u64;
         out.push(format!(
-            "{differing} differing subjects: {}{}",
+            "{differing} differing keys: {}{}",
             list(&r["differing"]),
             if differing > shown { ", ..." } else { "" }
         ));
+    }
+    if differing > 0 || resolved > 0 || made > 0 {
         out.push(if r["swapped"] == true {
-            "swapped: the rebuilt replicas replaced the live ones in one atomic write".into()
+            "swapped: the rebuilt replicas, positions, dead letters and what was taken in replaced the live ones in one atomic write".into()
         } else {
             "dry run: the live store is unchanged; run without --dry-run to swap".into()
         });

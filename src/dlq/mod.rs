@@ -52,6 +52,8 @@ pub const KIND_REDRIVE_REQUEST: &str = "redrive-request";
 pub const KIND_REDRIVEN: &str = "redriven";
 /// `redrive-failed`.
 pub const KIND_REDRIVE_FAILED: &str = "redrive-failed";
+/// `resolved`: a replay rebuilt the subject and applied the event; nothing is left to redrive.
+pub const KIND_RESOLVED: &str = "resolved";
 
 fn h(name: &str, value: impl Into<String>) -> (String, Option<Vec<u8>>) {
     (name.to_string(), Some(value.into().into_bytes()))
@@ -123,6 +125,20 @@ pub fn outcome_record(letter: &DeadLetter, failure: Option<&str>) -> OutboxRecor
     if let Some(reason) = failure {
         headers.push(h(REASON, reason));
     }
+    headers.push(h(TIME, envelope::rfc3339(envelope::now_ms())));
+    OutboxRecord {
+        key: letter.key.clone(),
+        value: None,
+        headers,
+    }
+}
+
+/// The consumer's record that a replay's swap applied a dead letter's event (it is no longer
+/// parked, and a redrive finds nothing).
+pub fn resolved_record(letter: &DeadLetter, how: &str) -> OutboxRecord {
+    let mut headers = vec![h(KIND, KIND_RESOLVED)];
+    headers.extend(coordinates(letter));
+    headers.push(h(REASON, how));
     headers.push(h(TIME, envelope::rfc3339(envelope::now_ms())));
     OutboxRecord {
         key: letter.key.clone(),
@@ -264,7 +280,7 @@ pub struct Listed {
     pub reason: String,
     /// When it was dead-lettered.
     pub time: String,
-    /// `parked`, `redriven`, or `redrive-failed`.
+    /// `parked`, `redriven`, `redrive-failed`, or `resolved` (a replay applied it).
     pub status: String,
     /// Why the last redrive failed.
     pub redrive_error: Option<String>,
@@ -330,9 +346,16 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     l.redrive_time = record.get(TIME).map(str::to_string);
                 }
             }
+            KIND_RESOLVED => {
+                if let Some(l) = letters.get_mut(&identity) {
+                    l.status = KIND_RESOLVED.into();
+                    l.redrive_error = None;
+                    l.redrive_time = record.get(TIME).map(str::to_string);
+                }
+            }
             KIND_REDRIVE_FAILED => {
                 if let Some(l) = letters.get_mut(&identity) {
-                    if l.status != KIND_REDRIVEN {
+                    if l.status != KIND_REDRIVEN && l.status != KIND_RESOLVED {
                         l.status = KIND_REDRIVE_FAILED.into();
                         l.redrive_error = record.get(REASON).map(str::to_string);
                         l.redrive_time = record.get(TIME).map(str::to_string);

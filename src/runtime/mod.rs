@@ -20,6 +20,7 @@ mod register;
 mod replay;
 pub mod retention;
 mod spool;
+mod swap;
 mod watermarks;
 mod writer;
 
@@ -52,6 +53,7 @@ pub use register::{RegisterFrom, Registered, Registration};
 pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
 pub use retention::RetentionError;
 pub use spool::{Arrival, MAX_BYTES as SPOOL_MAX_BYTES};
+pub use swap::LetterReport;
 pub use writer::PutOutcome;
 
 /// Why a node could not start or had to stop.
@@ -1016,12 +1018,14 @@ impl<S: Service> Node<S> {
             client: self.client.clone(),
             cancel: self.cancel.clone(),
             status: Arc::clone(&self.replay),
+            dry_run: request.dry_run,
+            accept_dead_letters: request.accept_dead_letters,
         };
         let slot = Arc::clone(&self.replay);
         let name = self.name.clone();
         tokio::spawn(async move {
-            let done = match job.run(replicas, sources, snapshots, request.dry_run).await {
-                Ok(report) => ReplayStatus::Done(report),
+            let done = match job.run(replicas, sources, snapshots).await {
+                Ok(report) => ReplayStatus::Done(Box::new(report)),
                 Err(e) => {
                     error!(service = %name, error = %e, "replay failed; the live store is unchanged");
                     ReplayStatus::Failed { error: e.to_string() }

@@ -18,7 +18,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -36,8 +35,7 @@ use crate::service::{Replica, Service};
 use crate::store::Store;
 use crate::translator::events_topic;
 
-/// Differing keys listed in a report at most (the count is always exact).
-const LISTED: usize = 100;
+use super::swap::{self, LetterReport, LISTED};
 
 /// What to rebuild and from where (`POST /replay`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -53,6 +51,11 @@ pub struct ReplayRequest {
     /// Only report; leave the live store as it is.
     #[serde(default)]
     pub dry_run: bool,
+    /// Swap even when the rebuild dead-lettered events the live store took in: their subjects
+    /// take the rebuilt state and are parked in the live store with those letters (sent to its
+    /// DLQ). Without it such a replay reports them and swaps nothing.
+    #[serde(default)]
+    pub accept_dead_letters: bool,
 }
 
 /// How a replay stands (`GET /replay`).
@@ -69,7 +72,7 @@ pub enum ReplayStatus {
         total: u64,
     },
     /// Finished.
-    Done(ReplayReport),
+    Done(Box<ReplayReport>),
     /// Stopped; the live store is unchanged.
     Failed {
         /// Why, and what to do.
@@ -102,6 +105,14 @@ pub struct ReplayReport {
     pub differing_count: u64,
     /// The first differing keys.
     pub differing: Vec<String>,
+    /// Dead letters the rebuild made that the live store does not have (the first ones).
+    pub shadow_dead_letters: Vec<LetterReport>,
+    /// How many dead letters the rebuild made that the live store does not have.
+    pub shadow_dead_letter_count: u64,
+    /// Live dead letters whose events the rebuild applied: resolved by the swap.
+    pub resolved_dead_letters: u64,
+    /// Why the swap was not made, when it was not a dry run.
+    pub refused: Option<String>,
     /// Whether the rebuilt replicas replaced the live ones.
     pub swapped: bool,
     /// Whether this was a dry run.
@@ -123,6 +134,10 @@ pub(crate) struct Replay<S: Service> {
     pub client: ClientConfig,
     pub cancel: CancellationToken,
     pub status: Arc<Mutex<Option<ReplayStatus>>>,
+    /// Only report.
+    pub dry_run: bool,
+    /// Swap even when the rebuild dead-lettered events (see [`ReplayRequest`]).
+    pub accept_dead_letters: bool,
 }
 
 /// The replicas covering `sources` (all when empty), and every source they are built from. A
@@ -178,7 +193,6 @@ impl<S: Service> Replay<S> {
         prefixes: Vec<String>,
         sources: BTreeSet<String>,
         snapshots: BTreeMap<String, SnapshotSource>,
-        dry_run: bool,
     ) -> Result<ReplayReport, RuntimeError> {
         let started = Instant::now();
         let topics: Vec<String> = sources.iter().map(|s| events_topic(s)).collect();
@@ -201,9 +215,7 @@ impl<S: Service> Replay<S> {
             .name("seam-replay-writer".into())
             .spawn(move || writer.run(shadow_rx))
             .map_err(|e| RuntimeError::Config(format!("cannot start the replay writer: {e}")))?;
-        let result = self
-            .rebuild(prefixes, &topics, &snapshots, dry_run, &shadow, shadow_tx)
-            .await;
+        let result = self.rebuild(prefixes, &topics, &snapshots, &shadow, shadow_tx).await;
         let _ = tokio::task::spawn_blocking(move || shadow_writer.join()).await;
         drop(shadow);
         let _ = std::fs::remove_dir_all(&self.shadow_dir);
@@ -219,7 +231,6 @@ impl<S: Service> Replay<S> {
         prefixes: Vec<String>,
         topics: &[String],
         snapshots: &BTreeMap<String, SnapshotSource>,
-        dry_run: bool,
         shadow: &Store,
         shadow_tx: mpsc::Sender<Request<S::Command>>,
     ) -> Result<ReplayReport, RuntimeError> {
@@ -317,19 +328,26 @@ impl<S: Service> Replay<S> {
         // catch-up, the comparison and the swap all see the same cut.
         self.phase("comparing", reader.read.load(Ordering::Relaxed), 0);
         let outcome: Arc<Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
+        let (dry_run, accept_dead_letters) = (self.dry_run, self.accept_dead_letters);
         let job = {
             let (outcome, prefixes, shadow, topics) = (Arc::clone(&outcome), prefixes, shadow.clone(), topics.to_vec());
             Box::new(move |live: &Store, set: &mut crate::store::WriteSet| {
                 let result = (|| {
                     let target = restrict(&live.positions()?, &topics);
                     reader.read_to(&target)?;
-                    let diff = compare(live, &shadow, &prefixes)?;
-                    let swap = !dry_run && !diff.keys.is_empty();
+                    let diff = swap::compare(live, &shadow, &prefixes)?;
+                    let letters = swap::letters(live, &shadow, &topics)?;
+                    let refused = (!dry_run && !letters.new.is_empty() && !accept_dead_letters).then(|| {
+                        format!(
+                            "the rebuild dead-lettered {} event(s) the live store took in: swapping would revert their subjects and drop the letters. Fix the cause and replay again, or replay with --accept-dead-letters to park them in the live store",
+                            letters.new.len()
+                        )
+                    });
+                    let differs = !diff.keys.is_empty() || !letters.resolved.is_empty() || !letters.new.is_empty();
+                    let swap = !dry_run && refused.is_none() && differs;
                     if swap {
-                        for (key, value) in &diff.keys {
-                            set.model_put(key, value.clone());
-                        }
-                        set.keep();
+                        let when = crate::envelope::rfc3339(crate::envelope::now_ms());
+                        swap::stage(live, &shadow, set, &topics, &diff, &letters, &when)?;
                     }
                     Ok(ReplayReport {
                         sources: Vec::new(),
@@ -349,6 +367,10 @@ impl<S: Service> Replay<S> {
                         shadow_digest: diff.shadow_digest,
                         differing_count: diff.keys.len() as u64,
                         differing: diff.keys.iter().take(LISTED).map(|(k, _)| k.clone()).collect(),
+                        shadow_dead_letters: letters.new.iter().take(LISTED).map(LetterReport::from).collect(),
+                        shadow_dead_letter_count: letters.new.len() as u64,
+                        resolved_dead_letters: letters.resolved.len() as u64,
+                        refused,
                         swapped: swap,
                         dry_run,
                         seconds: 0.0,
@@ -557,47 +579,6 @@ impl<C: Send + 'static> Reader<C> {
             .map_err(|e| RuntimeError::kafka("unassigning the replay reader".into(), e))?;
         Ok(())
     }
-}
-
-struct Diff {
-    keys: Vec<(String, Option<Vec<u8>>)>,
-    live_digest: String,
-    shadow_digest: String,
-}
-
-/// Compares the replicas of both stores key by key; `keys` holds the shadow's value of each
-/// differing key (`None`: the live store has a key the rebuild does not).
-fn compare(live: &Store, shadow: &Store, prefixes: &[String]) -> Result<Diff, RuntimeError> {
-    let (mut lh, mut sh) = (Sha256::new(), Sha256::new());
-    let mut keys = Vec::new();
-    for prefix in prefixes {
-        let l: BTreeMap<String, Vec<u8>> = live.model_scan(prefix)?.into_iter().collect();
-        let s: BTreeMap<String, Vec<u8>> = shadow.model_scan(prefix)?.into_iter().collect();
-        for (k, v) in &l {
-            feed(&mut lh, k, v);
-        }
-        for (k, v) in &s {
-            feed(&mut sh, k, v);
-        }
-        let all: BTreeSet<&String> = l.keys().chain(s.keys()).collect();
-        for k in all {
-            if l.get(k) != s.get(k) {
-                keys.push((k.clone(), s.get(k).cloned()));
-            }
-        }
-    }
-    Ok(Diff {
-        keys,
-        live_digest: format!("{:x}", lh.finalize()),
-        shadow_digest: format!("{:x}", sh.finalize()),
-    })
-}
-
-fn feed(h: &mut Sha256, k: &str, v: &[u8]) {
-    h.update((k.len() as u64).to_be_bytes());
-    h.update(k.as_bytes());
-    h.update((v.len() as u64).to_be_bytes());
-    h.update(v);
 }
 
 /// Parses where a rebuild starts for each source: snapshot URLs or files.

@@ -482,6 +482,43 @@ impl Store {
             .collect()
     }
 
+    /// Every parked dead letter of `topic`, by subject, each subject's oldest first.
+    pub fn parked_of_topic(&self, topic: &str) -> Result<Vec<Parked>, StoreError> {
+        let start = key(prefix::PARKED_EVENT, &[topic.as_bytes(), b""]);
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .map(|item| {
+                item.and_then(|(k, v)| {
+                    Ok(Parked {
+                        key: k,
+                        letter: DeadLetter::decode(&v)?,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// The raw pairs under a key prefix, in key order (for a replay's swap).
+    pub(crate) fn raw_range<'a>(
+        &'a self,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<engine::Pair, StoreError>> + 'a> {
+        self.engine.range(start, &prefix_end(start))
+    }
+
+    /// The key prefixes of what a consumer keeps about one source topic besides its replicas:
+    /// positions, which events were taken in, and which subjects are parked (a replay swaps
+    /// them with the replica they belong to; the dead letters themselves are matched one by one).
+    pub(crate) fn source_bookkeeping(topic: &str) -> [Vec<u8>; 4] {
+        [prefix::POSITION, prefix::TAKEN, prefix::THROUGH, prefix::PARKED_SUBJECT]
+            .map(|p| key(p, &[topic.as_bytes(), b""]))
+    }
+
+    /// The key prefix of model entries under `model_prefix`.
+    pub(crate) fn model_range_start(model_prefix: &str) -> Vec<u8> {
+        key(prefix::MODEL, &[model_prefix.as_bytes()])
+    }
+
     /// Up to `limit` records waiting to be produced to the DLQ, oldest first.
     pub fn outbox(&self, limit: usize) -> Result<Vec<(Vec<u8>, OutboxRecord)>, StoreError> {
         let start = [prefix::OUTBOX];
@@ -829,6 +866,11 @@ impl WriteSet {
         k.extend_from_slice(&n.to_be_bytes());
         self.stage(k, Some(letter.encode()));
         self.queue_outbox(outbox);
+    }
+
+    /// Stages a raw write (a replay's swap of bookkeeping copied from its shadow store).
+    pub(crate) fn stage_raw(&mut self, k: Vec<u8>, v: Option<Vec<u8>>) {
+        self.stage(k, v);
     }
 
     /// Removes one parked event (applied on redrive).

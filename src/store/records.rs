@@ -166,6 +166,27 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// Whether both are the same event: the same Kafka coordinates, or the same event id (an
+    /// event parked from putEvents has no offset, and one store may have it from the topic).
+    pub fn same_event(&self, other: &DeadLetter) -> bool {
+        if self.topic != other.topic {
+            return false;
+        }
+        if self.partition >= 0 && (self.partition, self.offset) == (other.partition, other.offset) {
+            return true;
+        }
+        matches!((self.event_id(), other.event_id()), (Some(a), Some(b)) if a == b)
+    }
+
+    /// The event's `seam-event-id`, when it has one.
+    pub fn event_id(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == crate::envelope::EVENT_ID)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
     /// JSON is fine here: dead letters are rare and read by people.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
