@@ -33,6 +33,7 @@ struct Inner {
     lag: Family<Labels, Gauge>,
     backlog: Family<Labels, Gauge>,
     outbox: Family<Labels, Gauge>,
+    needs_rebuild: Family<Labels, Gauge>,
     commits: Family<Labels, Counter>,
 }
 
@@ -90,6 +91,10 @@ impl Metrics {
             "seam_dlq_outbox_events",
             "Dead-letter records waiting to be produced to the DLQ topic",
         );
+        let needs_rebuild = gauge(
+            "seam_source_needs_rebuild",
+            "1 while a source is not read because events this consumer needs were deleted (see GET /subscriptions)",
+        );
         Self {
             inner: Arc::new(Inner {
                 service: service.to_string(),
@@ -103,6 +108,7 @@ impl Metrics {
                 lag,
                 backlog,
                 outbox,
+                needs_rebuild,
                 commits,
             }),
         }
@@ -186,6 +192,16 @@ impl Metrics {
     /// DLQ records not yet produced.
     pub fn set_outbox(&self, n: u64) {
         self.inner.outbox.get_or_create(&self.labels(&[])).set(n as i64);
+    }
+
+    /// Whether the consumer stopped reading `topic` until its replica is rebuilt.
+    pub fn set_needs_rebuild(&self, topic: &str, needs: bool) {
+        let labels = self.labels(&[("topic", topic)]);
+        if needs {
+            self.inner.needs_rebuild.get_or_create(&labels).set(1);
+        } else {
+            self.inner.needs_rebuild.remove(&labels);
+        }
     }
 
     /// Prometheus text exposition of every metric.

@@ -49,6 +49,10 @@ pub struct SourceStatus {
     pub dead_letters: usize,
     /// Events parked behind them.
     pub parked: usize,
+    /// Why the consumer does not read this source, and what to do, when the events it needs
+    /// next are gone (retention, or the topic was recreated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs_rebuild: Option<String>,
     /// Per partition.
     pub partitions: Vec<PartitionStatus>,
 }
@@ -99,6 +103,9 @@ pub struct SelfReport {
     /// Parked events per source topic.
     #[serde(default)]
     pub parked: BTreeMap<String, usize>,
+    /// Source topics not read until rebuilt, with what is gone and what to do.
+    #[serde(default)]
+    pub needs_rebuild: BTreeMap<String, String>,
 }
 
 /// Asks the consumer at `url` for its report; a hung or stopped one fails within 2 s.
@@ -170,7 +177,9 @@ pub fn consumer_status(
         let outstanding = |class: &str| {
             letters
                 .iter()
-                .filter(|l| l.topic == topic && l.class == class && l.status != "redriven")
+                .filter(|l| {
+                    l.topic == topic && l.class == class && matches!(l.status.as_str(), "parked" | "redrive-failed")
+                })
                 .count()
         };
         let (dead_letters, parked) = match &report {
@@ -180,11 +189,13 @@ pub fn consumer_status(
             ),
             Err(_) => (outstanding("poison"), outstanding("parked")),
         };
+        let needs_rebuild = report.as_ref().ok().and_then(|r| r.needs_rebuild.get(&topic).cloned());
         out.sources.push(SourceStatus {
             source: source.clone(),
             topic,
             dead_letters,
             parked,
+            needs_rebuild,
             partitions: parts,
         });
     }

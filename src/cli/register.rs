@@ -30,6 +30,11 @@ pub struct RegisterArgs {
     /// Read the source topic from offset 0 instead of bootstrapping from a snapshot.
     #[arg(long)]
     pub from_beginning: bool,
+    /// For a source the consumer stopped reading because the events it needs were deleted (or
+    /// the topic recreated), and whose replica it cannot rebuild: read on from the log start,
+    /// knowingly; the events in between are never taken in.
+    #[arg(long, conflicts_with_all = ["snapshot", "from_beginning"])]
+    pub accept_gap: bool,
     /// The topology file to add the subscription to.
     #[arg(long, short = 't', default_value = DEFAULT_TOPOLOGY)]
     pub topology: PathBuf,
@@ -99,6 +104,9 @@ impl Registered {
 /// Registers without printing the result (progress goes to stderr unless `args.json`): what
 /// `seam register` and the demo run.
 pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
+    if args.accept_gap {
+        return accept_gap(args).await;
+    }
     if !args.topology.is_file() {
         bail!(
             "no topology file at {}; pass the one that declares {} with -t FILE",
@@ -136,6 +144,14 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
     // Also refuses a consumer without the translator before the topology names it.
     let current = reach::json(current, &endpoint).await?;
+    if current["state"] == "needs-rebuild" {
+        bail!(
+            "{} does not read {}: {}",
+            args.consumer,
+            args.source,
+            current["error"].as_str().unwrap_or_default()
+        );
+    }
     let reading = current["state"] == "reading";
     if reading && in_file {
         let status = reach::json(client.get(&endpoint).send().await?, &endpoint).await?;
@@ -223,6 +239,45 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         );
     }
     registered(args, &status, edited, false)
+}
+
+/// `--accept-gap`: the subscription exists; only the consumer's positions move.
+async fn accept_gap(args: &RegisterArgs) -> anyhow::Result<Registered> {
+    let url = reach::service_url(&args.consumer, args.url.as_deref())?;
+    let client = reqwest::Client::new();
+    let endpoint = format!("{url}/subscriptions/{}", args.source);
+    let current = client
+        .get(&endpoint)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
+    let current = reach::json(current, &endpoint).await?;
+    if current["state"] != "needs-rebuild" {
+        bail!(
+            "{} has no gap to accept in {}: it is {}",
+            args.consumer,
+            args.source,
+            current["state"].as_str().unwrap_or("unknown")
+        );
+    }
+    let status = reach::json(
+        client
+            .post(format!("{endpoint}?accept=gap"))
+            .send()
+            .await
+            .context("accepting the gap")?,
+        &endpoint,
+    )
+    .await?;
+    if !args.json {
+        eprintln!(
+            "accepted the gap: {} reads {} on from its log start; {}",
+            args.consumer,
+            args.source,
+            current["error"].as_str().unwrap_or_default()
+        );
+    }
+    registered(args, &status, false, false)
 }
 
 fn registered(args: &RegisterArgs, status: &serde_json::Value, edited: bool, noop: bool) -> anyhow::Result<Registered> {

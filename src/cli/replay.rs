@@ -73,12 +73,18 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &listing,
         )
         .await?;
-        for topic in sources["sources"].as_array().into_iter().flatten() {
-            let source = topic
-                .as_str()
-                .unwrap_or_default()
-                .trim_end_matches(".events")
-                .to_string();
+        let waiting = sources["needs_rebuild"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(t, _)| t.as_str());
+        let read = sources["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str());
+        for topic in read.chain(waiting) {
+            let source = topic.trim_end_matches(".events").to_string();
             if let (std::collections::btree_map::Entry::Vacant(slot), Ok(base)) =
                 (snapshots.entry(source.clone()), reach::service_url(&source, None))
             {

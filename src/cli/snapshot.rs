@@ -70,6 +70,7 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
                 source: meta.service,
                 snapshot: Some(what),
                 from_beginning: false,
+                accept_gap: false,
                 topology,
                 url,
                 json,

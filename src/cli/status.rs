@@ -145,14 +145,19 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {
     let v: serde_json::Value = reqwest::get(format!("{url}/subscriptions")).await?.json().await?;
-    Ok(v["sources"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str()?.strip_suffix(".events").map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
+    let read = v["sources"].as_array().into_iter().flatten().filter_map(|t| t.as_str());
+    let waiting = v["needs_rebuild"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(t, _)| t.as_str());
+    let mut sources: Vec<String> = read
+        .chain(waiting)
+        .filter_map(|t| t.strip_suffix(".events").map(str::to_string))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    Ok(sources)
 }
 
 fn render(report: &[ConsumerStatus]) -> String {
@@ -166,6 +171,9 @@ fn render(report: &[ConsumerStatus]) -> String {
             ));
         }
         for s in &c.sources {
+            if let Some(why) = &s.needs_rebuild {
+                notes.push(format!("{} does not read {}: {why}", c.consumer, s.source));
+            }
             for p in &s.partitions {
                 rows.push(vec![
                     c.consumer.clone(),

@@ -38,6 +38,15 @@ pub(super) async fn post_subscription<S: Service>(
     match node.registration(&source).map_err(refused)? {
         Some(r @ Registration::Bootstrapping { .. }) => return Ok(running(&source, r)),
         Some(r @ Registration::Reading { .. }) => return Ok((StatusCode::OK, Json(r)).into_response()),
+        Some(Registration::NeedsRebuild { error }) => {
+            if query.get("accept").map(String::as_str) == Some("gap") {
+                let r = node.accept_gap(&source).await.map_err(refused)?;
+                return Ok((StatusCode::OK, Json(r)).into_response());
+            }
+            return Err(ApiError::new(StatusCode::CONFLICT, error).with_hint(format!(
+                "see GET /subscriptions/{source}; a snapshot registration would load over what this service holds"
+            )));
+        }
         _ => {}
     }
     let declared = headers
@@ -107,9 +116,13 @@ pub(super) async fn get_subscription<S: Service>(
     }
 }
 
-/// `GET /subscriptions`: the source topics read.
+/// `GET /subscriptions`: the source topics read, and those waiting for a rebuild.
 pub(super) async fn get_subscriptions<S: Service>(State(node): State<Arc<Node<S>>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "service": node.name(), "sources": node.sources() }))
+    Json(serde_json::json!({
+        "service": node.name(),
+        "sources": node.sources(),
+        "needs_rebuild": node.needs_rebuild(),
+    }))
 }
 
 /// `GET /status`: what this consumer has applied, from its store: the position per topic and
@@ -135,6 +148,7 @@ pub(super) async fn get_status<S: Service>(
         "positions": positions,
         "dead_letters": dead,
         "parked": parked,
+        "needs_rebuild": node.needs_rebuild(),
     })))
 }
 

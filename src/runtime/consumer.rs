@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 
 use super::pipeline::{Pipeline, RawEvent};
+use super::rebuild::Rebuilds;
 use super::retention;
 use super::writer::{Inbound, Request};
 use super::RuntimeError;
@@ -245,6 +246,8 @@ pub(crate) struct ConsumerLoop<C> {
     pub metrics: Metrics,
     pub cancel: CancellationToken,
     pub max_batch: usize,
+    /// Where a source whose events are gone goes instead of stopping the node.
+    pub rebuilds: Arc<Rebuilds>,
 }
 
 impl<C: Send + 'static> ConsumerLoop<C> {
@@ -262,8 +265,15 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                 }
                 continue;
             }
-            if !self.consume(&topics)? {
-                return Ok(());
+            match self.consume(&topics) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                // The events this consumer needs next are gone: leave that source alone (the
+                // node names the way out) and go on reading the others.
+                Err(RuntimeError::Retention(e)) => {
+                    self.rebuilds.mark(e);
+                }
+                Err(e) => return Err(e),
             }
         }
     }

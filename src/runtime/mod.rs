@@ -15,6 +15,7 @@ pub(crate) mod in_flight;
 mod pipeline;
 mod progress;
 mod publisher;
+mod rebuild;
 mod redrive;
 mod register;
 mod replay;
@@ -233,6 +234,8 @@ pub struct Node<S: Service> {
     spares: Mutex<Vec<Box<dyn Translator<S::Command>>>>,
     /// The topics the consumer reads; a registration adds one when its bootstrap is done.
     topics: Arc<watch::Sender<Vec<String>>>,
+    /// Sources not read until they are rebuilt (the retention guard found their events gone).
+    rebuilds: Arc<rebuild::Rebuilds>,
     registrations: Arc<Mutex<BTreeMap<String, Registration>>>,
     replay: Arc<Mutex<Option<ReplayStatus>>>,
     bootstrapped: Arc<Mutex<BTreeMap<String, crate::snapshot::SnapshotMeta>>>,
@@ -413,22 +416,31 @@ impl<S: Service> Node<S> {
         if pipeline.is_some() {
             needed.push(dlq_topic(&config.service));
         }
-        {
+        let gone = {
             let client = config.client();
             let positions = store.positions()?;
-            tokio::task::spawn_blocking(move || -> Result<(), RuntimeError> {
+            let sources = sources.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<RetentionError>, RuntimeError> {
                 let probe: BaseConsumer = client
                     .create()
                     .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
                 retention::partitions_of(&probe, &needed)?;
-                // Refuse before anything starts when events this consumer needs were deleted.
-                let partitions = retention::partitions_of(&probe, &sources)?;
-                retention::check(&probe, &partitions, &positions)?;
-                Ok(())
+                // A source whose next events this consumer needs are gone is not read (the
+                // node names the way out); the others are.
+                let mut gone = Vec::new();
+                for topic in &sources {
+                    let partitions = retention::partitions_of(&probe, std::slice::from_ref(topic))?;
+                    match retention::check(&probe, &partitions, &positions) {
+                        Ok(()) => {}
+                        Err(RuntimeError::Retention(e)) => gone.push(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(gone)
             })
             .await
-            .map_err(|_| RuntimeError::Panicked("topic-check".into()))??;
-        }
+            .map_err(|_| RuntimeError::Panicked("topic-check".into()))??
+        };
 
         let cancel = CancellationToken::new();
         let (failed_tx, failure) = watch::channel(None);
@@ -481,7 +493,24 @@ impl<S: Service> Node<S> {
         }
         let mut upstream = Vec::new();
         let pipeline_handle = pipeline.clone();
-        let (topics_tx, topics_rx) = watch::channel(pipeline.as_ref().map(|p| p.topics()).unwrap_or_default());
+        let readable: Vec<String> = pipeline
+            .as_ref()
+            .map(|p| p.topics())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !gone.iter().any(|e| e.topic() == t))
+            .collect();
+        let (topics_tx, topics_rx) = watch::channel(readable);
+        let topics_tx = Arc::new(topics_tx);
+        let rebuilds = Arc::new(rebuild::Rebuilds::new(
+            &name,
+            service.replicas(),
+            Arc::clone(&topics_tx),
+            metrics.clone(),
+        ));
+        for e in gone {
+            rebuilds.mark(e);
+        }
         let mut bootstrapped = BTreeMap::new();
         if let Some(p) = &pipeline {
             for (source, from) in &bootstraps {
@@ -549,6 +578,7 @@ impl<S: Service> Node<S> {
                 metrics: metrics.clone(),
                 cancel: cancel.clone(),
                 max_batch: config.max_batch.max(1),
+                rebuilds: Arc::clone(&rebuilds),
             };
             upstream.push(spawn("consumer", &name, &failed, &cancel, move || consumer.run())?);
         }
@@ -558,7 +588,8 @@ impl<S: Service> Node<S> {
             store_dir: config.store_dir.clone(),
             service,
             spares: Mutex::new(spares),
-            topics: Arc::new(topics_tx),
+            topics: topics_tx,
+            rebuilds,
             registrations: Arc::default(),
             replay: Arc::default(),
             client: config.client(),
@@ -770,6 +801,16 @@ impl<S: Service> Node<S> {
         self.topics.borrow().clone()
     }
 
+    /// The sources this node does not read until they are rebuilt (the events it needs next are
+    /// gone), by topic, with what is gone and what to do.
+    pub fn needs_rebuild(&self) -> BTreeMap<String, String> {
+        self.rebuilds
+            .all()
+            .into_iter()
+            .map(|(t, e)| (t, e.to_string()))
+            .collect()
+    }
+
     /// The store directory (registrations spool snapshots inside it).
     pub fn store_dir(&self) -> &std::path::Path {
         &self.store_dir
@@ -792,6 +833,9 @@ impl<S: Service> Node<S> {
         registrations: &BTreeMap<String, Registration>,
     ) -> Result<Option<Registration>, RuntimeError> {
         let topic = events_topic(source);
+        if let Some(e) = self.rebuilds.get(&topic) {
+            return Ok(Some(Registration::NeedsRebuild { error: e.to_string() }));
+        }
         match registrations.get(source).cloned() {
             Some(Registration::Reading {
                 snapshot_seq, already, ..
@@ -837,6 +881,12 @@ impl<S: Service> Node<S> {
     /// two requests never start two bootstraps or replace the snapshot being loaded.
     pub fn register(&self, source: &str, from: RegisterFrom) -> Result<Registered, RuntimeError> {
         let topic = events_topic(source);
+        if let Some(e) = self.rebuilds.get(&topic) {
+            return Err(RuntimeError::Config(format!(
+                "{} does not read {source} until it is rebuilt; a new registration would load a snapshot over what it holds. {e}",
+                self.name
+            )));
+        }
         let mut registrations = self
             .registrations
             .lock()
@@ -959,6 +1009,54 @@ impl<S: Service> Node<S> {
         Ok(Registered::Started(status))
     }
 
+    /// Reads on from the log start of a source whose events this consumer needs were deleted
+    /// (or whose topic was recreated), knowingly: the events in between are never taken in. For
+    /// a consumer that keeps no replica of the source it could rebuild (`seam register
+    /// --accept-gap`); the positions move in one write and the source is read again.
+    pub async fn accept_gap(&self, source: &str) -> Result<Registration, RuntimeError> {
+        let topic = events_topic(source);
+        let Some(gap) = self.rebuilds.get(&topic) else {
+            return Err(RuntimeError::Config(format!(
+                "{} has no gap to accept in {source}: it reads it (or has not registered it)",
+                self.name
+            )));
+        };
+        let (client, t, positions) = (self.client.clone(), topic.clone(), self.store.positions()?);
+        let moved = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, RuntimeError> {
+            let probe: BaseConsumer = client
+                .create()
+                .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+            let mut moved = Vec::new();
+            for (_, p) in retention::partitions_of(&probe, std::slice::from_ref(&t))? {
+                let (low, high) = watermarks::watermarks(&probe, &t, p)?;
+                let at = positions.position(&t, p);
+                if at < low || at > high {
+                    moved.push((p, low));
+                }
+            }
+            Ok(moved)
+        })
+        .await
+        .map_err(|_| RuntimeError::Panicked("accept-gap".into()))??;
+        let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
+        let (reply, answer) = oneshot::channel();
+        let t = topic.clone();
+        let job: writer::ExclusiveJob = Box::new(move |_, set| {
+            for (p, offset) in &moved {
+                set.set_position(&t, *p, *offset);
+            }
+            Ok(())
+        });
+        writer
+            .send(writer::Request::Exclusive { job, reply })
+            .await
+            .map_err(|_| RuntimeError::WriterGone)?;
+        answer.await.map_err(|_| RuntimeError::WriterGone)??;
+        tracing::warn!(service = %self.name, %topic, gap = %gap, "accepted the gap: reading on from the log start");
+        self.rebuilds.done(&topic);
+        Ok(Registration::reading(&topic, &self.store.positions()?, None, false))
+    }
+
     /// Starts rebuilding the replicas of `request.sources` in a shadow store (one replay at a
     /// time); [`Node::replay_status`] reports progress and, at the end, the comparison and swap.
     pub fn replay(&self, request: ReplayRequest) -> Result<ReplayStatus, RuntimeError> {
@@ -968,12 +1066,22 @@ impl<S: Service> Node<S> {
                 self.name
             )));
         }
-        let reading = self.sources();
+        // Sources waiting for a rebuild count as read: rebuilding them is what a replay is for.
+        let waiting = self.rebuilds.all();
+        let mut reading = self.sources();
+        reading.extend(waiting.keys().cloned());
+        reading.sort();
+        reading.dedup();
         let names: Vec<String> = reading
             .iter()
             .map(|t| t.trim_end_matches(".events").to_string())
             .collect();
         let (replicas, sources) = replay::plan(&self.name, &self.service.replicas(), &request.sources, &names)?;
+        let rebuilding: BTreeSet<String> = sources
+            .iter()
+            .map(|s| events_topic(s))
+            .filter(|t| waiting.contains_key(t))
+            .collect();
         for s in &sources {
             if !reading.contains(&events_topic(s)) {
                 return Err(RuntimeError::Config(format!(
@@ -1020,6 +1128,8 @@ impl<S: Service> Node<S> {
             status: Arc::clone(&self.replay),
             dry_run: request.dry_run,
             accept_dead_letters: request.accept_dead_letters,
+            rebuilding,
+            rebuilds: Arc::clone(&self.rebuilds),
         };
         let slot = Arc::clone(&self.replay);
         let name = self.name.clone();

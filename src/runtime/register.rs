@@ -55,6 +55,13 @@ pub enum Registration {
         /// True when the source was already registered and nothing was done.
         already: bool,
     },
+    /// Not read: the events this consumer needs next are gone (retention, or the topic was
+    /// recreated). The node keeps running without the source until the way out named in
+    /// `error` is taken.
+    NeedsRebuild {
+        /// What is gone and what to do.
+        error: String,
+    },
     /// The registration stopped; the node keeps running without the source.
     Failed {
         /// Why, and what to do.

@@ -25,6 +25,7 @@ use tracing::info;
 use super::bootstrap::{self, SnapshotSource};
 use super::pipeline::{Pipeline, RawEvent};
 use super::progress::Progress;
+use super::rebuild::Rebuilds;
 use super::spool;
 use super::writer::{Inbound, Request, Writer};
 use super::{retention, RuntimeError};
@@ -113,6 +114,9 @@ pub struct ReplayReport {
     pub resolved_dead_letters: u64,
     /// Why the swap was not made, when it was not a dry run.
     pub refused: Option<String>,
+    /// Sources the live store could no longer read (their events were gone) that were rebuilt
+    /// and are read again from the swapped positions.
+    pub rebuilt: Vec<String>,
     /// Whether the rebuilt replicas replaced the live ones.
     pub swapped: bool,
     /// Whether this was a dry run.
@@ -138,6 +142,11 @@ pub(crate) struct Replay<S: Service> {
     pub dry_run: bool,
     /// Swap even when the rebuild dead-lettered events (see [`ReplayRequest`]).
     pub accept_dead_letters: bool,
+    /// Source topics whose events the live store needs are gone (the retention guard stopped
+    /// reading them): rebuilt to the topic's end, their positions swapped in, then read again.
+    pub rebuilding: BTreeSet<String>,
+    /// Where a rebuilt source is read again.
+    pub rebuilds: Arc<Rebuilds>,
 }
 
 /// The replicas covering `sources` (all when empty), and every source they are built from. A
@@ -289,8 +298,10 @@ impl<S: Service> Replay<S> {
         let mut reader = reader;
         loop {
             let live = self.live.positions()?;
+            // A source being rebuilt has no live positions worth comparing with.
             let gaps: Vec<(String, i32, i64, i64)> = start
                 .iter()
+                .filter(|(t, _, _)| !self.rebuilding.contains(*t))
                 .filter(|(t, p, o)| live.position(t, *p) < *o)
                 .map(|(t, p, o)| (t.to_string(), p, live.position(t, p), o))
                 .collect();
@@ -312,9 +323,28 @@ impl<S: Service> Replay<S> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        // Catch up while the live store keeps consuming, until a round has little left to read.
+        // Sources being rebuilt are read to their current end; the others to the live store's
+        // positions, while the live store keeps consuming, until a round has little left to read.
+        let ends = {
+            let (client, rebuilding) = (self.client.clone(), self.rebuilding.clone());
+            tokio::task::spawn_blocking(move || ends(&client, &rebuilding))
+                .await
+                .map_err(|_| RuntimeError::Panicked("replay-ends".into()))??
+        };
+        let healthy: Vec<String> = topics
+            .iter()
+            .filter(|t| !self.rebuilding.contains(*t))
+            .cloned()
+            .collect();
+        let targets = move |live: &OffsetMap| {
+            let mut target = restrict(live, &healthy);
+            for (t, p, o) in ends.iter() {
+                target.set(t, p, o);
+            }
+            target
+        };
         loop {
-            let target = restrict(&self.live.positions()?, topics);
+            let target = targets(&self.live.positions()?);
             self.phase("reading", reader.read.load(Ordering::Relaxed), total(&target));
             let before = reader.read.load(Ordering::Relaxed);
             reader = tokio::task::spawn_blocking(move || reader.read_to(&target).map(|()| reader))
@@ -329,21 +359,28 @@ impl<S: Service> Replay<S> {
         self.phase("comparing", reader.read.load(Ordering::Relaxed), 0);
         let outcome: Arc<Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
         let (dry_run, accept_dead_letters) = (self.dry_run, self.accept_dead_letters);
+        let rebuilding = self.rebuilding.clone();
         let job = {
             let (outcome, prefixes, shadow, topics) = (Arc::clone(&outcome), prefixes, shadow.clone(), topics.to_vec());
+            let rebuilding = rebuilding.clone();
             Box::new(move |live: &Store, set: &mut crate::store::WriteSet| {
                 let result = (|| {
-                    let target = restrict(&live.positions()?, &topics);
+                    let target = targets(&live.positions()?);
                     reader.read_to(&target)?;
                     let diff = swap::compare(live, &shadow, &prefixes)?;
                     let letters = swap::letters(live, &shadow, &topics)?;
-                    let refused = (!dry_run && !letters.new.is_empty() && !accept_dead_letters).then(|| {
+                    // Letters of a source being rebuilt are the rebuilt truth: the live store
+                    // never took in what it missed.
+                    let unexpected = letters.new.iter().filter(|l| !rebuilding.contains(&l.topic)).count();
+                    let refused = (!dry_run && unexpected > 0 && !accept_dead_letters).then(|| {
                         format!(
-                            "the rebuild dead-lettered {} event(s) the live store took in: swapping would revert their subjects and drop the letters. Fix the cause and replay again, or replay with --accept-dead-letters to park them in the live store",
-                            letters.new.len()
+                            "the rebuild dead-lettered {unexpected} event(s) the live store took in: swapping would revert their subjects and drop the letters. Fix the cause and replay again, or replay with --accept-dead-letters to park them in the live store"
                         )
                     });
-                    let differs = !diff.keys.is_empty() || !letters.resolved.is_empty() || !letters.new.is_empty();
+                    let differs = !diff.keys.is_empty()
+                        || !letters.resolved.is_empty()
+                        || !letters.new.is_empty()
+                        || !rebuilding.is_empty();
                     let swap = !dry_run && refused.is_none() && differs;
                     if swap {
                         let when = crate::envelope::rfc3339(crate::envelope::now_ms());
@@ -371,6 +408,11 @@ impl<S: Service> Replay<S> {
                         shadow_dead_letter_count: letters.new.len() as u64,
                         resolved_dead_letters: letters.resolved.len() as u64,
                         refused,
+                        rebuilt: if swap {
+                            rebuilding.iter().cloned().collect()
+                        } else {
+                            Vec::new()
+                        },
                         swapped: swap,
                         dry_run,
                         seconds: 0.0,
@@ -395,6 +437,9 @@ impl<S: Service> Replay<S> {
             (Err(e), _) => return Err(e),
             (Ok(()), None) => return Err(RuntimeError::WriterGone),
         };
+        for topic in &report.rebuilt {
+            self.rebuilds.done(topic);
+        }
         report.from = if snapshots.is_empty() { "beginning" } else { "snapshot" }.into();
         Ok(report)
     }
@@ -429,6 +474,23 @@ fn from_beginning_possible(client: &ClientConfig, topics: &[String]) -> Result<(
         ))),
         other => other,
     }
+}
+
+/// The current end (high watermark) of every partition of `topics`.
+fn ends(client: &ClientConfig, topics: &BTreeSet<String>) -> Result<OffsetMap, RuntimeError> {
+    let mut out = OffsetMap::default();
+    if topics.is_empty() {
+        return Ok(out);
+    }
+    let probe: BaseConsumer = client
+        .create()
+        .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+    let topics: Vec<String> = topics.iter().cloned().collect();
+    for (t, p) in retention::partitions_of(&probe, &topics)? {
+        let (_, high) = super::watermarks::watermarks(&probe, &t, p)?;
+        out.set(&t, p, high);
+    }
+    Ok(out)
 }
 
 fn restrict(positions: &OffsetMap, topics: &[String]) -> OffsetMap {

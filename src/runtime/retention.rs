@@ -19,11 +19,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a position past the end may wait for open transactions to commit.
 const BEYOND_END_PATIENCE: Duration = Duration::from_secs(10);
 
-/// A stored position that can no longer be read from.
+/// A stored position that can no longer be read from. The node keeps running without the
+/// source and names the way out (`remedy`: what this consumer can do, filled in by the node).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RetentionError {
     /// Events the consumer still needs were deleted.
-    #[error("{topic} partition {partition}: this consumer needs events from offset {needed}, but the log now starts at {earliest}; events {needed}..{earliest} were deleted (retention or delete-records). Bootstrap the consumer from a snapshot (`seam replay <consumer> --from-snapshot`) instead of reading on")]
+    #[error("{topic} partition {partition}: this consumer needs events from offset {needed}, but the log now starts at {earliest}; events {needed}..{earliest} were deleted (retention or delete-records) before it took them in, so it does not read this source until {remedy}")]
     Deleted {
         /// Topic.
         topic: String,
@@ -33,9 +34,11 @@ pub enum RetentionError {
         needed: i64,
         /// The partition's log-start offset.
         earliest: i64,
+        /// What to do.
+        remedy: String,
     },
     /// The stored position lies beyond the end of the log: the topic was recreated or truncated.
-    #[error("{topic} partition {partition}: this consumer's position is {needed}, but the log ends at {end}; the topic was recreated or truncated since. Rebuild the consumer's replica (`seam replay <consumer> --from-beginning`)")]
+    #[error("{topic} partition {partition}: this consumer's position is {needed}, but the log ends at {end}; the topic was recreated or truncated since, so it does not read this source until {remedy}")]
     BeyondEnd {
         /// Topic.
         topic: String,
@@ -45,7 +48,34 @@ pub enum RetentionError {
         needed: i64,
         /// The partition's high watermark.
         end: i64,
+        /// What to do.
+        remedy: String,
     },
+}
+
+impl RetentionError {
+    /// The topic that cannot be read on.
+    pub fn topic(&self) -> &str {
+        match self {
+            Self::Deleted { topic, .. } | Self::BeyondEnd { topic, .. } => topic,
+        }
+    }
+
+    /// The same error with the way out this consumer has.
+    pub fn with_remedy(mut self, text: String) -> Self {
+        match &mut self {
+            Self::Deleted { remedy, .. } | Self::BeyondEnd { remedy, .. } => *remedy = text,
+        }
+        self
+    }
+
+    fn default_remedy(topic: &str, deleted: bool) -> String {
+        let source = topic.trim_end_matches(".events");
+        format!(
+            "its replica of {source} is rebuilt (`seam replay <consumer> --source {source} --from-{}`)",
+            if deleted { "snapshot" } else { "beginning" }
+        )
+    }
 }
 
 /// The partitions of `topics`, failing with a clear error for a topic that does not exist.
@@ -105,6 +135,7 @@ pub fn verdict(topic: &str, partition: i32, needed: i64, earliest: i64, end: i64
             partition,
             needed,
             earliest,
+            remedy: RetentionError::default_remedy(topic, true),
         });
     }
     if needed > end {
@@ -113,6 +144,7 @@ pub fn verdict(topic: &str, partition: i32, needed: i64, earliest: i64, end: i64
             partition,
             needed,
             end,
+            remedy: RetentionError::default_remedy(topic, false),
         });
     }
     Ok(())
@@ -148,5 +180,7 @@ mod tests {
                 ..
             })
         ));
+        let text = verdict("orders.events", 1, 30, 0, 20).expect_err("gap").to_string();
+        assert!(text.contains("--source orders --from-beginning"), "{text}");
     }
 }

@@ -92,7 +92,8 @@ pub(crate) enum Request<C> {
         reply: oneshot::Sender<Result<(), RuntimeError>>,
     },
     /// Runs `job` alone on the writer after committing what came before: nothing else commits
-    /// while it runs, and what it stages commits (durably) in one write when it succeeds.
+    /// while it runs, and what it stages commits (durably) in one write when it succeeds; the
+    /// writer then takes its positions from the store again.
     Exclusive {
         job: ExclusiveJob,
         reply: oneshot::Sender<Result<(), RuntimeError>>,
@@ -329,6 +330,9 @@ impl<S: Service> Writer<S> {
                     Ok(()) => {
                         group.set.keep();
                         self.commit(group)?;
+                        // The job may have moved positions (a replay's swap, an accepted gap):
+                        // what is new and what is a redelivery is decided by the stored ones.
+                        *positions = self.store.positions()?;
                         let _ = reply.send(Ok(()));
                     }
                     Err(e) => {

@@ -122,6 +122,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             source: crate::serve::Which::StudentsOffice.name().to_string(),
             snapshot: Some(format!("{office}/snapshot")),
             from_beginning: false,
+            accept_gap: false,
             topology: working.clone(),
             url: Some(scholarship),
             json: args.json,
