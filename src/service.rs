@@ -51,48 +51,113 @@ pub struct Replica {
     pub sources: &'static [&'static str],
 }
 
-/// The read-only view and output of [`Service::snapshot`].
+/// The read-only view and output of [`Service::snapshot`]. Reads stream from the store and
+/// records stream out as they are emitted (to a spool file while a node exports), so a snapshot
+/// of any size is made in constant memory as long as the service does not collect what it reads.
 pub struct SnapshotOut<'a> {
     pub(crate) store: &'a Store,
     pub(crate) catalog: &'a Catalog,
-    pub(crate) records: Vec<(String, String, Vec<u8>)>,
+    out: Output,
+}
+
+enum Output {
+    Memory(Vec<(String, String, Vec<u8>)>),
+    Spool(crate::snapshot::spool::RawWriter),
 }
 
 impl<'a> SnapshotOut<'a> {
-    /// A view over `store` (the runtime builds these; public for tools and tests).
+    /// A view over `store` collecting the records in memory (for tools and tests).
     pub fn new(store: &'a Store, catalog: &'a Catalog) -> Self {
         Self {
             store,
             catalog,
-            records: Vec::new(),
+            out: Output::Memory(Vec::new()),
         }
     }
 
-    /// Every model value whose key starts with `prefix`, in key order.
-    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, ApplyError> {
-        self.store
-            .model_scan(prefix)?
-            .into_iter()
-            .map(|(k, v)| match serde_json::from_slice(&v) {
-                Ok(t) => Ok((k, t)),
-                Err(e) => Err(ApplyError::Model {
-                    key: k,
-                    detail: e.to_string(),
-                }),
-            })
-            .collect()
+    /// A view over `store` writing the records to `spool` as they come.
+    pub(crate) fn spooled(store: &'a Store, catalog: &'a Catalog, spool: crate::snapshot::spool::RawWriter) -> Self {
+        Self {
+            store,
+            catalog,
+            out: Output::Spool(spool),
+        }
+    }
+
+    /// Every model value whose key starts with `prefix`, in key order, read as the iteration
+    /// goes (emitting while iterating is fine).
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &str) -> Result<Scan<'a, T>, ApplyError> {
+        Ok(Scan {
+            inner: self.store.model_iter(prefix),
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// The model value at `key` (a lookup while exporting, instead of collecting a map).
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApplyError> {
+        match self.store.model_get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ApplyError::Model {
+                key: key.to_string(),
+                detail: e.to_string(),
+            }),
+        }
     }
 
     /// Adds a state-transfer record about `subject`.
     pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<(), ApplyError> {
         let body = self.catalog.encode(E::RECORD, event)?;
-        self.records.push((subject.to_string(), E::RECORD.to_string(), body));
+        match &mut self.out {
+            Output::Memory(records) => records.push((subject.to_string(), E::RECORD.to_string(), body)),
+            Output::Spool(spool) => spool.append(subject, E::RECORD, &body).map_err(|e| {
+                ApplyError::Store(StoreError::Corrupt {
+                    what: "snapshot spool",
+                    detail: e.to_string(),
+                })
+            })?,
+        }
         Ok(())
     }
 
-    /// The records written so far: `(subject, record full name, Avro body)`.
+    /// The records collected in memory: `(subject, record full name, Avro body)` (none when
+    /// they went to a spool).
     pub fn into_records(self) -> Vec<(String, String, Vec<u8>)> {
-        self.records
+        match self.out {
+            Output::Memory(records) => records,
+            Output::Spool(_) => Vec::new(),
+        }
+    }
+
+    /// Finishes the spool; how many records it holds.
+    pub(crate) fn finish(self) -> std::io::Result<u64> {
+        match self.out {
+            Output::Memory(records) => Ok(records.len() as u64),
+            Output::Spool(spool) => spool.finish(),
+        }
+    }
+}
+
+/// Model values under a prefix, decoded one at a time ([`SnapshotOut::scan`]).
+pub struct Scan<'a, T> {
+    inner: crate::store::ModelIter<'a>,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Scan<'_, T> {
+    type Item = Result<(String, T), ApplyError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, v) = match self.inner.next()? {
+            Ok(pair) => pair,
+            Err(e) => return Some(Err(e.into())),
+        };
+        Some(match serde_json::from_slice(&v) {
+            Ok(t) => Ok((k, t)),
+            Err(e) => Err(ApplyError::Model {
+                key: k,
+                detail: e.to_string(),
+            }),
+        })
     }
 }
 

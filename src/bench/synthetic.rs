@@ -92,7 +92,8 @@ impl Service for Source {
     }
 
     fn snapshot(&self, out: &mut SnapshotOut<'_>) -> Result<(), ApplyError> {
-        for (_, item) in out.scan::<Item>("item/")? {
+        for entry in out.scan::<Item>("item/")? {
+            let (_, item) = entry?;
             out.emit(&item.subject.clone(), &item)?;
         }
         Ok(())

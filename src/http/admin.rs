@@ -133,14 +133,11 @@ pub(super) async fn get_status<S: Service>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = node.store();
     let positions = store.positions().map_err(ApiError::store)?;
-    let (mut dead, mut parked) = (BTreeMap::<String, usize>::new(), BTreeMap::<String, usize>::new());
-    for p in store.parked(None).map_err(ApiError::store)? {
-        let tally = if p.letter.kind == "parked" {
-            &mut parked
-        } else {
-            &mut dead
-        };
-        *tally.entry(p.letter.topic).or_default() += 1;
+    // Counted as letters are parked and removed: a status never reads the letters themselves.
+    let (mut dead, mut parked) = (BTreeMap::<String, u64>::new(), BTreeMap::<String, u64>::new());
+    for ((topic, class), n) in store.dead_letter_counts().map_err(ApiError::store)? {
+        let tally = if class == "parked" { &mut parked } else { &mut dead };
+        *tally.entry(topic).or_default() += n;
     }
     Ok(Json(serde_json::json!({
         "service": node.name(),

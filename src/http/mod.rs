@@ -314,23 +314,26 @@ impl Shared {
 }
 
 async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Response, ApiError> {
-    let (meta, records) = node
+    let exported = node
         .snapshot(std::time::Duration::from_secs(60))
         .await
         .map_err(|e| match e {
             RuntimeError::Config(msg) => ApiError::new(StatusCode::NOT_IMPLEMENTED, msg),
             other => ApiError::from_runtime(&other),
         })?;
-    let bytes = crate::snapshot::file::write(Vec::new(), &meta, &records).map_err(ApiError::internal)?;
+    // Streamed from the file: opened, then removed (the open file stays readable), so a
+    // dropped connection leaves nothing behind.
+    let file = tokio::fs::File::open(exported.path()).await.map_err(ApiError::store)?;
+    let length = file.metadata().await.map_err(ApiError::store)?.len();
+    let seq = exported.meta.seq;
+    drop(exported);
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.apache.avro+binary".to_string()),
-            (
-                header::HeaderName::from_static("seam-snapshot-seq"),
-                meta.seq.to_string(),
-            ),
+            (header::CONTENT_LENGTH, length.to_string()),
+            (header::HeaderName::from_static("seam-snapshot-seq"), seq.to_string()),
         ],
-        bytes,
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
     )
         .into_response())
 }

@@ -339,6 +339,7 @@ impl<S: Service> Node<S> {
         // never started takes the spooled (or given) snapshot. Snapshots given as URLs are
         // downloaded and spooled first, so a crash during their load resumes from that copy.
         spool::sweep(&config.store_dir);
+        let _ = std::fs::remove_dir_all(config.store_dir.join(SNAPSHOTS_DIR));
         let stored = store.positions()?;
         let mut bootstraps: BTreeMap<String, PathBuf> = BTreeMap::new();
         for topic in pipeline.as_ref().map(|p| p.topics()).unwrap_or_default() {
@@ -698,21 +699,37 @@ impl<S: Service> Node<S> {
     /// same cut (invariant 5). Commits pause until the publisher has published through the
     /// snapshot's seq and the offsets are read; if the publisher does not get there within
     /// `deadline`, the snapshot fails (never a map past its state) and commits go on.
-    pub async fn snapshot(
-        &self,
-        deadline: Duration,
-    ) -> Result<(crate::snapshot::SnapshotMeta, Vec<crate::snapshot::SnapshotRecord>), RuntimeError> {
+    pub async fn snapshot(&self, deadline: Duration) -> Result<crate::snapshot::Exported, RuntimeError> {
         let writer = self.writer.as_ref().ok_or(RuntimeError::WriterGone)?;
+        let dir = self.store_dir.join(SNAPSHOTS_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Store(format!("creating {}: {e}", dir.display())))?;
+        let stem = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        // The export's records; removed however this ends.
+        let spool = TempFile(dir.join(format!("{stem}.records")));
         let (reply, answer) = oneshot::channel();
         let (release, held) = oneshot::channel();
         writer
-            .send(writer::Request::Snapshot { reply, release: held })
+            .send(writer::Request::Snapshot {
+                spool: spool.0.clone(),
+                reply,
+                release: held,
+            })
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
-        let (seq, records) = answer
+        let (seq, count) = answer
             .await
             .map_err(|_| RuntimeError::WriterGone)?
-            .map_err(|e| RuntimeError::Config(e.to_string()))?;
+            .map_err(|e| match e {
+                ApplyError::Store(e) => RuntimeError::Store(e.to_string()),
+                e => RuntimeError::Config(e.to_string()),
+            })?;
         // Commits are held from here until `release` is sent or dropped (any early return).
         let mut published = self.published.clone();
         let reached = tokio::time::timeout(deadline, published.wait_for(|p| *p >= seq))
@@ -753,41 +770,36 @@ impl<S: Service> Node<S> {
         .map_err(|_| RuntimeError::Panicked("snapshot-offsets".into()))?;
         let _ = release.send(());
         let offsets = offsets?;
+        // Commits go on; now the schema ids and the file.
         let mut ids: BTreeMap<String, u32> = BTreeMap::new();
         let mut schemas = BTreeMap::new();
-        for (_, record, _) in &records {
-            if !ids.contains_key(record) {
-                let r = self
-                    .catalog
-                    .record(record)
-                    .map_err(|e| RuntimeError::Config(e.to_string()))?;
-                let id = self
-                    .registry
-                    .register(&topic, r)
-                    .await
-                    .map_err(|e| RuntimeError::Config(e.to_string()))?;
-                ids.insert(record.clone(), id);
-                schemas.insert(id, r.source.clone());
-            }
+        for r in self.catalog.records() {
+            let id = self
+                .registry
+                .register(&topic, r)
+                .await
+                .map_err(|e| RuntimeError::Registry(e.to_string()))?;
+            ids.insert(r.full_name.clone(), id);
+            schemas.insert(id, r.source.clone());
         }
-        let records: Vec<crate::snapshot::SnapshotRecord> = records
-            .into_iter()
-            .map(|(subject, record, body)| crate::snapshot::SnapshotRecord {
-                subject,
-                schema_id: ids.get(&record).copied().unwrap_or(0),
-                body,
-            })
-            .collect();
         let meta = crate::snapshot::SnapshotMeta {
             service: self.name.clone(),
             seq,
             offsets,
             created: crate::envelope::rfc3339(crate::envelope::now_ms()),
             schemas,
-            records: records.len() as u64,
+            records: count,
             journal: Some(self.store.journal_id().clone()),
         };
-        Ok((meta, records))
+        let path = dir.join(format!("{stem}.avro"));
+        let (raw, out, m) = (spool.0.clone(), path.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || write_snapshot(&raw, &out, &m, &ids))
+            .await
+            .map_err(|_| RuntimeError::Panicked("snapshot-write".into()))?
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&path);
+            })?;
+        Ok(crate::snapshot::Exported::new(meta, path))
     }
 
     /// The snapshots this node bootstrapped from (at start or by registration), by source service.
@@ -1192,6 +1204,52 @@ impl<S: Service> Node<S> {
             None => Ok(()),
         }
     }
+}
+
+/// Where a node writes the snapshots it exports, inside its store directory.
+const SNAPSHOTS_DIR: &str = "seam-snapshots";
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes the snapshot file `out` from an export's spooled records, with its schema ids.
+fn write_snapshot(
+    raw: &std::path::Path,
+    out: &std::path::Path,
+    meta: &crate::snapshot::SnapshotMeta,
+    ids: &BTreeMap<String, u32>,
+) -> Result<(), RuntimeError> {
+    let io = |e: std::io::Error| RuntimeError::Store(format!("writing the snapshot {}: {e}", out.display()));
+    let file = std::fs::File::create(out).map_err(io)?;
+    let mut writer = crate::snapshot::file::SnapshotWriter::new(std::io::BufWriter::new(file), meta)
+        .map_err(|e| RuntimeError::Store(e.to_string()))?;
+    for record in crate::snapshot::spool::RawReader::open(raw).map_err(io)? {
+        let (subject, record, body) = record.map_err(io)?;
+        let schema_id = *ids.get(&record).ok_or_else(|| {
+            RuntimeError::Config(format!(
+                "the snapshot emitted a {record} record, which is not in the service's catalog"
+            ))
+        })?;
+        writer
+            .append(&crate::snapshot::SnapshotRecord {
+                subject,
+                schema_id,
+                body,
+            })
+            .map_err(|e| RuntimeError::Store(e.to_string()))?;
+    }
+    let file = writer
+        .finish()
+        .map_err(|e| RuntimeError::Store(e.to_string()))?
+        .into_inner()
+        .map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)
 }
 
 async fn join(workers: Vec<Worker>, grace: Duration) {

@@ -201,14 +201,14 @@ pub(crate) fn stage(
         }
     }
     for parked in &letters.resolved {
-        set.unpark_event(parked.key.clone());
+        set.unpark_event(live, parked)?;
         set.queue_outbox(dlq::resolved_record(
             &parked.letter,
             &format!("the replay of {when} rebuilt the subject and applied this event"),
         ));
     }
     for letter in &letters.new {
-        set.park(letter, dlq::dead_letter_record(letter));
+        set.park(live, letter, dlq::dead_letter_record(letter))?;
     }
     set.keep();
     Ok(())

@@ -49,8 +49,8 @@ pub(crate) struct BootstrapEnd {
     pub covered: Option<(crate::store::JournalId, u64)>,
 }
 
-/// A snapshot as the writer exports it: the journal seq and `(subject, record, body)` records.
-pub(crate) type Exported = (u64, Vec<(String, String, Vec<u8>)>);
+/// A snapshot as the writer exported it to its spool: the journal seq and the record count.
+pub(crate) type Exported = (u64, u64);
 
 /// Work run exclusively on the writer; an error discards what it staged.
 pub(crate) type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), String> + Send>;
@@ -76,9 +76,11 @@ pub(crate) enum Request<C> {
         control: Option<(String, i32, i64)>,
         reply: oneshot::Sender<Result<redrive::ChunkOutcome, RuntimeError>>,
     },
-    /// Export the state for a snapshot, then hold every commit until `release` fires or its
-    /// sender is dropped, so the caller can read the topic's offsets at exactly this cut.
+    /// Export the state for a snapshot into the file `spool`, then hold every commit until
+    /// `release` fires or its sender is dropped, so the caller can read the topic's offsets at
+    /// exactly this cut.
     Snapshot {
+        spool: std::path::PathBuf,
         reply: oneshot::Sender<Result<Exported, ApplyError>>,
         release: oneshot::Receiver<()>,
     },
@@ -278,13 +280,24 @@ impl<S: Service> Writer<S> {
                 }
                 failpoint::hit("writer.mid-group");
             }
-            Request::Snapshot { reply, release } => {
+            Request::Snapshot { spool, reply, release } => {
                 self.commit(group)?;
-                let mut out = crate::service::SnapshotOut::new(&self.store, &self.catalog);
-                let result = crate::fault::panic::catch(|| self.service.snapshot(&mut out))
-                    .map_err(ApplyError::Panicked)
-                    .and_then(|r| r)
-                    .map(|()| (self.store.last_seq().unwrap_or(0), out.into_records()));
+                let spool_failed = |e: std::io::Error| {
+                    ApplyError::Store(crate::store::StoreError::Corrupt {
+                        what: "snapshot spool",
+                        detail: format!("{}: {e}", spool.display()),
+                    })
+                };
+                let result = crate::snapshot::spool::RawWriter::create(&spool)
+                    .map_err(spool_failed)
+                    .and_then(|raw| {
+                        let mut out = crate::service::SnapshotOut::spooled(&self.store, &self.catalog, raw);
+                        crate::fault::panic::catch(|| self.service.snapshot(&mut out))
+                            .map_err(ApplyError::Panicked)
+                            .and_then(|r| r)?;
+                        out.finish().map_err(spool_failed)
+                    })
+                    .map(|count| (self.store.last_seq().unwrap_or(0), count));
                 let exported = result.is_ok();
                 let _ = reply.send(result);
                 if exported {
@@ -579,7 +592,7 @@ impl<S: Service> Writer<S> {
         // letter (which a redrive applies, and a redelivery must not park again).
         let outcome = if group.set.is_parked(&self.store, &raw.topic, &subject)? {
             let reason = format!("subject {subject} is parked behind an earlier dead letter; it waits for a redrive");
-            self.park(group, raw, "parked", reason);
+            self.park(group, raw, "parked", reason)?;
             self.metrics.parked(&raw.topic);
             None
         } else {
@@ -588,7 +601,7 @@ impl<S: Service> Writer<S> {
                 Prepared::Poison { kind, reason } => {
                     warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
                     self.metrics.dead_lettered(&raw.topic, &kind);
-                    self.park(group, raw, &kind, reason);
+                    self.park(group, raw, &kind, reason)?;
                     None
                 }
                 Prepared::Commands(commands) => {
@@ -604,7 +617,7 @@ impl<S: Service> Writer<S> {
                                 _ => "apply",
                             };
                             self.metrics.dead_lettered(&raw.topic, kind);
-                            self.park(group, raw, kind, format!("applying the translated command failed: {e}"));
+                            self.park(group, raw, kind, format!("applying the translated command failed: {e}"))?;
                             None
                         }
                     }
@@ -617,7 +630,7 @@ impl<S: Service> Writer<S> {
         Ok(outcome)
     }
 
-    fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) {
+    fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) -> Result<(), RuntimeError> {
         let letter = DeadLetter {
             consumer: self.name.clone(),
             topic: raw.topic.clone(),
@@ -632,8 +645,9 @@ impl<S: Service> Writer<S> {
             reason,
             time_ms: envelope::now_ms(),
         };
-        group.set.park(&letter, dlq::dead_letter_record(&letter));
+        group.set.park(&self.store, &letter, dlq::dead_letter_record(&letter))?;
         group.outbox_queued = true;
+        Ok(())
     }
 
     /// Applies one chunk of prepared parked letters in order; a letter no longer parked (a
@@ -682,7 +696,7 @@ impl<S: Service> Writer<S> {
                     if let Some(key) = raw.key() {
                         group.set.take(&self.store, &key)?;
                     }
-                    group.set.unpark_event(parked.key.clone());
+                    group.set.unpark_event(&self.store, &parked)?;
                     group.set.queue_outbox(dlq::outcome_record(letter, None));
                     group.set.keep();
                     outcome.summary.redriven += 1;
@@ -862,7 +876,8 @@ mod tests {
         }
 
         fn snapshot(&self, out: &mut crate::service::SnapshotOut<'_>) -> Result<(), ApplyError> {
-            for (k, _) in out.scan::<i32>("")? {
+            for entry in out.scan::<i32>("")? {
+                let (k, _) = entry?;
                 out.emit(&k, &Added { subject: k.clone() })?;
             }
             Ok(())
@@ -951,12 +966,23 @@ mod tests {
         let (release, held) = oneshot::channel();
         // Queued before the writer starts, so all three land in one group.
         tx.blocking_send(a).expect("send");
-        tx.blocking_send(Request::Snapshot { reply, release: held })
-            .expect("send");
+        let spool = dir.join("export.records");
+        tx.blocking_send(Request::Snapshot {
+            spool: spool.clone(),
+            reply,
+            release: held,
+        })
+        .expect("send");
         tx.blocking_send(b).expect("send");
         let handle = std::thread::spawn(move || writer.run(rx));
         let (seq, records) = snap.blocking_recv().expect("snapshot reply").expect("snapshot");
-        assert_eq!((seq, records.len()), (1, 1), "the snapshot is at the first command");
+        assert_eq!((seq, records), (1, 1), "the snapshot is at the first command");
+        let exported: Vec<_> = crate::snapshot::spool::RawReader::open(&spool)
+            .expect("spool")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        assert_eq!(exported.len(), 1);
+        assert_eq!(exported[0].0, "a");
         let _ = release.send(());
         assert_eq!(a_done.blocking_recv().expect("a").expect("applied"), vec![1]);
         assert_eq!(b_done.blocking_recv().expect("b").expect("applied"), vec![2]);

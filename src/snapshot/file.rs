@@ -104,47 +104,89 @@ pub struct SnapshotRecord {
     pub body: Vec<u8>,
 }
 
-fn record_schema() -> Schema {
-    Schema::parse_str(RECORD_SCHEMA).unwrap_or(Schema::Null)
+fn record_schema() -> &'static Schema {
+    static SCHEMA: std::sync::OnceLock<Schema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::parse_str(RECORD_SCHEMA).unwrap_or(Schema::Null))
 }
 
-/// Writes a snapshot; returns the bytes written.
+/// Writes a whole snapshot held in memory; returns the output.
 pub fn write<W: Write>(out: W, meta: &SnapshotMeta, records: &[SnapshotRecord]) -> Result<W, SnapshotError> {
-    let schema = record_schema();
-    let wrap = |e: apache_avro::Error| SnapshotError::Write(e.to_string());
-    let mut writer = Writer::new(&schema, out).map_err(wrap)?;
-    let json = |v: &dyn erased::Json| v.json();
-    writer
-        .add_user_metadata("seam.service".into(), meta.service.as_bytes())
-        .map_err(wrap)?;
-    writer
-        .add_user_metadata("seam.seq".into(), meta.seq.to_string())
-        .map_err(wrap)?;
-    writer
-        .add_user_metadata("seam.offsets".into(), json(&meta.offsets))
-        .map_err(wrap)?;
-    writer
-        .add_user_metadata("seam.created".into(), meta.created.as_bytes())
-        .map_err(wrap)?;
-    writer
-        .add_user_metadata("seam.schemas".into(), json(&meta.schemas))
-        .map_err(wrap)?;
-    writer
-        .add_user_metadata("seam.records".into(), records.len().to_string())
-        .map_err(wrap)?;
-    if let Some(journal) = &meta.journal {
-        writer
-            .add_user_metadata("seam.journal".into(), journal.header())
-            .map_err(wrap)?;
-    }
+    let mut meta = meta.clone();
+    meta.records = records.len() as u64;
+    let mut writer = SnapshotWriter::new(out, &meta)?;
     for r in records {
-        let mut record = Record::new(&schema).ok_or_else(|| SnapshotError::Write("record schema".into()))?;
+        writer.append(r)?;
+    }
+    writer.finish()
+}
+
+/// Writes a snapshot record by record; the metadata (with the record count) goes first, so the
+/// count must be known: [`SnapshotWriter::finish`] refuses a different one.
+pub struct SnapshotWriter<W: Write> {
+    inner: Writer<'static, W>,
+    expected: u64,
+    written: u64,
+}
+
+impl<W: Write> SnapshotWriter<W> {
+    /// Starts a snapshot with `meta` (`meta.records` records will follow).
+    pub fn new(out: W, meta: &SnapshotMeta) -> Result<Self, SnapshotError> {
+        let wrap = |e: apache_avro::Error| SnapshotError::Write(e.to_string());
+        let mut writer = Writer::new(record_schema(), out).map_err(wrap)?;
+        let json = |v: &dyn erased::Json| v.json();
+        writer
+            .add_user_metadata("seam.service".into(), meta.service.as_bytes())
+            .map_err(wrap)?;
+        writer
+            .add_user_metadata("seam.seq".into(), meta.seq.to_string())
+            .map_err(wrap)?;
+        writer
+            .add_user_metadata("seam.offsets".into(), json(&meta.offsets))
+            .map_err(wrap)?;
+        writer
+            .add_user_metadata("seam.created".into(), meta.created.as_bytes())
+            .map_err(wrap)?;
+        writer
+            .add_user_metadata("seam.schemas".into(), json(&meta.schemas))
+            .map_err(wrap)?;
+        writer
+            .add_user_metadata("seam.records".into(), meta.records.to_string())
+            .map_err(wrap)?;
+        if let Some(journal) = &meta.journal {
+            writer
+                .add_user_metadata("seam.journal".into(), journal.header())
+                .map_err(wrap)?;
+        }
+        Ok(Self {
+            inner: writer,
+            expected: meta.records,
+            written: 0,
+        })
+    }
+
+    /// Appends one record.
+    pub fn append(&mut self, r: &SnapshotRecord) -> Result<(), SnapshotError> {
+        let mut record = Record::new(record_schema()).ok_or_else(|| SnapshotError::Write("record schema".into()))?;
         record.put("subject", Value::String(r.subject.clone()));
         record.put("schema_id", Value::Int(r.schema_id as i32));
         record.put("body", Value::Bytes(r.body.clone()));
-        writer.append_value(record).map_err(wrap)?;
+        self.inner
+            .append_value(record)
+            .map_err(|e| SnapshotError::Write(e.to_string()))?;
+        self.written += 1;
+        Ok(())
     }
-    writer.into_inner().map_err(wrap)
+
+    /// Ends the file; returns the output.
+    pub fn finish(self) -> Result<W, SnapshotError> {
+        if self.written != self.expected {
+            return Err(SnapshotError::Write(format!(
+                "{} records written, {} announced",
+                self.written, self.expected
+            )));
+        }
+        self.inner.into_inner().map_err(|e| SnapshotError::Write(e.to_string()))
+    }
 }
 
 mod erased {

@@ -55,6 +55,10 @@ mod meta {
     pub const PUBLISHED_SEQ: &str = "published-seq";
     pub const COUNTER: &str = "counter";
     pub const JOURNAL_ID: &str = "journal-id";
+    /// Per source topic and class: how many dead letters are parked (`dlq-count\0<topic>\0<class>`).
+    pub const DLQ_COUNT: &str = "dlq-count";
+    /// Set once the counters cover every parked letter (stores of older versions count once).
+    pub const DLQ_COUNTED: &str = "dlq-counted";
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -115,6 +119,22 @@ fn through_key(topic: &str, journal: &str) -> Vec<u8> {
 
 fn subject_key(subject: &str) -> Vec<u8> {
     key(prefix::SUBJECT, &[subject.as_bytes()])
+}
+
+fn dlq_count_key(topic: &str, class: &str) -> Vec<u8> {
+    key(
+        prefix::META,
+        &[meta::DLQ_COUNT.as_bytes(), topic.as_bytes(), class.as_bytes()],
+    )
+}
+
+/// The class a parked letter is counted under: `parked` behind another, or `poison` itself.
+fn letter_class(letter: &DeadLetter) -> &'static str {
+    if letter.kind == "parked" {
+        "parked"
+    } else {
+        "poison"
+    }
 }
 
 fn parked_subject_key(topic: &str, subject: &str) -> Vec<u8> {
@@ -222,6 +242,9 @@ pub enum EventKey {
     },
 }
 
+/// Model entries `(key, value)` read one at a time ([`Store::model_iter`]).
+pub type ModelIter<'a> = Box<dyn Iterator<Item = Result<(String, Vec<u8>), StoreError>> + 'a>;
+
 /// A parked dead letter with its store key (for removal on redrive).
 #[derive(Debug, Clone)]
 pub struct Parked {
@@ -284,11 +307,62 @@ impl Store {
                 ident
             }
         };
-        Ok(Self {
+        let store = Self {
             engine,
             journal: true,
             ident: Arc::new(ident),
-        })
+        };
+        store.count_letters_once()?;
+        Ok(store)
+    }
+
+    /// Counts the parked letters of a store written before letters were counted, once.
+    fn count_letters_once(&self) -> Result<(), StoreError> {
+        let counted = key(prefix::META, &[meta::DLQ_COUNTED.as_bytes()]);
+        if self.engine.get(&counted)?.is_some() {
+            return Ok(());
+        }
+        let mut counts: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let start = [prefix::PARKED_EVENT];
+        for item in self.engine.range(&start, &prefix_end(&start)) {
+            let letter = DeadLetter::decode(&item?.1)?;
+            *counts
+                .entry(dlq_count_key(&letter.topic, letter_class(&letter)))
+                .or_default() += 1;
+        }
+        let mut writes: Vec<_> = counts
+            .into_iter()
+            .map(|(k, n)| (k, Some(n.to_be_bytes().to_vec())))
+            .collect();
+        writes.push((counted, Some(Vec::new())));
+        self.engine.write(writes)?;
+        self.engine.flush()
+    }
+
+    /// How many dead letters are parked, per source topic and class (`poison` or `parked`),
+    /// without reading the letters.
+    pub fn dead_letter_counts(&self) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        let start = key(prefix::META, &[meta::DLQ_COUNT.as_bytes(), b""]);
+        let mut out = BTreeMap::new();
+        for item in self.engine.range(&start, &prefix_end(&start)) {
+            let (k, v) = item?;
+            let rest = k.get(start.len()..).unwrap_or_default();
+            let mut parts = rest.splitn(2, |b| *b == 0);
+            let (Some(topic), Some(class)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let n = be_u64(&v, "dlq count")?;
+            if n > 0 {
+                out.insert(
+                    (
+                        String::from_utf8_lossy(topic).into_owned(),
+                        String::from_utf8_lossy(class).into_owned(),
+                    ),
+                    n,
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// The journal this store keeps.
@@ -430,6 +504,16 @@ impl Store {
             .range(&start, &prefix_end(&start))
             .map(|item| item.map(|(k, v)| (String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(), v)))
             .collect()
+    }
+
+    /// Model entries under `model_prefix`, in key order, read as the iteration goes.
+    pub fn model_iter<'a>(&'a self, model_prefix: &str) -> ModelIter<'a> {
+        let start = key(prefix::MODEL, &[model_prefix.as_bytes()]);
+        Box::new(
+            self.engine.range(&start, &prefix_end(&start)).map(|item| {
+                item.map(|(k, v)| (String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(), v))
+            }),
+        )
     }
 
     /// Whether `subject` of `topic` is parked behind a dead letter.
@@ -857,8 +941,21 @@ impl WriteSet {
         self.counter
     }
 
+    /// Adds `delta` to the count of parked letters like `letter`.
+    fn count(&mut self, store: &Store, letter: &DeadLetter, delta: i64) -> Result<(), StoreError> {
+        let k = dlq_count_key(&letter.topic, letter_class(letter));
+        let now = match self.read(store, &k)? {
+            Some(v) => be_u64(&v, "dlq count")?,
+            None => 0,
+        };
+        let next = now.saturating_add_signed(delta);
+        self.stage(k, Some(next.to_be_bytes().to_vec()));
+        Ok(())
+    }
+
     /// Parks a dead letter under its subject (which becomes parked) and queues it for the DLQ.
-    pub fn park(&mut self, letter: &DeadLetter, outbox: OutboxRecord) {
+    pub fn park(&mut self, store: &Store, letter: &DeadLetter, outbox: OutboxRecord) -> Result<(), StoreError> {
+        self.count(store, letter, 1)?;
         let subject = letter.subject.clone().unwrap_or_default();
         self.stage(parked_subject_key(&letter.topic, &subject), Some(Vec::new()));
         let n = self.next_counter();
@@ -866,6 +963,7 @@ impl WriteSet {
         k.extend_from_slice(&n.to_be_bytes());
         self.stage(k, Some(letter.encode()));
         self.queue_outbox(outbox);
+        Ok(())
     }
 
     /// Stages a raw write (a replay's swap of bookkeeping copied from its shadow store).
@@ -873,9 +971,11 @@ impl WriteSet {
         self.stage(k, v);
     }
 
-    /// Removes one parked event (applied on redrive).
-    pub fn unpark_event(&mut self, parked_key: Vec<u8>) {
-        self.stage(parked_key, None);
+    /// Removes one parked event (applied on redrive, or resolved by a replay).
+    pub fn unpark_event(&mut self, store: &Store, parked: &Parked) -> Result<(), StoreError> {
+        self.count(store, &parked.letter, -1)?;
+        self.stage(parked.key.clone(), None);
+        Ok(())
     }
 
     /// Whether the parked event under `parked_key` is still there (stored or staged).
@@ -1141,6 +1241,72 @@ mod tests {
             (0, Some(4)),
             "the floor closed the gap; 3 and 4 folded in"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn letter(topic: &str, offset: i64, kind: &str) -> DeadLetter {
+        DeadLetter {
+            consumer: "c".into(),
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            subject: Some("s/1".into()),
+            key: None,
+            value: None,
+            headers: vec![],
+            class: crate::fault::Class::Poison,
+            kind: kind.into(),
+            reason: "r".into(),
+            time_ms: 0,
+        }
+    }
+
+    fn outbox() -> OutboxRecord {
+        OutboxRecord {
+            key: None,
+            value: None,
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn parked_letters_are_counted_as_they_come_and_go_and_older_stores_are_counted_once() {
+        let (store, dir) = temp_store();
+        let mut set = store.write_set().expect("set");
+        set.park(&store, &letter("a.events", 1, "translator"), outbox())
+            .expect("park");
+        set.park(&store, &letter("a.events", 2, "parked"), outbox())
+            .expect("park");
+        set.park(&store, &letter("b.events", 1, "wrong-magic-byte"), outbox())
+            .expect("park");
+        set.keep();
+        store.commit(&mut set, true).expect("commit");
+        let parked = store.parked_of_topic("a.events").expect("parked");
+        let mut set = store.write_set().expect("set");
+        set.unpark_event(&store, &parked[0]).expect("unpark");
+        set.keep();
+        store.commit(&mut set, true).expect("commit");
+        let counts = store.dead_letter_counts().expect("counts");
+        let expected = [
+            (("a.events".to_string(), "parked".to_string()), 1),
+            (("b.events".to_string(), "poison".to_string()), 1),
+        ];
+        assert_eq!(counts, BTreeMap::from(expected.clone()));
+
+        // A store of an older version: letters, no counters.
+        let mut writes = Vec::new();
+        for item in store.engine.range(&[prefix::META], &[prefix::META + 1]) {
+            let (k, _) = item.expect("meta");
+            if k.starts_with(&key(prefix::META, &[meta::DLQ_COUNT.as_bytes()]))
+                || k == key(prefix::META, &[meta::DLQ_COUNTED.as_bytes()])
+            {
+                writes.push((k, None));
+            }
+        }
+        store.engine.write(writes).expect("forget the counts");
+        drop(store);
+        let reopened = Store::open(&dir).expect("reopen");
+        assert_eq!(reopened.dead_letter_counts().expect("counts"), BTreeMap::from(expected));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -251,13 +251,14 @@ impl StudentsOffice {
     /// The office's state as the events that would build it: every registered student, every
     /// scheduled examination, every enrollment (placeholders carry nothing to transfer yet).
     pub fn export(&self, out: &mut SnapshotOut<'_>) -> Result<(), ApplyError> {
-        let students: std::collections::BTreeMap<String, Student> = out.scan("student/")?.into_iter().collect();
-        let exams: std::collections::BTreeMap<String, Examination> = out.scan("exam/")?.into_iter().collect();
-        for (key, s) in &students {
+        // Streamed: the enrollments look their student and examination up instead of holding
+        // every student and examination in memory.
+        for entry in out.scan::<Student>("student/")? {
+            let (key, s) = entry?;
             if let (Some(name), Some(program)) = (&s.name, &s.program) {
                 let student = key.trim_start_matches("student/").to_string();
                 out.emit(
-                    key,
+                    &key,
                     &StudentCreated {
                         student,
                         name: name.clone(),
@@ -266,11 +267,12 @@ impl StudentsOffice {
                 )?;
             }
         }
-        for (key, e) in &exams {
+        for entry in out.scan::<Examination>("exam/")? {
+            let (key, e) = entry?;
             if let (Some(title), Some(owner), Some(semester)) = (&e.title, &e.owner, &e.semester) {
                 let exam = key.trim_start_matches("exam/").to_string();
                 out.emit(
-                    key,
+                    &key,
                     &ExaminationCreated {
                         exam,
                         title: title.clone(),
@@ -280,15 +282,16 @@ impl StudentsOffice {
                 )?;
             }
         }
-        for (key, _) in out.scan::<bool>("enrollment/")? {
+        for entry in out.scan::<bool>("enrollment/")? {
+            let (key, _) = entry?;
             let Some((exam, student)) = key.trim_start_matches("enrollment/").split_once('/') else {
                 continue;
             };
-            let name = students
-                .get(&keys::student(student))
-                .and_then(|s| s.name.clone())
+            let name = out
+                .get::<Student>(&keys::student(student))?
+                .and_then(|s| s.name)
                 .unwrap_or_default();
-            let e = exams.get(&keys::exam(exam)).cloned().unwrap_or_default();
+            let e = out.get::<Examination>(&keys::exam(exam))?.unwrap_or_default();
             out.emit(
                 &keys::student(student),
                 &StudentEnrolled {
