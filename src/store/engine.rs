@@ -2,7 +2,7 @@
 //! explicit flush. This is the whole interface, so another engine (redb, RocksDB) could replace
 //! sled by implementing these four methods.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
@@ -16,6 +16,14 @@ pub enum StoreError {
         path: String,
         /// Cause.
         source: sled::Error,
+    },
+    /// Making the store's files durable failed.
+    #[error("syncing the store at {path} failed: {source}")]
+    Io {
+        /// Store directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
     },
     /// A stored record does not decode; the store was written by an incompatible version or damaged.
     #[error("the store holds a damaged {what} record: {detail}")]
@@ -43,10 +51,22 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 /// sled, one database per service instance, everything in one tree so one batch is atomic.
+///
+/// sled's flush writes its log with `pwrite` and `sync_file_range(WAIT_BEFORE | WRITE |
+/// WAIT_AFTER)` and never fsyncs it; its config and blob files are written without any sync.
+/// `sync_file_range` flushes pages to the device but neither the device's volatile cache nor the
+/// file's size as it grows, so after a power loss a flushed ("durable") write can be gone. So
+/// this engine syncs the store's files and folders when it opens them, and after every flush
+/// `fdatasync`s the log file and any new blob file (the cost is measured in `BENCHMARKS.md`).
 pub struct SledEngine {
     path: String,
     db: sled::Db,
     tree: sled::Tree,
+    /// sled's log file, opened again to `fdatasync` it (any descriptor of a file syncs it).
+    log: std::fs::File,
+    dir: PathBuf,
+    /// Blob files already synced.
+    blobs: std::sync::Mutex<std::collections::BTreeSet<std::ffi::OsString>>,
 }
 
 impl SledEngine {
@@ -68,7 +88,50 @@ impl SledEngine {
             .open()
             .map_err(wrap)?;
         let tree = db.open_tree("seam").map_err(wrap)?;
-        Ok(Self { path, db, tree })
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        // What sled created or left unsynced (its config, the log, blobs), and the folders that
+        // name them, are made durable once here.
+        sync_tree(dir).map_err(io)?;
+        if let Some(parent) = dir.parent() {
+            sync_path(parent).map_err(io)?;
+        }
+        let log = std::fs::File::open(dir.join("db")).map_err(io)?;
+        let engine = Self {
+            path: path.clone(),
+            db,
+            tree,
+            log,
+            dir: dir.to_path_buf(),
+            blobs: Default::default(),
+        };
+        engine.sync_new_blobs().map_err(io)?;
+        Ok(engine)
+    }
+
+    /// `fdatasync`s blob files written since the last call (sled writes them without a sync),
+    /// and their folder when there were any.
+    fn sync_new_blobs(&self) -> std::io::Result<()> {
+        let folder = self.dir.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            return Ok(());
+        };
+        let mut synced = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new = false;
+        for entry in entries {
+            let entry = entry?;
+            if !synced.contains(&entry.file_name()) {
+                std::fs::File::open(entry.path())?.sync_data()?;
+                synced.insert(entry.file_name());
+                new = true;
+            }
+        }
+        if new {
+            sync_path(&folder)?;
+        }
+        Ok(())
     }
 
     fn wrap(&self, source: sled::Error) -> StoreError {
@@ -117,6 +180,30 @@ impl Engine for SledEngine {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.wrap(e))
+        self.db.flush().map(|_| ()).map_err(|e| self.wrap(e))?;
+        let io = |e: std::io::Error| StoreError::Io {
+            path: self.path.clone(),
+            source: e,
+        };
+        self.log.sync_data().map_err(io)?;
+        self.sync_new_blobs().map_err(io)
     }
+}
+
+/// fsyncs a file or folder.
+fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// fsyncs every file and folder under `dir`, and `dir`.
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            sync_path(&path)?;
+        }
+    }
+    sync_path(dir)
 }

@@ -10,6 +10,8 @@
 //!   fixed time and hope.
 //! - [`BrokerFaults`] kills a broker of the local 3-node stack with SIGKILL and restarts it.
 //! - [`store_faults::FaultyEngine`] makes a service's store fail or stall on command.
+//! - [`powerloss::PowerLoss`] replays a power loss on a process's real files (what was fsynced
+//!   survives, nothing else).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +26,7 @@ use rdkafka::ClientConfig;
 use seam::cluster::{Endpoints, Origin};
 use seam::local::Home;
 
+pub mod powerloss;
 pub mod store_faults;
 
 /// The real cluster a test talks to.
