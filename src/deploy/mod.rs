@@ -82,7 +82,10 @@ pub async fn deploy(
     })
 }
 
-/// How many brokers the cluster has (replication factors are capped by it).
+/// How many brokers the cluster has (replication factors are capped by it). A broker that is
+/// down is missing from the metadata's broker list but still named in the replica lists of its
+/// partitions, so both are counted: a deploy during a broker restart does not take the cluster
+/// for a smaller one.
 pub async fn broker_count(client: &ClientConfig) -> anyhow::Result<i32> {
     let client = client.clone();
     tokio::task::spawn_blocking(move || {
@@ -90,7 +93,13 @@ pub async fn broker_count(client: &ClientConfig) -> anyhow::Result<i32> {
         let md = probe
             .fetch_metadata(None, Duration::from_secs(10))
             .context("the cluster does not answer a metadata request")?;
-        Ok(md.brokers().len() as i32)
+        let mut ids: BTreeSet<i32> = md.brokers().iter().map(|b| b.id()).collect();
+        for t in md.topics() {
+            for p in t.partitions() {
+                ids.extend(p.replicas().iter().copied());
+            }
+        }
+        Ok(ids.len() as i32)
     })
     .await?
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -60,10 +61,20 @@ pub fn load(client: &ClientConfig, topology: &str) -> anyhow::Result<BTreeSet<St
             std::time::Instant::now() < deadline,
             "reading {STATE_TOPIC} stopped at offset {next} of {high}"
         );
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
-            continue;
+        let msg = match consumer.poll(Duration::from_millis(500)) {
+            None => continue,
+            Some(Ok(msg)) => msg,
+            // A broker restarting (or its partition's leadership moving): librdkafka retries,
+            // and so does this loop, until the deadline above.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::DestroyBroker,
+            ))) => continue,
+            Some(Err(e)) => return Err(e).with_context(|| format!("reading {STATE_TOPIC}")),
         };
-        let msg = msg.with_context(|| format!("reading {STATE_TOPIC}"))?;
         next = msg.offset() + 1;
         if let Some(payload) = msg.payload() {
             let record: Record = serde_json::from_slice(payload)

@@ -54,6 +54,7 @@ fn transient(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::BrokerNotAvailable
                 | RDKafkaErrorCode::AllBrokersDown
                 | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::DestroyBroker
                 | RDKafkaErrorCode::FencedLeaderEpoch
                 | RDKafkaErrorCode::UnknownLeaderEpoch
                 | RDKafkaErrorCode::NotController

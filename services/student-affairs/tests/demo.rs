@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 use seam_testkit::{unique_name, TestCluster};
 use serde_json::Value;
 
+/// The demo's runs share its stores (`$SEAM_HOME/student-affairs`): one at a time.
+static DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn student_affairs(cluster: Option<&TestCluster>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_student-affairs"));
     cmd.args(args);
@@ -18,6 +21,7 @@ fn student_affairs(cluster: Option<&TestCluster>, args: &[&str]) -> Output {
 
 #[test]
 fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
+    let _one_at_a_time = DEMO.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = TestCluster::connect();
     // The stores live under SEAM_HOME, next to the stack whose topics they publish to.
     let late_store = seam::local::Home::from_env()
@@ -101,5 +105,39 @@ fn command_line_mistakes_get_clear_errors() {
     assert!(
         err.contains("/nonexistent/topology.yaml") && !err.contains("panicked"),
         "{err}"
+    );
+}
+
+/// `demo --chaos`: services killed with SIGKILL at seeded moments while the scenario runs (and
+/// one broker of the three), restarted; every flow still ends in sync. Four kills here,
+/// twenty with SEAM_EXTENDED=1.
+#[test]
+fn fault_the_demo_under_chaos_ends_with_every_flow_in_sync() {
+    let _one_at_a_time = DEMO.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = TestCluster::connect();
+    // It kills a broker of the local stack: it needs that stack, which it finds as the demo does.
+    cluster.broker_faults(3);
+    let out = student_affairs(None, &["demo", "--chaos", "--students", "60", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the chaos run failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON report: {e}; {stderr}"));
+    assert_eq!(report["synced"], true, "{report}");
+    for f in report["flows"].as_array().expect("flows") {
+        assert_eq!(f["source_digest"], f["replica_digest"], "{f}");
+    }
+    let chaos = &report["chaos"];
+    let kills = if std::env::var("SEAM_EXTENDED").is_ok_and(|v| v == "1") {
+        20
+    } else {
+        4
+    };
+    assert_eq!(chaos["killed"].as_array().map(Vec::len), Some(kills), "{chaos}");
+    assert!(
+        chaos["broker_killed"].as_u64().is_some(),
+        "a broker was killed: {chaos}"
+    );
+    assert!(
+        stderr.contains(&format!("--chaos-seed {}", chaos["seed"])),
+        "the seed is printed so a run can be repeated: {stderr}"
     );
 }

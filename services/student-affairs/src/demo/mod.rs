@@ -8,6 +8,7 @@
 //! 5. waits until every consumer has caught up and prints the sync report: per service its
 //!    counts and lag, per flow the digest of the shared data on both sides.
 
+mod chaos;
 mod processes;
 mod report;
 mod scenario;
@@ -47,6 +48,17 @@ pub struct DemoArgs {
     /// Where the services keep their stores (default: `$SEAM_HOME/student-affairs`).
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Kill services with SIGKILL at random moments while the scenario runs (and one broker of
+    /// the three), restart them, and still end with every flow in sync. Needs the local
+    /// 3-broker stack (started if no cluster is configured).
+    #[arg(long)]
+    pub chaos: bool,
+    /// The seed of the chaos schedule (default: from the clock; printed either way).
+    #[arg(long, requires = "chaos")]
+    pub chaos_seed: Option<u64>,
+    /// How many service kills (default 4; 20 with SEAM_EXTENDED=1).
+    #[arg(long, requires = "chaos", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub chaos_kills: Option<u32>,
 }
 
 /// Runs the demo; exit code 0 only when every flow is in sync.
@@ -60,7 +72,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     bar.enable_steady_tick(Duration::from_millis(120));
 
     bar.set_message("phase 1/5: finding the cluster");
-    let endpoints = cluster(&bar).await?;
+    let endpoints = cluster(&bar, if args.chaos { 3 } else { 1 }).await?;
+    let brokers = match (&endpoints.origin, args.chaos) {
+        (seam::cluster::Origin::LocalStack { brokers }, true) if *brokers >= 3 => *brokers,
+        (other, true) => bail!(
+            "--chaos kills a broker of three, so it needs the local 3-broker stack, but the cluster in use is the {other}; \
+             run `seam local down` and the demo again (it starts one), or `seam local up --brokers 3`"
+        ),
+        _ => 0,
+    };
     let topology_path = args.topology.clone().unwrap_or_else(crate::serve::default_topology);
     let topology = Topology::load(&topology_path)?;
 
@@ -97,17 +117,47 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let working = working_topology(&topology_path, &data)?;
 
     bar.set_message("phase 3/5: starting the four services");
-    let mut services = processes::start_all(&endpoints, &working, &data).await?;
+    let services = processes::start_all(&endpoints, &working, &data).await?;
 
     let outcome = async {
+        let stop_chaos = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let chaos = args.chaos.then(|| {
+            let plan = chaos::Plan {
+                seed: args.chaos_seed.unwrap_or_else(|| {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(1)
+                }),
+                kills: args
+                    .chaos_kills
+                    .unwrap_or(if std::env::var("SEAM_EXTENDED").is_ok_and(|v| v == "1") {
+                        20
+                    } else {
+                        4
+                    }),
+            };
+            bar.suspend(|| {
+                eprintln!(
+                    "chaos: {} service kills and one broker kill, seed {} (repeat with --chaos-seed {})",
+                    plan.kills, plan.seed, plan.seed
+                )
+            });
+            tokio::spawn(chaos::run(
+                services.clone(),
+                plan,
+                brokers,
+                std::sync::Arc::clone(&stop_chaos),
+            ))
+        });
         bar.set_message("phase 4/5: driving the scenario");
         let stats = scenario::drive(&services, args.students, &bar).await?;
         bar.set_message("phase 4/5: the scholarship office joins: seam register, from the students office's snapshot");
-        let office = services.url(crate::serve::Which::StudentsOffice).to_string();
-        let joined =
-            processes::start_one(&endpoints, &working, &data, crate::serve::Which::ScholarshipOffice, &[]).await?;
-        let scholarship = joined.url.clone();
-        services.all.push(joined);
+        let office = services.url(crate::serve::Which::StudentsOffice);
+        let scholarship = match services.url_of(crate::serve::Which::ScholarshipOffice.name()) {
+            Some(url) => url,
+            None => services.add(crate::serve::Which::ScholarshipOffice).await?,
+        };
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let more = tokio::spawn(scenario::more_students(
             office.clone(),
@@ -117,7 +167,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
         // `seam register` draws its own progress bar meanwhile.
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        let registered = seam::cli::register::register(&seam::cli::register::RegisterArgs {
+        let register = seam::cli::register::RegisterArgs {
             consumer: crate::serve::Which::ScholarshipOffice.name().to_string(),
             source: crate::serve::Which::StudentsOffice.name().to_string(),
             snapshot: Some(format!("{office}/snapshot")),
@@ -126,9 +176,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             topology: working.clone(),
             url: Some(scholarship),
             json: args.json,
-        })
-        .await;
+        };
+        let mut registered = seam::cli::register::register(&register).await;
+        // Under chaos either side may be killed mid-registration: running it again resumes
+        // (the consumer resumes its bootstrap from the spooled snapshot; a second run follows it).
+        let mut attempts = 1;
+        while args.chaos && registered.is_err() && attempts < 10 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            registered = seam::cli::register::register(&register).await;
+            attempts += 1;
+        }
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        let registered = registered;
+        // The whole chaos schedule runs, while the late students keep coming.
+        let chaos = match chaos {
+            Some(task) if registered.is_ok() => Some(task.await??),
+            Some(task) => {
+                stop_chaos.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = task.await;
+                None
+            }
+            None => None,
+        };
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         let late = more.await??;
         let registered = registered?;
@@ -139,7 +208,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bar.suspend(|| eprintln!("{summary}"));
         bar.set_message("phase 5/5: waiting until every consumer has caught up");
         let topology = Topology::load(&working)?;
-        let report = report::wait_in_sync(
+        let mut report = report::wait_in_sync(
             &services,
             &topology,
             Duration::from_secs(args.timeout),
@@ -148,6 +217,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             started,
         )
         .await?;
+        report.chaos = chaos;
         anyhow::Ok(report)
     }
     .await;
@@ -240,14 +310,14 @@ fn check_stores_match_topics(
     Ok(())
 }
 
-async fn cluster(bar: &ProgressBar) -> anyhow::Result<Endpoints> {
+async fn cluster(bar: &ProgressBar, brokers: u8) -> anyhow::Result<Endpoints> {
     match Endpoints::discover() {
         Ok(e) => Ok(e),
         Err(ClusterError::NoCluster) => {
             bar.set_message("phase 1/5: no cluster configured; starting the local stack (first time: Maven fetch)");
             let home = seam::local::Home::from_env()?;
             let shape = seam::local::Shape::new(
-                1,
+                brokers,
                 seam::local::Shape::DEFAULT_KAFKA_PORT,
                 seam::local::Shape::DEFAULT_REGISTRY_PORT,
             )?;

@@ -1,7 +1,10 @@
-//! The four services as child processes of the demo, each `student-affairs serve <service>`.
+//! The demo's services as child processes, each `student-affairs serve <service>`. A service
+//! keeps its port when it is restarted (after `--chaos` killed it), so its URL never changes.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -18,33 +21,98 @@ pub struct Running {
     /// Its base URL.
     pub url: String,
     child: Child,
-    log: std::path::PathBuf,
+    log: PathBuf,
 }
 
-/// All four.
+/// How the demo starts a service (again).
+#[derive(Clone)]
+pub struct Launch {
+    endpoints: Endpoints,
+    topology: PathBuf,
+    data: PathBuf,
+}
+
+/// The services the demo runs; shared by the scenario, the report and `--chaos`.
+#[derive(Clone)]
 pub struct Services {
-    /// In start order.
-    pub all: Vec<Running>,
+    running: Arc<Mutex<Vec<Running>>>,
+    urls: Arc<Mutex<BTreeMap<&'static str, String>>>,
+    launch: Launch,
 }
 
 impl Services {
-    /// The URL of one service.
-    pub fn url(&self, which: Which) -> &str {
-        self.all
-            .iter()
-            .find(|r| r.which == which)
-            .map(|r| r.url.as_str())
-            .unwrap_or_default()
+    /// The URL of one service (empty when it was never started).
+    pub fn url(&self, which: Which) -> String {
+        self.url_of(which.name()).unwrap_or_default()
     }
 
     /// The URL of a service by name.
-    pub fn url_of(&self, name: &str) -> Option<&str> {
-        self.all.iter().find(|r| r.which.name() == name).map(|r| r.url.as_str())
+    pub fn url_of(&self, name: &str) -> Option<String> {
+        self.urls.lock().ok()?.get(name).cloned()
+    }
+
+    /// Every started service with its URL, in start order.
+    pub fn started(&self) -> Vec<(Which, String)> {
+        let urls = self.urls.lock().map(|u| u.clone()).unwrap_or_default();
+        Which::ALL
+            .into_iter()
+            .chain([Which::ScholarshipOffice])
+            .filter_map(|w| Some((w, urls.get(w.name())?.clone())))
+            .collect()
+    }
+
+    /// Starts one more service.
+    pub async fn add(&self, which: Which) -> anyhow::Result<String> {
+        let running = start_one(&self.launch, which, None).await?;
+        let url = running.url.clone();
+        self.keep(running);
+        Ok(url)
+    }
+
+    fn keep(&self, running: Running) {
+        if let Ok(mut urls) = self.urls.lock() {
+            urls.insert(running.which.name(), running.url.clone());
+        }
+        if let Ok(mut all) = self.running.lock() {
+            all.push(running);
+        }
+    }
+
+    /// SIGKILLs a service, as a crash would; returns false when it is not running.
+    pub async fn kill(&self, which: Which) -> bool {
+        let taken = self.running.lock().ok().and_then(|mut all| {
+            let i = all.iter().position(|r| r.which == which)?;
+            Some(all.remove(i))
+        });
+        let Some(mut running) = taken else { return false };
+        if let Some(pid) = running.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = running.child.wait().await;
+        true
+    }
+
+    /// Starts a killed service again on its port, with its store (it resumes from there).
+    pub async fn restart(&self, which: Which) -> anyhow::Result<()> {
+        let port = self
+            .url_of(which.name())
+            .and_then(|u| u.rsplit(':').next()?.parse::<u16>().ok());
+        let running = start_one(&self.launch, which, port).await?;
+        self.keep(running);
+        Ok(())
     }
 
     /// SIGTERM to each, then waits for them.
-    pub async fn stop(mut self) {
-        for r in &self.all {
+    pub async fn stop(self) {
+        let all: Vec<Running> = self
+            .running
+            .lock()
+            .map(|mut a| a.drain(..).collect())
+            .unwrap_or_default();
+        for r in &all {
             if let Some(pid) = r.child.id() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid as i32),
@@ -52,7 +120,7 @@ impl Services {
                 );
             }
         }
-        for r in &mut self.all {
+        for mut r in all {
             if tokio::time::timeout(Duration::from_secs(60), r.child.wait())
                 .await
                 .is_err()
@@ -64,7 +132,12 @@ impl Services {
 
     /// Leaves them running and prints where.
     pub fn detach(self) {
-        for r in self.all {
+        let all: Vec<Running> = self
+            .running
+            .lock()
+            .map(|mut a| a.drain(..).collect())
+            .unwrap_or_default();
+        for r in all {
             eprintln!(
                 "{:<16} {}  (pid {}, log {})",
                 r.which.name(),
@@ -80,34 +153,44 @@ impl Services {
 /// Starts the four founding services and waits until each serves.
 pub async fn start_all(endpoints: &Endpoints, topology: &Path, data: &Path) -> anyhow::Result<Services> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    let mut all = Vec::new();
+    let services = Services {
+        running: Arc::default(),
+        urls: Arc::default(),
+        launch: Launch {
+            endpoints: endpoints.clone(),
+            topology: topology.to_path_buf(),
+            data: data.to_path_buf(),
+        },
+    };
     for which in Which::ALL {
-        all.push(start_one(endpoints, topology, data, which, &[]).await?);
+        services.add(which).await?;
     }
-    Ok(Services { all })
+    Ok(services)
 }
 
-/// Starts one service with extra `serve` arguments and waits until it serves.
-pub async fn start_one(
-    endpoints: &Endpoints,
-    topology: &Path,
-    data: &Path,
-    which: Which,
-    extra: &[String],
-) -> anyhow::Result<Running> {
+/// Starts one service (on `port`, else a free one) and waits until it serves.
+async fn start_one(launch: &Launch, which: Which, port: Option<u16>) -> anyhow::Result<Running> {
     let exe = std::env::current_exe().context("finding this program to start the services")?;
-    let log = data.join(format!("{}.log", which.name()));
-    let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let mut child = Command::new(&exe)
+    let log = launch.data.join(format!("{}.log", which.name()));
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut command = Command::new(&exe);
+    command
         .arg("serve")
         .arg(which.name())
         .arg("--store")
-        .arg(data.join(which.name()))
+        .arg(launch.data.join(which.name()))
         .arg("--topology")
-        .arg(topology)
-        .args(extra)
-        .env("SEAM_BROKERS", endpoints.bootstrap_servers())
-        .env("SEAM_REGISTRY", endpoints.registry()?)
+        .arg(&launch.topology);
+    if let Some(port) = port {
+        command.arg("--port").arg(port.to_string());
+    }
+    let mut child = command
+        .env("SEAM_BROKERS", launch.endpoints.bootstrap_servers())
+        .env("SEAM_REGISTRY", launch.endpoints.registry()?)
         .env_remove("SA_PORT")
         .env_remove("SA_STORE")
         .stdout(Stdio::piped())

@@ -58,6 +58,9 @@ pub struct Report {
     pub scenario: Stats,
     /// Seconds from start to report.
     pub seconds: f64,
+    /// What `--chaos` killed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<super::chaos::ChaosReport>,
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::Result<T> {
@@ -104,12 +107,12 @@ async fn snapshot(services: &Services, topology: &Topology, stats: &Stats, start
         }
     }
     let mut reports = Vec::new();
-    for r in &services.all {
+    for (which, url) in services.started() {
         reports.push(ServiceReport {
-            name: r.which.name().into(),
-            url: r.url.clone(),
-            lag: lag(&r.url).await?,
-            counts: get_json(&format!("{}/counts", r.url)).await?,
+            name: which.name().into(),
+            lag: lag(&url).await?,
+            counts: get_json(&format!("{url}/counts")).await?,
+            url,
         });
     }
     let synced = flows.iter().all(|f| f.in_sync) && reports.iter().all(|r| r.lag == 0);
@@ -119,6 +122,7 @@ async fn snapshot(services: &Services, topology: &Topology, stats: &Stats, start
         services: reports,
         scenario: stats.clone(),
         seconds: started.elapsed().as_secs_f64(),
+        chaos: None,
     })
 }
 
@@ -134,7 +138,16 @@ pub async fn wait_in_sync(
 ) -> anyhow::Result<Report> {
     let deadline = Instant::now() + timeout;
     loop {
-        let report = snapshot(services, topology, &stats, started).await?;
+        let report = match snapshot(services, topology, &stats, started).await {
+            Ok(report) => report,
+            // A service that is down (restarting after a crash) is waited for.
+            Err(e) if Instant::now() < deadline => {
+                bar.set_message(format!("phase 5/5: waiting for the services ({e:#})"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if report.synced || Instant::now() > deadline {
             return Ok(report);
         }
@@ -166,6 +179,21 @@ impl Report {
             self.scenario.hires,
             self.scenario.double_hires_prevented
         );
+        if let Some(chaos) = &self.chaos {
+            println!(
+                "chaos (seed {}): killed with SIGKILL and restarted: {}; broker killed and restarted: {}",
+                chaos.seed,
+                if chaos.killed.is_empty() {
+                    "none".to_string()
+                } else {
+                    chaos.killed.join(", ")
+                },
+                chaos
+                    .broker_killed
+                    .map(|b| format!("broker {b}"))
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
         println!();
         println!("{:<18} {:<24} {:>4}  counts", "service", "url", "lag");
         for s in &self.services {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -57,33 +57,82 @@ struct Client {
     limit: Semaphore,
 }
 
+/// What became of one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Applied (the service answered 200).
+    Applied,
+    /// The domain refused it (422).
+    Refused,
+    /// An attempt was lost with a crashing service and the retry was refused: the lost attempt
+    /// most likely applied it (a second "create" of the same thing is refused).
+    RefusedAfterLoss,
+}
+
+impl Outcome {
+    /// Applied, or most likely applied by an attempt that was lost.
+    pub fn applied(self) -> bool {
+        self != Outcome::Refused
+    }
+}
+
+/// How long a command is retried while its service is down (a crash and restart takes seconds).
+const RETRY_FOR: Duration = Duration::from_secs(180);
+
 impl Client {
-    /// Posts a command; `Ok(true)` if applied, `Ok(false)` if the service refused it (422).
-    async fn command(&self, base: &str, body: Value) -> anyhow::Result<bool> {
+    /// Posts a command. A service that is down (refused connection, 503) is retried until it is
+    /// back; an attempt whose answer was lost (the service crashed) is retried too, and noted.
+    async fn command(&self, base: &str, body: Value) -> anyhow::Result<Outcome> {
         let _permit = self.limit.acquire().await?;
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .post(format!("{base}/commands"))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {base}/commands"))?;
-        match response.status().as_u16() {
-            200 => Ok(true),
-            422 => Ok(false),
-            status => bail!(
-                "POST {base}/commands {body} answered {status}: {}",
-                response.text().await.unwrap_or_default()
-            ),
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        let mut lost = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt = self
+                .http
+                .post(format!("{base}/commands"))
+                .json(&body)
+                .timeout(Duration::from_secs(30))
+                .send()
+                .await;
+            let why = match attempt {
+                Ok(response) => match response.status().as_u16() {
+                    200 => return Ok(Outcome::Applied),
+                    422 if lost => return Ok(Outcome::RefusedAfterLoss),
+                    422 => return Ok(Outcome::Refused),
+                    // Stopping: the command was not taken.
+                    503 => "the service is stopping".to_string(),
+                    // The store failed: whether it was applied is not known.
+                    500 => {
+                        lost = true;
+                        response.text().await.unwrap_or_default()
+                    }
+                    status => bail!(
+                        "POST {base}/commands {body} answered {status}: {}",
+                        response.text().await.unwrap_or_default()
+                    ),
+                },
+                // Not sent: the service is down.
+                Err(e) if e.is_connect() => e.to_string(),
+                Err(e) => {
+                    lost = true;
+                    e.to_string()
+                }
+            };
+            if std::time::Instant::now() > deadline {
+                bail!("POST {base}/commands {body} got no answer for {RETRY_FOR:?}: {why}");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 }
 
-async fn all(set: &mut JoinSet<anyhow::Result<bool>>) -> anyhow::Result<(u64, u64)> {
+async fn all(set: &mut JoinSet<anyhow::Result<Outcome>>) -> anyhow::Result<(u64, u64)> {
     let (mut ok, mut refused) = (0, 0);
     while let Some(r) = set.join_next().await {
-        if r?? {
+        if r??.applied() {
             ok += 1;
         } else {
             refused += 1;
@@ -104,9 +153,9 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         .map(|d| d.as_secs())
         .unwrap_or(0)
         % 1_000_000;
-    let office = services.url(Which::StudentsOffice).to_string();
-    let se = services.url(Which::SeGroup).to_string();
-    let theory = services.url(Which::TheoryGroup).to_string();
+    let office = services.url(Which::StudentsOffice);
+    let se = services.url(Which::SeGroup);
+    let theory = services.url(Which::TheoryGroup);
     let mut stats = Stats::default();
     let say = |phase: &str, client: &Client| {
         bar.set_message(format!(
@@ -176,7 +225,7 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
     for (e, exam) in se_exams.iter().enumerate() {
         for (a, max) in [10, 20, 30].iter().enumerate() {
             let body = json!({"command": "create_assignment", "assignment": format!("{exam}-a{a}"), "exam": exam, "title": format!("Assignment {}", a + 1), "max_points": max});
-            if !client.command(&se, body).await? {
+            if client.command(&se, body).await? == Outcome::Refused {
                 bail!("the SE group refused assignment {a} of {exam}");
             }
         }
@@ -227,7 +276,11 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         .take(10)
         .collect();
     for id in &se_hires {
-        if client.command(&se, json!({"command": "hire", "student": id})).await? {
+        if client
+            .command(&se, json!({"command": "hire", "student": id}))
+            .await?
+            .applied()
+        {
             stats.hires += 1;
         }
     }
@@ -235,6 +288,7 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         if client
             .command(&theory, json!({"command": "hire", "student": id}))
             .await?
+            .applied()
         {
             stats.hires += 1;
         }
@@ -248,10 +302,10 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
         .find(|s| theory_enrolled.iter().flatten().any(|t| t == **s))
         .or(se_hires.first());
     if let Some(id) = taken {
-        let applied = client
+        let outcome = client
             .command(&theory, json!({"command": "hire", "student": id}))
             .await?;
-        if applied {
+        if outcome == Outcome::Applied {
             bail!("the theory group hired {id}, whom the SE group already has: the TA pool's data did not prevent it");
         }
         stats.double_hires_prevented += 1;
@@ -262,23 +316,18 @@ pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> any
 }
 
 async fn wait_flow(services: &Services, from: &str, to: &str, bar: &ProgressBar) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     loop {
-        let flow = super::report::flow(services, from, to).await?;
-        if flow.in_sync {
-            return Ok(());
-        }
+        // A service that is down (crashed, restarting) is waited for like a lagging one.
+        let seen = match super::report::flow(services, from, to).await {
+            Ok(flow) if flow.in_sync => return Ok(()),
+            Ok(flow) => format!("{} of {} rows", flow.replica_rows, flow.source_rows),
+            Err(e) => format!("{e:#}"),
+        };
         if std::time::Instant::now() > deadline {
-            bail!(
-                "{from} -> {to} did not catch up within 120 s ({} of {} rows)",
-                flow.replica_rows,
-                flow.source_rows
-            );
+            bail!("{from} -> {to} did not catch up within 300 s ({seen})");
         }
-        bar.set_message(format!(
-            "phase 4/5: waiting for {from} -> {to} ({} of {} rows)",
-            flow.replica_rows, flow.source_rows
-        ));
+        bar.set_message(format!("phase 4/5: waiting for {from} -> {to} ({seen})"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
