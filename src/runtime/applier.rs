@@ -27,6 +27,7 @@ impl<S: Service> Applier<S> {
         let positions = store.positions()?;
         Ok(Self {
             writer: Writer {
+                journals: Default::default(),
                 name: name.to_string(),
                 service: Arc::new(service),
                 store,

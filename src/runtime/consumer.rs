@@ -30,8 +30,10 @@ use crate::store::Store;
 use super::pipeline::{Pipeline, RawEvent};
 use super::rebuild::Rebuilds;
 use super::retention;
+use super::retention::RetentionError;
 use super::writer::{Inbound, Request};
 use super::RuntimeError;
+use crate::store::EventKey;
 
 /// How often lag gauges are refreshed.
 const LAG_EVERY: Duration = Duration::from_secs(1);
@@ -322,6 +324,8 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         info!(service = %self.service, group = %self.group_id, topics = ?topics, "consumer subscribed");
 
         let mut last_lag = Instant::now();
+        // Which source journal each partition was read from, as this member sends batches.
+        let mut journals = HashMap::new();
         let result = loop {
             if self.cancel.is_cancelled() {
                 break Ok(false);
@@ -337,7 +341,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                 Err(e) => break Err(e),
             };
             if !batch.is_empty() {
-                if let Err(e) = self.process(&consumer, batch) {
+                if let Err(e) = self.process(&consumer, batch, &mut journals) {
                     break Err(e);
                 }
             }
@@ -387,16 +391,37 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         Ok(batch)
     }
 
-    fn process(&self, consumer: &BaseConsumer<Context>, batch: Vec<RawEvent>) -> Result<(), RuntimeError> {
+    fn process(
+        &self,
+        consumer: &BaseConsumer<Context>,
+        batch: Vec<RawEvent>,
+        journals: &mut HashMap<(String, i32), Option<String>>,
+    ) -> Result<(), RuntimeError> {
         let first = batch.first().map(|r| (r.topic.clone(), r.partition, r.offset));
         let _span = info_span!("batch", service = %self.service, events = batch.len(), first = ?first).entered();
         failpoint::hit("consumer.polled");
         let mut latest: HashMap<(String, i32), i64> = HashMap::new();
         let mut items = Vec::with_capacity(batch.len());
+        let mut recreated: Vec<RetentionError> = Vec::new();
         for raw in batch {
+            if recreated.iter().any(|e| e.topic() == raw.topic) {
+                continue;
+            }
+            if let Some(e) = self.another_journal(&raw, journals)? {
+                recreated.push(e);
+                continue;
+            }
             let prepared = self.pipeline.prepare(&raw, &self.cancel)?;
             latest.insert((raw.topic.clone(), raw.partition), raw.offset);
             items.push(Inbound { raw, prepared });
+        }
+        // A recreated topic is set aside before anything of it reaches the store; the loop
+        // then reads its other sources without it.
+        for e in recreated {
+            self.rebuilds.mark(e);
+        }
+        if items.is_empty() {
+            return Ok(());
         }
         let (applied_tx, applied) = oneshot::channel();
         let (reply, durable) = oneshot::channel();
@@ -424,6 +449,38 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             ctx.settle(consumer, true)?;
         }
         Ok(())
+    }
+
+    /// The event's journal against the one its partition was read from so far: another one
+    /// means the topic was recreated under this consumer (and grew past its position, or the
+    /// retention guard would have refused it).
+    fn another_journal(
+        &self,
+        raw: &RawEvent,
+        journals: &mut HashMap<(String, i32), Option<String>>,
+    ) -> Result<Option<RetentionError>, RuntimeError> {
+        let Some(EventKey::Tracked { journal, .. }) = raw.key() else {
+            return Ok(None);
+        };
+        let at = (raw.topic.clone(), raw.partition);
+        let known = match journals.get(&at) {
+            Some(known) => known.clone(),
+            None => self.store.partition_journal(&raw.topic, raw.partition)?,
+        };
+        match known {
+            Some(before) if before != journal.id => Ok(Some(RetentionError::Recreated {
+                topic: raw.topic.clone(),
+                partition: raw.partition,
+                position: raw.offset,
+                before,
+                now: journal.id,
+                remedy: RetentionError::default_remedy(&raw.topic, false),
+            })),
+            _ => {
+                journals.insert(at, Some(journal.id));
+                Ok(None)
+            }
+        }
     }
 
     fn update_lag(&self, consumer: &BaseConsumer<Context>) {

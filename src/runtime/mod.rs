@@ -461,6 +461,7 @@ impl<S: Service> Node<S> {
 
         let service = Arc::new(service);
         let w = writer::Writer {
+            journals: Default::default(),
             name: name.clone(),
             service: Arc::clone(&service),
             store: store.clone(),
@@ -1034,6 +1035,8 @@ impl<S: Service> Node<S> {
             )));
         };
         let (client, t, positions) = (self.client.clone(), topic.clone(), self.store.positions()?);
+        // A trimmed log is read on from where it starts now; a recreated topic, whole.
+        let whole = gap.recreated();
         let moved = tokio::task::spawn_blocking(move || -> Result<Vec<(i32, i64)>, RuntimeError> {
             let probe: BaseConsumer = client
                 .create()
@@ -1042,7 +1045,7 @@ impl<S: Service> Node<S> {
             for (_, p) in retention::partitions_of(&probe, std::slice::from_ref(&t))? {
                 let (low, high) = watermarks::watermarks(&probe, &t, p)?;
                 let at = positions.position(&t, p);
-                if at < low || at > high {
+                if whole || at < low || at > high {
                     moved.push((p, low));
                 }
             }
@@ -1053,9 +1056,14 @@ impl<S: Service> Node<S> {
         let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
         let (reply, answer) = oneshot::channel();
         let t = topic.clone();
-        let job: writer::ExclusiveJob = Box::new(move |_, set| {
+        let job: writer::ExclusiveJob = Box::new(move |store, set| {
             for (p, offset) in &moved {
                 set.set_position(&t, *p, *offset);
+            }
+            if whole {
+                for k in store.partition_journal_keys(&t).map_err(|e| e.to_string())? {
+                    set.stage_raw(k, None);
+                }
             }
             Ok(())
         });

@@ -58,7 +58,7 @@ impl Rebuilds {
             (true, RetentionError::Deleted { .. }) => format!(
                 "its replica of {source} is rebuilt from {source}'s snapshot: `seam replay {consumer} --source {source} --from-snapshot`"
             ),
-            (true, RetentionError::BeyondEnd { .. }) => format!(
+            (true, RetentionError::BeyondEnd { .. } | RetentionError::Recreated { .. }) => format!(
                 "its replica of {source} is rebuilt from the recreated topic: `seam replay {consumer} --source {source} --from-beginning`"
             ),
             (false, _) => format!(

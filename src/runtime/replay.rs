@@ -212,6 +212,7 @@ impl<S: Service> Replay<S> {
         let shadow = Store::open(&self.shadow_dir)?.without_journal();
         let (shadow_tx, shadow_rx) = mpsc::channel(16);
         let writer = Writer {
+            journals: Default::default(),
             name: self.name.clone(),
             service: Arc::clone(&self.service),
             store: shadow.clone(),

@@ -51,25 +51,50 @@ pub enum RetentionError {
         /// What to do.
         remedy: String,
     },
+    /// The topic was recreated and has grown past the stored position: the event there comes
+    /// from another journal of the source than the events read before, so reading on would skip
+    /// everything before the position in the new topic.
+    #[error("{topic} partition {partition}: the event at this consumer's position {position} comes from journal {now} of the source, the ones before it from journal {before}: the topic was recreated (a source store that started over) and has grown past the position, so reading on would skip the new topic's first events; it does not read this source until {remedy}")]
+    Recreated {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The stored position.
+        position: i64,
+        /// The journal read before.
+        before: String,
+        /// The journal of the event at the position.
+        now: String,
+        /// What to do.
+        remedy: String,
+    },
 }
 
 impl RetentionError {
     /// The topic that cannot be read on.
     pub fn topic(&self) -> &str {
         match self {
-            Self::Deleted { topic, .. } | Self::BeyondEnd { topic, .. } => topic,
+            Self::Deleted { topic, .. } | Self::BeyondEnd { topic, .. } | Self::Recreated { topic, .. } => topic,
         }
     }
 
     /// The same error with the way out this consumer has.
     pub fn with_remedy(mut self, text: String) -> Self {
         match &mut self {
-            Self::Deleted { remedy, .. } | Self::BeyondEnd { remedy, .. } => *remedy = text,
+            Self::Deleted { remedy, .. } | Self::BeyondEnd { remedy, .. } | Self::Recreated { remedy, .. } => {
+                *remedy = text
+            }
         }
         self
     }
 
-    fn default_remedy(topic: &str, deleted: bool) -> String {
+    /// Whether the topic itself was replaced (read it whole again), not trimmed.
+    pub fn recreated(&self) -> bool {
+        !matches!(self, Self::Deleted { .. })
+    }
+
+    pub(crate) fn default_remedy(topic: &str, deleted: bool) -> String {
         let source = topic.trim_end_matches(".events");
         format!(
             "its replica of {source} is rebuilt (`seam replay <consumer> --source {source} --from-{}`)",

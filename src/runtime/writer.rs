@@ -148,6 +148,9 @@ pub(crate) enum Reply {
 }
 
 pub(crate) struct Writer<S: Service> {
+    /// The journal of the last event read from each source partition, as stored (filled as
+    /// needed; emptied when an exclusive job may have changed it).
+    pub journals: std::cell::RefCell<HashMap<(String, i32), Option<String>>>,
     pub name: String,
     pub service: Arc<S>,
     pub store: Store,
@@ -346,6 +349,7 @@ impl<S: Service> Writer<S> {
                         // The job may have moved positions (a replay's swap, an accepted gap):
                         // what is new and what is a redelivery is decided by the stored ones.
                         *positions = self.store.positions()?;
+                        self.journals.borrow_mut().clear();
                         let _ = reply.send(Ok(()));
                     }
                     Err(e) => {
@@ -475,6 +479,7 @@ impl<S: Service> Writer<S> {
             } else {
                 positions.advance(&raw.topic, raw.partition, raw.offset);
                 let outcome = self.take_in(group, &raw, prepared)?;
+                self.note_journal(group, &raw)?;
                 group.set.keep();
                 match reached
                     .iter_mut()
@@ -499,6 +504,27 @@ impl<S: Service> Writer<S> {
                 reason => self.metrics.skipped(&topic, reason, n),
             }
         }
+        Ok(())
+    }
+
+    /// Records which source journal the partition of a Kafka event was read from, when it
+    /// changes: the consumer tells a recreated topic by it.
+    fn note_journal(&self, group: &mut Group, raw: &RawEvent) -> Result<(), RuntimeError> {
+        let Some(EventKey::Tracked { journal, .. }) = raw.key() else {
+            return Ok(());
+        };
+        let at = (raw.topic.clone(), raw.partition);
+        let mut journals = self.journals.borrow_mut();
+        let known = match journals.get(&at) {
+            Some(known) => known.clone(),
+            None => self.store.partition_journal(&raw.topic, raw.partition)?,
+        };
+        if known.as_deref() != Some(journal.id.as_str()) {
+            group
+                .set
+                .set_partition_journal(&raw.topic, raw.partition, Some(&journal.id));
+        }
+        journals.insert(at, Some(journal.id));
         Ok(())
     }
 
@@ -816,6 +842,7 @@ mod tests {
         let splits: Vec<usize> = rewind_after.into_iter().chain([batches.len()]).collect();
         for end in splits {
             let writer = Writer {
+                journals: Default::default(),
                 name: "tally".into(),
                 service: Arc::new(Tally),
                 store: store.clone(),
@@ -895,6 +922,7 @@ mod tests {
         )])
         .expect("catalog");
         let writer = Writer {
+            journals: Default::default(),
             name: "emitting".into(),
             service: Arc::new(Emitting),
             store: store.clone(),

@@ -43,6 +43,8 @@ mod prefix {
     pub const THROUGH: u8 = b'u';
     /// Per subject of this service's own journal: the seq of its last entry.
     pub const SUBJECT: u8 = b'i';
+    /// Per source topic and partition: the journal of the last event read there.
+    pub const PARTITION_JOURNAL: u8 = b'g';
     pub const PARKED_SUBJECT: u8 = b'k';
     pub const PARKED_EVENT: u8 = b'q';
     pub const OUTBOX: u8 = b'o';
@@ -115,6 +117,10 @@ fn taken_key(topic: &str, journal: &str, seq: u64) -> Vec<u8> {
 
 fn through_key(topic: &str, journal: &str) -> Vec<u8> {
     key(prefix::THROUGH, &[topic.as_bytes(), journal.as_bytes()])
+}
+
+fn partition_journal_key(topic: &str, partition: i32) -> Vec<u8> {
+    key(prefix::PARTITION_JOURNAL, &[topic.as_bytes(), &partition.to_be_bytes()])
 }
 
 fn subject_key(subject: &str) -> Vec<u8> {
@@ -582,6 +588,23 @@ impl Store {
             .collect()
     }
 
+    /// The journal (id) of the last event read from `topic`/`partition`, if one had a journal.
+    pub fn partition_journal(&self, topic: &str, partition: i32) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .engine
+            .get(&partition_journal_key(topic, partition))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Forgets which journal each partition of `topic` was read from (its positions start over).
+    pub fn partition_journal_keys(&self, topic: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = key(prefix::PARTITION_JOURNAL, &[topic.as_bytes(), b""]);
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .map(|item| item.map(|(k, _)| k))
+            .collect()
+    }
+
     /// The raw pairs under a key prefix, in key order (for a replay's swap).
     pub(crate) fn raw_range<'a>(
         &'a self,
@@ -593,9 +616,15 @@ impl Store {
     /// The key prefixes of what a consumer keeps about one source topic besides its replicas:
     /// positions, which events were taken in, and which subjects are parked (a replay swaps
     /// them with the replica they belong to; the dead letters themselves are matched one by one).
-    pub(crate) fn source_bookkeeping(topic: &str) -> [Vec<u8>; 4] {
-        [prefix::POSITION, prefix::TAKEN, prefix::THROUGH, prefix::PARKED_SUBJECT]
-            .map(|p| key(p, &[topic.as_bytes(), b""]))
+    pub(crate) fn source_bookkeeping(topic: &str) -> [Vec<u8>; 5] {
+        [
+            prefix::POSITION,
+            prefix::TAKEN,
+            prefix::THROUGH,
+            prefix::PARKED_SUBJECT,
+            prefix::PARTITION_JOURNAL,
+        ]
+        .map(|p| key(p, &[topic.as_bytes(), b""]))
     }
 
     /// The key prefix of model entries under `model_prefix`.
@@ -964,6 +993,14 @@ impl WriteSet {
         self.stage(k, Some(letter.encode()));
         self.queue_outbox(outbox);
         Ok(())
+    }
+
+    /// Stages the journal of the last event read from `topic`/`partition` (`None` forgets it).
+    pub fn set_partition_journal(&mut self, topic: &str, partition: i32, journal: Option<&str>) {
+        self.stage(
+            partition_journal_key(topic, partition),
+            journal.map(|j| j.as_bytes().to_vec()),
+        );
     }
 
     /// Stages a raw write (a replay's swap of bookkeeping copied from its shadow store).
