@@ -134,16 +134,7 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
         }
         _ => None,
     };
-    let url = reach::service_url(&args.consumer, args.url.as_deref())?;
-    let client = reqwest::Client::new();
-    let endpoint = format!("{url}/subscriptions/{}", args.source);
-    let current = client
-        .get(&endpoint)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
-    // Also refuses a consumer without the translator before the topology names it.
-    let current = reach::json(current, &endpoint).await?;
+    let (client, endpoint, current) = subscription(args).await?;
     if current["state"] == "needs-rebuild" {
         bail!(
             "{} does not read {}: {}",
@@ -241,8 +232,9 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
     registered(args, &status, edited, false)
 }
 
-/// `--accept-gap`: the subscription exists; only the consumer's positions move.
-async fn accept_gap(args: &RegisterArgs) -> anyhow::Result<Registered> {
+/// The consumer's registration of the source as it stands (`GET /subscriptions/<source>`), with
+/// the client and endpoint to act on it. Also refuses a consumer without the translator.
+async fn subscription(args: &RegisterArgs) -> anyhow::Result<(reqwest::Client, String, serde_json::Value)> {
     let url = reach::service_url(&args.consumer, args.url.as_deref())?;
     let client = reqwest::Client::new();
     let endpoint = format!("{url}/subscriptions/{}", args.source);
@@ -252,6 +244,12 @@ async fn accept_gap(args: &RegisterArgs) -> anyhow::Result<Registered> {
         .await
         .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?;
     let current = reach::json(current, &endpoint).await?;
+    Ok((client, endpoint, current))
+}
+
+/// `--accept-gap`: the subscription exists; only the consumer's positions move.
+async fn accept_gap(args: &RegisterArgs) -> anyhow::Result<Registered> {
+    let (client, endpoint, current) = subscription(args).await?;
     if current["state"] != "needs-rebuild" {
         bail!(
             "{} has no gap to accept in {}: it is {}",

@@ -134,28 +134,19 @@ impl<W: Write> SnapshotWriter<W> {
         let wrap = |e: apache_avro::Error| SnapshotError::Write(e.to_string());
         let mut writer = Writer::new(record_schema(), out).map_err(wrap)?;
         let json = |v: &dyn erased::Json| v.json();
-        writer
-            .add_user_metadata("seam.service".into(), meta.service.as_bytes())
-            .map_err(wrap)?;
-        writer
-            .add_user_metadata("seam.seq".into(), meta.seq.to_string())
-            .map_err(wrap)?;
-        writer
-            .add_user_metadata("seam.offsets".into(), json(&meta.offsets))
-            .map_err(wrap)?;
-        writer
-            .add_user_metadata("seam.created".into(), meta.created.as_bytes())
-            .map_err(wrap)?;
-        writer
-            .add_user_metadata("seam.schemas".into(), json(&meta.schemas))
-            .map_err(wrap)?;
-        writer
-            .add_user_metadata("seam.records".into(), meta.records.to_string())
-            .map_err(wrap)?;
+        let mut entries = vec![
+            ("seam.service", meta.service.as_bytes().to_vec()),
+            ("seam.seq", meta.seq.to_string().into_bytes()),
+            ("seam.offsets", json(&meta.offsets)),
+            ("seam.created", meta.created.as_bytes().to_vec()),
+            ("seam.schemas", json(&meta.schemas)),
+            ("seam.records", meta.records.to_string().into_bytes()),
+        ];
         if let Some(journal) = &meta.journal {
-            writer
-                .add_user_metadata("seam.journal".into(), journal.header())
-                .map_err(wrap)?;
+            entries.push(("seam.journal", journal.header().into_bytes()));
+        }
+        for (key, value) in entries {
+            writer.add_user_metadata(key.into(), value).map_err(wrap)?;
         }
         Ok(Self {
             inner: writer,

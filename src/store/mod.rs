@@ -533,8 +533,14 @@ impl Store {
             Some((topic, subject)) => parked_event_prefix(topic, subject),
             None => vec![prefix::PARKED_EVENT],
         };
+        self.parked_in(&start, &prefix_end(&start), usize::MAX)
+    }
+
+    /// Up to `limit` parked letters with keys in `[from, to)`.
+    fn parked_in(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<Parked>, StoreError> {
         self.engine
-            .range(&start, &prefix_end(&start))
+            .range(from, to)
+            .take(limit)
             .map(|item| {
                 item.and_then(|(k, v)| {
                     Ok(Parked {
@@ -558,34 +564,13 @@ impl Store {
             }
             None => all.to_vec(),
         };
-        self.engine
-            .range(&start, &prefix_end(&all))
-            .take(limit)
-            .map(|item| {
-                item.and_then(|(k, v)| {
-                    Ok(Parked {
-                        key: k,
-                        letter: DeadLetter::decode(&v)?,
-                    })
-                })
-            })
-            .collect()
+        self.parked_in(&start, &prefix_end(&all), limit)
     }
 
     /// Every parked dead letter of `topic`, by subject, each subject's oldest first.
     pub fn parked_of_topic(&self, topic: &str) -> Result<Vec<Parked>, StoreError> {
         let start = key(prefix::PARKED_EVENT, &[topic.as_bytes(), b""]);
-        self.engine
-            .range(&start, &prefix_end(&start))
-            .map(|item| {
-                item.and_then(|(k, v)| {
-                    Ok(Parked {
-                        key: k,
-                        letter: DeadLetter::decode(&v)?,
-                    })
-                })
-            })
-            .collect()
+        self.parked_in(&start, &prefix_end(&start), usize::MAX)
     }
 
     /// The journal (id) of the last event read from `topic`/`partition`, if one had a journal.
