@@ -25,6 +25,15 @@ pub enum StoreError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Another process has the store open.
+    #[error(
+        "the store at {path} is open in another process (is the service still running?); stop that process first, \
+         or give this one its own --store directory"
+    )]
+    Locked {
+        /// Store directory.
+        path: String,
+    },
     /// A stored record does not decode; the store was written by an incompatible version or damaged.
     #[error("the store holds a damaged {what} record: {detail}")]
     Corrupt {
@@ -80,13 +89,26 @@ impl SledEngine {
         // Flushes are explicit (group commit); sled's timer flush is turned off. sled's cache is
         // the bulk of a service's memory (its real use is several times the setting): 16 MiB keeps
         // a consumer that bootstrapped a million records near 150 MiB resident.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes())
-            .open()
-            .map_err(wrap)?;
+            .cache_capacity(cache_bytes());
+        // sled releases its file lock only when its background I/O of a store just closed in
+        // this process is done, a moment after the last handle drops: wait that moment out.
+        // Another process holding the store keeps the lock, and the error says so.
+        let patience = std::time::Instant::now() + LOCK_PATIENCE;
+        let db = loop {
+            match config.open() {
+                Err(e) if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < patience => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    return Err(StoreError::Locked { path: path.clone() });
+                }
+                other => break other.map_err(wrap)?,
+            }
+        };
         let tree = db.open_tree("seam").map_err(wrap)?;
         let io = |e: std::io::Error| StoreError::Io {
             path: path.clone(),
@@ -144,6 +166,9 @@ impl SledEngine {
 
 /// The environment variable setting sled's cache, in MiB (default 16).
 pub const CACHE_ENV: &str = "SEAM_STORE_CACHE_MB";
+
+/// How long opening a store waits for the lock of a store just closed in this process.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn cache_bytes() -> u64 {
     std::env::var(CACHE_ENV)
@@ -206,4 +231,35 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
         }
     }
     sync_path(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store closed in this process opens again at once (a service restarted in-process, a
+    /// test reopening a stopped node's store), though sled's background I/O may still hold
+    /// its lock for a moment; a store open elsewhere is named as such.
+    #[test]
+    fn a_store_just_closed_opens_again_and_one_still_open_is_named() {
+        let dir = std::env::temp_dir().join(format!("seam-engine-reopen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for round in 0..60u32 {
+            let engine = SledEngine::open(&dir).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let writes = (0..2000u32)
+                .map(|i| (format!("k{round}-{i}").into_bytes(), Some(vec![7u8; 256])))
+                .collect();
+            engine.write(writes).expect("write");
+            engine.flush().expect("flush");
+        }
+        let held = SledEngine::open(&dir).expect("open");
+        let dir2 = dir.clone();
+        let err = std::thread::spawn(move || SledEngine::open(&dir2).err())
+            .join()
+            .expect("thread");
+        drop(held);
+        let err = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("open in another process"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
