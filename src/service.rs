@@ -288,6 +288,7 @@ impl<'a> Apply<'a> {
     /// durable. Returns its seq.
     pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<u64, ApplyError> {
         let body = self.catalog.encode(E::RECORD, event)?;
+        let schema = Some(self.catalog.record(E::RECORD)?.fingerprint);
         let seq = self.set.append(
             self.store,
             JournalEntry {
@@ -299,6 +300,7 @@ impl<'a> Apply<'a> {
                 causation_id: self.cause.causation_id.clone(),
                 body,
                 prev: None,
+                schema,
             },
         )?;
         self.emitted.push(seq);

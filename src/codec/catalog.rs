@@ -79,7 +79,19 @@ pub struct RecordSchema {
     pub source: String,
     /// The parsed schema.
     pub schema: &'static Schema,
+    /// The schema's fingerprint ([`fingerprint`]): journal entries carry it so they are always
+    /// read and published with the schema that wrote them, whichever binary runs later.
+    pub fingerprint: u64,
     writer: GenericDatumWriter<'static>,
+}
+
+/// The CRC-64-AVRO (Rabin) fingerprint of a schema's Parsing Canonical Form: the same for every
+/// spelling of one schema (docs, field order of JSON attributes), different for another schema.
+pub fn fingerprint(schema: &Schema) -> u64 {
+    let bytes = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
+    let mut fixed = [0u8; 8];
+    fixed.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(fixed)
 }
 
 impl std::fmt::Debug for RecordSchema {
@@ -157,6 +169,7 @@ impl Catalog {
                 RecordSchema {
                     full_name,
                     source: text.to_string(),
+                    fingerprint: fingerprint(schema),
                     schema,
                     writer,
                 },

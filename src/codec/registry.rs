@@ -10,7 +10,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use apache_avro::Schema;
-use schema_registry_converter::async_impl::schema_registry::{get_schema_by_id, post_schema, SrSettings};
+use schema_registry_converter::async_impl::schema_registry::{
+    get_all_versions, get_schema_by_id, get_schema_by_subject_and_version, post_schema, SrSettings,
+};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
 use thiserror::Error;
@@ -196,18 +198,44 @@ impl Registry {
     /// `<topic>-<record full name>` and returns its id. The registry applies its compatibility
     /// rule; an incompatible schema is refused, never produced.
     pub async fn register(&self, topic: &str, record: &RecordSchema) -> Result<u32, RegistryError> {
-        let subject = subject_name(topic, &record.full_name);
-        if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&subject).copied()) {
+        self.register_text(topic, &record.full_name, &record.source).await
+    }
+
+    /// [`Registry::register`] for a schema given as text: one an older (or newer) binary wrote
+    /// journal entries with, found again when those entries are published.
+    pub async fn register_text(&self, topic: &str, full_name: &str, text: &str) -> Result<u32, RegistryError> {
+        let subject = subject_name(topic, full_name);
+        let cache_key = format!("{subject}\0{text}");
+        if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&cache_key).copied()) {
             return Ok(id);
         }
-        let supplied = SuppliedSchema::new(Some(record.full_name.clone()), SchemaType::Avro, record.source.clone());
+        let supplied = SuppliedSchema::new(Some(full_name.to_string()), SchemaType::Avro, text.to_string());
         let registered = post_schema(&self.settings, subject.clone(), supplied)
             .await
             .map_err(|e| self.classify(e, format!("registering subject {subject}"), None))?;
         if let Ok(mut map) = self.ids.write() {
-            map.insert(subject, registered.id);
+            map.insert(cache_key, registered.id);
         }
         Ok(registered.id)
+    }
+
+    /// Every schema registered under a record's topic-record subject, newest first, as
+    /// `(id, text)`; empty if the subject does not exist.
+    pub async fn versions(&self, topic: &str, full_name: &str) -> Result<Vec<(u32, String)>, RegistryError> {
+        let subject = subject_name(topic, full_name);
+        let versions = match get_all_versions(&self.settings, subject.clone()).await {
+            Ok(v) => v,
+            Err(e) if e.error.contains("status 404") => return Ok(Vec::new()),
+            Err(e) => return Err(self.classify(e, format!("listing the versions of subject {subject}"), None)),
+        };
+        let mut found = Vec::with_capacity(versions.len());
+        for version in versions.into_iter().rev() {
+            let registered = get_schema_by_subject_and_version(&self.settings, &subject, Some(version))
+                .await
+                .map_err(|e| self.classify(e, format!("reading version {version} of subject {subject}"), None))?;
+            found.push((registered.id, registered.schema));
+        }
+        Ok(found)
     }
 
     fn classify(&self, e: SRCError, what: String, id: Option<u32>) -> RegistryError {

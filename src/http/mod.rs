@@ -424,15 +424,18 @@ async fn get_events<S: Service>(
 }
 
 async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<WireEvent, ApiError> {
-    let record = node.catalog().record(&entry.record).map_err(ApiError::store)?;
-    let id = node
-        .registry()
-        .register(&events_topic(node.name()), record)
+    use crate::fault::Classify;
+    let schemas = node.journal_schemas();
+    let unavailable = |e: crate::runtime::journal_schemas::JournalSchemaError| match e.class() {
+        crate::fault::Class::Retryable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let id = schemas.id(entry).await.map_err(unavailable)?;
+    // Old entries read like new ones where the running catalog's schema can resolve them.
+    let reader = node.catalog().record(&entry.record).ok().map(|r| r.schema);
+    let payload = schemas
+        .decode(entry, reader)
         .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let payload = apache_avro::reader::datum::GenericDatumReader::builder(record.schema)
-        .build()
-        .and_then(|r| r.read_value(&mut entry.body.as_slice()))
         .ok()
         .and_then(|v| serde_json::Value::try_from(v).ok());
     let mut event = WireEvent::from_entry(node.name(), node.store().journal_id(), entry, id);

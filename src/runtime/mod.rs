@@ -12,6 +12,7 @@ mod consumer;
 mod dlq;
 mod flusher;
 pub(crate) mod in_flight;
+pub mod journal_schemas;
 mod pipeline;
 mod progress;
 mod publisher;
@@ -242,6 +243,8 @@ pub struct Node<S: Service> {
     pipeline: Option<Arc<pipeline::Pipeline<S::Command>>>,
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
+    /// The schema each journal entry was written with.
+    journal_schemas: Arc<journal_schemas::JournalSchemas>,
     store: Store,
     /// The last journal seq that is durable (flushed); what getEvents may show.
     durable: Arc<Progress>,
@@ -454,6 +457,14 @@ impl<S: Service> Node<S> {
                 .await
                 .map_err(|_| RuntimeError::Panicked("store-flush".into()))??;
         }
+        let journal_schemas = {
+            let (store, catalog, registry) = (store.clone(), Arc::clone(&catalog), Arc::clone(&registry));
+            let topic = events_topic(&config.service);
+            tokio::task::spawn_blocking(move || journal_schemas::JournalSchemas::new(&topic, store, &catalog, registry))
+                .await
+                .map_err(|_| RuntimeError::Panicked("journal-schemas".into()))??
+        };
+        let journal_schemas = Arc::new(journal_schemas);
         let durable = Arc::new(Progress::new(store.last_seq()?));
         let outbox = Arc::new(Progress::new(0));
         let (writer_tx, writer_rx) = mpsc::channel(1024);
@@ -484,6 +495,7 @@ impl<S: Service> Node<S> {
                 store: store.clone(),
                 catalog: Arc::clone(&catalog),
                 registry: Arc::clone(&registry),
+                schemas: Arc::clone(&journal_schemas),
                 durable: Arc::clone(&durable),
                 published: Arc::clone(&published_tx),
                 metrics: metrics.clone(),
@@ -599,6 +611,7 @@ impl<S: Service> Node<S> {
             pipeline: pipeline_handle,
             catalog,
             registry,
+            journal_schemas,
             store,
             durable,
             published,
@@ -1178,7 +1191,12 @@ impl<S: Service> Node<S> {
         &self.catalog
     }
 
-    /// The schema registry client (cached).
+    /// The schema each journal entry was written with (getEvents reads entries with it).
+    pub fn journal_schemas(&self) -> &journal_schemas::JournalSchemas {
+        &self.journal_schemas
+    }
+
+    /// The registry client (cached ids and writer schemas).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -1193,6 +1211,29 @@ impl<S: Service> Node<S> {
             }
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// [`Node::shutdown`] for a node shared with an HTTP server that has just stopped: its
+    /// connection tasks drop their handles a moment later, so this waits for them (up to 30 s).
+    pub async fn shutdown_shared(node: Arc<Self>) -> Result<(), RuntimeError> {
+        let mut node = node;
+        let patience = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Arc::try_unwrap(node) {
+                Ok(n) => return n.shutdown().await,
+                Err(shared) if std::time::Instant::now() < patience => {
+                    node = shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(shared) => {
+                    shared.cancel.cancel();
+                    return Err(RuntimeError::Config(format!(
+                        "{} is still in use 30 s after its server stopped; its parts were cancelled without draining",
+                        shared.name
+                    )));
+                }
             }
         }
     }

@@ -37,6 +37,7 @@ use crate::store::{JournalId, Store};
 use crate::translator::events_topic;
 
 use super::in_flight::InFlight;
+use super::journal_schemas::JournalSchemas;
 use super::progress::Progress;
 use super::RuntimeError;
 
@@ -50,6 +51,8 @@ pub(crate) struct Publisher {
     pub store: Store,
     pub catalog: Arc<Catalog>,
     pub registry: Arc<Registry>,
+    /// Each entry's own writer schema and id.
+    pub schemas: Arc<JournalSchemas>,
     pub durable: Arc<Progress>,
     /// The last seq known to be on the topic (snapshots wait for it to reach their cut).
     pub published: Arc<tokio::sync::watch::Sender<u64>>,
@@ -63,12 +66,12 @@ pub(crate) struct Publisher {
 impl Publisher {
     pub fn run(self) -> Result<(), RuntimeError> {
         let topic = events_topic(&self.service);
-        let mut ids = HashMap::new();
+        // Registered up front so an incompatible schema stops the service at start.
         for record in self.catalog.records() {
             let mut backoff = Duration::from_millis(200);
-            let id = loop {
+            loop {
                 match self.runtime.block_on(self.registry.register(&topic, record)) {
-                    Ok(id) => break id,
+                    Ok(_) => break,
                     Err(e) if e.class() == Class::Retryable => {
                         if self.cancel.is_cancelled() {
                             return Err(RuntimeError::Cancelled);
@@ -79,8 +82,7 @@ impl Publisher {
                     }
                     Err(e) => return Err(RuntimeError::Config(e.to_string())),
                 }
-            };
-            ids.insert(record.full_name.clone(), id);
+            }
         }
         let partitions = self.partition_count(&topic)?;
         let producer: ThreadedProducer<InFlight> = self
@@ -167,6 +169,7 @@ impl Publisher {
             };
             let _span =
                 info_span!("publish", service = %self.service, topic = %topic, from = next, to = batch_end).entered();
+            let ids = self.schema_ids(&entries)?;
             let mut attempt = 0u32;
             let sent = loop {
                 match self.send_batch(&producer, &topic, partitions, &ids, &entries, &last) {
@@ -292,12 +295,40 @@ impl Publisher {
         }
     }
 
+    /// The registry id of each entry's own writer schema, retrying while the registry is away.
+    fn schema_ids(&self, entries: &[crate::store::JournalEntry]) -> Result<Vec<u32>, RuntimeError> {
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(id) = self.schemas.cached_id(entry) {
+                ids.push(id);
+                continue;
+            }
+            let mut backoff = Duration::from_millis(200);
+            let id = loop {
+                match self.runtime.block_on(self.schemas.id(entry)) {
+                    Ok(id) => break id,
+                    Err(e) if e.class() == Class::Retryable => {
+                        if self.cancel.is_cancelled() {
+                            return Err(RuntimeError::Cancelled);
+                        }
+                        warn!(service = %self.service, seq = entry.seq, error = %e, "finding the writer schema's id; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => return Err(RuntimeError::Config(e.to_string())),
+                }
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
     fn send_batch(
         &self,
         producer: &ThreadedProducer<InFlight>,
         topic: &str,
         partitions: i32,
-        ids: &HashMap<String, u32>,
+        ids: &[u32],
         entries: &[crate::store::JournalEntry],
         last: &HashMap<i32, u64>,
     ) -> Result<HashMap<i32, u64>, Failure> {
@@ -308,13 +339,7 @@ impl Publisher {
             if entry.seq <= last.get(&partition).copied().unwrap_or(0) {
                 continue;
             }
-            let Some(id) = ids.get(&entry.record) else {
-                return Err(Failure::Fatal(RuntimeError::Config(format!(
-                    "journal entry {} is a {} event, which is not in the service's catalog",
-                    entry.seq, entry.record
-                ))));
-            };
-            let payload = wire::frame(*id, &entry.body);
+            let payload = wire::frame(ids[i], &entry.body);
             let headers = envelope::headers(&self.service, self.store.journal_id(), entry);
             let mut record = BaseRecord::to(topic)
                 .partition(partition)

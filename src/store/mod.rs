@@ -49,6 +49,8 @@ mod prefix {
     pub const PARKED_EVENT: u8 = b'q';
     pub const OUTBOX: u8 = b'o';
     pub const META: u8 = b'x';
+    /// The text of every schema that wrote a journal entry, by fingerprint.
+    pub const WRITER_SCHEMA: u8 = b'w';
 }
 
 /// Keys under the meta prefix.
@@ -387,6 +389,43 @@ impl Store {
             Some(v) => be_u64(&v, "meta"),
             None => Ok(0),
         }
+    }
+
+    /// Keeps the text of each `(fingerprint, schema)` durably, before any entry written with
+    /// it can commit: a later binary with other schemas still knows what wrote every entry.
+    pub fn remember_writer_schemas<'a>(
+        &self,
+        schemas: impl IntoIterator<Item = (u64, &'a str)>,
+    ) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for (fingerprint, text) in schemas {
+            let k = key(prefix::WRITER_SCHEMA, &[&fingerprint.to_be_bytes()]);
+            if self.engine.get(&k)?.is_none() {
+                writes.push((k, Some(text.as_bytes().to_vec())));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(writes)?;
+        self.engine.flush()
+    }
+
+    /// The text of the schema with this fingerprint, if an entry was ever written with it here.
+    pub fn writer_schema(&self, fingerprint: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .engine
+            .get(&key(prefix::WRITER_SCHEMA, &[&fingerprint.to_be_bytes()]))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every schema text this store remembers (see [`Store::remember_writer_schemas`]).
+    pub fn writer_schemas(&self) -> Result<Vec<String>, StoreError> {
+        let start = [prefix::WRITER_SCHEMA];
+        self.engine
+            .range(&start, &prefix_end(&start))
+            .map(|item| item.map(|(_, v)| String::from_utf8_lossy(&v).into_owned()))
+            .collect()
     }
 
     /// The seq of the last journal entry (0 when the journal is empty).
@@ -1084,6 +1123,7 @@ mod tests {
             causation_id: None,
             body: vec![],
             prev: None,
+            schema: None,
         }
     }
 

@@ -20,8 +20,12 @@ pub struct JournalEntry {
     pub correlation_id: Option<String>,
     /// The event id (`<service>/<seq>`) that caused this one, if a foreign event did.
     pub causation_id: Option<String>,
-    /// The Avro body, written with the catalog schema of `record`.
+    /// The Avro body, written with the schema `schema` names.
     pub body: Vec<u8>,
+    /// The fingerprint of the schema that wrote `body` (see [`crate::codec::catalog::fingerprint`];
+    /// the store keeps its text), so an upgraded binary publishes and reads the entry with the
+    /// schema that wrote it; `None` for entries written before seam recorded it.
+    pub schema: Option<u64>,
     /// The seq of the previous entry about the same subject (0: the subject's first), so a
     /// consumer can tell whether an event arrives in order per subject; `None` for entries
     /// written before seam tracked it (their subject's history is not known).
@@ -31,6 +35,7 @@ pub struct JournalEntry {
 /// Tags of the optional fields after the body (older entries end with the body).
 mod tag {
     pub const PREV: u8 = 1;
+    pub const SCHEMA: u8 = 2;
 }
 
 impl JournalEntry {
@@ -49,6 +54,10 @@ impl JournalEntry {
             out.push(tag::PREV);
             put(&mut out, &prev.to_be_bytes());
         }
+        if let Some(schema) = self.schema {
+            out.push(tag::SCHEMA);
+            put(&mut out, &schema.to_be_bytes());
+        }
         out
     }
 
@@ -65,13 +74,19 @@ impl JournalEntry {
             causation_id: cur.opt_string()?,
             body: cur.bytes()?.to_vec(),
             prev: None,
+            schema: None,
         };
         while !cur.0.is_empty() {
             let [tag] = cur.fixed::<1>()?;
             let value = cur.bytes()?;
-            if tag == tag::PREV {
-                let prev: [u8; 8] = value.try_into().map_err(|_| Cursor::corrupt("bad prev field"))?;
-                entry.prev = Some(u64::from_be_bytes(prev));
+            let number = || -> Result<u64, StoreError> {
+                let fixed: [u8; 8] = value.try_into().map_err(|_| Cursor::corrupt("bad optional field"))?;
+                Ok(u64::from_be_bytes(fixed))
+            };
+            match tag {
+                tag::PREV => entry.prev = Some(number()?),
+                tag::SCHEMA => entry.schema = Some(number()?),
+                _ => {}
             }
         }
         Ok(entry)
@@ -216,20 +231,29 @@ mod tests {
             causation_id: None,
             body: vec![1, 2, 3],
             prev: Some(41),
+            schema: Some(0xfeed),
         };
         let bytes = entry.encode();
         assert_eq!(JournalEntry::decode(&bytes).expect("decodes"), entry);
         for cut in 0..bytes.len() {
-            // Cutting exactly after the body leaves an older entry's layout: valid, without prev.
+            // Cutting exactly after the body or after prev leaves an older entry's layout.
             if let Ok(old) = JournalEntry::decode(&bytes[..cut]) {
+                let older = match old.prev {
+                    None => (bytes.len() - 26, None),
+                    Some(_) => (bytes.len() - 13, Some(41)),
+                };
                 assert_eq!(
-                    (cut, old.prev),
-                    (bytes.len() - 13, None),
+                    (cut, old.prev, old.schema),
+                    (older.0, older.1, None),
                     "only the layout of an older entry may decode"
                 );
             }
         }
-        let older = JournalEntry { prev: None, ..entry };
+        let older = JournalEntry {
+            prev: None,
+            schema: None,
+            ..entry
+        };
         assert_eq!(JournalEntry::decode(&older.encode()).expect("decodes"), older);
     }
 }

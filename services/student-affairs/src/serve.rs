@@ -313,8 +313,7 @@ where
         home.withdraw(node.name(), &url);
     }
     let failure = failure.lock().ok().and_then(|mut f| f.take());
-    let node = Arc::try_unwrap(node).map_err(|_| anyhow::anyhow!("the node is still in use at shutdown"))?;
-    let stopped = node.shutdown().await;
+    let stopped = Node::shutdown_shared(node).await;
     if let Some(e) = failure {
         return Err(e.into());
     }
