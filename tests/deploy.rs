@@ -51,6 +51,8 @@ impl Workspace {
         );
         if with_b {
             text.push_str(&format!("  - name: {}\n    partitions: 1\n    schemas: b\n", self.b()));
+            // A consumer deployed before its first `seam register`.
+            text.push_str(&format!("consumers:\n  - service: {}\n    sources: []\n", self.b()));
         }
         let path = self.dir.join("topology.yaml");
         std::fs::write(&path, text).expect("topology");
@@ -151,6 +153,11 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
     assert!(out.status.success(), "{plan:#}");
     assert_eq!(plan["applied"], true);
     assert_eq!(partitions(&cluster, &topic_a), Some(2));
+    assert_eq!(
+        partitions(&cluster, &format!("{}.dlq", ws.b())),
+        Some(1),
+        "a consumer without sources yet gets its dead-letter topic"
+    );
     assert_eq!(config(&cluster, &topic_a, "retention.ms").await.as_deref(), Some("-1"));
     assert_eq!(
         config(&cluster, &topic_a, "min.insync.replicas").await.as_deref(),
@@ -226,7 +233,8 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
     );
 
     let flag = format!("topic/{topic_b}");
-    let (out, plan) = ws.deploy(&t, &["--allow-delete", &flag]);
+    let dlq_flag = format!("topic/{}.dlq", ws.b());
+    let (out, plan) = ws.deploy(&t, &["--allow-delete", &flag, "--allow-delete", &dlq_flag]);
     assert!(out.status.success(), "{plan:#}");
     assert_eq!(change(&plan, &flag)["action"], "delete");
     wait_until(Duration::from_secs(30), "the topic is deleted", || async {

@@ -2,7 +2,7 @@
 //! message on stderr and a non-zero exit code (never a panic or a backtrace).
 
 mod bench;
-mod deploy;
+pub mod deploy;
 mod dlq;
 mod doctor;
 mod local;

@@ -80,9 +80,7 @@ pub enum RuntimeError {
         detail: String,
     },
     /// A topic the node needs does not exist.
-    #[error(
-        "topic {topic} does not exist; create it (e.g. `seam deploy -t <topology>.yaml`) before starting the service"
-    )]
+    #[error("topic {topic} does not exist; {}", missing_topic_fix(topic))]
     TopicMissing {
         /// The topic.
         topic: String,
@@ -129,6 +127,17 @@ pub enum ExecuteError {
     /// The node is stopping or stopped.
     #[error("the service is shutting down")]
     Stopped,
+}
+
+/// What to do about a missing topic: a dead-letter topic comes from the consumer's topology entry.
+fn missing_topic_fix(topic: &str) -> String {
+    match topic.strip_suffix(".dlq") {
+        Some(service) => format!(
+            "{service} runs translators, so it needs its dead-letter topic: list it under `consumers:` in the topology \
+             (`- service: {service}` with `sources: []` until `seam register` adds them) and run `seam deploy -t <topology>.yaml`"
+        ),
+        None => "create it (e.g. `seam deploy -t <topology>.yaml`) before starting the service".into(),
+    }
 }
 
 impl Classify for ExecuteError {

@@ -86,6 +86,18 @@ pub fn add_source(path: &Path, consumer: &str, source: &str) -> Result<Edit, Top
     Ok(Edit::Added)
 }
 
+/// The last non-blank, non-comment line of `from..to` indented deeper than `deeper_than`,
+/// reading on only while lines are blank, comments or that deep.
+fn last_content(lines: &[String], from: usize, to: usize, deeper_than: usize) -> Option<usize> {
+    (from..to)
+        .take_while(|&i| {
+            let l = &lines[i];
+            l.trim().is_empty() || l.trim_start().starts_with('#') || indent(l) > deeper_than
+        })
+        .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
+        .last()
+}
+
 fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
@@ -123,23 +135,32 @@ fn insert(text: &str, consumer: &str, source: &str) -> String {
         let t = lines[i].trim();
         Some(indent(&lines[i])) == entry_indent && t.strip_prefix("- service:").map(str::trim) == Some(consumer)
     });
-    let last_content = |from: usize, to: usize, deeper_than: usize| {
-        (from..to)
-            .take_while(|&i| {
-                let l = &lines[i];
-                l.trim().is_empty() || l.trim_start().starts_with('#') || indent(l) > deeper_than
-            })
-            .filter(|&i| !lines[i].trim().is_empty() && !lines[i].trim_start().starts_with('#'))
-            .last()
-    };
     match entry {
         Some(at) => {
             let dash = indent(&lines[at]);
-            let item = (at + 1..end)
+            // A consumer declared before it has sources: `sources: []`, or no key at all.
+            let block = last_content(&lines, at + 1, end, dash).unwrap_or(at);
+            let key = (at..=block).find(|&i| {
+                let t = lines[i].trim_start().trim_start_matches("- ");
+                t.starts_with("sources:")
+            });
+            let mut end = end;
+            match key {
+                Some(k) if lines[k].trim_end().ends_with("[]") => {
+                    let cut = lines[k].trim_end().trim_end_matches("[]").trim_end().to_string();
+                    lines[k] = cut;
+                }
+                Some(_) => {}
+                None => {
+                    lines.insert(block + 1, format!("{}  sources:", " ".repeat(dash)));
+                    end += 1;
+                }
+            }
+            let after = last_content(&lines, at + 1, end, dash).unwrap_or(at) + 1;
+            let item = (at + 1..after)
                 .find(|&i| lines[i].trim_start().starts_with("- service:"))
                 .map(|i| indent(&lines[i]))
                 .unwrap_or(dash + 4);
-            let after = last_content(at + 1, end, dash).unwrap_or(at) + 1;
             let pad = " ".repeat(item);
             lines.insert(after, format!("{pad}  translator: {translator}"));
             lines.insert(after, format!("{pad}- service: {source}"));
@@ -214,6 +235,18 @@ mod tests {
             text,
             "a second run changes nothing"
         );
+    }
+
+    #[test]
+    fn a_consumer_declared_without_sources_gets_its_first() {
+        for declared in ["  - service: c\n    sources: []\n", "  - service: c\n"] {
+            let text = format!("{BASE}{declared}");
+            let (_d, path) = file(&text);
+            assert_eq!(add_source(&path, "c", "a").expect("edit"), Edit::Added, "{declared}");
+            let t = Topology::load(&path).expect("still a topology");
+            assert_eq!(t.sources_of("c")[0].service, "a", "{declared}");
+            assert_eq!(t.sources_of("b").len(), 1, "{declared}");
+        }
     }
 
     #[test]

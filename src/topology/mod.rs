@@ -138,7 +138,9 @@ pub fn parse_retention(text: &str) -> Result<i64, String> {
 pub struct ConsumerSpec {
     /// The consuming service (declared under `services`).
     pub service: String,
-    /// What it reads.
+    /// What it reads; empty (or left out) for a consumer deployed before its first
+    /// `seam register`, so its dead-letter topic and group exist when it starts.
+    #[serde(default)]
     pub sources: Vec<SourceSpec>,
 }
 
@@ -345,13 +347,6 @@ impl Topology {
                     format!("consumers[{i}].service"),
                     format!("`{}` is not a declared service", c.service),
                     format!("declare it under services, or use one of {names:?}"),
-                ));
-            }
-            if c.sources.is_empty() {
-                return Err(invalid(
-                    format!("consumers[{i}].sources"),
-                    "no sources".into(),
-                    "list the services it reads, or remove the entry".into(),
                 ));
             }
             for (j, src) in c.sources.iter().enumerate() {
