@@ -182,7 +182,7 @@ impl Publisher {
                     Err(Failure::Fatal(e)) => return Err(e),
                 }
             };
-            let count = sent.len() as u64;
+            let (sent, count) = sent;
             for (partition, seq) in sent {
                 last.insert(partition, seq);
             }
@@ -331,9 +331,10 @@ impl Publisher {
         ids: &[u32],
         entries: &[crate::store::JournalEntry],
         last: &HashMap<i32, u64>,
-    ) -> Result<HashMap<i32, u64>, Failure> {
+    ) -> Result<(HashMap<i32, u64>, u64), Failure> {
         producer.begin_transaction().map_err(classify)?;
         let mut sent = HashMap::new();
+        let mut count = 0u64;
         for (i, entry) in entries.iter().enumerate() {
             let partition = partition_for(entry.subject.as_bytes(), partitions);
             if entry.seq <= last.get(&partition).copied().unwrap_or(0) {
@@ -363,6 +364,7 @@ impl Publisher {
                 }
             }
             sent.insert(partition, entry.seq);
+            count += 1;
             if i == entries.len() / 2 {
                 failpoint::hit("publisher.mid-batch");
             }
@@ -401,7 +403,7 @@ impl Publisher {
             }
         }
         failpoint::hit("publisher.after-commit");
-        Ok(sent)
+        Ok((sent, count))
     }
 }
 
