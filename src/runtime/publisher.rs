@@ -41,7 +41,12 @@ use super::journal_schemas::JournalSchemas;
 use super::progress::Progress;
 use super::RuntimeError;
 
-const TXN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a publish transaction may stay open before the coordinator aborts it. A batch
+/// commits within milliseconds; the margin is for a broker failover mid-batch (KRaft elects a
+/// new leader within the broker session timeout, 9 s by default). Kept short because a
+/// transaction left open by a killed publisher holds read_committed consumers of the topic at
+/// its first offset until a restarted publisher fences it or this expires.
+const TXN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Entries per transaction at most.
 const MAX_BATCH: usize = 5000;
 
@@ -92,7 +97,7 @@ impl Publisher {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("transaction.timeout.ms", "60000")
+            .set("transaction.timeout.ms", TXN_TIMEOUT.as_millis().to_string())
             .create_with_context(InFlight::default())
             .map_err(|e| RuntimeError::kafka("creating the publisher".into(), e))?;
         producer
