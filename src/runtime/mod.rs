@@ -335,6 +335,29 @@ impl<S: Service> Node<S> {
         let catalog = Arc::new(catalog);
         let metrics = Metrics::new(&config.service);
         let consumes = !translators.is_empty();
+        if let Some(sources) = &config.sources {
+            let missing: Vec<&String> = sources
+                .iter()
+                .filter(|s| !translators.iter().any(|t| t.source() == s.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                let has: Vec<String> = translators
+                    .iter()
+                    .map(|t| format!("{}-to-{}", t.source(), config.service))
+                    .collect();
+                return Err(RuntimeError::Config(format!(
+                    "{} is to read {} (translator {}), but this binary has no such translator (it has {has:?}); \
+                     deploy a build that has it, or remove the subscription from the topology",
+                    config.service,
+                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    missing
+                        .iter()
+                        .map(|s| format!("{s}-to-{}", config.service))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )));
+            }
+        }
         let (translators, spares): (Vec<_>, Vec<_>) = translators
             .into_iter()
             .partition(|t| config.sources.as_ref().is_none_or(|s| s.contains(t.source())));
