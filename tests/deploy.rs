@@ -207,6 +207,10 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
         problems.contains(&subject) && problems.contains("compatible"),
         "{problems}"
     );
+    assert!(
+        problems.contains("colour") && problems.contains("default") && problems.contains("BACKWARD"),
+        "the refusal names the field and the rule: {problems}"
+    );
     assert_eq!(
         partitions(&cluster, &topic_a),
         Some(4),

@@ -13,6 +13,39 @@ use super::plan::ObservedSchema;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// Why `new` may not follow `old` under the compatibility `level`, by Avro's own resolution
+/// rules (apache-avro's checker): registries often answer only `is_compatible: false`.
+/// `None` when the checker finds no problem (the registry's rule was stricter) or a schema
+/// does not parse.
+pub fn explain(old: &str, new: &str, level: &str) -> Option<String> {
+    use apache_avro::schema_compatibility::SchemaCompatibility;
+    let (old, new) = (
+        apache_avro::Schema::parse_str(old).ok()?,
+        apache_avro::Schema::parse_str(new).ok()?,
+    );
+    let name = match &new {
+        apache_avro::Schema::Record(r) => r.name.fullname(None),
+        _ => "the schema".into(),
+    };
+    let level = level.to_ascii_uppercase();
+    let mut reasons = Vec::new();
+    if level.starts_with("BACKWARD") || level.starts_with("FULL") {
+        if let Err(e) = SchemaCompatibility::can_read(&old, &new) {
+            reasons.push(format!(
+                "{level} requires readers on the new {name} to read events written with the old one, and they cannot: {e}"
+            ));
+        }
+    }
+    if level.starts_with("FORWARD") || level.starts_with("FULL") {
+        if let Err(e) = SchemaCompatibility::can_read(&new, &old) {
+            reasons.push(format!(
+                "{level} requires readers still on the old {name} to read events written with the new one, and they cannot: {e}"
+            ));
+        }
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
 /// A registry client for deploy.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -64,12 +97,22 @@ impl Registry {
                 anyhow::bail!("checking {subject} against version {v}: {status} {body}");
             }
             if body["is_compatible"] == json!(false) {
+                let level = o.compatibility.clone().unwrap_or_else(|| want.compatibility.clone());
+                let (status, old) = self.get(&format!("subjects/{subject}/versions/{v}")).await?;
+                let explained = match (status, old["schema"].as_str()) {
+                    (StatusCode::OK, Some(old)) => explain(old, &want.text, &level),
+                    _ => None,
+                };
                 let messages = body["messages"]
                     .as_array()
                     .map(|m| m.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| "no reason given".into());
-                o.incompatible = Some(format!("not compatible with version {v} ({messages})"));
+                    .filter(|m| !m.is_empty());
+                let reason = match (explained, messages) {
+                    (Some(e), _) => e,
+                    (None, Some(m)) => m,
+                    (None, None) => format!("the registry gave no reason; the subject's rule is {level}"),
+                };
+                o.incompatible = Some(format!("not compatible with version {v}: {reason}"));
                 break;
             }
         }
@@ -135,5 +178,32 @@ impl Registry {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    const OLD: &str = r#"{"type":"record","name":"Thing","namespace":"t","fields":[{"name":"id","type":"string"}]}"#;
+    const ADDED_NO_DEFAULT: &str = r#"{"type":"record","name":"Thing","namespace":"t","fields":[{"name":"id","type":"string"},{"name":"colour","type":"string"}]}"#;
+    const ADDED_DEFAULT: &str = r#"{"type":"record","name":"Thing","namespace":"t","fields":[{"name":"id","type":"string"},{"name":"colour","type":"string","default":"red"}]}"#;
+
+    #[test]
+    fn a_refusal_names_the_record_the_field_and_the_rule() {
+        let why = explain(OLD, ADDED_NO_DEFAULT, "BACKWARD").expect("incompatible");
+        assert!(
+            why.contains("t.Thing") && why.contains("colour") && why.contains("default") && why.contains("BACKWARD"),
+            "{why}"
+        );
+        assert_eq!(explain(OLD, ADDED_DEFAULT, "BACKWARD_TRANSITIVE"), None);
+        assert_eq!(
+            explain(OLD, ADDED_NO_DEFAULT, "FORWARD"),
+            None,
+            "old readers ignore the new field"
+        );
+        let removed = explain(ADDED_NO_DEFAULT, OLD, "FORWARD").expect("old readers need colour");
+        assert!(removed.contains("colour") && removed.contains("FORWARD"), "{removed}");
+        assert_eq!(explain(OLD, ADDED_NO_DEFAULT, "NONE"), None);
     }
 }
