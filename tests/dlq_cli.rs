@@ -48,6 +48,16 @@ async fn an_unknown_consumer_is_named_with_what_to_do() {
     for args in [
         vec!["dlq", "list", "--consumer", consumer.as_str()],
         vec!["dlq", "redrive", "--consumer", consumer.as_str()],
+        vec![
+            "dlq",
+            "discard",
+            "--consumer",
+            consumer.as_str(),
+            "--subject",
+            "order/1",
+            "--reason",
+            "typo",
+        ],
     ] {
         let out = seam(&cluster, &args);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -68,4 +78,33 @@ fn redrive_without_a_consumer_is_a_usage_error() {
         .expect("run seam");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--consumer"));
+}
+
+#[test]
+fn a_discard_needs_a_subject_and_a_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_seam"))
+        .args(["dlq", "discard", "--consumer", "c", "--subject", "order/1"])
+        .output()
+        .expect("run seam");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--reason"));
+    let out = Command::new(env!("CARGO_BIN_EXE_seam"))
+        .args([
+            "dlq",
+            "discard",
+            "--consumer",
+            "c",
+            "--subject",
+            "order/1",
+            "--reason",
+            " ",
+        ])
+        .output()
+        .expect("run seam");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give a reason"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

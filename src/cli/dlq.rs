@@ -1,5 +1,6 @@
-//! `seam dlq list | redrive`: inspect dead letters and re-drive parked subjects once the cause
-//! (a translator bug, a missing schema) is fixed.
+//! `seam dlq list | redrive | discard`: inspect dead letters, re-drive parked subjects once the
+//! cause (a translator bug, a missing schema) is fixed, and settle the letters that can never be
+//! redriven.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -11,12 +12,13 @@ use rdkafka::ClientConfig;
 use super::output;
 use crate::cluster::Endpoints;
 use crate::dlq::admin;
-use crate::dlq::{Listed, RedriveRequest};
+use crate::dlq::{DiscardRequest, Listed, RedriveRequest};
 
 /// `seam dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Show dead letters with their reason and status (parked, redriven, redrive-failed).
+    /// Show dead letters with their reason and status (parked, redriven, redrive-failed,
+    /// resolved, discarded).
     List {
         /// Only this consumer (default: every consumer with a `<consumer>.dlq` topic).
         #[arg(long)]
@@ -36,6 +38,36 @@ pub enum DlqCommand {
         /// Only subjects of this source topic.
         #[arg(long)]
         topic: Option<String>,
+        /// Seconds to wait for the consumer's answer; 0 sends the request and returns.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
+    /// Settle dead letters that can never be redriven, without applying their events: recorded
+    /// on the DLQ topic with who, why and when; the subject is unparked once none is left.
+    Discard {
+        /// The consumer holding the letters.
+        #[arg(long)]
+        consumer: String,
+        /// The subject whose letters to discard (e.g. `order/42`).
+        #[arg(long)]
+        subject: String,
+        /// Only letters from this source topic.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only the letter at this source offset (repeat for several); default: every letter of
+        /// the subject.
+        #[arg(long = "offset", value_name = "OFFSET")]
+        offsets: Vec<i64>,
+        /// Why; kept with each letter for audit.
+        #[arg(long)]
+        reason: String,
+        /// Who decides (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// Then redrive the subject's remaining letters: skip the discarded one, let later ones
+        /// through.
+        #[arg(long)]
+        redrive_rest: bool,
         /// Seconds to wait for the consumer's answer; 0 sends the request and returns.
         #[arg(long, default_value_t = 60)]
         wait: u64,
@@ -65,11 +97,111 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
             topic,
             wait,
         } => redrive(consumer, RedriveRequest { subject, topic }, wait).await,
+        DlqCommand::Discard {
+            consumer,
+            subject,
+            topic,
+            offsets,
+            reason,
+            by,
+            redrive_rest,
+            wait,
+        } => {
+            let by = by
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".into());
+            let request = DiscardRequest {
+                subject,
+                topic,
+                offsets,
+                reason,
+                by,
+                redrive_rest,
+            };
+            discard(consumer, request, wait).await
+        }
+    }
+}
+
+async fn discard(consumer: String, request: DiscardRequest, wait: u64) -> anyhow::Result<ExitCode> {
+    if let Err(e) = request.check() {
+        bail!("{e}");
+    }
+    let client = client()?;
+    let (c, name) = (client.clone(), consumer.clone());
+    let before = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
+    let parked = |l: &Listed| matches!(l.status.as_str(), "parked" | "redrive-failed");
+    let chosen: Vec<Listed> = before
+        .iter()
+        .filter(|l| {
+            parked(l)
+                && l.subject.as_deref() == Some(request.subject.as_str())
+                && request.topic.as_ref().is_none_or(|t| &l.topic == t)
+                && (request.offsets.is_empty() || request.offsets.contains(&l.offset))
+        })
+        .cloned()
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "no parked dead letter of {consumer} matches subject {}{}; `seam dlq list --consumer {consumer}` shows what is parked",
+            request.subject,
+            if request.offsets.is_empty() {
+                String::new()
+            } else {
+                format!(" at offsets {:?}", request.offsets)
+            }
+        );
+    }
+    let asked_at = admin::request_discard(&client, &consumer, &request).await?;
+    output::line(&format!(
+        "asked {consumer} to discard {} dead letter(s) of {} (reason: {}; by {})",
+        chosen.len(),
+        request.subject,
+        request.reason,
+        request.by
+    ));
+    if wait == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let (c, name) = (client.clone(), consumer.clone());
+        let now = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
+        let done: Vec<&Listed> = now
+            .iter()
+            .filter(|l| {
+                chosen.iter().any(|p| p.same_letter(l))
+                    && l.status == "discarded"
+                    && l.redrive_time.as_ref().is_some_and(|t| *t >= asked_at)
+            })
+            .collect();
+        if done.len() >= chosen.len() {
+            for l in &done {
+                output::line(&format!("discarded  {}  {}", l.source_label(), request.subject));
+            }
+            let left = now
+                .iter()
+                .filter(|l| parked(l) && l.subject.as_deref() == Some(request.subject.as_str()))
+                .count();
+            if left > 0 && !request.redrive_rest {
+                output::line(&format!(
+                    "{left} later letter(s) of {} stay parked; `seam dlq redrive --consumer {consumer} --subject {}` lets them through",
+                    request.subject, request.subject
+                ));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{consumer} did not answer the discard request within {wait} s; is it running? The request stays on {consumer}.dlq and is applied when it starts"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
 fn matches(letter: &Listed, request: &RedriveRequest) -> bool {
-    letter.status != "redriven"
+    !matches!(letter.status.as_str(), "redriven" | "resolved" | "discarded")
         && request
             .subject
             .as_ref()
@@ -149,7 +281,10 @@ fn print_table(letters: &[Listed]) {
                 l.class.clone(),
                 l.error.clone(),
                 l.status.clone(),
-                l.redrive_error.clone().unwrap_or_else(|| l.reason.clone()),
+                match &l.discarded {
+                    Some(d) => format!("discarded by {}: {}", d.by, d.reason),
+                    None => l.redrive_error.clone().unwrap_or_else(|| l.reason.clone()),
+                },
             ]
         })
         .collect();

@@ -11,8 +11,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use thiserror::Error;
 
-use super::{fold, redrive_request_record, DlqRecord, Listed, RedriveRequest};
+use super::{discard_request_record, fold, redrive_request_record, DiscardRequest, DlqRecord, Listed, RedriveRequest};
 use crate::envelope;
+use crate::store::OutboxRecord;
 use crate::translator::dlq_topic;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,6 +163,25 @@ pub async fn request_redrive(
     consumer: &str,
     request: &RedriveRequest,
 ) -> Result<String, DlqError> {
+    send_request(client, consumer, &redrive_request_record(request), "redrive").await
+}
+
+/// Writes a discard request to the consumer's DLQ topic; the running consumer applies it and
+/// answers `discarded` per letter. Returns the request's time, as [`request_redrive`].
+pub async fn request_discard(
+    client: &ClientConfig,
+    consumer: &str,
+    request: &DiscardRequest,
+) -> Result<String, DlqError> {
+    send_request(client, consumer, &discard_request_record(request), "discard").await
+}
+
+async fn send_request(
+    client: &ClientConfig,
+    consumer: &str,
+    record: &OutboxRecord,
+    what: &str,
+) -> Result<String, DlqError> {
     let topic = dlq_topic(consumer);
     let reader = reader(client)?;
     let metadata = reader
@@ -184,7 +204,6 @@ pub async fn request_redrive(
         .set("message.timeout.ms", "30000")
         .create()
         .map_err(kafka("creating a producer"))?;
-    let record = redrive_request_record(request);
     let time = record
         .headers
         .iter()
@@ -200,7 +219,7 @@ pub async fn request_redrive(
         .send(future, Duration::from_secs(30))
         .await
         .map_err(|(e, _)| DlqError::Kafka {
-            what: format!("writing the redrive request to {topic}"),
+            what: format!("writing the {what} request to {topic}"),
             detail: e.to_string(),
         })?;
     Ok(time)

@@ -5,7 +5,11 @@
 //!   and headers, its source coordinates and the reason (class, kind, message);
 //! - `redrive-request`: written by `seam dlq redrive`; the running consumer picks it up and
 //!   re-applies the parked events of a subject (or of all subjects), in order;
-//! - `redriven` / `redrive-failed`: the consumer's answer, one per dead letter it retried.
+//! - `redriven` / `redrive-failed`: the consumer's answer, one per dead letter it retried;
+//! - `discard-request`: written by `seam dlq discard`: the operator settles dead letters that can
+//!   never be redriven, with a reason; the consumer answers `discarded` per letter, with who, why
+//!   and when (the topic keeps them: it is the audit trail);
+//! - `resolved`: a replay's swap applied the letter's event.
 //!
 //! Records may appear twice after a crash (the DLQ is fed from a durable outbox, at least once),
 //! so readers key dead letters by their source coordinates.
@@ -54,6 +58,16 @@ pub const KIND_REDRIVEN: &str = "redriven";
 pub const KIND_REDRIVE_FAILED: &str = "redrive-failed";
 /// `resolved`: a replay rebuilt the subject and applied the event; nothing is left to redrive.
 pub const KIND_RESOLVED: &str = "resolved";
+/// `discard-request`.
+pub const KIND_DISCARD_REQUEST: &str = "discard-request";
+/// `discarded`: an operator settled the letter without applying its event.
+pub const KIND_DISCARDED: &str = "discarded";
+/// Header: who asked (a discard).
+pub const BY: &str = "seam-dlq-by";
+/// Header: the source offsets a discard selects, comma-separated (none: every letter of the subject).
+pub const OFFSETS: &str = "seam-dlq-offsets";
+/// Header: `true` when a discard is to redrive the subject's remaining letters after it.
+pub const REDRIVE_REST: &str = "seam-dlq-redrive-rest";
 
 fn h(name: &str, value: impl Into<String>) -> (String, Option<Vec<u8>>) {
     (name.to_string(), Some(value.into().into_bytes()))
@@ -175,6 +189,105 @@ pub fn redrive_request_record(request: &RedriveRequest) -> OutboxRecord {
     }
 }
 
+/// An operator's decision to settle dead letters without applying their events: the letters of
+/// one subject (all, or those at `offsets`), with why and who. The subject is unparked once no
+/// letter of it is left; with `redrive_rest` the letters it keeps are redriven right after.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscardRequest {
+    /// The subject (e.g. `order/42`).
+    pub subject: String,
+    /// Only letters from this source topic (default: every source).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Only the letters at these source offsets (default: every letter of the subject).
+    #[serde(default)]
+    pub offsets: Vec<i64>,
+    /// Why; kept with each discarded letter.
+    pub reason: String,
+    /// Who decided; kept with each discarded letter.
+    #[serde(default)]
+    pub by: String,
+    /// Redrive the subject's remaining letters afterwards (skip one letter, let later ones through).
+    #[serde(default)]
+    pub redrive_rest: bool,
+}
+
+impl DiscardRequest {
+    /// Whether the request can be acted on: a subject and a reason, at least.
+    pub fn check(&self) -> Result<(), String> {
+        if self.subject.trim().is_empty() {
+            return Err("name the subject whose dead letters to discard (e.g. order/42)".into());
+        }
+        if self.reason.trim().is_empty() {
+            return Err("give a reason: it is kept with every discarded letter for audit".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `letter` is one this request discards.
+    pub fn selects(&self, letter: &DeadLetter) -> bool {
+        letter.subject.as_deref() == Some(self.subject.as_str())
+            && self.topic.as_ref().is_none_or(|t| *t == letter.topic)
+            && (self.offsets.is_empty() || self.offsets.contains(&letter.offset))
+    }
+
+    /// Read back from its DLQ record.
+    pub fn from_record(record: &DlqRecord) -> Option<Self> {
+        Some(Self {
+            subject: record.get(SUBJECT)?.to_string(),
+            topic: record.get(TOPIC).map(str::to_string),
+            offsets: record
+                .get(OFFSETS)
+                .map(|o| o.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+                .unwrap_or_default(),
+            reason: record.get(REASON).unwrap_or_default().to_string(),
+            by: record.get(BY).unwrap_or_default().to_string(),
+            redrive_rest: record.get(REDRIVE_REST) == Some("true"),
+        })
+    }
+}
+
+/// The record `seam dlq discard` writes.
+pub fn discard_request_record(request: &DiscardRequest) -> OutboxRecord {
+    let mut headers = vec![
+        h(KIND, KIND_DISCARD_REQUEST),
+        h(TIME, envelope::rfc3339(envelope::now_ms())),
+        h(SUBJECT, request.subject.clone()),
+        h(REASON, request.reason.clone()),
+        h(BY, request.by.clone()),
+    ];
+    if let Some(topic) = &request.topic {
+        headers.push(h(TOPIC, topic.clone()));
+    }
+    if !request.offsets.is_empty() {
+        let offsets: Vec<String> = request.offsets.iter().map(i64::to_string).collect();
+        headers.push(h(OFFSETS, offsets.join(",")));
+    }
+    if request.redrive_rest {
+        headers.push(h(REDRIVE_REST, "true"));
+    }
+    OutboxRecord {
+        key: Some(request.subject.clone().into_bytes()),
+        value: None,
+        headers,
+    }
+}
+
+/// The consumer's record that a letter was discarded: who, why, when.
+pub fn discarded_record(letter: &DeadLetter, request: &DiscardRequest) -> OutboxRecord {
+    let mut headers = vec![h(KIND, KIND_DISCARDED)];
+    headers.extend(coordinates(letter));
+    headers.push(h(REASON, request.reason.clone()));
+    headers.push(h(BY, request.by.clone()));
+    headers.push(h(TIME, envelope::rfc3339(envelope::now_ms())));
+    OutboxRecord {
+        key: letter.key.clone(),
+        value: None,
+        headers,
+    }
+}
+
 /// A DLQ record read back, reduced to its `seam-dlq-*` headers.
 #[derive(Debug, Clone)]
 pub struct DlqRecord {
@@ -280,8 +393,12 @@ pub struct Listed {
     pub reason: String,
     /// When it was dead-lettered.
     pub time: String,
-    /// `parked`, `redriven`, `redrive-failed`, or `resolved` (a replay applied it).
+    /// `parked`, `redriven`, `redrive-failed`, `resolved` (a replay applied it) or `discarded`
+    /// (an operator settled it without applying it).
     pub status: String,
+    /// Who discarded it, and why (status `discarded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discarded: Option<Discarded>,
     /// Why the last redrive failed.
     pub redrive_error: Option<String>,
     /// When the last redrive outcome was recorded.
@@ -313,6 +430,17 @@ impl Listed {
     }
 }
 
+/// Who settled a dead letter without applying it, why and when.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Discarded {
+    /// Who (as given to `seam dlq discard --by`, or the user who ran it).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When, RFC 3339.
+    pub time: String,
+}
+
 /// Folds the records of one DLQ topic into its dead letters with their current status.
 pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
     let mut letters: BTreeMap<Identity, Listed> = BTreeMap::new();
@@ -335,6 +463,7 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     reason: record.get(REASON).unwrap_or_default().to_string(),
                     time: record.get(TIME).unwrap_or_default().to_string(),
                     status: "parked".into(),
+                    discarded: None,
                     redrive_error: None,
                     redrive_time: None,
                 });
@@ -353,9 +482,20 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     l.redrive_time = record.get(TIME).map(str::to_string);
                 }
             }
+            KIND_DISCARDED => {
+                if let Some(l) = letters.get_mut(&identity) {
+                    l.status = KIND_DISCARDED.into();
+                    l.discarded = Some(Discarded {
+                        by: record.get(BY).unwrap_or_default().to_string(),
+                        reason: record.get(REASON).unwrap_or_default().to_string(),
+                        time: record.get(TIME).unwrap_or_default().to_string(),
+                    });
+                    l.redrive_time = record.get(TIME).map(str::to_string);
+                }
+            }
             KIND_REDRIVE_FAILED => {
                 if let Some(l) = letters.get_mut(&identity) {
-                    if l.status != KIND_REDRIVEN && l.status != KIND_RESOLVED {
+                    if l.status != KIND_REDRIVEN && l.status != KIND_RESOLVED && l.status != KIND_DISCARDED {
                         l.status = KIND_REDRIVE_FAILED.into();
                         l.redrive_error = record.get(REASON).map(str::to_string);
                         l.redrive_time = record.get(TIME).map(str::to_string);

@@ -168,3 +168,17 @@ pub(super) async fn get_replay<S: Service>(State(node): State<Arc<Node<S>>>) -> 
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no replay of {} has run since it started", node.name())))
 }
+
+/// `POST /dead-letters/discard`: settles dead letters that can never be redriven without
+/// applying their events, recorded with who and why (body: [`crate::dlq::DiscardRequest`]).
+/// 200 with what was discarded; 422 when nothing parked matches or the reason is missing.
+pub(super) async fn post_discard<S: Service>(
+    State(node): State<Arc<Node<S>>>,
+    body: Result<Json<crate::dlq::DiscardRequest>, JsonRejection>,
+) -> Result<Json<crate::runtime::DiscardSummary>, ApiError> {
+    let Json(mut request) = body?;
+    if request.by.trim().is_empty() {
+        request.by = "http".into();
+    }
+    node.discard(request).await.map(Json).map_err(refused)
+}

@@ -257,7 +257,7 @@ where
 
 /// The routes that need nothing of the service's command type: getEvents and putEvents
 /// (`/events`), `GET /health`, `GET /metrics`, `GET /snapshot`, `/subscriptions`, `/status` and
-/// `/replay`. Part of [`platform_routes`]; on their own for processes that take no commands over
+/// `/replay`, `POST /dead-letters/discard`. Part of [`platform_routes`]; on their own for processes that take no commands over
 /// HTTP.
 pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
     Router::new()
@@ -275,6 +275,7 @@ pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/replay", get(admin::get_replay::<S>).post(admin::post_replay::<S>))
+        .route("/dead-letters/discard", axum::routing::post(admin::post_discard::<S>))
         .with_state(node)
 }
 

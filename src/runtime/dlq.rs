@@ -18,12 +18,13 @@ use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::dlq::{self, DlqRecord, RedriveRequest};
+use crate::dlq::{self, DiscardRequest, DlqRecord, RedriveRequest};
 use crate::envelope;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::translator::dlq_topic;
 
+use super::discard;
 use super::progress::Progress;
 use super::redrive::Redriver;
 use super::RuntimeError;
@@ -125,6 +126,38 @@ impl Shipper {
     }
 }
 
+impl<C: Send + 'static> Control<C> {
+    /// Runs a discard request read from the DLQ topic; a malformed or unmatched one is logged
+    /// and passed (its position is stored all the same).
+    fn discard(&self, record: &DlqRecord, control: Option<(String, i32, i64)>) -> Result<(), RuntimeError> {
+        let request = DiscardRequest::from_record(record).filter(|r| r.check().is_ok());
+        let Some(request) = request else {
+            warn!(service = %self.service, offset = record.dlq_offset, "a discard request without a subject or reason; ignored");
+            return Ok(());
+        };
+        let discard::Queued {
+            request: job,
+            answer,
+            out,
+        } = discard::queue(&request, control);
+        self.redriver
+            .writer
+            .blocking_send(job)
+            .map_err(|_| RuntimeError::WriterGone)?;
+        answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
+        let summary = discard::taken(&out);
+        info!(service = %self.service, subject = %request.subject, by = %request.by, reason = %request.reason, discarded = summary.discarded, "dead letters discarded");
+        if request.redrive_rest && summary.still_parked > 0 {
+            let rest = RedriveRequest {
+                subject: Some(request.subject.clone()),
+                topic: request.topic.clone(),
+            };
+            self.redriver.run(&rest, None)?;
+        }
+        Ok(())
+    }
+}
+
 pub(crate) struct Control<C> {
     pub service: String,
     pub client: ClientConfig,
@@ -170,6 +203,11 @@ impl<C: Send + 'static> Control<C> {
                 message.offset(),
                 &envelope::owned_pairs(message.headers()),
             );
+            if record.kind() == dlq::KIND_DISCARD_REQUEST {
+                let control = Some((topic.clone(), message.partition(), message.offset() + 1));
+                self.discard(&record, control)?;
+                continue;
+            }
             if record.kind() != dlq::KIND_REDRIVE_REQUEST {
                 continue;
             }

@@ -9,6 +9,7 @@
 mod applier;
 mod bootstrap;
 mod consumer;
+mod discard;
 mod dlq;
 mod flusher;
 pub(crate) mod in_flight;
@@ -48,6 +49,7 @@ use crate::translator::{dlq_topic, events_topic, Translator};
 
 pub use applier::Applier;
 pub use bootstrap::{is_url, SnapshotSource};
+pub use discard::DiscardSummary;
 pub use pipeline::RawEvent;
 pub use progress::Progress;
 pub use redrive::RedriveSummary;
@@ -697,6 +699,36 @@ impl<S: Service> Node<S> {
         tokio::task::spawn_blocking(move || redriver.run(&request, None))
             .await
             .map_err(|_| RuntimeError::Panicked("redrive".into()))?
+    }
+
+    /// Settles dead letters that can never be redriven, without applying their events (`seam
+    /// dlq discard`, `POST /dead-letters/discard`): recorded with who and why on the DLQ topic,
+    /// the subject unparked once none of its letters is left. With `redrive_rest`, the letters
+    /// of the subject it leaves are redriven right after (skip one letter, let later ones through).
+    pub async fn discard(&self, request: crate::dlq::DiscardRequest) -> Result<DiscardSummary, RuntimeError> {
+        request.check().map_err(RuntimeError::Config)?;
+        let redriver = self.redriver()?;
+        let discard::Queued {
+            request: job,
+            answer,
+            out,
+        } = discard::queue(&request, None);
+        redriver.writer.send(job).await.map_err(|_| RuntimeError::WriterGone)?;
+        answer.await.map_err(|_| RuntimeError::WriterGone)??;
+        let mut summary = discard::taken(&out);
+        if request.redrive_rest && summary.still_parked > 0 {
+            let rest = crate::dlq::RedriveRequest {
+                subject: Some(request.subject.clone()),
+                topic: request.topic.clone(),
+            };
+            summary.redrive = Some(
+                tokio::task::spawn_blocking(move || redriver.run(&rest, None))
+                    .await
+                    .map_err(|_| RuntimeError::Panicked("redrive".into()))??,
+            );
+        }
+        info!(service = %self.name, subject = %request.subject, by = %request.by, reason = %request.reason, discarded = summary.discarded, "dead letters discarded");
+        Ok(summary)
     }
 
     fn redriver(&self) -> Result<redrive::Redriver<S::Command>, RuntimeError> {

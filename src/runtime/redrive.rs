@@ -26,7 +26,7 @@ use super::RuntimeError;
 const CHUNK: usize = 256;
 
 /// What a redrive did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RedriveSummary {
     /// Dead letters applied (or found already applied).
     pub redriven: usize,

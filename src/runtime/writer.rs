@@ -345,6 +345,8 @@ impl<S: Service> Writer<S> {
                 match job(&self.store, &mut group.set) {
                     Ok(()) => {
                         group.set.keep();
+                        // A job may queue DLQ records (a swap's resolved letters, discards).
+                        group.outbox_queued = true;
                         self.commit(group)?;
                         // The job may have moved positions (a replay's swap, an accepted gap):
                         // what is new and what is a redelivery is decided by the stored ones.

@@ -1,0 +1,133 @@
+//! Discarding dead letters: an operator settles letters that can never be redriven (a schema
+//! gone from the registry, an event the service must not apply) without applying their events.
+//!
+//! One write removes the selected letters, marks their events as taken in (a redelivery does
+//! not park them again), queues a `discarded` record per letter on the DLQ topic (who, why,
+//! when: the topic keeps them for audit) and unparks the subject once none of its letters is
+//! left. Letters not selected stay parked, in order; a redrive lets them through.
+
+use std::sync::{Arc, Mutex};
+
+use crate::dlq::{self, DiscardRequest};
+use crate::store::{Parked, Store, WriteSet};
+
+use super::pipeline::RawEvent;
+use super::redrive::RedriveSummary;
+use super::writer::ExclusiveJob;
+
+/// What a discard did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DiscardSummary {
+    /// Letters discarded.
+    pub discarded: usize,
+    /// Letters of the subject still parked after it (before any redrive).
+    pub still_parked: usize,
+    /// What redriving the rest did, when asked (`redrive_rest`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive: Option<RedriveSummary>,
+}
+
+/// The writer job for `request`; `control` is the DLQ control reader's position to store with
+/// it (a crash re-runs the request; what it already discarded is gone by then). The summary
+/// lands in `out`.
+pub(crate) fn job(
+    request: DiscardRequest,
+    control: Option<(String, i32, i64)>,
+    out: Arc<Mutex<DiscardSummary>>,
+) -> ExclusiveJob {
+    Box::new(move |store, set| {
+        if let Some((topic, partition, next)) = &control {
+            set.set_position(topic, *partition, *next);
+        }
+        let summary = discard(store, set, &request).map_err(|e| e.to_string())?;
+        if summary.discarded == 0 && control.is_none() {
+            return Err(format!(
+                "no parked dead letter of {} matches{}{}; `seam dlq list` shows what is parked",
+                request.subject,
+                request.topic.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
+                if request.offsets.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at offsets {:?}", request.offsets)
+                }
+            ));
+        }
+        if let Ok(mut slot) = out.lock() {
+            *slot = summary;
+        }
+        Ok(())
+    })
+}
+
+fn discard(
+    store: &Store,
+    set: &mut WriteSet,
+    request: &DiscardRequest,
+) -> Result<DiscardSummary, crate::store::StoreError> {
+    let mut topics: Vec<String> = store
+        .dead_letter_counts()?
+        .into_keys()
+        .map(|(topic, _)| topic)
+        .collect();
+    topics.dedup();
+    let mut summary = DiscardSummary::default();
+    for topic in topics {
+        if request.topic.as_ref().is_some_and(|t| *t != topic) {
+            continue;
+        }
+        let letters: Vec<Parked> = store.parked(Some((&topic, &request.subject)))?;
+        if letters.is_empty() {
+            continue;
+        }
+        for parked in letters {
+            if !request.selects(&parked.letter) || !set.is_parked_event(store, &parked.key)? {
+                summary.still_parked += usize::from(set.is_parked_event(store, &parked.key)?);
+                continue;
+            }
+            let letter = &parked.letter;
+            let raw = RawEvent {
+                topic: letter.topic.clone(),
+                partition: letter.partition,
+                offset: letter.offset,
+                key: letter.key.clone(),
+                value: letter.value.clone(),
+                headers: letter.headers.clone(),
+            };
+            if let Some(key) = raw.key() {
+                set.take(store, &key)?;
+            }
+            set.unpark_event(store, &parked)?;
+            set.queue_outbox(dlq::discarded_record(letter, request));
+            summary.discarded += 1;
+        }
+        if !set.has_parked_events(store, &topic, &request.subject)? {
+            set.unpark_subject(&topic, &request.subject);
+        }
+    }
+    Ok(summary)
+}
+
+/// A discard handed to the writer: the request to send, where its answer comes and where its
+/// summary lands.
+pub(crate) struct Queued<C> {
+    pub request: super::writer::Request<C>,
+    pub answer: tokio::sync::oneshot::Receiver<Result<(), super::RuntimeError>>,
+    pub out: Arc<Mutex<DiscardSummary>>,
+}
+
+/// The writer request for `request` (see [`job`]).
+pub(crate) fn queue<C>(request: &DiscardRequest, control: Option<(String, i32, i64)>) -> Queued<C> {
+    let out = Arc::new(Mutex::new(DiscardSummary::default()));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = job(request.clone(), control, Arc::clone(&out));
+    Queued {
+        request: super::writer::Request::Exclusive { job, reply },
+        answer,
+        out,
+    }
+}
+
+/// The summary a finished job left.
+pub(crate) fn taken(out: &Mutex<DiscardSummary>) -> DiscardSummary {
+    out.lock().map(|s| s.clone()).unwrap_or_default()
+}
