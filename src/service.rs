@@ -39,6 +39,14 @@ pub trait Service: Send + Sync + 'static {
     fn replicas(&self) -> Vec<Replica> {
         Vec::new()
     }
+
+    /// Whether `command` is internal: issued only by the service's translators (and so by
+    /// redrive and replay), never sent by a client. `POST /commands` refuses an internal command
+    /// with 403, so a replica changes only through the events it replicates. Default: none is.
+    fn is_internal(&self, command: &Self::Command) -> bool {
+        let _ = command;
+        false
+    }
 }
 
 /// A replica of foreign data in a service's model: every model key under `prefix` is written

@@ -348,6 +348,18 @@ where
     S::Command: serde::de::DeserializeOwned,
 {
     let Json(command) = body?;
+    if node.service().is_internal(&command) {
+        let debug = format!("{command:?}");
+        let name = debug.split([' ', '(', '{']).next().unwrap_or_default();
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{name} is internal to {}: only its translators issue it (and redrive and replay), so the data it writes \
+                 changes only through the events it replicates; send the command to the service that owns the data instead",
+                node.name()
+            ),
+        ));
+    }
     match node.execute(command, crate::service::Cause::default()).await {
         Ok(seqs) => Ok(Json(serde_json::json!({ "applied": true, "events": seqs }))),
         Err(e) => Err(ApiError::from_execute(&e)),

@@ -1250,6 +1250,11 @@ impl<S: Service> Node<S> {
         self.replay.lock().ok().and_then(|s| s.clone())
     }
 
+    /// The service itself (what HTTP asks about its commands).
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+
     /// The service's event catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog

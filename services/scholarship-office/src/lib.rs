@@ -115,6 +115,11 @@ pub struct ScholarshipOffice;
 impl Service for ScholarshipOffice {
     type Command = Command;
 
+    /// Every command of the office comes from its translators: its data is all replicated.
+    fn is_internal(&self, _command: &Command) -> bool {
+        true
+    }
+
     fn apply(&self, ctx: &mut Apply<'_>, command: &Command) -> Result<(), ApplyError> {
         let student = match command {
             Command::Name { student, .. } | Command::Enrolled { student, .. } | Command::Graded { student, .. } => {

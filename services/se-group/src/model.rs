@@ -155,6 +155,11 @@ pub struct SeGroup;
 impl Service for SeGroup {
     type Command = Command;
 
+    /// Enrolments and TA records come from the students office and the TA pool only.
+    fn is_internal(&self, command: &Command) -> bool {
+        matches!(command, Command::Enroll { .. } | Command::RecordTa { .. })
+    }
+
     fn apply(&self, ctx: &mut Apply<'_>, command: &Command) -> Result<(), ApplyError> {
         match command {
             Command::Enroll {

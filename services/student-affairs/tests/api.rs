@@ -105,6 +105,16 @@ async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wro
         v["error"].as_str().unwrap_or_default().contains("already exists"),
         "{v}"
     );
+    // A grade is replicated from the groups' events: sent by hand it is refused, not applied.
+    let by_hand = r#"{"command":"record_grade","student":"4711","exam":"e1","grade":"1.0","grader":"se-group"}"#;
+    let (s, v, _) = call(&app, Method::POST, "/commands", Some(by_hand)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("RecordGrade is internal")),
+        "{v}"
+    );
     let (s, v, _) = call(&app, Method::POST, "/commands", Some("{not json")).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().is_some() && v["hint"].as_str().is_some(), "{v}");

@@ -114,6 +114,11 @@ pub struct StudentsOffice;
 impl Service for StudentsOffice {
     type Command = Command;
 
+    /// Grades come from the groups' events only.
+    fn is_internal(&self, command: &Command) -> bool {
+        matches!(command, Command::RecordGrade { .. })
+    }
+
     fn apply(&self, ctx: &mut Apply<'_>, command: &Command) -> Result<(), ApplyError> {
         match command {
             Command::CreateStudent { student, name, program } => {

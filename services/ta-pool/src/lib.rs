@@ -78,6 +78,11 @@ pub struct TaPool;
 impl Service for TaPool {
     type Command = Command;
 
+    /// Hires are recorded from the groups' events only.
+    fn is_internal(&self, command: &Command) -> bool {
+        matches!(command, Command::RecordHire { .. })
+    }
+
     /// The outcome depends only on the set of hires, never on their arrival order, so the pool
     /// converges however the groups' topics interleave.
     fn apply(&self, ctx: &mut Apply<'_>, command: &Command) -> Result<(), ApplyError> {
