@@ -5,9 +5,9 @@
 //! invariant 3) when it answers, else from the consumer group's committed offsets, which the
 //! consumer writes after each applied batch (a stopped or hung consumer is exactly when an
 //! operator runs this). End offsets are last stable offsets (read_committed, like the
-//! consumer). Lag in seconds is now minus the time of the oldest event not yet applied, read
-//! from the topic at the position; a partition whose only unread offsets are transaction
-//! markers has no lag.
+//! consumer). Lag in events counts the events between position and end as the consumer reads
+//! them (a transactional producer leaves a marker offset per transaction, which is no event);
+//! lag in seconds is now minus the time of the oldest event not yet applied.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -32,8 +32,13 @@ pub struct PartitionStatus {
     pub position: i64,
     /// The partition's last stable offset.
     pub end: i64,
-    /// Offsets between position and end (0 when only transaction markers lie between).
+    /// Events between position and end, counted as the consumer reads them (transaction
+    /// markers are not events).
     pub lag_events: i64,
+    /// Whether `lag_events` is the offset difference instead (over 100,000 events, or a slow
+    /// read): transaction markers then count too.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lag_estimated: bool,
     /// Now minus the time of the oldest event not applied yet; 0 when caught up.
     pub lag_seconds: f64,
 }
@@ -49,6 +54,10 @@ pub struct SourceStatus {
     pub dead_letters: usize,
     /// Events parked behind them.
     pub parked: usize,
+    /// Events of record types the consumer's translator neither reads nor ignores, by record
+    /// (skipped; known only from the consumer itself).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhandled: BTreeMap<String, u64>,
     /// Why the consumer does not read this source, and what to do, when the events it needs
     /// next are gone (retention, or the topic was recreated).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +115,9 @@ pub struct SelfReport {
     /// Source topics not read until rebuilt, with what is gone and what to do.
     #[serde(default)]
     pub needs_rebuild: BTreeMap<String, String>,
+    /// Per source topic, events of record types the translator neither reads nor ignores.
+    #[serde(default)]
+    pub unhandled: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// Asks the consumer at `url` for its report; a hung or stopped one fails within 2 s.
@@ -162,15 +174,16 @@ pub fn consumer_status(
             let (_, end) = reader
                 .fetch_watermarks(&topic, partition, timeout)
                 .with_context(|| format!("end offset of {topic}/{partition}"))?;
-            let (lag_events, lag_seconds) = match oldest_unapplied(client, &topic, partition, position, end)? {
-                Some(time) => ((end - position).max(1), age(time)),
-                None => (0, 0.0),
+            let (lag_events, lag_seconds, lag_estimated) = match unapplied(client, &topic, partition, position, end)? {
+                Some(u) => (u.events as i64, age(u.first), u.estimated),
+                None => (0, 0.0, false),
             };
             parts.push(PartitionStatus {
                 partition,
                 position,
                 end,
                 lag_events,
+                lag_estimated,
                 lag_seconds,
             });
         }
@@ -178,7 +191,7 @@ pub fn consumer_status(
             letters
                 .iter()
                 .filter(|l| {
-                    l.topic == topic && l.class == class && matches!(l.status.as_str(), "parked" | "redrive-failed")
+                    l.topic == topic && l.class == class && matches!(l.status.as_str(), "pending" | "redrive-failed")
                 })
                 .count()
         };
@@ -190,11 +203,17 @@ pub fn consumer_status(
             Err(_) => (outstanding("poison"), outstanding("parked")),
         };
         let needs_rebuild = report.as_ref().ok().and_then(|r| r.needs_rebuild.get(&topic).cloned());
+        let unhandled = report
+            .as_ref()
+            .ok()
+            .and_then(|r| r.unhandled.get(&topic).cloned())
+            .unwrap_or_default();
         out.sources.push(SourceStatus {
             source: source.clone(),
             topic,
             dead_letters,
             parked,
+            unhandled,
             needs_rebuild,
             partitions: parts,
         });
@@ -223,14 +242,29 @@ fn committed(reader: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Res
         .collect())
 }
 
-/// The time of the first event at or after `position`, if one lies before `end`.
-fn oldest_unapplied(
+/// Unapplied events of one partition counted one by one at most; past this the lag is the
+/// offset difference (marked as estimated).
+const COUNT_AT_MOST: u64 = 100_000;
+
+/// What lies between a consumer's position and the end of one partition.
+struct Unapplied {
+    /// The time of the first event.
+    first: SystemTime,
+    /// How many events (transaction markers and aborted records are not events).
+    events: u64,
+    /// Whether `events` is the offset difference instead of a count (too many, or too slow).
+    estimated: bool,
+}
+
+/// The events at or after `position` and before `end`, read as the consumer reads them
+/// (read_committed): `None` when there are none.
+fn unapplied(
     client: &ClientConfig,
     topic: &str,
     partition: i32,
     position: i64,
     end: i64,
-) -> anyhow::Result<Option<SystemTime>> {
+) -> anyhow::Result<Option<Unapplied>> {
     if position >= end {
         return Ok(None);
     }
@@ -244,27 +278,54 @@ fn oldest_unapplied(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(position))?;
     reader.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
+    let started = std::time::Instant::now();
+    let mut found: Option<Unapplied> = None;
+    let estimate = |found: Option<Unapplied>| {
+        found.map(|f| Unapplied {
+            events: (end - position).max(1) as u64,
+            estimated: true,
+            ..f
+        })
+    };
+    loop {
+        let patience = if found.is_some() { 20 } else { 5 };
+        if started.elapsed() > Duration::from_secs(patience) {
+            if found.is_some() {
+                return Ok(estimate(found));
+            }
+            anyhow::bail!("no event arrived from {topic}/{partition} between offsets {position} and {end} within 5 s");
+        }
         match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.offset() < end => return Ok(Some(event_time(&m))),
-            Some(Ok(_)) => return Ok(None),
+            Some(Ok(m)) if m.offset() < end => {
+                let f = found.get_or_insert(Unapplied {
+                    first: event_time(&m),
+                    events: 0,
+                    estimated: false,
+                });
+                f.events += 1;
+                if m.offset() + 1 >= end {
+                    return Ok(found);
+                }
+                if f.events >= COUNT_AT_MOST {
+                    return Ok(estimate(found));
+                }
+            }
+            Some(Ok(_)) => return Ok(found),
             Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}/{partition} at {position}")),
             None => {
-                // Only markers (or aborted records) before the end: nothing left to apply.
+                // Only markers (or aborted records) left before the end: every event is counted.
                 if let Ok(tpl) = reader.position() {
                     let at = tpl.find_partition(topic, partition).and_then(|e| match e.offset() {
                         Offset::Offset(o) => Some(o),
                         _ => None,
                     });
                     if at.is_some_and(|o| o >= end) {
-                        return Ok(None);
+                        return Ok(found);
                     }
                 }
             }
         }
     }
-    anyhow::bail!("no event arrived from {topic}/{partition} between offsets {position} and {end} within 5 s")
 }
 
 /// The event's own time (`seam-time`), else the record's timestamp.

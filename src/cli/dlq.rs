@@ -17,8 +17,8 @@ use crate::dlq::{DiscardRequest, Listed, RedriveRequest};
 /// `seam dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Show dead letters with their reason and status (parked, redriven, redrive-failed,
-    /// resolved, discarded).
+    /// Show dead letters with their class (poison, or parked behind an earlier letter), reason
+    /// and status (pending, redriven, redrive-failed, resolved, discarded).
     List {
         /// Only this consumer (default: every consumer with a `<consumer>.dlq` topic).
         #[arg(long)]
@@ -130,7 +130,7 @@ async fn discard(consumer: String, request: DiscardRequest, wait: u64) -> anyhow
     let client = client()?;
     let (c, name) = (client.clone(), consumer.clone());
     let before = tokio::task::spawn_blocking(move || admin::list(&c, Some(&name))).await??;
-    let parked = |l: &Listed| matches!(l.status.as_str(), "parked" | "redrive-failed");
+    let parked = |l: &Listed| matches!(l.status.as_str(), "pending" | "redrive-failed");
     let chosen: Vec<Listed> = before
         .iter()
         .filter(|l| {

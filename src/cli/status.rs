@@ -160,8 +160,12 @@ async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {
     Ok(sources)
 }
 
+/// Two tables: per partition, where the consumer is and how far behind (in events, as it
+/// reads them, and seconds); per source, once, its dead letters, the events parked behind them
+/// and the record types its translator does not handle.
 fn render(report: &[ConsumerStatus]) -> String {
-    let mut rows = Vec::new();
+    let mut partitions = Vec::new();
+    let mut sources = Vec::new();
     let mut notes = Vec::new();
     for c in report {
         if let Some(why) = &c.unreachable {
@@ -175,18 +179,45 @@ fn render(report: &[ConsumerStatus]) -> String {
                 notes.push(format!("{} does not read {}: {why}", c.consumer, s.source));
             }
             for p in &s.partitions {
-                rows.push(vec![
+                let lag = if p.lag_estimated {
+                    format!("~{}", p.lag_events)
+                } else {
+                    p.lag_events.to_string()
+                };
+                partitions.push(vec![
                     c.consumer.clone(),
                     s.source.clone(),
                     p.partition.to_string(),
                     p.position.to_string(),
                     p.end.to_string(),
-                    p.lag_events.to_string(),
+                    lag,
                     format!("{:.1}", p.lag_seconds),
-                    s.dead_letters.to_string(),
-                    s.parked.to_string(),
                 ]);
             }
+            let unhandled: Vec<String> = s
+                .unhandled
+                .iter()
+                .map(|(record, n)| format!("{} × {n}", record.rsplit('.').next().unwrap_or(record)))
+                .collect();
+            if !unhandled.is_empty() {
+                notes.push(format!(
+                    "{} skips record types of {} its translator neither reads nor ignores ({}): declare them",
+                    c.consumer,
+                    s.source,
+                    unhandled.join(", ")
+                ));
+            }
+            sources.push(vec![
+                c.consumer.clone(),
+                s.source.clone(),
+                s.dead_letters.to_string(),
+                s.parked.to_string(),
+                if unhandled.is_empty() {
+                    "-".into()
+                } else {
+                    unhandled.join(", ")
+                },
+            ]);
         }
     }
     let mut text = output::table(
@@ -196,13 +227,25 @@ fn render(report: &[ConsumerStatus]) -> String {
             "PARTITION",
             "POSITION",
             "END",
-            "LAG",
-            "LAG(s)",
-            "DLQ",
-            "PARKED",
+            "LAG (EVENTS)",
+            "LAG (S)",
         ],
-        &rows,
+        &partitions,
     );
+    text.push_str("\n\n");
+    text.push_str(&output::table(
+        &[
+            "CONSUMER",
+            "SOURCE",
+            "DEAD LETTERS",
+            "PARKED BEHIND THEM",
+            "UNHANDLED TYPES",
+        ],
+        &sources,
+    ));
+    if partitions.iter().any(|r| r[5].starts_with('~')) {
+        notes.push("~: over 100,000 events behind, counted as offsets (transaction markers included)".into());
+    }
     for n in notes {
         text.push_str(&format!("\nnote: {n}"));
     }

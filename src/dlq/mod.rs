@@ -393,8 +393,9 @@ pub struct Listed {
     pub reason: String,
     /// When it was dead-lettered.
     pub time: String,
-    /// `parked`, `redriven`, `redrive-failed`, `resolved` (a replay applied it) or `discarded`
-    /// (an operator settled it without applying it).
+    /// `pending` (waiting for a redrive or a discard), `redriven`, `redrive-failed`, `resolved`
+    /// (a replay applied it) or `discarded` (an operator settled it without applying it). Not
+    /// to be confused with the class `parked`: held behind an earlier letter of its subject.
     pub status: String,
     /// Who discarded it, and why (status `discarded`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -462,7 +463,7 @@ pub fn fold(consumer: &str, records: &[DlqRecord]) -> Vec<Listed> {
                     error: record.get(ERROR).unwrap_or_default().to_string(),
                     reason: record.get(REASON).unwrap_or_default().to_string(),
                     time: record.get(TIME).unwrap_or_default().to_string(),
-                    status: "parked".into(),
+                    status: "pending".into(),
                     discarded: None,
                     redrive_error: None,
                     redrive_time: None,
@@ -585,10 +586,10 @@ mod tests {
         assert_eq!(
             ids,
             [
-                (Some("s/9".to_string()), "parked"),
+                (Some("s/9".to_string()), "pending"),
                 (Some("s/10".to_string()), "redriven"),
-                (None, "parked"),
-                (None, "parked"),
+                (None, "pending"),
+                (None, "pending"),
             ],
             "the duplicate of s/9 folds into one, s/10 sorts after s/9, two snapshots' record 0 stay two"
         );
