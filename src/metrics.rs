@@ -28,6 +28,7 @@ struct Inner {
     skipped: Family<Labels, Counter>,
     dead_lettered: Family<Labels, Counter>,
     parked: Family<Labels, Counter>,
+    unhandled: Family<Labels, Counter>,
     commands: Family<Labels, Counter>,
     published: Family<Labels, Counter>,
     lag: Family<Labels, Gauge>,
@@ -61,6 +62,10 @@ impl Metrics {
         let parked = family(
             "seam_events_parked",
             "Foreign events parked (to the DLQ) behind an earlier poison event of the same subject",
+        );
+        let unhandled = family(
+            "seam_events_unhandled",
+            "Foreign events of a record type the translator neither reads nor ignores (skipped; declare the type)",
         );
         let commands = family(
             "seam_commands",
@@ -103,6 +108,7 @@ impl Metrics {
                 skipped,
                 dead_lettered,
                 parked,
+                unhandled,
                 commands,
                 published,
                 lag,
@@ -134,6 +140,14 @@ impl Metrics {
             .skipped
             .get_or_create(&self.labels(&[("topic", topic), ("reason", reason)]))
             .inc_by(n);
+    }
+
+    /// An event of a record type the translator neither reads nor ignores.
+    pub fn unhandled(&self, topic: &str, record: &str) {
+        self.inner
+            .unhandled
+            .get_or_create(&self.labels(&[("topic", topic), ("record", record)]))
+            .inc();
     }
 
     /// A poison event dead-lettered.

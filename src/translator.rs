@@ -58,8 +58,15 @@ pub trait Translator<C>: Send + Sync + 'static {
     fn source(&self) -> &str;
 
     /// The records this translator reads, each with its reader schema (the consumer's view of the
-    /// fields it needs). Records not listed are filtered out before decoding.
+    /// fields it needs). Records not listed are not decoded (see [`Translator::ignores`]).
     fn reader_schemas(&self) -> Vec<(&'static str, &'static str)>;
+
+    /// The records of the source this translator deliberately does not take in (full names).
+    /// A record it neither reads nor ignores is skipped too, but counted as unhandled and shown
+    /// by `seam status` and `GET /status`: a type the producer added that nobody decided about.
+    fn ignores(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 
     /// The commands for one event; empty to ignore it.
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<C>, TranslateError>;

@@ -113,15 +113,17 @@ pub struct Decoded {
 /// The outcome of a decode attempt that only uses cached schemas.
 #[derive(Debug)]
 pub enum Attempt {
-    /// Decoded; `None` when the record is one the reader does not read (filtered).
-    Done(Option<Decoded>),
+    /// Decoded.
+    Done(Decoded),
+    /// A record the reader does not read (its full name): not decoded.
+    Unread(String),
     /// The writer schema with this id must be fetched first (see [`Decoder::fetch`]).
     NeedSchema(u32),
 }
 
 enum Resolution {
     Read(GenericDatumReader<'static>, Arc<WriterSchema>),
-    Ignored,
+    Ignored(String),
 }
 
 /// Decodes payloads for one consumer; shared by its threads.
@@ -181,8 +183,9 @@ impl Decoder {
                 None => return Ok(Attempt::NeedSchema(framed.schema_id)),
             },
         };
-        let Resolution::Read(reader, writer) = &*resolution else {
-            return Ok(Attempt::Done(None));
+        let (reader, writer) = match &*resolution {
+            Resolution::Read(reader, writer) => (reader, writer),
+            Resolution::Ignored(record) => return Ok(Attempt::Unread(record.clone())),
         };
         let mut body = framed.body;
         let value = reader.read_value(&mut body).map_err(|e| DecodeError::Body {
@@ -197,11 +200,11 @@ impl Decoder {
                 extra: body.len(),
             });
         }
-        Ok(Attempt::Done(Some(Decoded {
+        Ok(Attempt::Done(Decoded {
             schema_id: framed.schema_id,
             record: writer.full_name.clone(),
             value,
-        })))
+        }))
     }
 
     /// Fetches (and caches) the writer schema for an id.
@@ -211,11 +214,13 @@ impl Decoder {
         Ok(())
     }
 
-    /// Decodes, fetching the writer schema when it is not cached yet.
+    /// Decodes, fetching the writer schema when it is not cached yet; `None` for a record the
+    /// reader does not read.
     pub async fn decode(&self, payload: &[u8]) -> Result<Option<Decoded>, DecodeError> {
         loop {
             match self.try_decode(payload)? {
-                Attempt::Done(decoded) => return Ok(decoded),
+                Attempt::Done(decoded) => return Ok(Some(decoded)),
+                Attempt::Unread(_) => return Ok(None),
                 Attempt::NeedSchema(id) => self.fetch(id).await?,
             }
         }
@@ -223,7 +228,7 @@ impl Decoder {
 
     fn resolve(&self, writer: Arc<WriterSchema>) -> Result<Arc<Resolution>, DecodeError> {
         let resolution = match self.readers.get(&writer.full_name) {
-            None => Resolution::Ignored,
+            None => Resolution::Ignored(writer.full_name.clone()),
             Some(reader) => {
                 let built = GenericDatumReader::builder(writer.schema)
                     .reader_schema(reader)
@@ -267,8 +272,8 @@ mod tests {
 
     fn kind(d: &Decoder, payload: &[u8]) -> String {
         match d.try_decode(payload) {
-            Ok(Attempt::Done(Some(_))) => "ok".into(),
-            Ok(Attempt::Done(None)) => "filtered".into(),
+            Ok(Attempt::Done(_)) => "ok".into(),
+            Ok(Attempt::Unread(record)) => format!("unread {record}"),
             Ok(Attempt::NeedSchema(id)) => format!("need {id}"),
             Err(e) => {
                 assert_eq!(e.class(), Class::Poison, "{e}");
@@ -288,13 +293,13 @@ mod tests {
         // order "a", line 1, no tags, null note, then junk the schema does not describe.
         assert_eq!(kind(d, &wire::frame(1, &[2, b'a', 2, 0, 0, 9, 9])), "wrong-record");
         assert_eq!(kind(d, &wire::frame(1, &[2, b'a', 2, 0, 0])), "ok");
-        assert_eq!(kind(d, &wire::frame(2, &[2])), "filtered");
+        assert_eq!(kind(d, &wire::frame(2, &[2])), "unread t.Other");
     }
 
     #[test]
     fn the_reader_sees_only_its_fields() {
         let d = decoder();
-        let Ok(Attempt::Done(Some(decoded))) = d.try_decode(&wire::frame(1, &[2, b'a', 4, 0, 0])) else {
+        let Ok(Attempt::Done(decoded)) = d.try_decode(&wire::frame(1, &[2, b'a', 4, 0, 0])) else {
             panic!("decodes");
         };
         assert_eq!(decoded.record, "t.Line");

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use schema_registry_converter::async_impl::schema_registry::{
-    get_all_versions, get_schema_by_id, get_schema_by_subject_and_version, post_schema, SrSettings,
+    get_all_subjects, get_all_versions, get_schema_by_id, get_schema_by_subject_and_version, post_schema, SrSettings,
 };
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSchema};
@@ -217,6 +217,21 @@ impl Registry {
             map.insert(cache_key, registered.id);
         }
         Ok(registered.id)
+    }
+
+    /// The records with a topic-record subject for `topic`: what its producer publishes (or
+    /// published), by full name.
+    pub async fn records_of(&self, topic: &str) -> Result<Vec<String>, RegistryError> {
+        let subjects = get_all_subjects(&self.settings)
+            .await
+            .map_err(|e| self.classify(e, "listing subjects".into(), None))?;
+        let prefix = format!("{topic}-");
+        let mut records: Vec<String> = subjects
+            .into_iter()
+            .filter_map(|s| s.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        records.sort();
+        Ok(records)
     }
 
     /// Every schema registered under a record's topic-record subject, newest first, as

@@ -126,8 +126,9 @@ pub(super) async fn get_subscriptions<S: Service>(State(node): State<Arc<Node<S>
 }
 
 /// `GET /status`: what this consumer has applied, from its store: the position per topic and
-/// partition (next offset to read), and per source topic the dead letters not redriven yet and
-/// the events parked behind them. `seam status` puts these next to the topics' end offsets.
+/// partition (next offset to read), and per source topic the dead letters not redriven yet,
+/// the events parked behind them, and the events of record types its translator neither reads
+/// nor ignores (by record). `seam status` puts these next to the topics' end offsets.
 pub(super) async fn get_status<S: Service>(
     State(node): State<Arc<Node<S>>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -139,12 +140,17 @@ pub(super) async fn get_status<S: Service>(
         let tally = if class == "parked" { &mut parked } else { &mut dead };
         *tally.entry(topic).or_default() += n;
     }
+    let mut unhandled = BTreeMap::<String, BTreeMap<String, u64>>::new();
+    for ((topic, record), n) in store.unhandled_counts().map_err(ApiError::store)? {
+        unhandled.entry(topic).or_default().insert(record, n);
+    }
     Ok(Json(serde_json::json!({
         "service": node.name(),
         "sources": node.sources(),
         "positions": positions,
         "dead_letters": dead,
         "parked": parked,
+        "unhandled": unhandled,
         "needs_rebuild": node.needs_rebuild(),
     })))
 }

@@ -38,7 +38,7 @@ use rdkafka::consumer::BaseConsumer;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::codec::{Catalog, Registry};
 use crate::fault::{Class, Classify};
@@ -629,6 +629,24 @@ impl<S: Service> Node<S> {
                 rebuilds: Arc::clone(&rebuilds),
             };
             upstream.push(spawn("consumer", &name, &failed, &cancel, move || consumer.run())?);
+        }
+        if let Some(pipeline) = pipeline_handle.clone() {
+            // A type a producer publishes that no translator decision covers is worth a warning
+            // now, before its events are skipped (and counted) one by one. In the background: a
+            // registry outage must not hold the start.
+            let name = name.clone();
+            tokio::spawn(async move {
+                match pipeline.undeclared().await {
+                    Ok(undeclared) => {
+                        for (topic, records) in undeclared {
+                            warn!(service = %name, %topic, ?records, "the translator neither reads nor ignores these record types its source publishes: their events will be skipped and counted as unhandled (seam status shows them); declare each in the translator's reader_schemas or ignores");
+                        }
+                    }
+                    Err(e) => {
+                        warn!(service = %name, error = %e, "could not list the sources' record types in the registry")
+                    }
+                }
+            });
         }
         info!(service = %name, "service started");
         Ok(Self {

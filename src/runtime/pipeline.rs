@@ -2,7 +2,7 @@
 //! so the writer only applies. Retryable failures (registry unavailable) are retried here with
 //! backoff; everything else ends as commands, a filter, or poison with its reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -103,8 +103,15 @@ impl RawEvent {
 pub enum Prepared<C> {
     /// Commands to apply, in order.
     Commands(Vec<C>),
-    /// Nothing to apply: a record type the translator does not read, or one it ignores.
+    /// Nothing to apply: a record type the translator ignores, or an event it translated to
+    /// no command.
     Filtered,
+    /// A record type the translator neither reads nor ignores: skipped, and counted so an
+    /// operator sees a type the producer added that nobody decided about.
+    Unhandled {
+        /// The record's full name.
+        record: String,
+    },
     /// The record cannot be taken in: dead-letter it.
     Poison {
         /// Stable short name of the failure.
@@ -160,6 +167,30 @@ impl<C: 'static> Pipeline<C> {
         Ok(())
     }
 
+    /// Per source topic, the records the registry knows for it that its translator neither
+    /// reads nor ignores: their events will be skipped and counted as unhandled.
+    pub async fn undeclared(&self) -> Result<BTreeMap<String, Vec<String>>, crate::codec::RegistryError> {
+        let sources: Vec<(String, Arc<Source<C>>)> = {
+            let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+            sources.iter().map(|(t, s)| (t.clone(), Arc::clone(s))).collect()
+        };
+        let mut out = BTreeMap::new();
+        for (topic, source) in sources {
+            let ignored = source.translator.ignores();
+            let missing: Vec<String> = self
+                .registry
+                .records_of(&topic)
+                .await?
+                .into_iter()
+                .filter(|r| !source.decoder.reads(r) && !ignored.contains(&r.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                out.insert(topic, missing);
+            }
+        }
+        Ok(out)
+    }
+
     /// The source topics, sorted.
     pub fn topics(&self) -> Vec<String> {
         let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
@@ -191,8 +222,14 @@ impl<C: 'static> Pipeline<C> {
                 other => other,
             };
             match attempt {
-                Ok(Attempt::Done(Some(decoded))) => break decoded,
-                Ok(Attempt::Done(None)) => return Ok(Prepared::Filtered),
+                Ok(Attempt::Done(decoded)) => break decoded,
+                Ok(Attempt::Unread(record)) => {
+                    return Ok(if source.translator.ignores().contains(&record.as_str()) {
+                        Prepared::Filtered
+                    } else {
+                        Prepared::Unhandled { record }
+                    })
+                }
                 Ok(Attempt::NeedSchema(_)) => {}
                 Err(e) => match e.class() {
                     Class::Poison => {

@@ -626,6 +626,11 @@ impl<S: Service> Writer<S> {
         } else {
             match prepared {
                 Prepared::Filtered => Some("filtered"),
+                Prepared::Unhandled { record } => {
+                    group.set.count_unhandled(&self.store, &raw.topic, &record)?;
+                    self.metrics.unhandled(&raw.topic, &record);
+                    Some("unhandled")
+                }
                 Prepared::Poison { kind, reason } => {
                     warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
                     self.metrics.dead_lettered(&raw.topic, &kind);
@@ -710,7 +715,7 @@ impl<S: Service> Writer<S> {
             // parked, and whatever removes it (a redrive, a replay's swap) removes it in the
             // write that applies it.
             let failure = match prepared {
-                Prepared::Filtered => None,
+                Prepared::Filtered | Prepared::Unhandled { .. } => None,
                 Prepared::Poison { reason, .. } => Some(reason),
                 Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
                     Ok(_) => None,

@@ -63,6 +63,9 @@ mod meta {
     pub const DLQ_COUNT: &str = "dlq-count";
     /// Set once the counters cover every parked letter (stores of older versions count once).
     pub const DLQ_COUNTED: &str = "dlq-counted";
+    /// Per source topic and record: events of a type the translator neither reads nor ignores
+    /// (`unhandled\0<topic>\0<record>`).
+    pub const UNHANDLED: &str = "unhandled";
 }
 
 fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -350,21 +353,32 @@ impl Store {
     /// How many dead letters are parked, per source topic and class (`poison` or `parked`),
     /// without reading the letters.
     pub fn dead_letter_counts(&self) -> Result<BTreeMap<(String, String), u64>, StoreError> {
-        let start = key(prefix::META, &[meta::DLQ_COUNT.as_bytes(), b""]);
+        self.pair_counts(meta::DLQ_COUNT)
+    }
+
+    /// How many events of each record type its translator neither reads nor ignores arrived,
+    /// per source topic: `(topic, record) → n`. They were skipped; see [`WriteSet::count_unhandled`].
+    pub fn unhandled_counts(&self) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        self.pair_counts(meta::UNHANDLED)
+    }
+
+    /// The non-zero counters `<name>\0<a>\0<b>` under the meta prefix, as `(a, b) → n`.
+    fn pair_counts(&self, name: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        let start = key(prefix::META, &[name.as_bytes(), b""]);
         let mut out = BTreeMap::new();
         for item in self.engine.range(&start, &prefix_end(&start)) {
             let (k, v) = item?;
             let rest = k.get(start.len()..).unwrap_or_default();
             let mut parts = rest.splitn(2, |b| *b == 0);
-            let (Some(topic), Some(class)) = (parts.next(), parts.next()) else {
+            let (Some(a), Some(b)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let n = be_u64(&v, "dlq count")?;
+            let n = be_u64(&v, "counter")?;
             if n > 0 {
                 out.insert(
                     (
-                        String::from_utf8_lossy(topic).into_owned(),
-                        String::from_utf8_lossy(class).into_owned(),
+                        String::from_utf8_lossy(a).into_owned(),
+                        String::from_utf8_lossy(b).into_owned(),
                     ),
                     n,
                 );
@@ -1003,6 +1017,20 @@ impl WriteSet {
         };
         let next = now.saturating_add_signed(delta);
         self.stage(k, Some(next.to_be_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Counts one event of `record` from `topic` that its translator neither reads nor ignores.
+    pub fn count_unhandled(&mut self, store: &Store, topic: &str, record: &str) -> Result<(), StoreError> {
+        let k = key(
+            prefix::META,
+            &[meta::UNHANDLED.as_bytes(), topic.as_bytes(), record.as_bytes()],
+        );
+        let now = match self.read(store, &k)? {
+            Some(v) => be_u64(&v, "counter")?,
+            None => 0,
+        };
+        self.stage(k, Some((now + 1).to_be_bytes().to_vec()));
         Ok(())
     }
 

@@ -34,6 +34,15 @@ impl Translator<students_office::model::Command> for SeGroupToStudentsOffice {
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.segroup.AssignmentCreated",
+            "studentaffairs.segroup.PointsAwarded",
+            "studentaffairs.segroup.StudentHired",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<students_office::model::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);

@@ -33,6 +33,15 @@ impl Translator<ta_pool::Command> for SeGroupToTaPool {
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.segroup.AssignmentCreated",
+            "studentaffairs.segroup.PointsAwarded",
+            "studentaffairs.segroup.StudentGraded",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<ta_pool::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);

@@ -48,6 +48,11 @@ impl Translator<scholarship_office::Command> for StudentsOfficeToScholarshipOffi
         ]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec!["studentaffairs.studentsoffice.ExaminationCreated"]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<scholarship_office::Command>, TranslateError> {
         match event.record.as_str() {
             STUDENTCREATED => {

@@ -35,6 +35,14 @@ impl Translator<se_group::model::Command> for StudentsOfficeToSeGroup {
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.studentsoffice.ExaminationCreated",
+            "studentaffairs.studentsoffice.StudentCreated",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<se_group::model::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);

@@ -35,6 +35,14 @@ impl Translator<theory_group::model::Command> for StudentsOfficeToTheoryGroup {
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.studentsoffice.ExaminationCreated",
+            "studentaffairs.studentsoffice.StudentCreated",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<theory_group::model::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);

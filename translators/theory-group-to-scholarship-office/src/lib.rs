@@ -34,6 +34,14 @@ impl Translator<scholarship_office::Command> for TheoryGroupToScholarshipOffice 
         vec![(STUDENTGRADED, STUDENTGRADED_READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.theorygroup.PresentationAssessed",
+            "studentaffairs.theorygroup.StudentHired",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<scholarship_office::Command>, TranslateError> {
         match event.record.as_str() {
             STUDENTGRADED => {

@@ -34,6 +34,14 @@ impl Translator<students_office::model::Command> for TheoryGroupToStudentsOffice
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.theorygroup.PresentationAssessed",
+            "studentaffairs.theorygroup.StudentHired",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<students_office::model::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);

@@ -33,6 +33,14 @@ impl Translator<ta_pool::Command> for TheoryGroupToTaPool {
         vec![(RECORD, READER)]
     }
 
+    /// The source's other records carry nothing this consumer keeps.
+    fn ignores(&self) -> Vec<&'static str> {
+        vec![
+            "studentaffairs.theorygroup.PresentationAssessed",
+            "studentaffairs.theorygroup.StudentGraded",
+        ]
+    }
+
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<ta_pool::Command>, TranslateError> {
         if event.record != RECORD {
             return Ok(vec![]);
