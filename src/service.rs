@@ -287,6 +287,21 @@ impl<'a> Apply<'a> {
         Ok(())
     }
 
+    /// getOrCreate for the service's own commands that refer to foreign data not arrived yet
+    /// (an order for a customer the customer service has not announced): stores `value` at
+    /// `key` unless something is there, and marks it as a placeholder. `seam replay` rebuilds a
+    /// replica from the topics, where a placeholder never was, and keeps a marked key while the
+    /// rebuilt replica lacks it; once the foreign data arrives the rebuilt value is the truth, so
+    /// put in a placeholder only what that data will overwrite. Returns whether it created it.
+    pub fn put_placeholder<T: Serialize>(&mut self, key: &str, value: &T) -> Result<bool, ApplyError> {
+        if self.set.model_get(self.store, key)?.is_some() {
+            return Ok(false);
+        }
+        self.put(key, value)?;
+        self.set.mark_placeholder(key, true);
+        Ok(true)
+    }
+
     /// Removes the value at `key`.
     pub fn remove(&mut self, key: &str) {
         self.set.model_put(key, None);

@@ -104,6 +104,9 @@ pub struct ReplayReport {
     pub shadow_digest: String,
     /// How many keys differ.
     pub differing_count: u64,
+    /// Placeholders of own commands the rebuild has no data for yet: kept, not counted as
+    /// differences (see `Apply::put_placeholder`).
+    pub placeholders_kept: u64,
     /// The first differing keys.
     pub differing: Vec<String>,
     /// Dead letters the rebuild made that the live store does not have (the first ones).
@@ -404,6 +407,7 @@ impl<S: Service> Replay<S> {
                         live_digest: diff.live_digest,
                         shadow_digest: diff.shadow_digest,
                         differing_count: diff.keys.len() as u64,
+                        placeholders_kept: diff.kept as u64,
                         differing: diff.keys.iter().take(LISTED).map(|(k, _)| k.clone()).collect(),
                         shadow_dead_letters: letters.new.iter().take(LISTED).map(LetterReport::from).collect(),
                         shadow_dead_letter_count: letters.new.len() as u64,

@@ -65,6 +65,10 @@ pub(crate) struct Diff {
     pub live_digest: String,
     /// SHA-256 over the rebuilt replicas.
     pub shadow_digest: String,
+    /// Placeholders the rebuild has real data for: their marks go with the swap.
+    pub settled: Vec<String>,
+    /// Placeholders the rebuild has no data for yet: kept as they are.
+    pub kept: usize,
 }
 
 /// How the dead letters of the replayed sources differ.
@@ -124,10 +128,27 @@ fn gone() -> StoreError {
 pub(crate) fn compare(live: &Store, shadow: &Store, prefixes: &[String]) -> Result<Diff, RuntimeError> {
     let (mut lh, mut sh) = (Sha256::new(), Sha256::new());
     let mut keys = Vec::new();
+    let (mut settled, mut kept) = (Vec::new(), 0);
+    let mut failure = None;
     for prefix in prefixes {
         let start = Store::model_range_start(prefix);
         merge(live.raw_range(&start), shadow.raw_range(&start), |k, l, s| {
             let model_key = String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned();
+            // An own command's placeholder: not in the topics, so never in a rebuild of them.
+            let placeholder = match live.is_placeholder(&model_key) {
+                Ok(p) => p,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    false
+                }
+            };
+            if placeholder {
+                if s.is_none() {
+                    kept += 1;
+                    return;
+                }
+                settled.push(model_key.clone());
+            }
             if let Some(v) = l {
                 feed(&mut lh, &model_key, v);
             }
@@ -139,10 +160,15 @@ pub(crate) fn compare(live: &Store, shadow: &Store, prefixes: &[String]) -> Resu
             }
         })?;
     }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
     Ok(Diff {
         keys,
         live_digest: format!("{:x}", lh.finalize()),
         shadow_digest: format!("{:x}", sh.finalize()),
+        settled,
+        kept,
     })
 }
 
@@ -186,6 +212,9 @@ pub(crate) fn stage(
 ) -> Result<(), RuntimeError> {
     for (key, value) in &diff.keys {
         set.model_put(key, value.clone());
+    }
+    for key in &diff.settled {
+        set.mark_placeholder(key, false);
     }
     for topic in topics {
         for start in Store::source_bookkeeping(topic) {

@@ -51,6 +51,8 @@ mod prefix {
     pub const META: u8 = b'x';
     /// The text of every schema that wrote a journal entry, by fingerprint.
     pub const WRITER_SCHEMA: u8 = b'w';
+    /// Model keys an own command created as placeholders (see `Apply::put_placeholder`).
+    pub const PLACEHOLDER: u8 = b'h';
 }
 
 /// Keys under the meta prefix.
@@ -556,6 +558,15 @@ impl Store {
         self.engine.get(&key(prefix::MODEL, &[model_key.as_bytes()]))
     }
 
+    /// Whether an own command created the model key as a placeholder for foreign data that
+    /// has not arrived (replay keeps such a key while the rebuilt replica lacks it).
+    pub fn is_placeholder(&self, model_key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .engine
+            .get(&key(prefix::PLACEHOLDER, &[model_key.as_bytes()]))?
+            .is_some())
+    }
+
     /// Model entries whose key starts with `model_prefix`, in key order.
     pub fn model_scan(&self, model_prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let start = key(prefix::MODEL, &[model_prefix.as_bytes()]);
@@ -904,6 +915,12 @@ impl WriteSet {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned(), v)))
             .collect())
+    }
+
+    /// Stages a placeholder mark for a model key (`false` removes it).
+    pub fn mark_placeholder(&mut self, model_key: &str, placeholder: bool) {
+        let k = key(prefix::PLACEHOLDER, &[model_key.as_bytes()]);
+        self.stage(k, placeholder.then(Vec::new));
     }
 
     /// Stages a model write (`None` removes).
