@@ -101,6 +101,33 @@ impl Registered {
     }
 }
 
+/// On a cluster that enforces ACLs (SASL), lets the consumer read the source's topic before it
+/// is asked to: the rules `seam deploy` of the edited topology adds.
+async fn grant(args: &RegisterArgs) -> anyhow::Result<()> {
+    let Ok(endpoints) = crate::cluster::Endpoints::discover() else {
+        return Ok(());
+    };
+    let secured = endpoints
+        .kafka
+        .0
+        .get("security.protocol")
+        .is_some_and(|p| p.to_ascii_uppercase().starts_with("SASL"));
+    if !secured {
+        return Ok(());
+    }
+    let topology = Topology::load(&args.topology)?;
+    crate::deploy::grant_subscription(&topology, &endpoints.client(), &args.consumer, &args.source)
+        .await
+        .with_context(|| {
+            format!(
+                "letting {} read {}.events (the ACLs `seam deploy -t {}` would add)",
+                args.consumer,
+                args.source,
+                args.topology.display()
+            )
+        })
+}
+
 /// Registers without printing the result (progress goes to stderr unless `args.json`): what
 /// `seam register` and the demo run.
 pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
@@ -181,6 +208,7 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
             args.topology.display()
         );
     }
+    grant(args).await?;
     let mut status = if attach {
         current
     } else {

@@ -82,6 +82,30 @@ pub async fn deploy(
     })
 }
 
+/// Grants what a new subscription needs on a cluster that enforces ACLs: the consumer's
+/// principal may read and describe the source's topic, exactly the rules `seam deploy` of the
+/// edited topology adds. `seam register` runs it before the consumer reads the source, so the
+/// registration does not wait for a deploy. Nothing is removed.
+pub async fn grant_subscription(
+    topology: &Topology,
+    client: &ClientConfig,
+    consumer: &str,
+    source: &str,
+) -> anyhow::Result<()> {
+    let topic = crate::translator::events_topic(source);
+    let principal = topology
+        .service(consumer)
+        .map(|s| s.principal())
+        .ok_or_else(|| anyhow::anyhow!("the topology declares no service {consumer}"))?;
+    let acls: Vec<admin_ffi::Acl> = Desired::of(topology, 1)?
+        .acls
+        .into_iter()
+        .filter(|a| a.principal == principal && a.name == topic)
+        .collect();
+    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    tokio::task::spawn_blocking(move || admin_ffi::create_acls(&admin, &acls, Duration::from_secs(30))).await?
+}
+
 /// How many brokers the cluster has (replication factors are capped by it). A broker that is
 /// down is missing from the metadata's broker list but still named in the replica lists of its
 /// partitions, so both are counted: a deploy during a broker restart does not take the cluster

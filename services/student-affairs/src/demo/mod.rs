@@ -87,7 +87,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     bar.set_message("phase 2/5: seam deploy (topics, configs, schemas)");
     let client = endpoints.client();
     let registry = Registry::new(endpoints.registry()?)?;
-    let deployed = seam::deploy::deploy(&topology, &client, &registry, &seam::deploy::Options::default()).await?;
+    // On the secure stack deploy also creates each service's user (and its credentials file),
+    // as `seam deploy` does there.
+    let options = seam::deploy::Options {
+        secrets: endpoints.secrets.clone(),
+        ..Default::default()
+    };
+    let deployed = seam::deploy::deploy(&topology, &client, &registry, &options).await?;
     if !deployed.problems.is_empty() {
         bail!(
             "{} cannot be deployed to this cluster:\n  {}",
@@ -105,10 +111,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(d) => d.clone(),
         None => seam::local::Home::from_env()?.root().join("student-affairs"),
     };
+    // A topic this deploy created is new (a purged or fresh stack): a store that published to
+    // the earlier one, or read it, belongs to a cluster that is gone, so every store starts over.
+    let fresh = topology
+        .services
+        .iter()
+        .any(|s| created(&seam::translator::events_topic(&s.name)));
     for service in &topology.services {
-        // A service whose topic is new cannot keep a store that published to an earlier one.
         let store = data.join(&service.name);
-        if created(&seam::translator::events_topic(&service.name)) && store.exists() {
+        if fresh && store.exists() {
             std::fs::remove_dir_all(&store).with_context(|| format!("clearing the old store {}", store.display()))?;
         }
     }

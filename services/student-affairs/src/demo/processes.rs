@@ -188,9 +188,15 @@ async fn start_one(launch: &Launch, which: Which, port: Option<u16>) -> anyhow::
     if let Some(port) = port {
         command.arg("--port").arg(port.to_string());
     }
+    // On the local stack each service finds it through SEAM_HOME, as its own principal with its
+    // own credentials on the secure stack; handing it SEAM_BROKERS would make it an external
+    // cluster without them. An external cluster's variables are inherited as they are.
+    if !matches!(launch.endpoints.origin, seam::cluster::Origin::LocalStack { .. }) {
+        command
+            .env("SEAM_BROKERS", launch.endpoints.bootstrap_servers())
+            .env("SEAM_REGISTRY", launch.endpoints.registry()?);
+    }
     let mut child = command
-        .env("SEAM_BROKERS", launch.endpoints.bootstrap_servers())
-        .env("SEAM_REGISTRY", launch.endpoints.registry()?)
         .env_remove("SA_PORT")
         .env_remove("SA_STORE")
         .stdout(Stdio::piped())
