@@ -88,7 +88,7 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         allow_delete: args.allow_delete.iter().cloned().collect::<BTreeSet<_>>(),
         secrets: args.secrets.clone().or_else(|| endpoints.secrets.clone()),
     };
-    let outcome = deploy::deploy(&topology, &endpoints.client(), &registry, &options)
+    let mut outcome = deploy::deploy(&topology, &endpoints.client(), &registry, &options)
         .await
         .with_context(|| {
             format!(
@@ -97,6 +97,11 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                 endpoints.bootstrap_servers()
             )
         })?;
+    // The running consumers say what their translators declare (announced in $SEAM_HOME/run).
+    let urls = crate::local::Home::from_env()
+        .map(|h| h.announced().into_iter().collect())
+        .unwrap_or_default();
+    outcome.notes.extend(deploy::undeclared_types(&topology, &urls).await);
     if args.json {
         output::line(&serde_json::to_string_pretty(&as_json(&outcome))?);
     } else {

@@ -106,6 +106,68 @@ pub async fn grant_subscription(
     tokio::task::spawn_blocking(move || admin_ffi::create_acls(&admin, &acls, Duration::from_secs(30))).await?
 }
 
+/// Warnings for record types a producer's schemas hold that a consumer's translator neither
+/// reads nor ignores: their events would be skipped (and counted as unhandled). A translator's
+/// declarations are in its binary, so each consumer is asked while it runs (`GET
+/// /subscriptions` at its address in `urls`); one that is not running is noted as unchecked.
+pub async fn undeclared_types(topology: &Topology, urls: &BTreeMap<String, String>) -> Vec<String> {
+    let http = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
+        Ok(c) => c,
+        Err(e) => return vec![format!("translator declarations not checked: {e}")],
+    };
+    let mut out = Vec::new();
+    for consumer in topology.consumers.iter().filter(|c| !c.sources.is_empty()) {
+        let name = &consumer.service;
+        let answer = match urls.get(name) {
+            Some(url) => http
+                .get(format!("{url}/subscriptions"))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status),
+            None => {
+                out.push(format!(
+                    "{name} is not running here, so its translators' record types were not checked against its sources' schemas"
+                ));
+                continue;
+            }
+        };
+        let declared: BTreeMap<String, crate::runtime::Declared> = match answer {
+            Ok(r) => match r.json::<serde_json::Value>().await {
+                Ok(v) => serde_json::from_value(v["declared"].clone()).unwrap_or_default(),
+                Err(_) => BTreeMap::new(),
+            },
+            Err(e) => {
+                out.push(format!(
+                    "{name} did not answer ({e}); its translators' record types were not checked"
+                ));
+                continue;
+            }
+        };
+        for source in &consumer.sources {
+            let Some(producer) = topology.service(&source.service) else {
+                continue;
+            };
+            let Ok(catalog) = crate::codec::Catalog::load_dir(&producer.schemas) else {
+                continue;
+            };
+            let Some(d) = declared.get(&crate::translator::events_topic(&source.service)) else {
+                out.push(format!(
+                    "{name} runs no translator {} (it will not start with this topology)",
+                    source.translator
+                ));
+                continue;
+            };
+            for record in catalog.records().filter(|r| !d.covers(&r.full_name)) {
+                out.push(format!(
+                    "{}'s schemas hold {}, which {name}'s translator {} neither reads nor ignores: its events will be skipped and counted as unhandled; declare it in the translator",
+                    source.service, record.full_name, source.translator
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// How many brokers the cluster has (replication factors are capped by it). A broker that is
 /// down is missing from the metadata's broker list but still named in the replica lists of its
 /// partitions, so both are counted: a deploy during a broker restart does not take the cluster

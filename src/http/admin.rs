@@ -116,12 +116,14 @@ pub(super) async fn get_subscription<S: Service>(
     }
 }
 
-/// `GET /subscriptions`: the source topics read, and those waiting for a rebuild.
+/// `GET /subscriptions`: the source topics read, those waiting for a rebuild, and per source
+/// the record types its translator reads and ignores (what `seam deploy` checks).
 pub(super) async fn get_subscriptions<S: Service>(State(node): State<Arc<Node<S>>>) -> Json<serde_json::Value> {
     Json(serde_json::json!({
         "service": node.name(),
         "sources": node.sources(),
         "needs_rebuild": node.needs_rebuild(),
+        "declared": node.declared(),
     }))
 }
 

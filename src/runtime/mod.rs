@@ -50,7 +50,7 @@ use crate::translator::{dlq_topic, events_topic, Translator};
 pub use applier::Applier;
 pub use bootstrap::{is_url, SnapshotSource};
 pub use discard::DiscardSummary;
-pub use pipeline::RawEvent;
+pub use pipeline::{Declared, RawEvent};
 pub use progress::Progress;
 pub use redrive::RedriveSummary;
 pub use register::{RegisterFrom, Registered, Registration};
@@ -907,6 +907,18 @@ impl<S: Service> Node<S> {
     /// joins when its bootstrap is done.
     pub fn sources(&self) -> Vec<String> {
         self.topics.borrow().clone()
+    }
+
+    /// Per source topic (read now, or waiting for `seam register`), the record types its
+    /// translator reads and ignores: what `seam deploy` checks a producer's schemas against.
+    pub fn declared(&self) -> BTreeMap<String, Declared> {
+        let mut out = self.pipeline.as_ref().map(|p| p.declared()).unwrap_or_default();
+        if let Ok(spares) = self.spares.lock() {
+            for t in spares.iter() {
+                out.insert(events_topic(t.source()), Declared::of(t.as_ref()));
+            }
+        }
+        out
     }
 
     /// The sources this node does not read until they are rebuilt (the events it needs next are

@@ -121,6 +121,34 @@ pub enum Prepared<C> {
     },
 }
 
+/// What a translator declares about its source's record types.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Declared {
+    /// Record types it reads (full names).
+    pub reads: Vec<String>,
+    /// Record types it deliberately ignores.
+    pub ignores: Vec<String>,
+}
+
+impl Declared {
+    /// The declarations of `translator`.
+    pub fn of<C: 'static>(translator: &dyn Translator<C>) -> Self {
+        Self {
+            reads: translator
+                .reader_schemas()
+                .into_iter()
+                .map(|(r, _)| r.to_string())
+                .collect(),
+            ignores: translator.ignores().into_iter().map(str::to_string).collect(),
+        }
+    }
+
+    /// Whether the translator decided about `record`.
+    pub fn covers(&self, record: &str) -> bool {
+        self.reads.iter().chain(&self.ignores).any(|r| r == record)
+    }
+}
+
 struct Source<C> {
     translator: Box<dyn Translator<C>>,
     decoder: Decoder,
@@ -189,6 +217,15 @@ impl<C: 'static> Pipeline<C> {
             }
         }
         Ok(out)
+    }
+
+    /// Per source topic, the record types its translator reads and the ones it ignores.
+    pub fn declared(&self) -> BTreeMap<String, Declared> {
+        let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+        sources
+            .iter()
+            .map(|(topic, s)| (topic.clone(), Declared::of(s.translator.as_ref())))
+            .collect()
     }
 
     /// The source topics, sorted.
