@@ -166,7 +166,8 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
         }
     }
     let home = seam::local::Home::at(root.clone());
-    let mut shape = seam::local::Shape::new(1, 39092, 38081).expect("shape");
+    // Below the ephemeral port range (32768+), where a client socket may hold a port.
+    let mut shape = seam::local::Shape::new(1, 25092, 25081).expect("shape");
     shape.secure = true;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
