@@ -145,8 +145,9 @@ pub async fn serve_copy(name: &str, source: &str, store: std::path::PathBuf) -> 
         })],
     )
     .await?;
-    println!("ready");
+    // Before `ready`: a SIGTERM sent as soon as it is printed must find the handler.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    println!("ready");
     let topic = events_topic(source);
     loop {
         tokio::select! {

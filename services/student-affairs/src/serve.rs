@@ -289,8 +289,9 @@ where
             tracing::warn!(error = %e, "cannot announce the address; seam register/replay will need --url");
         }
     }
-    println!("ready {url}");
+    // Before `ready`: a SIGTERM sent as soon as it is printed must find the handler.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    println!("ready {url}");
     let failure = Arc::new(std::sync::Mutex::new(None));
     let shutdown = {
         let (node, failure) = (Arc::clone(&node), Arc::clone(&failure));
