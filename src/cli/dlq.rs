@@ -141,6 +141,19 @@ async fn discard(consumer: String, request: DiscardRequest, wait: u64) -> anyhow
         })
         .cloned()
         .collect();
+    let settled = before.iter().any(|l| {
+        l.status == "discarded"
+            && l.subject.as_deref() == Some(request.subject.as_str())
+            && (request.offsets.is_empty() || request.offsets.contains(&l.offset))
+    });
+    if chosen.is_empty() && settled {
+        // Run again: what it asked for is done.
+        output::line(&format!(
+            "the dead letters of {} asked for are already discarded; nothing to do",
+            request.subject
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     if chosen.is_empty() {
         bail!(
             "no parked dead letter of {consumer} matches subject {}{}; `seam dlq list --consumer {consumer}` shows what is parked",

@@ -28,11 +28,13 @@ pub struct DiscardSummary {
 }
 
 /// The writer job for `request`; `control` is the DLQ control reader's position to store with
-/// it (a crash re-runs the request; what it already discarded is gone by then). The summary
-/// lands in `out`.
+/// it (a crash re-runs the request; what it already discarded is gone by then). `strict`: a
+/// request that matches no parked letter is an error (HTTP), not a no-op (a request read again
+/// from the DLQ topic). The summary lands in `out`.
 pub(crate) fn job(
     request: DiscardRequest,
     control: Option<(String, i32, i64)>,
+    strict: bool,
     out: Arc<Mutex<DiscardSummary>>,
 ) -> ExclusiveJob {
     Box::new(move |store, set| {
@@ -40,7 +42,7 @@ pub(crate) fn job(
             set.set_position(topic, *partition, *next);
         }
         let summary = discard(store, set, &request).map_err(|e| e.to_string())?;
-        if summary.discarded == 0 && control.is_none() {
+        if summary.discarded == 0 && strict {
             return Err(format!(
                 "no parked dead letter of {} matches{}{}; `seam dlq list` shows what is parked",
                 request.subject,
@@ -80,20 +82,15 @@ fn discard(
             continue;
         }
         for parked in letters {
-            if !request.selects(&parked.letter) || !set.is_parked_event(store, &parked.key)? {
-                summary.still_parked += usize::from(set.is_parked_event(store, &parked.key)?);
+            if !set.is_parked_event(store, &parked.key)? {
+                continue;
+            }
+            if !request.selects(&parked.letter) {
+                summary.still_parked += 1;
                 continue;
             }
             let letter = &parked.letter;
-            let raw = RawEvent {
-                topic: letter.topic.clone(),
-                partition: letter.partition,
-                offset: letter.offset,
-                key: letter.key.clone(),
-                value: letter.value.clone(),
-                headers: letter.headers.clone(),
-            };
-            if let Some(key) = raw.key() {
+            if let Some(key) = RawEvent::from_letter(letter).key() {
                 set.take(store, &key)?;
             }
             set.unpark_event(store, &parked)?;
@@ -116,10 +113,10 @@ pub(crate) struct Queued<C> {
 }
 
 /// The writer request for `request` (see [`job`]).
-pub(crate) fn queue<C>(request: &DiscardRequest, control: Option<(String, i32, i64)>) -> Queued<C> {
+pub(crate) fn queue<C>(request: &DiscardRequest, control: Option<(String, i32, i64)>, strict: bool) -> Queued<C> {
     let out = Arc::new(Mutex::new(DiscardSummary::default()));
     let (reply, answer) = tokio::sync::oneshot::channel();
-    let job = job(request.clone(), control, Arc::clone(&out));
+    let job = job(request.clone(), control, strict, Arc::clone(&out));
     Queued {
         request: super::writer::Request::Exclusive { job, reply },
         answer,

@@ -128,7 +128,9 @@ impl Shipper {
 
 impl<C: Send + 'static> Control<C> {
     /// Runs a discard request read from the DLQ topic; a malformed or unmatched one is logged
-    /// and passed (its position is stored all the same).
+    /// and passed (its position is stored all the same). With `redrive_rest` the position is
+    /// stored with the redrive, so a crash between the two re-runs the request: the discard
+    /// finds nothing left to do and the redrive runs.
     fn discard(&self, record: &DlqRecord, control: Option<(String, i32, i64)>) -> Result<(), RuntimeError> {
         let request = DiscardRequest::from_record(record).filter(|r| r.check().is_ok());
         let Some(request) = request else {
@@ -139,7 +141,11 @@ impl<C: Send + 'static> Control<C> {
             request: job,
             answer,
             out,
-        } = discard::queue(&request, control);
+        } = discard::queue(
+            &request,
+            if request.redrive_rest { None } else { control.clone() },
+            false,
+        );
         self.redriver
             .writer
             .blocking_send(job)
@@ -147,12 +153,12 @@ impl<C: Send + 'static> Control<C> {
         answer.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
         let summary = discard::taken(&out);
         info!(service = %self.service, subject = %request.subject, by = %request.by, reason = %request.reason, discarded = summary.discarded, "dead letters discarded");
-        if request.redrive_rest && summary.still_parked > 0 {
+        if request.redrive_rest {
             let rest = RedriveRequest {
                 subject: Some(request.subject.clone()),
                 topic: request.topic.clone(),
             };
-            self.redriver.run(&rest, None)?;
+            self.redriver.run(&rest, control)?;
         }
         Ok(())
     }

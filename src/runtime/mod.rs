@@ -730,7 +730,7 @@ impl<S: Service> Node<S> {
             request: job,
             answer,
             out,
-        } = discard::queue(&request, None);
+        } = discard::queue(&request, None, true);
         redriver.writer.send(job).await.map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)??;
         let mut summary = discard::taken(&out);

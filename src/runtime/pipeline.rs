@@ -48,6 +48,18 @@ impl RawEvent {
         }
     }
 
+    /// The event a dead letter holds, as it was read (redrive and discard take it up again).
+    pub fn from_letter(letter: &crate::store::DeadLetter) -> Self {
+        Self {
+            topic: letter.topic.clone(),
+            partition: letter.partition,
+            offset: letter.offset,
+            key: letter.key.clone(),
+            value: letter.value.clone(),
+            headers: letter.headers.clone(),
+        }
+    }
+
     /// The subject: the key as text (lossy for non-UTF-8 keys, which still group consistently).
     pub fn subject(&self) -> Option<String> {
         self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())
@@ -152,6 +164,8 @@ impl Declared {
 struct Source<C> {
     translator: Box<dyn Translator<C>>,
     decoder: Decoder,
+    /// The translator's `ignores`, asked once (not per event of such a type).
+    ignores: std::collections::HashSet<String>,
 }
 
 /// Translators by source topic, each with its decoder. Sources can be added while the node runs
@@ -191,7 +205,15 @@ impl<C: 'static> Pipeline<C> {
                 "two translators read {topic}; a consumer has exactly one translator per source"
             )));
         }
-        sources.insert(topic, Arc::new(Source { translator, decoder }));
+        let ignores = translator.ignores().into_iter().map(str::to_string).collect();
+        sources.insert(
+            topic,
+            Arc::new(Source {
+                translator,
+                decoder,
+                ignores,
+            }),
+        );
         Ok(())
     }
 
@@ -204,13 +226,12 @@ impl<C: 'static> Pipeline<C> {
         };
         let mut out = BTreeMap::new();
         for (topic, source) in sources {
-            let ignored = source.translator.ignores();
             let missing: Vec<String> = self
                 .registry
                 .records_of(&topic)
                 .await?
                 .into_iter()
-                .filter(|r| !source.decoder.reads(r) && !ignored.contains(&r.as_str()))
+                .filter(|r| !source.decoder.reads(r) && !source.ignores.contains(r))
                 .collect();
             if !missing.is_empty() {
                 out.insert(topic, missing);
@@ -261,7 +282,7 @@ impl<C: 'static> Pipeline<C> {
             match attempt {
                 Ok(Attempt::Done(decoded)) => break decoded,
                 Ok(Attempt::Unread(record)) => {
-                    return Ok(if source.translator.ignores().contains(&record.as_str()) {
+                    return Ok(if source.ignores.contains(&record) {
                         Prepared::Filtered
                     } else {
                         Prepared::Unhandled { record }

@@ -83,14 +83,7 @@ impl<C: Send + 'static> Redriver<C> {
                 {
                     continue;
                 }
-                let raw = RawEvent {
-                    topic: letter.topic.clone(),
-                    partition: letter.partition,
-                    offset: letter.offset,
-                    key: letter.key.clone(),
-                    value: letter.value.clone(),
-                    headers: letter.headers.clone(),
-                };
+                let raw = RawEvent::from_letter(letter);
                 let prepared = match self.pipeline.prepare(&raw, &self.cancel) {
                     Ok(p) => p,
                     // A refusal retrying cannot fix fails this letter, not the node.
