@@ -8,13 +8,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use apache_avro::AvroSchema;
-use seam::codec::{Catalog, CatalogError};
-use seam::service::{Apply, ApplyError, Event, Replica, Service};
+use seam_core::codec::{Catalog, CatalogError};
+use seam_core::service::{Apply, ApplyError, Event, Replica, Service};
 use serde::{Deserialize, Serialize};
 
 /// The service name (topic `scholarship-office.events`).
 pub const NAME: &str = "scholarship-office";
 
+#[cfg(feature = "http")]
 pub mod api;
 
 /// The published contract.

@@ -1,7 +1,7 @@
 //! The events the SE group publishes; each matches `schemas/se-group/<Name>.avsc`.
 
 use apache_avro::AvroSchema;
-use seam::service::Event;
+use seam_core::service::Event;
 use serde::{Deserialize, Serialize};
 
 /// An assignment was set.

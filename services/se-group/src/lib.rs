@@ -3,11 +3,12 @@
 //! assistants. It learns its students from the students office's enrollments and who is already
 //! a TA from the TA pool, both through translators.
 
+#[cfg(feature = "http")]
 pub mod api;
 pub mod events;
 pub mod model;
 
-use seam::codec::{Catalog, CatalogError};
+use seam_core::codec::{Catalog, CatalogError};
 
 /// The service name (topic `se-group.events`).
 pub const NAME: &str = "se-group";

@@ -4,7 +4,7 @@
 //! office and the TA pool never are: an enrollment for a student never seen creates the student
 //! (getOrCreate), and a TA assignment is recorded whatever the group knew before.
 
-use seam::service::{Apply, ApplyError, Service};
+use seam_core::service::{Apply, ApplyError, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{AssignmentCreated, PointsAwarded, StudentGraded, StudentHired};

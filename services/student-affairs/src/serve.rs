@@ -11,12 +11,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use axum::Router;
 use clap::{Args, ValueEnum};
-use seam::cluster::Endpoints;
 use seam::http::platform_routes;
 use seam::runtime::{Node, NodeConfig};
 use seam::service::Service;
 use seam::topology::Topology;
 use seam::translator::Translator;
+use seam_local::cluster::Endpoints;
 use serde::Deserialize;
 
 /// The four services.
@@ -119,7 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let store = match args.store.or(file.store) {
         Some(s) => s,
-        None => seam::local::Home::from_env()?.root().join("student-affairs").join(name),
+        None => seam_local::Home::from_env()?.root().join("student-affairs").join(name),
     };
     let endpoints = Endpoints::discover_for(name)?;
     let mut config = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
@@ -283,7 +283,7 @@ where
         .with_context(|| format!("binding {bind}; is another service using it?"))?;
     let addr = listener.local_addr()?;
     let url = format!("http://{addr}");
-    let home = seam::local::Home::from_env().ok();
+    let home = seam_local::Home::from_env().ok();
     if let Some(home) = &home {
         if let Err(e) = home.announce(node.name(), &url) {
             tracing::warn!(error = %e, "cannot announce the address; seam register/replay will need --url");

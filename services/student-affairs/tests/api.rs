@@ -33,7 +33,7 @@ async fn call(app: &Router, method: Method, uri: &str, body: Option<&str>) -> (S
 fn start_at_the_end(cluster: &TestCluster, dir: &std::path::Path, topics: &[&str]) {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let client: BaseConsumer = cluster.client_config().create().expect("client");
-    let store = seam::store::Store::open(dir).expect("store");
+    let store = seam::store::open(dir).expect("store");
     let mut set = store.write_set().expect("write set");
     for topic in topics {
         let md = client
@@ -55,11 +55,11 @@ fn start_at_the_end(cluster: &TestCluster, dir: &std::path::Path, topics: &[&str
 async fn every_endpoint_answers_and_bad_requests_get_a_4xx_that_says_what_is_wrong() {
     let cluster = TestCluster::connect();
     let topology = Topology::load(&student_affairs::serve::default_topology()).expect("topology");
-    let deployed = seam::deploy::deploy(
+    let deployed = seam_ops::deploy::deploy(
         &topology,
         &cluster.client_config(),
-        &seam::deploy::Registry::new(&cluster.registry()).expect("registry"),
-        &seam::deploy::Options::default(),
+        &seam_ops::deploy::Registry::new(&cluster.registry()).expect("registry"),
+        &seam_ops::deploy::Options::default(),
     )
     .await
     .expect("topics and schemas");

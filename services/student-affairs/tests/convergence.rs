@@ -132,7 +132,7 @@ fn consume<S: Service + Clone>(
     mut rng: Option<Rng>,
 ) -> String {
     let dir = temp("consumer");
-    let store = Store::open(&dir).expect("store");
+    let store = seam::store::open(&dir).expect("store");
     let mut applier = Applier::new("consumer", store.clone(), service.clone(), catalog()).expect("applier");
     let mut queues: Vec<(usize, i32, VecDeque<usize>)> = Vec::new();
     for (si, s) in sources.iter().enumerate() {
@@ -195,7 +195,7 @@ struct World {
 }
 
 fn run<S: Service>(service: S, catalog: Catalog, commands: Vec<S::Command>) -> (Store, Vec<JournalEntry>) {
-    let store = Store::open(&temp("source")).expect("store");
+    let store = seam::store::open(&temp("source")).expect("store");
     let mut a = Applier::new("source", store.clone(), service, catalog).expect("applier");
     for c in &commands {
         a.execute(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -253,7 +253,7 @@ fn world() -> World {
     };
     let office_catalog = students_office::catalog().expect("catalog");
 
-    let se_store = Store::open(&temp("se")).expect("store");
+    let se_store = seam::store::open(&temp("se")).expect("store");
     let mut se = Applier::new(
         "se-group",
         se_store.clone(),
@@ -291,7 +291,7 @@ fn world() -> World {
     }
     let se_journal = journal(&se_store);
 
-    let theory_store = Store::open(&temp("theory")).expect("store");
+    let theory_store = seam::store::open(&temp("theory")).expect("store");
     let mut theory = Applier::new(
         "theory-group",
         theory_store.clone(),
@@ -329,7 +329,7 @@ fn world() -> World {
     let theory_journal = journal(&theory_store);
 
     // The TA pool's output (its own stream, as the groups receive it).
-    let pool_store = Store::open(&temp("pool")).expect("store");
+    let pool_store = seam::store::open(&temp("pool")).expect("store");
     let mut pool = Applier::new(
         "ta-pool",
         pool_store.clone(),

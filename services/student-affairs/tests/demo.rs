@@ -24,7 +24,7 @@ fn the_demo_syncs_every_flow_runs_twice_in_a_row_and_refuses_foreign_stores() {
     let _one_at_a_time = DEMO.lock().unwrap_or_else(|p| p.into_inner());
     let cluster = TestCluster::connect();
     // The stores live under SEAM_HOME, next to the stack whose topics they publish to.
-    let late_store = seam::local::Home::from_env()
+    let late_store = seam_local::Home::from_env()
         .expect("home")
         .root()
         .join("student-affairs/scholarship-office");
@@ -144,11 +144,11 @@ fn fault_the_demo_under_chaos_ends_with_every_flow_in_sync() {
 
 /// The local stack `seam local up --secure` made, in a SEAM_HOME of its own; stopped and purged
 /// when dropped.
-struct SecureStack(seam::local::Home);
+struct SecureStack(seam_local::Home);
 
 impl Drop for SecureStack {
     fn drop(&mut self) {
-        let _ = seam::local::down(&self.0, true);
+        let _ = seam_local::down(&self.0, true);
     }
 }
 
@@ -160,18 +160,18 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
     let root = std::env::temp_dir().join(unique_name("seam-secure-demo"));
     std::fs::create_dir_all(&root).expect("home");
     // Reuse the test stack's downloads instead of fetching Kafka again.
-    if let Ok(home) = seam::local::Home::from_env() {
+    if let Ok(home) = seam_local::Home::from_env() {
         if home.dist().is_dir() {
             std::os::unix::fs::symlink(home.dist(), root.join("dist")).expect("link dist");
         }
     }
-    let home = seam::local::Home::at(root.clone());
+    let home = seam_local::Home::at(root.clone());
     // Below the ephemeral port range (32768+), where a client socket may hold a port.
-    let mut shape = seam::local::Shape::new(1, 25092, 25081).expect("shape");
+    let mut shape = seam_local::Shape::new(1, 25092, 25081).expect("shape");
     shape.secure = true;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
-        .block_on(seam::local::up(&home, shape, &mut |m| eprintln!("{m}")))
+        .block_on(seam_local::up(&home, shape, &mut |m| eprintln!("{m}")))
         .unwrap_or_else(|e| panic!("seam local up --secure: {e}"));
     let _stack = SecureStack(home);
     let out = Command::new(env!("CARGO_BIN_EXE_student-affairs"))

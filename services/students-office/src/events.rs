@@ -1,7 +1,7 @@
 //! The events the students office publishes; each matches `schemas/students-office/<Name>.avsc`.
 
 use apache_avro::AvroSchema;
-use seam::service::Event;
+use seam_core::service::Event;
 use serde::{Deserialize, Serialize};
 
 /// A student was registered.

@@ -3,11 +3,12 @@
 //! the groups give. Its model knows nothing of the groups' internals; grades arrive as commands
 //! translated from their events.
 
+#[cfg(feature = "http")]
 pub mod api;
 pub mod events;
 pub mod model;
 
-use seam::codec::{Catalog, CatalogError};
+use seam_core::codec::{Catalog, CatalogError};
 
 /// The service name (topic `students-office.events`).
 pub const NAME: &str = "students-office";
@@ -34,8 +35,8 @@ pub fn catalog() -> Result<Catalog, CatalogError> {
 mod tests {
     use super::*;
     use seam::runtime::Applier;
-    use seam::service::{Event, Service};
     use seam::store::Store;
+    use seam_core::service::{Event, Service};
 
     use crate::model::{keys, Command, Examination, Grade, Student, StudentsOffice};
 
@@ -58,7 +59,7 @@ mod tests {
             std::thread::current().id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).expect("store");
+        let store = seam::store::open(&dir).expect("store");
         let mut applier = Applier::new(
             "students-office",
             store.clone(),
@@ -148,7 +149,7 @@ mod tests {
         ]);
         assert!(r.iter().all(Result::is_ok), "{r:?}");
         let catalog = catalog().expect("catalog");
-        let mut out = seam::service::SnapshotOut::new(&store, &catalog);
+        let mut out = seam_core::service::SnapshotOut::new(&store, &catalog);
         StudentsOffice.snapshot(&mut out).expect("snapshot");
         let records: Vec<(String, String)> = out.into_records().into_iter().map(|(s, r, _)| (s, r)).collect();
         assert_eq!(

@@ -4,7 +4,7 @@
 //! from the groups' events and never is: an unknown student or examination becomes a placeholder
 //! that a later `StudentCreated` / `ExaminationCreated` fills in (getOrCreate, seed 000).
 
-use seam::service::{Apply, ApplyError, Service, SnapshotOut};
+use seam_core::service::{Apply, ApplyError, Service, SnapshotOut};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{ExaminationCreated, StudentCreated, StudentEnrolled};

@@ -3,11 +3,12 @@
 //! student goes to the earliest hire, the others are kept as a conflict to resolve, and
 //! `TaAssigned` is published whenever the assignment changes.
 
+#[cfg(feature = "http")]
 pub mod api;
 
 use apache_avro::AvroSchema;
-use seam::codec::{Catalog, CatalogError};
-use seam::service::{Apply, ApplyError, Event, Replica, Service};
+use seam_core::codec::{Catalog, CatalogError};
+use seam_core::service::{Apply, ApplyError, Event, Replica, Service};
 use serde::{Deserialize, Serialize};
 
 /// The service name (topic `ta-pool.events`).
@@ -130,7 +131,6 @@ impl Service for TaPool {
 mod tests {
     use super::*;
     use seam::runtime::Applier;
-    use seam::store::Store;
 
     #[test]
     fn the_rust_event_type_matches_the_published_schema() {
@@ -144,7 +144,7 @@ mod tests {
     fn the_earliest_hire_wins_whatever_arrives_first_and_conflicts_are_kept() {
         let dir = std::env::temp_dir().join(format!("ta-pool-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).expect("store");
+        let store = seam::store::open(&dir).expect("store");
         let mut applier = Applier::new(NAME, store.clone(), TaPool, catalog().expect("catalog")).expect("applier");
         let hire = |g: &str, at: i64| Command::RecordHire {
             student: "7".into(),

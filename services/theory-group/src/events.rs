@@ -1,7 +1,7 @@
 //! The events the theory group publishes; each matches `schemas/theory-group/<Name>.avsc`.
 
 use apache_avro::AvroSchema;
-use seam::service::Event;
+use seam_core::service::Event;
 use serde::{Deserialize, Serialize};
 
 /// One criterion of a presentation was scored.

@@ -3,11 +3,12 @@
 //! students from enrollments and who is taken from the TA pool; it shares no code with the SE
 //! group, only the contract of the events both read.
 
+#[cfg(feature = "http")]
 pub mod api;
 pub mod events;
 pub mod model;
 
-use seam::codec::{Catalog, CatalogError};
+use seam_core::codec::{Catalog, CatalogError};
 
 /// The service name (topic `theory-group.events`).
 pub const NAME: &str = "theory-group";

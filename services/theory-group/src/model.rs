@@ -4,7 +4,7 @@
 //! weighted score mapped to the university's scale. Translated commands (enrollments, TA
 //! assignments) create what they refer to and are never refused.
 
-use seam::service::{Apply, ApplyError, Service};
+use seam_core::service::{Apply, ApplyError, Service};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{PresentationAssessed, StudentGraded, StudentHired};

@@ -1,6 +1,6 @@
 use seam::runtime::Applier;
-use seam::service::Event;
 use seam::store::Store;
+use seam_core::service::Event;
 
 use crate::catalog;
 use crate::events::*;
@@ -25,7 +25,7 @@ fn run(commands: &[Command]) -> (Store, Vec<Result<usize, String>>) {
         std::thread::current().id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).expect("store");
+    let store = seam::store::open(&dir).expect("store");
     let mut applier =
         Applier::new("theory-group", store.clone(), TheoryGroup, catalog().expect("catalog")).expect("applier");
     let results = commands

@@ -3,7 +3,7 @@
 //! Reads the `StudentGraded` events of `se-group` through its own reader schema (only the fields it
 //! needs) and turns them into `students-office` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
@@ -60,7 +60,7 @@ impl Translator<students_office::model::Command> for SeGroupToStudentsOffice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/se-group/StudentGraded.avsc");
 

@@ -3,7 +3,7 @@
 //! Reads `students-office` events through its own reader schemas (only the fields it needs) and turns
 //! them into `scholarship-office` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The `StudentCreated` record.
@@ -77,7 +77,7 @@ impl Translator<scholarship_office::Command> for StudentsOfficeToScholarshipOffi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     #[test]
     fn studentcreated_becomes_its_command() {

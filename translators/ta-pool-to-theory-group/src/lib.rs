@@ -3,7 +3,7 @@
 //! Reads the `TaAssigned` events of `ta-pool` through its own reader schema (only the fields it
 //! needs) and turns them into `theory-group` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
@@ -47,7 +47,7 @@ impl Translator<theory_group::model::Command> for TaPoolToTheoryGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/ta-pool/TaAssigned.avsc");
 

@@ -3,7 +3,7 @@
 //! Reads `theory-group` events through its own reader schemas (only the fields it needs) and turns
 //! them into `scholarship-office` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The `StudentGraded` record.
@@ -61,7 +61,7 @@ impl Translator<scholarship_office::Command> for TheoryGroupToScholarshipOffice 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     #[test]
     fn studentgraded_becomes_its_command() {

@@ -3,7 +3,7 @@
 //! Reads the `StudentGraded` events of `theory-group` through its own reader schema (only the fields it
 //! needs) and turns them into `students-office` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
@@ -59,7 +59,7 @@ impl Translator<students_office::model::Command> for TheoryGroupToStudentsOffice
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/theory-group/StudentGraded.avsc");
 

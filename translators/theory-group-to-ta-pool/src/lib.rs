@@ -3,7 +3,7 @@
 //! Reads the `StudentHired` events of `theory-group` through its own reader schema (only the fields it
 //! needs) and turns them into `ta-pool` commands. Pure and deterministic.
 
-use seam::translator::{ForeignEvent, TranslateError, Translator};
+use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
@@ -57,7 +57,7 @@ impl Translator<ta_pool::Command> for TheoryGroupToTaPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, test_event};
 
     const WRITER: &str = include_str!("../../../schemas/theory-group/StudentHired.avsc");
 

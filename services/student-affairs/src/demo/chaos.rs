@@ -51,7 +51,7 @@ impl Rng {
 /// Runs the schedule until it is done or `stop` is set: a kill every one to four seconds, the
 /// broker half way.
 pub async fn run(services: Services, plan: Plan, brokers: u8, stop: Arc<AtomicBool>) -> anyhow::Result<ChaosReport> {
-    let home = seam::local::Home::from_env()?;
+    let home = seam_local::Home::from_env()?;
     let mut rng = Rng(plan.seed);
     let mut report = ChaosReport {
         seed: plan.seed,
@@ -64,9 +64,9 @@ pub async fn run(services: Services, plan: Plan, brokers: u8, stop: Arc<AtomicBo
         }
         if k == plan.kills / 2 && report.broker_killed.is_none() {
             let id = 1 + rng.below(u64::from(brokers)) as u8;
-            seam::local::kill_broker(&home, id).with_context(|| format!("killing broker {id}"))?;
+            seam_local::kill_broker(&home, id).with_context(|| format!("killing broker {id}"))?;
             tokio::time::sleep(Duration::from_millis(2000 + rng.below(3000))).await;
-            seam::local::restart_broker(&home, id)
+            seam_local::restart_broker(&home, id)
                 .await
                 .with_context(|| format!("restarting broker {id}"))?;
             report.broker_killed = Some(id);

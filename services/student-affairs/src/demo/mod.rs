@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use seam::cluster::{ClusterError, Endpoints};
-use seam::deploy::Registry;
 use seam::topology::Topology;
+use seam_local::cluster::{ClusterError, Endpoints};
+use seam_ops::deploy::Registry;
 
 pub use report::{FlowReport, Report, ServiceReport};
 pub use scenario::Stats;
@@ -74,7 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     bar.set_message("phase 1/5: finding the cluster");
     let endpoints = cluster(&bar, if args.chaos { 3 } else { 1 }).await?;
     let brokers = match (&endpoints.origin, args.chaos) {
-        (seam::cluster::Origin::LocalStack { brokers }, true) if *brokers >= 3 => *brokers,
+        (seam_local::cluster::Origin::LocalStack { brokers }, true) if *brokers >= 3 => *brokers,
         (other, true) => bail!(
             "--chaos kills a broker of three, so it needs the local 3-broker stack, but the cluster in use is the {other}; \
              run `seam local down` and the demo again (it starts one), or `seam local up --brokers 3`"
@@ -89,11 +89,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let registry = Registry::new(endpoints.registry()?)?;
     // On the secure stack deploy also creates each service's user (and its credentials file),
     // as `seam deploy` does there.
-    let options = seam::deploy::Options {
+    let options = seam_ops::deploy::Options {
         secrets: endpoints.secrets.clone(),
         ..Default::default()
     };
-    let deployed = seam::deploy::deploy(&topology, &client, &registry, &options).await?;
+    let deployed = seam_ops::deploy::deploy(&topology, &client, &registry, &options).await?;
     if !deployed.problems.is_empty() {
         bail!(
             "{} cannot be deployed to this cluster:\n  {}",
@@ -105,11 +105,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         deployed
             .changes
             .iter()
-            .any(|c| c.resource == format!("topic/{topic}") && c.action == seam::deploy::Action::Create)
+            .any(|c| c.resource == format!("topic/{topic}") && c.action == seam_ops::deploy::Action::Create)
     };
     let data = match &args.data {
         Some(d) => d.clone(),
-        None => seam::local::Home::from_env()?.root().join("student-affairs"),
+        None => seam_local::Home::from_env()?.root().join("student-affairs"),
     };
     // A topic this deploy created is new (a purged or fresh stack): a store that published to
     // the earlier one, or read it, belongs to a cluster that is gone, so every store starts over.
@@ -178,7 +178,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
         // `seam register` draws its own progress bar meanwhile.
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        let register = seam::cli::register::RegisterArgs {
+        let register = seam_ops::commands::register::RegisterArgs {
             consumer: crate::serve::Which::ScholarshipOffice.name().to_string(),
             source: crate::serve::Which::StudentsOffice.name().to_string(),
             snapshot: Some(format!("{office}/snapshot")),
@@ -188,13 +188,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             url: Some(scholarship),
             json: args.json,
         };
-        let mut registered = seam::cli::register::register(&register).await;
+        let mut registered = seam_ops::commands::register::register(&register).await;
         // Under chaos either side may be killed mid-registration: running it again resumes
         // (the consumer resumes its bootstrap from the spooled snapshot; a second run follows it).
         let mut attempts = 1;
         while args.chaos && registered.is_err() && attempts < 10 {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            registered = seam::cli::register::register(&register).await;
+            registered = seam_ops::commands::register::register(&register).await;
             attempts += 1;
         }
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
@@ -326,14 +326,14 @@ async fn cluster(bar: &ProgressBar, brokers: u8) -> anyhow::Result<Endpoints> {
         Ok(e) => Ok(e),
         Err(ClusterError::NoCluster) => {
             bar.set_message("phase 1/5: no cluster configured; starting the local stack (first time: Maven fetch)");
-            let home = seam::local::Home::from_env()?;
-            let shape = seam::local::Shape::new(
+            let home = seam_local::Home::from_env()?;
+            let shape = seam_local::Shape::new(
                 brokers,
-                seam::local::Shape::DEFAULT_KAFKA_PORT,
-                seam::local::Shape::DEFAULT_REGISTRY_PORT,
+                seam_local::Shape::DEFAULT_KAFKA_PORT,
+                seam_local::Shape::DEFAULT_REGISTRY_PORT,
             )?;
             let say_bar = bar.clone();
-            seam::local::up(&home, shape, &mut |msg| say_bar.println(msg)).await?;
+            seam_local::up(&home, shape, &mut |msg| say_bar.println(msg)).await?;
             Ok(Endpoints::discover()?)
         }
         Err(e) => Err(e.into()),

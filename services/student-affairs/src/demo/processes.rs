@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use seam::cluster::Endpoints;
+use seam_local::cluster::Endpoints;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -191,7 +191,7 @@ async fn start_one(launch: &Launch, which: Which, port: Option<u16>) -> anyhow::
     // On the local stack each service finds it through SEAM_HOME, as its own principal with its
     // own credentials on the secure stack; handing it SEAM_BROKERS would make it an external
     // cluster without them. An external cluster's variables are inherited as they are.
-    if !matches!(launch.endpoints.origin, seam::cluster::Origin::LocalStack { .. }) {
+    if !matches!(launch.endpoints.origin, seam_local::cluster::Origin::LocalStack { .. }) {
         command
             .env("SEAM_BROKERS", launch.endpoints.bootstrap_servers())
             .env("SEAM_REGISTRY", launch.endpoints.registry()?);

@@ -1,0 +1,289 @@
+//! Where the Kafka brokers and the schema registry are, and how to authenticate, for every
+//! command, service and test.
+//!
+//! An existing cluster is chosen with `SEAM_BROKERS` (comma-separated `host:port`) and
+//! `SEAM_REGISTRY` (the Confluent-compatible API base URL). Without them, the running
+//! local stack of `SEAM_HOME` is used. One rule everywhere, so a command and a test
+//! never disagree about which cluster they talk to.
+//!
+//! Security settings are librdkafka properties: `SEAM_KAFKA_CONFIG` names a properties file
+//! (`security.protocol`, `sasl.*`, `ssl.ca.location`, ...). On a `seam local up --secure` stack
+//! the CLI uses the stack's admin credentials and a service its own principal's, written by
+//! `seam deploy`. Values are never printed: `Debug` redacts secrets.
+
+use std::path::{Path, PathBuf};
+
+use rdkafka::ClientConfig;
+
+use crate::props::BadProps;
+pub use crate::props::{is_secret, KafkaProps};
+use crate::{Home, LocalError, StackState};
+
+/// Where the endpoints came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `SEAM_BROKERS` / `SEAM_REGISTRY`.
+    Environment,
+    /// The local stack recorded under this SEAM_HOME, with this many brokers.
+    LocalStack {
+        /// Broker count.
+        brokers: u8,
+    },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Environment => write!(f, "from SEAM_BROKERS"),
+            Self::LocalStack { brokers } => write!(f, "local stack, {brokers} broker(s)"),
+        }
+    }
+}
+
+/// The cluster to talk to.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// Bootstrap servers.
+    pub brokers: Vec<String>,
+    /// Confluent-compatible registry base URL, without trailing slash.
+    pub registry: Option<String>,
+    /// Where this came from.
+    pub origin: Origin,
+    /// Security (and tuning) properties for every Kafka client.
+    pub kafka: KafkaProps,
+    /// Where `seam deploy` writes the credentials of users it creates (the secure local stack).
+    pub secrets: Option<PathBuf>,
+}
+
+/// Why no cluster could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Nothing configured and nothing running.
+    #[error("no Kafka cluster to talk to: start the local stack with `seam local up`, or set SEAM_BROKERS (and SEAM_REGISTRY) to an existing cluster")]
+    NoCluster,
+    /// SEAM_BROKERS is malformed.
+    #[error("SEAM_BROKERS={value:?} is not a comma-separated list of host:port ({problem}); e.g. SEAM_BROKERS=kafka-1:9092,kafka-2:9092")]
+    BadBrokers {
+        /// The variable's value.
+        value: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// SEAM_REGISTRY is malformed.
+    #[error("SEAM_REGISTRY={0:?} is not an http(s) URL; give the Confluent-compatible API base, e.g. http://registry:8081 or http://apicurio:8080/apis/ccompat/v7")]
+    BadRegistry(String),
+    /// A registry is needed but not configured.
+    #[error("no schema registry configured: SEAM_BROKERS is set but SEAM_REGISTRY is not; set SEAM_REGISTRY to the registry's Confluent-compatible API base URL")]
+    NoRegistry,
+    /// The local stack's state could not be read.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// A properties file cannot be used.
+    #[error(transparent)]
+    BadProps(#[from] BadProps),
+    /// The properties file of SEAM_KAFKA_CONFIG (or a principal's) cannot be used.
+    #[error("Kafka client properties {}: {problem}; give a file of key=value lines (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location)", path.display())]
+    BadKafkaConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A service on the secure local stack has no credentials yet.
+    #[error("no credentials for the Kafka principal {principal} on the secure local stack (looked for {}); run `seam deploy -t <topology>` first: it creates the service users and writes their credentials", path.display())]
+    NoCredentials {
+        /// The principal's user name.
+        principal: String,
+        /// Where they were expected.
+        path: PathBuf,
+    },
+}
+
+impl Endpoints {
+    /// `SEAM_BROKERS`/`SEAM_REGISTRY` if set, else the local stack of `SEAM_HOME`; as the
+    /// operator (the secure stack's admin).
+    pub fn discover() -> Result<Self, ClusterError> {
+        Self::discover_as(None)
+    }
+
+    /// Like [`Endpoints::discover`], for a service: on the secure local stack it connects as
+    /// its own principal (`User:<service>` unless `SEAM_PRINCIPAL` names another user).
+    pub fn discover_for(service: &str) -> Result<Self, ClusterError> {
+        let principal = env("SEAM_PRINCIPAL").unwrap_or_else(|| service.to_string());
+        Self::discover_as(Some(&principal))
+    }
+
+    fn discover_as(user: Option<&str>) -> Result<Self, ClusterError> {
+        let mut endpoints = Self::discover_files(user)?;
+        // `SEAM_KAFKA_SASL_PASSWORD=…` sets `sasl.password`: how a container gets a secret.
+        for (key, value) in std::env::vars() {
+            if let Some(prop) = key.strip_prefix("SEAM_KAFKA_").filter(|p| *p != "CONFIG") {
+                endpoints
+                    .kafka
+                    .0
+                    .insert(prop.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        Ok(endpoints)
+    }
+
+    fn discover_files(user: Option<&str>) -> Result<Self, ClusterError> {
+        let explicit = env("SEAM_KAFKA_CONFIG")
+            .map(|p| KafkaProps::load(Path::new(&p)))
+            .transpose()?;
+        if let Some(brokers) = env("SEAM_BROKERS") {
+            return Ok(Self {
+                brokers: parse_brokers(&brokers)?,
+                registry: env("SEAM_REGISTRY").map(|r| parse_registry(&r)).transpose()?,
+                origin: Origin::Environment,
+                kafka: explicit.unwrap_or_default(),
+                secrets: env("SEAM_SECRETS").map(PathBuf::from),
+            });
+        }
+        let home = Home::from_env()?;
+        let Some(st) = StackState::load(&home)? else {
+            return Err(ClusterError::NoCluster);
+        };
+        let mut endpoints = Self {
+            brokers: st.shape.bootstrap(),
+            registry: Some(st.shape.registry_url()),
+            origin: Origin::LocalStack {
+                brokers: st.shape.brokers,
+            },
+            kafka: KafkaProps::default(),
+            secrets: None,
+        };
+        if st.shape.secure {
+            let dir = home.secure_dir(&st.shape);
+            endpoints.secrets = Some(dir.join("users"));
+            endpoints.kafka = match (explicit, user) {
+                (Some(props), _) => props,
+                (None, None) => KafkaProps::load(&dir.join("admin.properties"))?,
+                (None, Some(user)) => {
+                    let path = dir.join("users").join(format!("{user}.properties"));
+                    if !path.is_file() {
+                        return Err(ClusterError::NoCredentials {
+                            principal: user.to_string(),
+                            path,
+                        });
+                    }
+                    KafkaProps::load(&path)?
+                }
+            };
+        } else if let Some(props) = explicit {
+            endpoints.kafka = props;
+        }
+        Ok(endpoints)
+    }
+
+    /// A client config for this cluster: bootstrap servers plus the security properties.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.bootstrap_servers());
+        for (k, v) in &self.kafka.0 {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The `bootstrap.servers` value.
+    pub fn bootstrap_servers(&self) -> String {
+        self.brokers.join(",")
+    }
+
+    /// The registry URL, or a clear error when none is configured.
+    pub fn registry(&self) -> Result<&str, ClusterError> {
+        self.registry.as_deref().ok_or(ClusterError::NoRegistry)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_brokers(value: &str) -> Result<Vec<String>, ClusterError> {
+    let bad = |problem: String| ClusterError::BadBrokers {
+        value: value.to_string(),
+        problem,
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|entry| {
+            let (host, port) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| bad(format!("{entry:?} has no port")))?;
+            if host.is_empty() {
+                return Err(bad(format!("{entry:?} has no host")));
+            }
+            port.parse::<u16>()
+                .map_err(|_| bad(format!("{entry:?} has port {port:?}, not a number from 1 to 65535")))?;
+            Ok(entry.to_string())
+        })
+        .collect()
+}
+
+fn parse_registry(value: &str) -> Result<String, ClusterError> {
+    let trimmed = value.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .ok_or_else(|| ClusterError::BadRegistry(value.to_string()))?;
+    if rest.is_empty() {
+        return Err(ClusterError::BadRegistry(value.to_string()));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_lists_need_host_and_numeric_port() {
+        assert_eq!(
+            parse_brokers("a:9092, b:9093").expect("valid"),
+            vec!["a:9092".to_string(), "b:9093".to_string()]
+        );
+        for bad in ["a", "a:", ":9092", "a:99999", "a:9092,", "a:x"] {
+            let err = parse_brokers(bad).expect_err(bad).to_string();
+            assert!(err.contains("SEAM_BROKERS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn properties_files_load_and_debug_output_hides_secrets() {
+        let path = std::env::temp_dir().join(format!("seam-props-{}.properties", std::process::id()));
+        std::fs::write(
+            &path,
+            "# comment\nsecurity.protocol=SASL_SSL\nsasl.username = svc\nsasl.password=s3cret=x\n\n",
+        )
+        .expect("write");
+        let props = KafkaProps::load(&path).expect("load");
+        assert_eq!(props.0["sasl.password"], "s3cret=x");
+        assert_eq!(props.0["sasl.username"], "svc");
+        let shown = format!("{props:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("[redacted]") && shown.contains("SASL_SSL"),
+            "{shown}"
+        );
+        std::fs::write(&path, "no equals sign\n").expect("write");
+        let err = KafkaProps::load(&path).expect_err("bad line").to_string();
+        assert!(err.contains("line 1") && err.contains("key=value"), "{err}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn registry_urls_need_a_scheme_and_lose_the_trailing_slash() {
+        assert_eq!(parse_registry("http://r:8081/").expect("valid"), "http://r:8081");
+        assert_eq!(
+            parse_registry("https://r/apis/ccompat/v7").expect("valid"),
+            "https://r/apis/ccompat/v7"
+        );
+        assert!(parse_registry("r:8081").is_err());
+        assert!(parse_registry("http://").is_err());
+    }
+}

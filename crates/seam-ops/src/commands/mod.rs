@@ -1,0 +1,13 @@
+//! The operator commands behind `seam deploy`, `register`, `replay`, `snapshot`, `status`,
+//! `dlq` and `doctor`: their arguments and what they do. A library, so the demo and tests run
+//! exactly what an operator runs; the `seam` binary (`seam-cli`) only dispatches to them.
+
+pub mod deploy;
+pub mod dlq;
+pub mod doctor;
+pub mod output;
+pub mod reach;
+pub mod register;
+pub mod replay;
+pub mod snapshot;
+pub mod status;

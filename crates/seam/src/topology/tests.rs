@@ -1,0 +1,131 @@
+//! Every fixture beside the parser is loaded: the good one parses, each bad one fails with a
+//! message naming the field and the fix.
+
+use super::*;
+
+fn fixture(name: &str) -> Result<Topology, TopologyError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/topology/fixtures")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Topology::parse(&format!("{name}.yaml"), &text)
+}
+
+#[test]
+fn the_good_fixture_parses() {
+    let t = fixture("good").expect("good topology");
+    assert_eq!(t.services.len(), 2);
+    assert_eq!(t.sources_of("fulfilment")[0].service, "orders");
+    let f = t.service("fulfilment").expect("fulfilment");
+    assert_eq!(f.replication, Some(1));
+    assert_eq!(f.retention_ms(), 30 * 86_400_000);
+    assert_eq!(f.compatibility(), "FULL_TRANSITIVE");
+    assert_eq!(f.principal(), "User:fulfilment-svc");
+    let o = t.service("orders").expect("orders");
+    assert_eq!(
+        (o.retention_ms(), o.cleanup_policy(), o.compatibility()),
+        (-1, "delete", "BACKWARD_TRANSITIVE")
+    );
+    assert_eq!(
+        (
+            o.replication_on(1),
+            o.replication_on(5),
+            o.min_insync_on(3),
+            o.min_insync_on(1)
+        ),
+        (1, 3, 2, 1)
+    );
+    assert_eq!(o.principal(), "User:orders");
+}
+
+#[test]
+fn retention_durations_parse_to_milliseconds() {
+    assert_eq!(parse_retention("unbounded"), Ok(-1));
+    assert_eq!(parse_retention("500ms"), Ok(500));
+    assert_eq!(parse_retention("90m"), Ok(5_400_000));
+    assert_eq!(parse_retention("12h"), Ok(43_200_000));
+    for bad in ["7 days", "d", "0s", "10w", "99999999999999999d", ""] {
+        assert!(parse_retention(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn each_bad_fixture_names_the_field_and_the_fix() {
+    let cases = [
+        ("bad-version", "apiVersion", "use `seam/v1`"),
+        ("bad-unknown-field", "unknown field `partition`", "line 4"),
+        ("bad-partitions", "services[0].partitions", "use 1 to 1000"),
+        ("bad-name", "services[0].name", "lowercase letters"),
+        (
+            "bad-translator",
+            "consumers[0].sources[0].translator",
+            "use `orders-to-fulfilment`",
+        ),
+        (
+            "bad-unknown-source",
+            "consumers[0].sources[0].service",
+            "`billing` is not a declared service",
+        ),
+        ("bad-self", "consumers[0].sources[0].service", "its own events"),
+        ("bad-retention", "services[0].retention", "30d"),
+        ("bad-compatibility", "services[0].compatibility", "BACKWARD_TRANSITIVE"),
+        ("bad-min-isr", "services[0].minInsyncReplicas", "use 1 to 1"),
+        ("bad-principal", "services[0].principal", "`User:orders`"),
+        ("bad-cleanup", "services[0].cleanupPolicy", "`compact,delete`"),
+    ];
+    for (name, field, fix) in cases {
+        let err = fixture(name).expect_err(name).to_string();
+        assert!(err.starts_with(&format!("{name}.yaml")), "{name}: {err}");
+        assert!(err.contains(field) && err.contains(fix), "{name}: {err}");
+    }
+}
+
+#[test]
+fn every_fixture_file_is_covered() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/topology/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("fixtures")
+        .filter_map(Result::ok)
+        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for name in names {
+        let result = fixture(&name);
+        assert_eq!(result.is_ok(), name == "good", "{name}: {result:?}");
+    }
+}
+
+#[test]
+fn a_file_that_is_no_topology_says_what_a_topology_looks_like() {
+    for text in ["just some prose", "- a\n- list\n"] {
+        let err = Topology::parse("notes.md", text).expect_err(text).to_string();
+        assert!(
+            err.starts_with("notes.md: ") && err.contains("apiVersion: seam/v1"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_or_schema_dir_is_named() {
+    let err = Topology::load(Path::new("/nonexistent/topology.yaml")).expect_err("missing");
+    assert!(err.to_string().contains("/nonexistent/topology.yaml"), "{err}");
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/topology/fixtures/good.yaml");
+    let err = Topology::load(&good).expect_err("no schema dirs next to the fixture");
+    assert!(err.to_string().contains("services[0].schemas"), "{err}");
+}
+
+#[test]
+fn every_topology_under_deploy_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let mut found = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/") {
+        let path = entry.expect("entry").path();
+        // compose.yaml is Docker Compose's, checked by tests/manifests.rs.
+        if path.extension().is_some_and(|e| e == "yaml") && !path.ends_with("compose.yaml") {
+            Topology::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            found += 1;
+        }
+    }
+    assert!(found >= 1, "no topology files under deploy/");
+}

@@ -1,5 +1,0 @@
-//! The `seam` command line; everything lives in the library's `cli` module.
-
-fn main() -> std::process::ExitCode {
-    seam::cli::main()
-}
