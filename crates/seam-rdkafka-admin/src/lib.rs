@@ -73,7 +73,7 @@ type Admin = AdminClient<DefaultClientContext>;
 /// Every allow rule for a literal name from any host (the shape seam creates). Ask only a
 /// cluster with an authorizer: librdkafka drops DescribeAcls' top-level error, so a cluster
 /// without one answers with an empty list instead of SECURITY_DISABLED.
-pub fn describe_acls(admin: &Admin, timeout: Duration) -> anyhow::Result<Vec<Acl>> {
+pub fn describe_acls(admin: &Admin, timeout: Duration) -> Result<Vec<Acl>, AdminError> {
     let mut errstr = [0 as c_char; 512];
     // SAFETY: a filter matching every binding; null strings mean "any".
     let filter = unsafe {
@@ -90,7 +90,10 @@ pub fn describe_acls(admin: &Admin, timeout: Duration) -> anyhow::Result<Vec<Acl
         )
     };
     if filter.is_null() {
-        anyhow::bail!("cannot build an ACL filter: {}", text(errstr.as_ptr()));
+        return Err(AdminError::Kafka(format!(
+            "cannot build an ACL filter: {}",
+            text(errstr.as_ptr())
+        )));
     }
     let result = call(admin, timeout, "describing ACLs", |rk, opts, queue| unsafe {
         rd::rd_kafka_DescribeAcls(rk, filter, opts, queue);
@@ -132,14 +135,14 @@ pub fn describe_acls(admin: &Admin, timeout: Duration) -> anyhow::Result<Vec<Acl
 }
 
 /// Creates the ACLs (creating one that exists is a no-op for the broker).
-pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Result<()> {
+pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<(), AdminError> {
     if acls.is_empty() {
         return Ok(());
     }
     let mut bindings = acls
         .iter()
         .map(|a| binding(a, false))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, AdminError>>()?;
     let result = call(admin, timeout, "creating ACLs", |rk, opts, queue| unsafe {
         rd::rd_kafka_CreateAcls(rk, bindings.as_mut_ptr(), bindings.len(), opts, queue);
     });
@@ -153,7 +156,7 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
         let results = rd::rd_kafka_CreateAcls_result_acls(res, &mut n);
         for (i, acl) in acls.iter().enumerate().take(n) {
             if let Some(e) = failed(rd::rd_kafka_acl_result_error(*results.add(i))) {
-                anyhow::bail!("creating {}: {e}", acl.id());
+                return Err(AdminError::Kafka(format!("creating {}: {e}", acl.id())));
             }
         }
     }
@@ -161,14 +164,14 @@ pub fn create_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
 }
 
 /// Deletes exactly these ACLs.
-pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Result<()> {
+pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> Result<(), AdminError> {
     if acls.is_empty() {
         return Ok(());
     }
     let mut filters = acls
         .iter()
         .map(|a| binding(a, true))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, AdminError>>()?;
     let result = call(admin, timeout, "deleting ACLs", |rk, opts, queue| unsafe {
         rd::rd_kafka_DeleteAcls(rk, filters.as_mut_ptr(), filters.len(), opts, queue);
     });
@@ -182,7 +185,7 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
         let responses = rd::rd_kafka_DeleteAcls_result_responses(res, &mut n);
         for (i, acl) in acls.iter().enumerate().take(n) {
             if let Some(e) = failed(rd::rd_kafka_DeleteAcls_result_response_error(*responses.add(i))) {
-                anyhow::bail!("deleting {}: {e}", acl.id());
+                return Err(AdminError::Kafka(format!("deleting {}: {e}", acl.id())));
             }
         }
     }
@@ -190,11 +193,11 @@ pub fn delete_acls(admin: &Admin, acls: &[Acl], timeout: Duration) -> anyhow::Re
 }
 
 /// Which of `users` have a SCRAM-SHA-512 credential.
-pub fn scram_users(admin: &Admin, users: &[String], timeout: Duration) -> anyhow::Result<Vec<String>> {
+pub fn scram_users(admin: &Admin, users: &[String], timeout: Duration) -> Result<Vec<String>, AdminError> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    let names: Vec<CString> = users.iter().map(|u| cstring(u)).collect::<anyhow::Result<_>>()?;
+    let names: Vec<CString> = users.iter().map(|u| cstring(u)).collect::<Result<_, AdminError>>()?;
     let mut ptrs: Vec<*const c_char> = names.iter().map(|c| c.as_ptr()).collect();
     let event = call(
         admin,
@@ -232,7 +235,7 @@ pub fn scram_users(admin: &Admin, users: &[String], timeout: Duration) -> anyhow
 }
 
 /// Sets (or replaces) a user's SCRAM-SHA-512 credential. The password stays in this process.
-pub fn upsert_scram(admin: &Admin, user: &str, password: &str, timeout: Duration) -> anyhow::Result<()> {
+pub fn upsert_scram(admin: &Admin, user: &str, password: &str, timeout: Duration) -> Result<(), AdminError> {
     let name = cstring(user)?;
     // SAFETY: librdkafka copies username and password; an empty salt asks it to make one.
     let mut alteration = unsafe {
@@ -261,7 +264,9 @@ pub fn upsert_scram(admin: &Admin, user: &str, password: &str, timeout: Duration
             if let Some(e) = failed(rd::rd_kafka_AlterUserScramCredentials_result_response_error(
                 *responses.add(i),
             )) {
-                anyhow::bail!("setting the SCRAM credential of {user}: {e}");
+                return Err(AdminError::Kafka(format!(
+                    "setting the SCRAM credential of {user}: {e}"
+                )));
             }
         }
     }
@@ -269,7 +274,7 @@ pub fn upsert_scram(admin: &Admin, user: &str, password: &str, timeout: Duration
 }
 
 /// Removes a user's SCRAM-SHA-512 credential.
-pub fn delete_scram(admin: &Admin, user: &str, timeout: Duration) -> anyhow::Result<()> {
+pub fn delete_scram(admin: &Admin, user: &str, timeout: Duration) -> Result<(), AdminError> {
     let name = cstring(user)?;
     // SAFETY: librdkafka copies the name.
     let mut alteration = unsafe {
@@ -288,10 +293,10 @@ pub fn delete_scram(admin: &Admin, user: &str, timeout: Duration) -> anyhow::Res
     );
     // SAFETY: the request copied the alteration.
     unsafe { rd::rd_kafka_UserScramCredentialAlteration_destroy(alteration) };
-    result.map(drop).map_err(Into::into)
+    result.map(drop)
 }
 
-fn binding(acl: &Acl, filter: bool) -> anyhow::Result<*mut rd::rd_kafka_AclBinding_t> {
+fn binding(acl: &Acl, filter: bool) -> Result<*mut rd::rd_kafka_AclBinding_t, AdminError> {
     let name = cstring(&acl.name)?;
     let principal = cstring(&acl.principal)?;
     let host = cstring("*")?;
@@ -326,7 +331,11 @@ fn binding(acl: &Acl, filter: bool) -> anyhow::Result<*mut rd::rd_kafka_AclBindi
         )
     };
     if b.is_null() {
-        anyhow::bail!("cannot build {}: {}", acl.id(), text(errstr.as_ptr()));
+        return Err(AdminError::Kafka(format!(
+            "cannot build {}: {}",
+            acl.id(),
+            text(errstr.as_ptr())
+        )));
     }
     Ok(b)
 }
@@ -341,12 +350,18 @@ impl Drop for Event {
     }
 }
 
+/// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
-enum CallError {
+pub enum AdminError {
+    /// The cluster refused the request or one of its parts (authorization, a missing resource).
     #[error("{0}")]
     Kafka(String),
+    /// The cluster did not answer in time.
     #[error("{0}: no answer from the cluster within {1:?}")]
     Timeout(&'static str, Duration),
+    /// A name cannot be passed to librdkafka.
+    #[error("{0:?} contains a NUL byte; Kafka names and principals cannot")]
+    Nul(String),
 }
 
 /// Runs one admin request on a private queue and waits for its result event.
@@ -355,7 +370,7 @@ fn call(
     timeout: Duration,
     what: &'static str,
     request: impl FnOnce(*mut rd::rd_kafka_t, *const rd::rd_kafka_AdminOptions_t, *mut rd::rd_kafka_queue_t),
-) -> Result<Event, CallError> {
+) -> Result<Event, AdminError> {
     let rk = admin.inner().native_ptr();
     // SAFETY: queue and options are created and destroyed here; the client outlives the call.
     unsafe {
@@ -373,13 +388,13 @@ fn call(
         rd::rd_kafka_AdminOptions_destroy(opts);
         rd::rd_kafka_queue_destroy(queue);
         if raw.is_null() {
-            return Err(CallError::Timeout(what, timeout));
+            return Err(AdminError::Timeout(what, timeout));
         }
         let event = Event(raw);
         let code = rd::rd_kafka_event_error(event.0);
         if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             let detail = text(rd::rd_kafka_event_error_string(event.0));
-            return Err(CallError::Kafka(format!("{what}: {detail} ({code:?})")));
+            return Err(AdminError::Kafka(format!("{what}: {detail} ({code:?})")));
         }
         Ok(event)
     }
@@ -416,8 +431,8 @@ fn operation_from(o: rd::rd_kafka_AclOperation_t) -> Option<Operation> {
     }
 }
 
-fn cstring(s: &str) -> anyhow::Result<CString> {
-    CString::new(s).map_err(|_| anyhow::anyhow!("{s:?} contains a NUL byte"))
+fn cstring(s: &str) -> Result<CString, AdminError> {
+    CString::new(s).map_err(|_| AdminError::Nul(s.to_string()))
 }
 
 fn text(p: *const c_char) -> String {

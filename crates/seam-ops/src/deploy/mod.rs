@@ -103,7 +103,7 @@ pub async fn grant_subscription(
         .filter(|a| a.principal == principal && a.name == topic)
         .collect();
     let admin: AdminClient<DefaultClientContext> = client.create()?;
-    tokio::task::spawn_blocking(move || admin_ffi::create_acls(&admin, &acls, Duration::from_secs(30))).await?
+    Ok(tokio::task::spawn_blocking(move || admin_ffi::create_acls(&admin, &acls, Duration::from_secs(30))).await??)
 }
 
 /// Warnings for record types a producer's schemas hold that a consumer's translator neither

@@ -73,9 +73,8 @@ pub(super) async fn post_subscription<S: Service>(
             .receive_snapshot(&source, body.into_data_stream(), limit)
             .await
             .map_err(|e| match e {
-                RuntimeError::Config(msg) => {
-                    ApiError::bad_request(msg, format!("export a fresh snapshot of {source} and send it whole"))
-                }
+                RuntimeError::BadRequest(_) => ApiError::from_runtime(&e)
+                    .with_hint(format!("export a fresh snapshot of {source} and send it whole")),
                 other => ApiError::from_runtime(&other),
             })?;
         RegisterFrom::Snapshot(arrival)
@@ -163,10 +162,7 @@ pub(super) async fn post_replay<S: Service>(
     body: Result<Json<ReplayRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    let status = node.replay(request).map_err(|e| match e {
-        RuntimeError::Config(msg) if msg.contains("already running") => ApiError::new(StatusCode::CONFLICT, msg),
-        other => refused(other),
-    })?;
+    let status = node.replay(request).map_err(refused)?;
     Ok((StatusCode::ACCEPTED, Json(status)).into_response())
 }
 

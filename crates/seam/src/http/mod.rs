@@ -99,19 +99,25 @@ impl ApiError {
         self
     }
 
-    /// The answer for a runtime failure: the store is a 500 (`store`), Kafka and the registry
-    /// are 503 (`kafka`, `registry`: retry later), a node that is stopping is 503
-    /// (`unavailable`), a request the node cannot take is 422 (`rejected`).
+    /// The answer for a runtime failure, one class per variant: a request the node cannot take
+    /// as asked is 422 (`rejected`), one that conflicts with running work 409 (`conflict`), a
+    /// malformed one 400 (`bad-request`), one for what the service does not offer 501
+    /// (`unsupported`); the store is a 500 (`store`), Kafka and the registry are 503 (`kafka`,
+    /// `registry`: retry later), a node that is stopping is 503 (`unavailable`), and a broken
+    /// configuration or a panic is a 500 (`internal`).
     pub fn from_runtime(e: &RuntimeError) -> Self {
         let (status, kind) = match e {
+            RuntimeError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+            RuntimeError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            RuntimeError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            RuntimeError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             RuntimeError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
             RuntimeError::Kafka { .. } | RuntimeError::TopicMissing { .. } | RuntimeError::Retention(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "kafka")
             }
             RuntimeError::Registry(_) => (StatusCode::SERVICE_UNAVAILABLE, "registry"),
             RuntimeError::WriterGone | RuntimeError::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            RuntimeError::Panicked(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            RuntimeError::Config(_) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected"),
+            RuntimeError::Panicked(_) | RuntimeError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Self {
             status,
@@ -184,6 +190,18 @@ pub fn scan_model<T: serde::de::DeserializeOwned>(
         .into_iter()
         .map(|(k, v)| Ok((k, serde_json::from_slice(&v).map_err(ApiError::store)?)))
         .collect()
+}
+
+/// The model value at `key`, decoded, for query endpoints; `None` if there is none.
+pub fn model_value<T: serde::de::DeserializeOwned>(
+    store: &crate::store::Store,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    store
+        .model_get(key)
+        .map_err(ApiError::store)?
+        .map(|v| serde_json::from_slice(&v).map_err(ApiError::store))
+        .transpose()
 }
 
 /// One event as getEvents returns it and putEvents accepts it.
@@ -318,10 +336,7 @@ async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Re
     let exported = node
         .snapshot(std::time::Duration::from_secs(60))
         .await
-        .map_err(|e| match e {
-            RuntimeError::Config(msg) => ApiError::new(StatusCode::NOT_IMPLEMENTED, msg),
-            other => ApiError::from_runtime(&other),
-        })?;
+        .map_err(|e| ApiError::from_runtime(&e))?;
     // Streamed from the file: opened, then removed (the open file stays readable), so a
     // dropped connection leaves nothing behind.
     let file = tokio::fs::File::open(exported.path()).await.map_err(ApiError::store)?;
@@ -518,4 +533,31 @@ async fn put_events<S: Service>(
         .filter(|o| matches!(o, PutOutcome::Rejected { .. }))
         .count();
     Ok(Json(serde_json::json!({ "outcomes": outcomes, "rejected": rejected })))
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    /// One explicit class per runtime error: the caller's mistakes are 4xx, the server's 5xx,
+    /// never decided by the message's text.
+    #[test]
+    fn every_runtime_error_maps_to_its_class() {
+        let cases = [
+            (RuntimeError::Refused("x".into()), 422, "rejected"),
+            (RuntimeError::Conflict("already running".into()), 409, "conflict"),
+            (RuntimeError::BadRequest("x".into()), 400, "bad-request"),
+            (RuntimeError::Unsupported("x".into()), 501, "unsupported"),
+            (RuntimeError::Config("already running".into()), 500, "internal"),
+            (RuntimeError::Store("x".into()), 500, "store"),
+            (RuntimeError::Registry("x".into()), 503, "registry"),
+            (RuntimeError::TopicMissing { topic: "t".into() }, 503, "kafka"),
+            (RuntimeError::WriterGone, 503, "unavailable"),
+            (RuntimeError::Panicked("writer".into()), 500, "internal"),
+        ];
+        for (error, status, kind) in cases {
+            let answer = ApiError::from_runtime(&error);
+            assert_eq!((answer.status.as_u16(), answer.kind), (status, kind), "{error:?}");
+        }
+    }
 }

@@ -14,6 +14,7 @@ use crate::store::{Parked, Store, WriteSet};
 use super::pipeline::RawEvent;
 use super::redrive::RedriveSummary;
 use super::writer::ExclusiveJob;
+use super::RuntimeError;
 
 /// What a discard did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -41,9 +42,9 @@ pub(crate) fn job(
         if let Some((topic, partition, next)) = &control {
             set.set_position(topic, *partition, *next);
         }
-        let summary = discard(store, set, &request).map_err(|e| e.to_string())?;
+        let summary = discard(store, set, &request)?;
         if summary.discarded == 0 && strict {
-            return Err(format!(
+            return Err(RuntimeError::Refused(format!(
                 "no parked dead letter of {} matches{}{}; `seam dlq list` shows what is parked",
                 request.subject,
                 request.topic.as_ref().map(|t| format!(" from {t}")).unwrap_or_default(),
@@ -52,7 +53,7 @@ pub(crate) fn job(
                 } else {
                     format!(" at offsets {:?}", request.offsets)
                 }
-            ));
+            )));
         }
         if let Ok(mut slot) = out.lock() {
             *slot = summary;
@@ -108,7 +109,7 @@ fn discard(
 /// summary lands.
 pub(crate) struct Queued<C> {
     pub request: super::writer::Request<C>,
-    pub answer: tokio::sync::oneshot::Receiver<Result<(), super::RuntimeError>>,
+    pub answer: tokio::sync::oneshot::Receiver<Result<(), RuntimeError>>,
     pub out: Arc<Mutex<DiscardSummary>>,
 }
 

@@ -20,7 +20,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use super::bootstrap::{self, SnapshotSource};
 use super::pipeline::{Pipeline, RawEvent};
@@ -28,7 +28,7 @@ use super::progress::Progress;
 use super::rebuild::Rebuilds;
 use super::spool;
 use super::writer::{Inbound, Request, Writer};
-use super::{retention, RuntimeError};
+use super::{retention, Node, RuntimeError};
 use crate::codec::{Catalog, Registry};
 use crate::metrics::Metrics;
 use crate::offsets::OffsetMap;
@@ -161,7 +161,7 @@ pub(crate) fn plan(
     reading: &[String],
 ) -> Result<(Vec<String>, BTreeSet<String>), RuntimeError> {
     if replicas.is_empty() {
-        return Err(RuntimeError::Config(format!(
+        return Err(RuntimeError::Refused(format!(
             "{service} declares no replicas: its model is written by its own commands too, so it cannot be rebuilt from topics"
         )));
     }
@@ -174,7 +174,7 @@ pub(crate) fn plan(
     };
     for s in sources {
         if !replicas.iter().any(|r| built_from(r).contains(s)) {
-            return Err(RuntimeError::Config(format!(
+            return Err(RuntimeError::Refused(format!(
                 "{service} keeps no replica of {s}; its replicas are built from {:?}",
                 replicas.iter().flat_map(built_from).collect::<BTreeSet<_>>()
             )));
@@ -321,7 +321,7 @@ impl<S: Service> Replay<S> {
                 break;
             }
             if Instant::now() > until {
-                return Err(RuntimeError::Config(format!(
+                return Err(RuntimeError::Refused(format!(
                     "the live store is still behind the snapshots at {behind:?}; let it catch up, then replay again"
                 )));
             }
@@ -361,11 +361,11 @@ impl<S: Service> Replay<S> {
         // One exclusive step on the live writer: nothing commits in between, so the final
         // catch-up, the comparison and the swap all see the same cut.
         self.phase("comparing", reader.read.load(Ordering::Relaxed), 0);
-        let outcome: Arc<Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
+        let (report_tx, report_rx) = oneshot::channel::<Result<ReplayReport, RuntimeError>>();
         let (dry_run, accept_dead_letters) = (self.dry_run, self.accept_dead_letters);
         let rebuilding = self.rebuilding.clone();
         let job = {
-            let (outcome, prefixes, shadow, topics) = (Arc::clone(&outcome), prefixes, shadow.clone(), topics.to_vec());
+            let (prefixes, shadow, topics) = (prefixes, shadow.clone(), topics.to_vec());
             let rebuilding = rebuilding.clone();
             Box::new(move |live: &Store, set: &mut crate::store::WriteSet| {
                 let result = (|| {
@@ -423,10 +423,8 @@ impl<S: Service> Replay<S> {
                         seconds: 0.0,
                     })
                 })();
-                let failed = result.as_ref().err().map(ToString::to_string);
-                if let Ok(mut o) = outcome.lock() {
-                    *o = Some(result);
-                }
+                let failed = result.as_ref().err().cloned();
+                let _ = report_tx.send(result);
                 failed.map_or(Ok(()), Err)
             })
         };
@@ -435,13 +433,9 @@ impl<S: Service> Replay<S> {
             .send(Request::Exclusive { job, reply })
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
-        let committed = answer.await.map_err(|_| RuntimeError::WriterGone)?;
-        let outcome = outcome.lock().ok().and_then(|mut o| o.take());
-        let mut report = match (committed, outcome) {
-            (Ok(()), Some(r)) => r?,
-            (Err(e), _) => return Err(e),
-            (Ok(()), None) => return Err(RuntimeError::WriterGone),
-        };
+        answer.await.map_err(|_| RuntimeError::WriterGone)??;
+        // The job ran (the writer answered Ok only after it): its report is in the channel.
+        let mut report = report_rx.await.map_err(|_| RuntimeError::WriterGone)??;
         for topic in &report.rebuilt {
             self.rebuilds.done(topic);
         }
@@ -474,7 +468,7 @@ fn from_beginning_possible(client: &ClientConfig, topics: &[String]) -> Result<(
             partition,
             earliest,
             ..
-        })) => Err(RuntimeError::Config(format!(
+        })) => Err(RuntimeError::Refused(format!(
             "cannot replay {topic} from the beginning: retention deleted partition {partition} up to offset {earliest}; replay --from-snapshot instead"
         ))),
         other => other,
@@ -654,4 +648,97 @@ pub(crate) fn snapshot_sources(snapshots: &BTreeMap<String, String>) -> BTreeMap
         .iter()
         .map(|(s, from)| (s.clone(), SnapshotSource::parse(from)))
         .collect()
+}
+
+impl<S: Service> Node<S> {
+    /// Starts rebuilding the replicas of `request.sources` in a shadow store (one replay at a
+    /// time); [`Node::replay_status`] reports progress and, at the end, the comparison and swap.
+    pub fn replay(&self, request: ReplayRequest) -> Result<ReplayStatus, RuntimeError> {
+        if let Some(s @ ReplayStatus::Running { .. }) = self.replay_status() {
+            return Err(RuntimeError::Conflict(format!(
+                "a replay of {} is already running ({s:?}); wait for it to finish",
+                self.name
+            )));
+        }
+        // Sources waiting for a rebuild count as read: rebuilding them is what a replay is for.
+        let waiting = self.rebuilds.all();
+        let mut reading = self.sources();
+        reading.extend(waiting.keys().cloned());
+        reading.sort();
+        reading.dedup();
+        let names: Vec<String> = reading
+            .iter()
+            .map(|t| t.trim_end_matches(".events").to_string())
+            .collect();
+        let (replicas, sources) = plan(&self.name, &self.service.replicas(), &request.sources, &names)?;
+        let rebuilding: BTreeSet<String> = sources
+            .iter()
+            .map(|s| events_topic(s))
+            .filter(|t| waiting.contains_key(t))
+            .collect();
+        for s in &sources {
+            if !reading.contains(&events_topic(s)) {
+                return Err(RuntimeError::Refused(format!(
+                    "{} does not read {s} yet; register it first (`seam register {} --source {s}`)",
+                    self.name, self.name
+                )));
+            }
+        }
+        let mut snapshots = snapshot_sources(&request.snapshots);
+        snapshots.retain(|s, _| sources.contains(s));
+        if !request.snapshots.is_empty() {
+            if let Some(missing) = sources.iter().find(|s| !snapshots.contains_key(*s)) {
+                return Err(RuntimeError::Refused(format!(
+                    "a replay from snapshots needs one for every source it reads ({sources:?}); {missing} has none"
+                )));
+            }
+        }
+        let pipeline = self.pipeline.clone().ok_or_else(|| {
+            RuntimeError::Refused(format!(
+                "{} takes in no foreign events; there is nothing to replay",
+                self.name
+            ))
+        })?;
+        let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
+        let status = ReplayStatus::Running {
+            phase: "starting".into(),
+            done: 0,
+            total: 0,
+        };
+        if let Ok(mut s) = self.replay.lock() {
+            *s = Some(status.clone());
+        }
+        let job = Replay {
+            name: self.name.clone(),
+            service: Arc::clone(&self.service),
+            catalog: Arc::clone(&self.catalog),
+            registry: Arc::clone(&self.registry),
+            pipeline,
+            live: self.store.clone(),
+            live_writer: writer,
+            shadow_dir: self.store_dir.join("seam-replay"),
+            client: self.client.clone(),
+            cancel: self.cancel.clone(),
+            status: Arc::clone(&self.replay),
+            dry_run: request.dry_run,
+            accept_dead_letters: request.accept_dead_letters,
+            rebuilding,
+            rebuilds: Arc::clone(&self.rebuilds),
+        };
+        let slot = Arc::clone(&self.replay);
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let done = match job.run(replicas, sources, snapshots).await {
+                Ok(report) => ReplayStatus::Done(Box::new(report)),
+                Err(e) => {
+                    error!(service = %name, error = %e, "replay failed; the live store is unchanged");
+                    ReplayStatus::Failed { error: e.to_string() }
+                }
+            };
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(done);
+            }
+        });
+        Ok(status)
+    }
 }

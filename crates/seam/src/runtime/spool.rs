@@ -138,10 +138,10 @@ where
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(source))?);
     let mut written = 0u64;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| RuntimeError::Config(format!("receiving the snapshot of {source}: {e}")))?;
+        let chunk = chunk.map_err(|e| RuntimeError::BadRequest(format!("receiving the snapshot of {source}: {e}")))?;
         written += chunk.len() as u64;
         if written > limit {
-            return Err(RuntimeError::Config(format!(
+            return Err(RuntimeError::BadRequest(format!(
                 "the snapshot of {source} is larger than {limit} bytes, the most this service spools"
             )));
         }
@@ -162,7 +162,7 @@ where
     .await
     .map_err(|_| RuntimeError::Panicked("snapshot-check".into()))?
     .map_err(io(source))?
-    .map_err(|e| RuntimeError::Config(e.to_string()))?;
+    .map_err(|e| RuntimeError::BadRequest(e.to_string()))?;
     Ok(arrival)
 }
 

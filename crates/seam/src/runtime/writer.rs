@@ -53,7 +53,7 @@ pub(crate) struct BootstrapEnd {
 pub(crate) type Exported = (u64, u64);
 
 /// Work run exclusively on the writer; an error discards what it staged.
-pub(crate) type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), String> + Send>;
+pub(crate) type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), RuntimeError> + Send>;
 
 pub(crate) enum Request<C> {
     Command {
@@ -131,6 +131,36 @@ pub enum PutOutcome {
         /// Why.
         reason: String,
     },
+}
+
+/// What became of one foreign event the writer took in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TakenIn {
+    /// Its commands were applied.
+    Applied,
+    /// Already taken in by its event id (a republished copy).
+    Duplicate,
+    /// Read before at this position (Kafka redelivered it).
+    Redelivered,
+    /// The translator had nothing for the consumer.
+    Filtered,
+    /// A record type no translator declares.
+    Unhandled,
+    /// Parked behind a dead letter, or dead-lettered itself (counted where it is parked).
+    DeadLettered,
+}
+
+impl TakenIn {
+    /// The metric label of a skipped event; `None` for one counted elsewhere.
+    fn skipped(self) -> Option<&'static str> {
+        match self {
+            Self::Duplicate => Some("duplicate"),
+            Self::Redelivered => Some("redelivered"),
+            Self::Filtered => Some("filtered"),
+            Self::Unhandled => Some("unhandled"),
+            Self::Applied | Self::DeadLettered => None,
+        }
+    }
 }
 
 /// An answer held until its group is durable.
@@ -356,7 +386,7 @@ impl<S: Service> Writer<S> {
                     }
                     Err(e) => {
                         group.set.discard();
-                        let _ = reply.send(Err(RuntimeError::Config(e)));
+                        let _ = reply.send(Err(e));
                     }
                 }
             }
@@ -471,13 +501,13 @@ impl<S: Service> Writer<S> {
         items: Vec<Inbound<S::Command>>,
     ) -> Result<(), RuntimeError> {
         // Counted per batch, not per event: metrics stay off the per-event path.
-        let mut counts: HashMap<(String, &'static str), u64> = HashMap::new();
+        let mut counts: HashMap<(String, TakenIn), u64> = HashMap::new();
         // Positions reached, staged once per partition at the end: same commit, fewer writes.
         let mut reached: Vec<(String, i32, i64)> = Vec::new();
         for Inbound { raw, prepared } in items {
             let _span = debug_span!("take_in", service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset).entered();
             let outcome = if positions.classify(&raw.topic, raw.partition, raw.offset) == Delivery::Redelivered {
-                Some("redelivered")
+                TakenIn::Redelivered
             } else {
                 positions.advance(&raw.topic, raw.partition, raw.offset);
                 let outcome = self.take_in(group, &raw, prepared)?;
@@ -492,18 +522,18 @@ impl<S: Service> Writer<S> {
                 }
                 outcome
             };
-            if let Some(what) = outcome {
-                *counts.entry((raw.topic, what)).or_default() += 1;
+            if outcome != TakenIn::DeadLettered {
+                *counts.entry((raw.topic, outcome)).or_default() += 1;
             }
         }
         for (topic, partition, next) in reached {
             group.set.set_position(&topic, partition, next);
         }
         group.set.keep();
-        for ((topic, what), n) in counts {
-            match what {
-                "applied" => self.metrics.applied(&topic, n),
-                reason => self.metrics.skipped(&topic, reason, n),
+        for ((topic, outcome), n) in counts {
+            match outcome.skipped() {
+                None => self.metrics.applied(&topic, n),
+                Some(reason) => self.metrics.skipped(&topic, reason, n),
             }
         }
         Ok(())
@@ -539,16 +569,17 @@ impl<S: Service> Writer<S> {
                 prepared => match self.missing_predecessor(group, &raw)? {
                     Some(missing) => PutOutcome::OutOfOrder { missing },
                     None => match self.take_in(group, &raw, prepared)? {
-                        Some("applied") => PutOutcome::Applied,
-                        Some("duplicate") => PutOutcome::Duplicate,
-                        Some(_) => PutOutcome::Filtered,
-                        None if group
-                            .set
-                            .is_parked(&self.store, &raw.topic, &raw.subject().unwrap_or_default())? =>
+                        TakenIn::Applied => PutOutcome::Applied,
+                        TakenIn::Duplicate | TakenIn::Redelivered => PutOutcome::Duplicate,
+                        TakenIn::Filtered | TakenIn::Unhandled => PutOutcome::Filtered,
+                        TakenIn::DeadLettered
+                            if group
+                                .set
+                                .is_parked(&self.store, &raw.topic, &raw.subject().unwrap_or_default())? =>
                         {
                             PutOutcome::Parked
                         }
-                        None => PutOutcome::Rejected {
+                        TakenIn::DeadLettered => PutOutcome::Rejected {
                             reason: "the translated command failed; see the consumer's DLQ".into(),
                         },
                     },
@@ -601,19 +632,19 @@ impl<S: Service> Writer<S> {
         Ok((!group.set.is_taken(&self.store, &predecessor)?).then_some(id))
     }
 
-    /// Applies, skips or parks one new foreign event; the caller stages its position. Returns
-    /// what to count (`applied`, `duplicate`, `filtered`); dead letters are counted here.
+    /// Applies, skips or parks one new foreign event; the caller stages its position and counts
+    /// the outcome (dead letters are counted here).
     fn take_in(
         &self,
         group: &mut Group,
         raw: &RawEvent,
         prepared: Prepared<S::Command>,
-    ) -> Result<Option<&'static str>, RuntimeError> {
+    ) -> Result<TakenIn, RuntimeError> {
         let subject = raw.subject().unwrap_or_default();
         let key = raw.key();
         if let Some(key) = &key {
             if group.set.is_taken(&self.store, key)? {
-                return Ok(Some("duplicate"));
+                return Ok(TakenIn::Duplicate);
             }
         }
         // Whatever happens below, the event is taken in: applied, filtered, or held by a dead
@@ -622,25 +653,25 @@ impl<S: Service> Writer<S> {
             let reason = format!("subject {subject} is parked behind an earlier dead letter; it waits for a redrive");
             self.park(group, raw, "parked", reason)?;
             self.metrics.parked(&raw.topic);
-            None
+            TakenIn::DeadLettered
         } else {
             match prepared {
-                Prepared::Filtered => Some("filtered"),
+                Prepared::Filtered => TakenIn::Filtered,
                 Prepared::Unhandled { record } => {
                     group.set.count_unhandled(&self.store, &raw.topic, &record)?;
                     self.metrics.unhandled(&raw.topic, &record);
-                    Some("unhandled")
+                    TakenIn::Unhandled
                 }
                 Prepared::Poison { kind, reason } => {
                     warn!(service = %self.name, topic = %raw.topic, partition = raw.partition, offset = raw.offset, %kind, %reason, "dead-lettering a poison event");
                     self.metrics.dead_lettered(&raw.topic, &kind);
                     self.park(group, raw, &kind, reason)?;
-                    None
+                    TakenIn::DeadLettered
                 }
                 Prepared::Commands(commands) => {
                     let cause = cause_of(raw);
                     match self.apply_all(&mut group.set, &commands, &cause) {
-                        Ok(_) => Some("applied"),
+                        Ok(_) => TakenIn::Applied,
                         Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
                         Err(e) => {
                             group.set.discard();
@@ -651,7 +682,7 @@ impl<S: Service> Writer<S> {
                             };
                             self.metrics.dead_lettered(&raw.topic, kind);
                             self.park(group, raw, kind, format!("applying the translated command failed: {e}"))?;
-                            None
+                            TakenIn::DeadLettered
                         }
                     }
                 }
