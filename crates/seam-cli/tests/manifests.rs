@@ -266,7 +266,13 @@ fn compose_file_passes_the_compose_specification_and_runs_every_service() {
             serde_json::json!(["student-affairs", "serve", s.name])
         );
         let env = field(svc, "environment");
-        for var in ["SEAM_BROKERS", "SEAM_REGISTRY", "SA_HOST", "SA_STORE", "SA_TOPOLOGY"] {
+        for var in [
+            "SEAM_BROKERS",
+            "SEAM_REGISTRY",
+            "SEAM_HOST",
+            "SEAM_STORE",
+            "SEAM_TOPOLOGY",
+        ] {
             assert!(env.get(var).is_some(), "{} lacks {var}", s.name);
         }
     }

@@ -18,6 +18,7 @@ pub mod headers;
 pub mod http;
 pub mod metrics;
 pub mod runtime;
+pub mod serve;
 pub mod store;
 mod store_sled;
 pub mod topology;

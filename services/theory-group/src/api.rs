@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use seam::axum::extract::{Path, State};
+use seam::axum::routing::get;
+use seam::axum::{Json, Router};
 use seam::http::{scan_model, ApiError, Shared};
 use seam::runtime::Node;
 use seam::store::Store;
@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 use crate::model::TheoryGroup;
 
 type AppState = Arc<Node<TheoryGroup>>;
+
+/// The service as a binary runs it (the binary adds the translators into it).
+pub fn service() -> seam::serve::ServiceDef<TheoryGroup> {
+    seam::serve::ServiceDef::new(crate::NAME, TheoryGroup, crate::catalog()).routes(routes)
+}
 
 /// Query and flow routes.
 pub fn routes(node: AppState) -> Router {
@@ -67,7 +72,7 @@ async fn shared_route(
     match shared(node.store(), &flow)? {
         Some(rows) => Ok(Json(Shared::of(&flow, rows))),
         None => Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+            seam::axum::http::StatusCode::NOT_FOUND,
             format!("theory-group takes no part in flow {flow}"),
         )),
     }

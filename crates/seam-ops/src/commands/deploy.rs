@@ -17,6 +17,11 @@ use seam_local::cluster::Endpoints;
 /// Exit code when the plan has problems and nothing was changed.
 pub const REFUSED: u8 = 1;
 
+/// The image `--emit` names unless told otherwise (built from `deploy/Dockerfile`).
+const DEFAULT_IMAGE: &str = "seam/student-affairs:latest";
+/// The registry emitted services use unless told otherwise (Strimzi's Apicurio service).
+const DEFAULT_REGISTRY_URL: &str = "http://schema-registry:8080/apis/ccompat/v7";
+
 /// Options of `seam deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
@@ -41,15 +46,33 @@ pub struct DeployArgs {
     emit_dir: Option<PathBuf>,
     /// Container image of the services, for --emit (built from deploy/Dockerfile; one image
     /// runs every service).
-    #[arg(long, default_value = "seam/student-affairs:latest")]
+    #[arg(long, default_value = DEFAULT_IMAGE)]
     image: String,
     /// The schema registry the emitted services use (Confluent-compatible API base URL).
-    #[arg(long, default_value = "http://schema-registry:8080/apis/ccompat/v7")]
+    #[arg(long, default_value = DEFAULT_REGISTRY_URL)]
     registry_url: String,
     /// Where to write the credentials of SCRAM users deploy creates; default: the secure local
     /// stack's, or SEAM_SECRETS. Without one, users are left to your identity system.
     #[arg(long, value_name = "DIR")]
     secrets: Option<PathBuf>,
+}
+
+impl DeployArgs {
+    /// `seam deploy -t <topology>` with every other option at its default, for the demo and
+    /// tests that deploy as an operator would.
+    pub fn of(topology: PathBuf) -> Self {
+        Self {
+            topology,
+            dry_run: false,
+            allow_delete: Vec::new(),
+            json: false,
+            emit: None,
+            emit_dir: None,
+            image: DEFAULT_IMAGE.into(),
+            registry_url: DEFAULT_REGISTRY_URL.into(),
+            secrets: None,
+        }
+    }
 }
 
 /// Platforms `--emit` writes for.

@@ -202,10 +202,10 @@ fn services(topology: &Topology, target: &Target<'_>) -> Vec<Value> {
             { "name": "SEAM_KAFKA_SASL_PASSWORD",
               "valueFrom": { "secretKeyRef": { "name": user, "key": "password" } } },
             { "name": "SEAM_KAFKA_SSL_CA_LOCATION", "value": "/etc/seam/ca/ca.crt" },
-            { "name": "SA_HOST", "value": "0.0.0.0" },
-            { "name": "SA_PORT", "value": HTTP_PORT.to_string() },
-            { "name": "SA_STORE", "value": "/var/lib/seam/store" },
-            { "name": "SA_TOPOLOGY", "value": target.topology_in_image }
+            { "name": "SEAM_HOST", "value": "0.0.0.0" },
+            { "name": "SEAM_PORT", "value": HTTP_PORT.to_string() },
+            { "name": "SEAM_STORE", "value": "/var/lib/seam/store" },
+            { "name": "SEAM_TOPOLOGY", "value": target.topology_in_image }
         ]);
         docs.push(json!({
             "apiVersion": "v1",

@@ -197,8 +197,8 @@ async fn start_one(launch: &Launch, which: Which, port: Option<u16>) -> anyhow::
             .env("SEAM_REGISTRY", launch.endpoints.registry()?);
     }
     let mut child = command
-        .env_remove("SA_PORT")
-        .env_remove("SA_STORE")
+        .env_remove("SEAM_PORT")
+        .env_remove("SEAM_STORE")
         .stdout(Stdio::piped())
         .stderr(stderr)
         .kill_on_drop(true)
