@@ -96,6 +96,22 @@ pub fn test_event<T: serde::Serialize>(source: &str, record: &str, value: T) -> 
     }
 }
 
+/// Checks that a translator's reader schema (its `.avsc` file) is the schema of the Rust type it
+/// decodes into, so the file and the type cannot drift apart.
+pub fn check_reader_type<T: apache_avro::AvroSchema>(reader_schema: &str) -> Result<(), String> {
+    let file = apache_avro::Schema::parse_str(reader_schema).map_err(|e| format!("reader schema: {e}"))?;
+    let derived = T::get_schema();
+    if derived.canonical_form() == file.canonical_form() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the reader type and its schema file differ:\n  type:   {}\n  schema: {}",
+            derived.canonical_form(),
+            file.canonical_form()
+        ))
+    }
+}
+
 /// Checks that a translator's reader schema can read what the producer's schema writes (Avro
 /// schema resolution, the tolerant reader), naming the incompatibility when it cannot.
 pub fn check_reader(writer_schema: &str, reader_schema: &str) -> Result<(), String> {

@@ -3,16 +3,18 @@
 //! Reads `se-group` events through its own reader schemas (only the fields it needs) and turns
 //! them into `scholarship-office` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The `StudentGraded` record.
 pub const STUDENTGRADED: &str = "studentaffairs.segroup.StudentGraded";
 
-/// The consumer's view of `StudentGraded`.
-pub const STUDENTGRADED_READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.segroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"},{"name":"grader","type":"string"}]}"#;
+/// The consumer's view of `StudentGraded`: `reader/StudentGraded.avsc`, only the fields it needs.
+pub const STUDENTGRADED_READER: &str = include_str!("../reader/StudentGraded.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.segroup")]
 #[cfg_attr(test, derive(serde::Serialize))]
 struct StudentGraded {
     student: String,
@@ -62,7 +64,13 @@ impl Translator<scholarship_office::Command> for SeGroupToScholarshipOffice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<StudentGraded>(STUDENTGRADED_READER).expect("reader/StudentGraded.avsc");
+    }
 
     #[test]
     fn studentgraded_becomes_its_command() {

@@ -3,18 +3,20 @@
 //! Reads the `StudentGraded` events of `se-group` through its own reader schema (only the fields it
 //! needs) and turns them into `students-office` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
 pub const RECORD: &str = "studentaffairs.segroup.StudentGraded";
 
-/// The consumer's view of `StudentGraded`.
-pub const READER: &str = r#"{"type":"record","name":"StudentGraded","namespace":"studentaffairs.segroup","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"},{"name":"grade","type":"string"},{"name":"grader","type":"string"}]}"#;
+/// The consumer's view of `StudentGraded`: `reader/StudentGraded.avsc`, only the fields it needs.
+pub const READER: &str = include_str!("../reader/StudentGraded.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.segroup")]
 #[cfg_attr(test, derive(serde::Serialize, Clone))]
-struct Read {
+struct StudentGraded {
     student: String,
     exam: String,
     grade: String,
@@ -47,7 +49,7 @@ impl Translator<students_office::model::Command> for SeGroupToStudentsOffice {
         if event.record != RECORD {
             return Ok(vec![]);
         }
-        let e: Read = event.payload()?;
+        let e: StudentGraded = event.payload()?;
         Ok(vec![students_office::model::Command::RecordGrade {
             student: e.student,
             exam: e.exam,
@@ -60,12 +62,18 @@ impl Translator<students_office::model::Command> for SeGroupToStudentsOffice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<StudentGraded>(READER).expect("reader/StudentGraded.avsc");
+    }
 
     const WRITER: &str = include_str!("../../../schemas/se-group/StudentGraded.avsc");
 
-    fn sample() -> Read {
-        Read {
+    fn sample() -> StudentGraded {
+        StudentGraded {
             student: "student-1".into(),
             exam: "exam-1".into(),
             grade: "1.3".into(),
@@ -73,7 +81,7 @@ mod tests {
         }
     }
 
-    fn translate(read: Read) -> Vec<students_office::model::Command> {
+    fn translate(read: StudentGraded) -> Vec<students_office::model::Command> {
         SeGroupToStudentsOffice
             .translate(&test_event("se-group", RECORD, read))
             .expect("translates")

@@ -3,18 +3,20 @@
 //! Reads the `StudentHired` events of `se-group` through its own reader schema (only the fields it
 //! needs) and turns them into `ta-pool` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
 pub const RECORD: &str = "studentaffairs.segroup.StudentHired";
 
-/// The consumer's view of `StudentHired`.
-pub const READER: &str = r#"{"type":"record","name":"StudentHired","namespace":"studentaffairs.segroup","fields":[{"name":"student","type":"string"},{"name":"group","type":"string"},{"name":"hired_at","type":"long"}]}"#;
+/// The consumer's view of `StudentHired`: `reader/StudentHired.avsc`, only the fields it needs.
+pub const READER: &str = include_str!("../reader/StudentHired.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.segroup")]
 #[cfg_attr(test, derive(serde::Serialize, Clone))]
-struct Read {
+struct StudentHired {
     student: String,
     group: String,
     hired_at: i64,
@@ -46,7 +48,7 @@ impl Translator<ta_pool::Command> for SeGroupToTaPool {
         if event.record != RECORD {
             return Ok(vec![]);
         }
-        let e: Read = event.payload()?;
+        let e: StudentHired = event.payload()?;
         Ok(vec![ta_pool::Command::RecordHire {
             student: e.student,
             group: e.group,
@@ -58,19 +60,25 @@ impl Translator<ta_pool::Command> for SeGroupToTaPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<StudentHired>(READER).expect("reader/StudentHired.avsc");
+    }
 
     const WRITER: &str = include_str!("../../../schemas/se-group/StudentHired.avsc");
 
-    fn sample() -> Read {
-        Read {
+    fn sample() -> StudentHired {
+        StudentHired {
             student: "student-1".into(),
             group: "group-1".into(),
             hired_at: 7,
         }
     }
 
-    fn translate(read: Read) -> Vec<ta_pool::Command> {
+    fn translate(read: StudentHired) -> Vec<ta_pool::Command> {
         SeGroupToTaPool
             .translate(&test_event("se-group", RECORD, read))
             .expect("translates")

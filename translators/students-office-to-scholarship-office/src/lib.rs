@@ -3,29 +3,32 @@
 //! Reads `students-office` events through its own reader schemas (only the fields it needs) and turns
 //! them into `scholarship-office` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The `StudentCreated` record.
 pub const STUDENTCREATED: &str = "studentaffairs.studentsoffice.StudentCreated";
 
-/// The consumer's view of `StudentCreated`.
-pub const STUDENTCREATED_READER: &str = r#"{"type":"record","name":"StudentCreated","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"name","type":"string"}]}"#;
+/// The consumer's view of `StudentCreated`: `reader/StudentCreated.avsc`, only the fields it needs.
+pub const STUDENTCREATED_READER: &str = include_str!("../reader/StudentCreated.avsc");
 
 /// The `StudentEnrolled` record.
 pub const STUDENTENROLLED: &str = "studentaffairs.studentsoffice.StudentEnrolled";
 
-/// The consumer's view of `StudentEnrolled`.
-pub const STUDENTENROLLED_READER: &str = r#"{"type":"record","name":"StudentEnrolled","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"exam","type":"string"}]}"#;
+/// The consumer's view of `StudentEnrolled`: `reader/StudentEnrolled.avsc`, only the fields it needs.
+pub const STUDENTENROLLED_READER: &str = include_str!("../reader/StudentEnrolled.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.studentsoffice")]
 #[cfg_attr(test, derive(serde::Serialize))]
 struct StudentCreated {
     student: String,
     name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.studentsoffice")]
 #[cfg_attr(test, derive(serde::Serialize))]
 struct StudentEnrolled {
     student: String,
@@ -77,7 +80,14 @@ impl Translator<scholarship_office::Command> for StudentsOfficeToScholarshipOffi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<StudentCreated>(STUDENTCREATED_READER).expect("reader/StudentCreated.avsc");
+        check_reader_type::<StudentEnrolled>(STUDENTENROLLED_READER).expect("reader/StudentEnrolled.avsc");
+    }
 
     #[test]
     fn studentcreated_becomes_its_command() {

@@ -3,18 +3,20 @@
 //! Reads the `StudentEnrolled` events of `students-office` through its own reader schema (only the fields it
 //! needs) and turns them into `se-group` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
 pub const RECORD: &str = "studentaffairs.studentsoffice.StudentEnrolled";
 
-/// The consumer's view of `StudentEnrolled`.
-pub const READER: &str = r#"{"type":"record","name":"StudentEnrolled","namespace":"studentaffairs.studentsoffice","fields":[{"name":"student","type":"string"},{"name":"name","type":"string"},{"name":"exam","type":"string"},{"name":"title","type":"string"},{"name":"owner","type":"string"}]}"#;
+/// The consumer's view of `StudentEnrolled`: `reader/StudentEnrolled.avsc`, only the fields it needs.
+pub const READER: &str = include_str!("../reader/StudentEnrolled.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.studentsoffice")]
 #[cfg_attr(test, derive(serde::Serialize, Clone))]
-struct Read {
+struct StudentEnrolled {
     student: String,
     name: String,
     exam: String,
@@ -47,7 +49,7 @@ impl Translator<se_group::model::Command> for StudentsOfficeToSeGroup {
         if event.record != RECORD {
             return Ok(vec![]);
         }
-        let e: Read = event.payload()?;
+        let e: StudentEnrolled = event.payload()?;
         if e.owner != "se-group" {
             return Ok(vec![]);
         }
@@ -63,12 +65,18 @@ impl Translator<se_group::model::Command> for StudentsOfficeToSeGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<StudentEnrolled>(READER).expect("reader/StudentEnrolled.avsc");
+    }
 
     const WRITER: &str = include_str!("../../../schemas/students-office/StudentEnrolled.avsc");
 
-    fn sample() -> Read {
-        Read {
+    fn sample() -> StudentEnrolled {
+        StudentEnrolled {
             student: "student-1".into(),
             name: "name-1".into(),
             exam: "exam-1".into(),
@@ -77,7 +85,7 @@ mod tests {
         }
     }
 
-    fn translate(read: Read) -> Vec<se_group::model::Command> {
+    fn translate(read: StudentEnrolled) -> Vec<se_group::model::Command> {
         StudentsOfficeToSeGroup
             .translate(&test_event("students-office", RECORD, read))
             .expect("translates")

@@ -3,18 +3,20 @@
 //! Reads the `TaAssigned` events of `ta-pool` through its own reader schema (only the fields it
 //! needs) and turns them into `se-group` commands. Pure and deterministic.
 
+use apache_avro::AvroSchema;
 use seam_core::translator::{ForeignEvent, TranslateError, Translator};
 use serde::Deserialize;
 
 /// The record this translator reads.
 pub const RECORD: &str = "studentaffairs.tapool.TaAssigned";
 
-/// The consumer's view of `TaAssigned`.
-pub const READER: &str = r#"{"type":"record","name":"TaAssigned","namespace":"studentaffairs.tapool","fields":[{"name":"student","type":"string"},{"name":"group","type":"string"}]}"#;
+/// The consumer's view of `TaAssigned`: `reader/TaAssigned.avsc`, only the fields it needs.
+pub const READER: &str = include_str!("../reader/TaAssigned.avsc");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, AvroSchema)]
+#[avro(namespace = "studentaffairs.tapool")]
 #[cfg_attr(test, derive(serde::Serialize, Clone))]
-struct Read {
+struct TaAssigned {
     student: String,
     group: String,
 }
@@ -36,7 +38,7 @@ impl Translator<se_group::model::Command> for TaPoolToSeGroup {
         if event.record != RECORD {
             return Ok(vec![]);
         }
-        let e: Read = event.payload()?;
+        let e: TaAssigned = event.payload()?;
         Ok(vec![se_group::model::Command::RecordTa {
             student: e.student,
             group: e.group,
@@ -47,18 +49,24 @@ impl Translator<se_group::model::Command> for TaPoolToSeGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::translator::{check_reader, test_event};
+    use seam_core::translator::{check_reader, check_reader_type, test_event};
+
+    /// Each reader schema file is the schema of the Rust type the translator decodes into.
+    #[test]
+    fn the_reader_schema_files_match_the_reader_types() {
+        check_reader_type::<TaAssigned>(READER).expect("reader/TaAssigned.avsc");
+    }
 
     const WRITER: &str = include_str!("../../../schemas/ta-pool/TaAssigned.avsc");
 
-    fn sample() -> Read {
-        Read {
+    fn sample() -> TaAssigned {
+        TaAssigned {
             student: "student-1".into(),
             group: "group-1".into(),
         }
     }
 
-    fn translate(read: Read) -> Vec<se_group::model::Command> {
+    fn translate(read: TaAssigned) -> Vec<se_group::model::Command> {
         TaPoolToSeGroup
             .translate(&test_event("ta-pool", RECORD, read))
             .expect("translates")
