@@ -46,7 +46,7 @@ pub enum LocalError {
 
     /// A port the stack needs is taken.
     #[error("{}", ports_in_use(.0))]
-    PortsInUse(Vec<super::ports::PortInUse>),
+    PortsInUse(Vec<PortInUse>),
 
     /// A stack of another shape is running.
     #[error("a local stack with {running} is running, but {requested} was asked for; run `seam local down` first, then `seam local up {flags}`")]
@@ -153,7 +153,7 @@ impl LocalError {
     }
 }
 
-fn ports_in_use(ports: &[super::ports::PortInUse]) -> String {
+fn ports_in_use(ports: &[PortInUse]) -> String {
     let mut msg = String::from("cannot start the local stack: ");
     for (i, p) in ports.iter().enumerate() {
         if i > 0 {
@@ -163,4 +163,37 @@ fn ports_in_use(ports: &[super::ports::PortInUse]) -> String {
     }
     msg.push_str(". Stop that process, or pick other ports with `seam local up --kafka-port N --registry-port M`");
     msg
+}
+
+/// A port the stack needs that something else is listening on.
+#[derive(Debug, Clone)]
+pub struct PortInUse {
+    /// The port.
+    pub port: u16,
+    /// What seam wanted it for.
+    pub role: String,
+    /// The process holding it, when /proc tells (same user or root).
+    pub owner: Option<Owner>,
+}
+
+/// A process found listening on a port.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command line, shortened.
+    pub command: String,
+}
+
+impl std::fmt::Display for PortInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "port {} on 127.0.0.1 ({}) is already in use", self.port, self.role)?;
+        match &self.owner {
+            Some(o) => write!(f, " by pid {} ({})", o.pid, o.command),
+            None => write!(
+                f,
+                " by no process seam can see (one may still be exiting: try again in a few seconds)"
+            ),
+        }
+    }
 }

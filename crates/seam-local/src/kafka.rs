@@ -19,7 +19,7 @@ use super::java::Java;
 use super::layout::Home;
 use super::process::{self, Proc};
 use super::secure::Material;
-use super::state::{NodePorts, Shape};
+use super::shape::{NodePorts, Shape};
 
 /// JVM flags as in Kafka's start scripts, with heaps sized for a small machine.
 const JVM_PERF: [&str; 5] = [

@@ -17,7 +17,7 @@
 //! The registry stores its schemas in Kafka (kafkasql), so they live and die with the
 //! broker data of the same stack shape.
 
-use super::state::Shape;
+use super::shape::Shape;
 use std::path::{Path, PathBuf};
 
 use super::error::LocalError;

@@ -18,15 +18,16 @@ mod process;
 mod props;
 mod registry;
 pub mod secure;
+mod shape;
 mod stack;
 mod state;
 
-pub use error::LocalError;
+pub use error::{LocalError, Owner, PortInUse};
 pub use java::{for_kafka as java_for_kafka, Java};
 pub use layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
-pub use ports::{Owner, PortInUse};
 pub use props::{BadProps, KafkaProps};
+pub use shape::Shape;
 pub use stack::{
     down, kill_broker, restart_broker, running_jvms, status, up, ComponentStatus, DownReport, StackStatus, UpReport,
 };
-pub use state::{Shape, StackState};
+pub use state::StackState;

@@ -5,38 +5,7 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 
-/// A port the stack needs that something else is listening on.
-#[derive(Debug, Clone)]
-pub struct PortInUse {
-    /// The port.
-    pub port: u16,
-    /// What seam wanted it for.
-    pub role: String,
-    /// The process holding it, when /proc tells (same user or root).
-    pub owner: Option<Owner>,
-}
-
-/// A process found listening on a port.
-#[derive(Debug, Clone)]
-pub struct Owner {
-    /// Its pid.
-    pub pid: u32,
-    /// Its command line, shortened.
-    pub command: String,
-}
-
-impl std::fmt::Display for PortInUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "port {} on 127.0.0.1 ({}) is already in use", self.port, self.role)?;
-        match &self.owner {
-            Some(o) => write!(f, " by pid {} ({})", o.pid, o.command),
-            None => write!(
-                f,
-                " by no process seam can see (one may still be exiting: try again in a few seconds)"
-            ),
-        }
-    }
-}
+use super::error::{Owner, PortInUse};
 
 /// Returns every port of `wanted` that cannot be bound on 127.0.0.1.
 pub fn taken(wanted: &[(u16, String)]) -> Vec<PortInUse> {

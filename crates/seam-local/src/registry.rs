@@ -13,7 +13,7 @@ use super::error::LocalError;
 use super::fetch::Dist;
 use super::layout::Home;
 use super::process::{self, Proc};
-use super::state::Shape;
+use super::shape::Shape;
 
 /// Starts the registry JVM detached; output goes to `brokers-<n>/registry.log`.
 pub fn start(home: &Home, shape: &Shape, java: &Path, dist: &Dist) -> Result<(Proc, PathBuf), LocalError> {

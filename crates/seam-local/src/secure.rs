@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::LocalError;
 use super::layout::Home;
-use super::state::{NodePorts, Shape};
+use super::shape::{NodePorts, Shape};
 
 /// The operator principal: the only super user.
 pub const ADMIN: &str = "admin";

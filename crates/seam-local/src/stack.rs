@@ -22,7 +22,8 @@ use super::layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
 use super::ports;
 use super::process::{self, Proc};
 use super::registry;
-use super::state::{self, NodeState, RegistryState, Shape, StackState};
+use super::shape::Shape;
+use super::state::{self, NodeState, RegistryState, StackState};
 
 /// How long brokers may take to register (three JVMs on two cores start slowly).
 const KAFKA_READY: Duration = Duration::from_secs(180);
