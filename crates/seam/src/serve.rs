@@ -262,6 +262,7 @@ where
         (None, Some(root)) => root.join(&name),
         (None, None) => Home::from_env()?.root().join("services").join(&name),
     };
+    let (translators, reads) = pick_translators(&name, &topology, def.translators)?;
     let catalog = def.catalog.map_err(|detail| ServeError::Catalog {
         service: name.clone(),
         detail,
@@ -270,24 +271,6 @@ where
     let mut config = NodeConfig::new(&name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
     config.kafka = endpoints.kafka.0.clone();
     config.bootstrap = args.bootstrap.into_iter().collect();
-    let reads: BTreeSet<String> = topology.sources_of(&name).iter().map(|s| s.service.clone()).collect();
-    // Every translator from a service the topology declares: those it does not read yet wait
-    // for `seam register`.
-    let declared: BTreeSet<&str> = topology.services.iter().map(|s| s.name.as_str()).collect();
-    let translators: TranslatorTable<S::Command> = def
-        .translators
-        .into_iter()
-        .filter(|t| declared.contains(t.source()))
-        .collect();
-    if let Some(source) = reads
-        .iter()
-        .find(|source| !translators.iter().any(|t| t.source() == source.as_str()))
-    {
-        return Err(ServeError::MissingTranslator {
-            service: name,
-            source_service: source.clone(),
-        });
-    }
     config.sources = Some(reads);
     let node = Arc::new(Node::start(config, def.service, catalog, translators).await?);
     let app = platform_routes(Arc::clone(&node)).merge((def.routes)(Arc::clone(&node)));
@@ -408,6 +391,29 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// The translators a service starts with, and the sources it reads: every carried translator
+/// from a service the topology declares (those whose source it does not read yet wait for
+/// `seam register`); a source it reads without a translator is an error.
+fn pick_translators<C: 'static>(
+    name: &str,
+    topology: &Topology,
+    carried: TranslatorTable<C>,
+) -> Result<(TranslatorTable<C>, BTreeSet<String>), ServeError> {
+    let reads: BTreeSet<String> = topology.sources_of(name).iter().map(|s| s.service.clone()).collect();
+    let declared: BTreeSet<&str> = topology.services.iter().map(|s| s.name.as_str()).collect();
+    let translators: TranslatorTable<C> = carried.into_iter().filter(|t| declared.contains(t.source())).collect();
+    if let Some(source) = reads
+        .iter()
+        .find(|source| !translators.iter().any(|t| t.source() == source.as_str()))
+    {
+        return Err(ServeError::MissingTranslator {
+            service: name.to_string(),
+            source_service: source.clone(),
+        });
+    }
+    Ok((translators, reads))
+}
+
 /// Whether a served node writes its URL under `SEAM_HOME` for `seam register`, `replay` and
 /// `status` to find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,6 +494,50 @@ pub async fn run_until_signal<S: Service>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::translator::{ForeignEvent, TranslateError};
+
+    struct FromSource(&'static str);
+
+    impl Translator<()> for FromSource {
+        fn source(&self) -> &str {
+            self.0
+        }
+        fn reader_schemas(&self) -> Vec<(&'static str, &'static str)> {
+            Vec::new()
+        }
+        fn translate(&self, _: &ForeignEvent) -> Result<Vec<()>, TranslateError> {
+            Ok(Vec::new())
+        }
+    }
+
+    const SHOP: &str = "apiVersion: seam/v1\nname: shop\nservices:\n  - name: customers\n    partitions: 1\n    schemas: c\n  - name: orders\n    partitions: 1\n    schemas: o\n  - name: billing\n    partitions: 1\n    schemas: b\nconsumers:\n  - service: orders\n    sources:\n      - service: customers\n        translator: customers-to-orders\n";
+
+    #[test]
+    fn a_service_starts_with_the_translators_the_topology_allows_and_refuses_without_one_it_reads() {
+        let topology = Topology::parse("shop.yaml", SHOP).expect("topology");
+        let carried: TranslatorTable<()> = vec![
+            Box::new(FromSource("customers")),
+            Box::new(FromSource("billing")),
+            Box::new(FromSource("gone")),
+        ];
+        let (picked, reads) = pick_translators("orders", &topology, carried).expect("picked");
+        let sources: Vec<&str> = picked.iter().map(|t| t.source()).collect();
+        assert_eq!(
+            sources,
+            ["customers", "billing"],
+            "billing waits for seam register; gone is not declared"
+        );
+        assert_eq!(reads.into_iter().collect::<Vec<_>>(), ["customers"]);
+
+        let err = pick_translators::<()>("orders", &topology, vec![Box::new(FromSource("billing"))])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("has orders read customers") && err.contains("no translator"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn bootstrap_flags_name_a_source_and_where_its_snapshot_is() {
