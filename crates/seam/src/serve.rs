@@ -338,11 +338,9 @@ impl Services {
         launch(args, self.defaults).await
     }
 
-    /// The whole `main` of a service binary: parses `serve <service> [options]`, logs to stderr
-    /// (filter `SEAM_LOG`, default `warn`), runs the service, and turns an error into a message
-    /// and exit code 1.
-    pub fn main(self) -> ExitCode {
-        let command = ServeArgs::augment_args(
+    /// The command line of [`Services::main`].
+    pub fn command(&self) -> clap::Command {
+        let serve = ServeArgs::augment_args(
             clap::Command::new("serve")
                 .about("Run one service: its store, publisher, consumer and HTTP API")
                 .arg(
@@ -352,10 +350,16 @@ impl Services {
                         .help("The service to run"),
                 ),
         );
-        let cli = clap::Command::new(self.program)
+        clap::Command::new(self.program)
             .subcommand_required(true)
-            .subcommand(command);
-        let matches = cli.get_matches();
+            .subcommand(serve)
+    }
+
+    /// The whole `main` of a service binary: parses `serve <service> [options]`, logs to stderr
+    /// (filter `SEAM_LOG`, default `warn`), runs the service, and turns an error into a message
+    /// and exit code 1.
+    pub fn main(self) -> ExitCode {
+        let matches = self.command().get_matches();
         let Some(("serve", matches)) = matches.subcommand() else {
             unreachable!("clap requires the serve subcommand")
         };
@@ -537,6 +541,11 @@ mod tests {
             err.contains("has orders read customers") && err.contains("no translator"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_serve_command_line_is_consistent() {
+        Services::new("shop").command().debug_assert();
     }
 
     #[test]

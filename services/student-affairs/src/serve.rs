@@ -40,7 +40,7 @@ impl Which {
 
 /// Options of `serve`.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub struct ServeCommand {
     /// The service to run.
     #[arg(value_enum)]
     pub service: Which,
@@ -91,7 +91,7 @@ pub fn default_topology() -> PathBuf {
 
 /// Runs the service until SIGTERM/SIGINT; prints `ready http://...` once it serves. Stores
 /// default to `$SEAM_HOME/student-affairs/<service>`, the topology to this repository's.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeCommand) -> anyhow::Result<()> {
     let defaults = Defaults {
         store_root: Some(seam_local::Home::from_env()?.root().join("student-affairs")),
         topology: Some(default_topology()),

@@ -94,7 +94,7 @@ impl Service for Customers {
 mod tests {
     use super::*;
     use seam_core::service::Cause;
-    use seam_core::store::Store;
+    use seam_core::store::{Store, WriteSet};
 
     #[test]
     fn the_rust_event_type_matches_its_schema_file() {
@@ -104,20 +104,31 @@ mod tests {
             .expect("CustomerRegistered");
     }
 
+    /// Applies `command` as the runtime's writer does: its writes are kept when it succeeds and
+    /// dropped when it fails.
+    fn apply(store: &Store, set: &mut WriteSet, command: &Command) -> Result<(), ApplyError> {
+        let catalog = catalog().expect("catalog");
+        let cause = Cause::default();
+        let result = Customers.apply(&mut Apply::new(store, set, &catalog, &cause, 0), command);
+        match result {
+            Ok(()) => set.keep(),
+            Err(_) => set.discard(),
+        }
+        result
+    }
+
     #[test]
     fn a_customer_registers_once() {
-        let (store, catalog) = (Store::in_memory(), catalog().expect("catalog"));
+        let store = Store::in_memory();
         let mut set = store.write_set().expect("write set");
-        let cause = Cause::default();
-        let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
         let register = Command::Register {
             customer: "c1".into(),
             name: "Ada".into(),
             email: "ada@example.org".into(),
         };
-        Customers.apply(&mut ctx, &register).expect("first registration");
-        let again = Customers.apply(&mut ctx, &register).expect_err("second registration");
+        apply(&store, &mut set, &register).expect("first registration");
+        let again = apply(&store, &mut set, &register).expect_err("second registration");
         assert!(again.to_string().contains("registered already"), "{again}");
-        assert_eq!(set.entries().len(), 1, "one event");
+        assert_eq!(set.entries().len(), 1, "one CustomerRegistered");
     }
 }

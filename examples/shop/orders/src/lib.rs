@@ -125,7 +125,7 @@ impl Service for Orders {
 mod tests {
     use super::*;
     use seam_core::service::Cause;
-    use seam_core::store::Store;
+    use seam_core::store::{Store, WriteSet};
 
     #[test]
     fn the_rust_event_type_matches_its_schema_file() {
@@ -135,25 +135,39 @@ mod tests {
             .expect("OrderPlaced");
     }
 
+    /// Applies `command` as the runtime's writer does: its writes are kept when it succeeds and
+    /// dropped when it fails.
+    fn apply(store: &Store, set: &mut WriteSet, command: &Command) -> Result<(), ApplyError> {
+        let catalog = catalog().expect("catalog");
+        let cause = Cause::default();
+        let result = Orders.apply(&mut Apply::new(store, set, &catalog, &cause, 0), command);
+        match result {
+            Ok(()) => set.keep(),
+            Err(_) => set.discard(),
+        }
+        result
+    }
+
     #[test]
     fn an_order_needs_a_known_customer() {
-        let (store, catalog) = (Store::in_memory(), catalog().expect("catalog"));
+        let store = Store::in_memory();
         let mut set = store.write_set().expect("write set");
-        let cause = Cause::default();
-        let mut ctx = Apply::new(&store, &mut set, &catalog, &cause, 0);
         let place = Command::Place {
             order: "o1".into(),
             customer: "c1".into(),
             item: "tea".into(),
         };
-        let refused = Orders.apply(&mut ctx, &place).expect_err("unknown customer");
+        let refused = apply(&store, &mut set, &place).expect_err("unknown customer");
         assert!(refused.to_string().contains("no customer c1"), "{refused}");
         let know = Command::KnowCustomer {
             customer: "c1".into(),
             name: "Ada".into(),
         };
-        Orders.apply(&mut ctx, &know).expect("translated");
-        Orders.apply(&mut ctx, &place).expect("placed");
+        apply(&store, &mut set, &know).expect("translated");
+        apply(&store, &mut set, &place).expect("placed");
         assert_eq!(set.entries().len(), 1, "one OrderPlaced");
+        store.commit(&mut set, false).expect("commit");
+        let again = apply(&store, &mut store.write_set().expect("write set"), &place).expect_err("placed twice");
+        assert!(again.to_string().contains("exists already"), "{again}");
     }
 }
