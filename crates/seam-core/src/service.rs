@@ -229,6 +229,27 @@ pub struct Cause {
     pub causation_id: Option<String>,
 }
 
+/// Applies one command to `set` the way the runtime's writer does, without the runtime: its
+/// writes are kept when it succeeds and dropped when it fails (a panic in `apply` included). For
+/// a service's unit tests over [`Store::in_memory`]; `set.entries()` then holds what it emitted.
+pub fn apply_command<S: Service>(
+    service: &S,
+    store: &Store,
+    set: &mut WriteSet,
+    catalog: &Catalog,
+    command: &S::Command,
+) -> Result<(), ApplyError> {
+    let cause = Cause::default();
+    let result = crate::fault::panic::catch(|| service.apply(&mut Apply::new(store, set, catalog, &cause, 0), command))
+        .map_err(ApplyError::Panicked)
+        .and_then(|applied| applied);
+    match result {
+        Ok(()) => set.keep(),
+        Err(_) => set.discard(),
+    }
+    result
+}
+
 /// The view a command runs against: the model (with this group's staged writes) and the
 /// journal to emit into.
 pub struct Apply<'a> {
@@ -342,5 +363,43 @@ impl<'a> Apply<'a> {
     /// so replays are deterministic.
     pub fn now_ms(&self) -> i64 {
         self.now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a counter, then refuses or panics when asked to.
+    struct Counter;
+
+    impl Service for Counter {
+        type Command = &'static str;
+
+        fn apply(&self, ctx: &mut Apply<'_>, command: &&'static str) -> Result<(), ApplyError> {
+            let n = ctx.get::<u32>("n")?.unwrap_or(0);
+            ctx.put("n", &(n + 1))?;
+            match *command {
+                "refuse" => Err(ApplyError::rejected("no")),
+                "panic" => panic!("a bug"),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn apply_command_keeps_what_succeeds_and_drops_what_fails_or_panics() {
+        let (store, catalog) = (Store::in_memory(), Catalog::default());
+        let mut set = store.write_set().expect("write set");
+        apply_command(&Counter, &store, &mut set, &catalog, &"count").expect("applies");
+        let refused = apply_command(&Counter, &store, &mut set, &catalog, &"refuse");
+        assert!(matches!(refused, Err(ApplyError::Rejected(_))), "{refused:?}");
+        let panicked = apply_command(&Counter, &store, &mut set, &catalog, &"panic");
+        assert!(matches!(panicked, Err(ApplyError::Panicked(_))), "{panicked:?}");
+        let n: Option<u32> = set
+            .model_get(&store, "n")
+            .expect("read")
+            .map(|v| serde_json::from_slice(&v).expect("a number"));
+        assert_eq!(n, Some(1), "only the successful command's write is kept");
     }
 }

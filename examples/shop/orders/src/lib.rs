@@ -124,7 +124,7 @@ impl Service for Orders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seam_core::service::Cause;
+    use seam_core::service::apply_command;
     use seam_core::store::{Store, WriteSet};
 
     #[test]
@@ -135,17 +135,8 @@ mod tests {
             .expect("OrderPlaced");
     }
 
-    /// Applies `command` as the runtime's writer does: its writes are kept when it succeeds and
-    /// dropped when it fails.
     fn apply(store: &Store, set: &mut WriteSet, command: &Command) -> Result<(), ApplyError> {
-        let catalog = catalog().expect("catalog");
-        let cause = Cause::default();
-        let result = Orders.apply(&mut Apply::new(store, set, &catalog, &cause, 0), command);
-        match result {
-            Ok(()) => set.keep(),
-            Err(_) => set.discard(),
-        }
-        result
+        apply_command(&Orders, store, set, &catalog().expect("catalog"), command)
     }
 
     #[test]
