@@ -100,16 +100,7 @@ pub fn test_event<T: serde::Serialize>(source: &str, record: &str, value: T) -> 
 /// decodes into, so the file and the type cannot drift apart.
 pub fn check_reader_type<T: apache_avro::AvroSchema>(reader_schema: &str) -> Result<(), String> {
     let file = apache_avro::Schema::parse_str(reader_schema).map_err(|e| format!("reader schema: {e}"))?;
-    let derived = T::get_schema();
-    if derived.canonical_form() == file.canonical_form() {
-        Ok(())
-    } else {
-        Err(format!(
-            "the reader type and its schema file differ:\n  type:   {}\n  schema: {}",
-            derived.canonical_form(),
-            file.canonical_form()
-        ))
-    }
+    crate::codec::catalog::check_schema_of::<T>(&file, "the reader type")
 }
 
 /// Checks that a translator's reader schema can read what the producer's schema writes (Avro

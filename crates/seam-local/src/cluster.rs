@@ -78,17 +78,9 @@ pub enum ClusterError {
     /// The local stack's state could not be read.
     #[error(transparent)]
     Local(#[from] LocalError),
-    /// A properties file cannot be used.
+    /// The properties file of SEAM_KAFKA_CONFIG (or a principal's) cannot be used.
     #[error(transparent)]
     BadProps(#[from] BadProps),
-    /// The properties file of SEAM_KAFKA_CONFIG (or a principal's) cannot be used.
-    #[error("Kafka client properties {}: {problem}; give a file of key=value lines (security.protocol, sasl.mechanism, sasl.username, sasl.password, ssl.ca.location)", path.display())]
-    BadKafkaConfig {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
     /// A service on the secure local stack has no credentials yet.
     #[error("no credentials for the Kafka principal {principal} on the secure local stack (looked for {}); run `seam deploy -t <topology>` first: it creates the service users and writes their credentials", path.display())]
     NoCredentials {

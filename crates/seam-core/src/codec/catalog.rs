@@ -204,15 +204,21 @@ impl Catalog {
     /// `.avsc` files cannot drift apart unnoticed. Compares Parsing Canonical Forms.
     pub fn check_type<T: apache_avro::AvroSchema>(&self, full_name: &str) -> Result<(), String> {
         let record = self.record(full_name).map_err(|e| e.to_string())?;
-        let derived = T::get_schema().canonical_form();
-        let file = record.schema.canonical_form();
-        if derived == file {
-            Ok(())
-        } else {
-            Err(format!(
-                "the Rust type for {full_name} and its schema file differ:\n  type:   {derived}\n  schema: {file}"
-            ))
-        }
+        check_schema_of::<T>(record.schema, &format!("the Rust type for {full_name}"))
+    }
+}
+
+/// Checks that the Rust type `T` derives exactly `schema` (their Parsing Canonical Forms are
+/// equal); `what` names the type in the error, which shows both forms.
+pub fn check_schema_of<T: apache_avro::AvroSchema>(schema: &Schema, what: &str) -> Result<(), String> {
+    let derived = T::get_schema().canonical_form();
+    let file = schema.canonical_form();
+    if derived == file {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} and its schema file differ:\n  type:   {derived}\n  schema: {file}"
+        ))
     }
 }
 
