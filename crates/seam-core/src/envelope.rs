@@ -36,10 +36,24 @@ pub fn parse_event_id(id: &str) -> Option<(&str, u64)> {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
+    if let Some(ms) = VIRTUAL_MS.with(std::cell::Cell::get) {
+        return ms;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+thread_local! {
+    static VIRTUAL_MS: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets (or with `None` clears) this thread's virtual clock: [`now_ms`] answers it instead of
+/// the system clock. The deterministic simulator advances it step by step, so a seed replays
+/// with the same timestamps.
+pub fn set_virtual_clock(ms: Option<i64>) {
+    VIRTUAL_MS.with(|c| c.set(ms));
 }
 
 /// RFC 3339 with milliseconds, UTC.

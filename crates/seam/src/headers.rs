@@ -9,50 +9,32 @@ use seam_core::store::{JournalEntry, JournalId};
 
 /// The headers of a journal entry as published by `service` from `journal`.
 pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry) -> OwnedHeaders {
+    to_headers(&pairs(service, journal, entry))
+}
+
+/// [`headers`] as owned pairs: what the simulator's log stores, and the one definition of them.
+pub fn pairs(service: &str, journal: &JournalId, entry: &JournalEntry) -> Vec<(String, Option<Vec<u8>>)> {
     let id = event_id(service, entry.seq);
     let time = rfc3339(entry.time_ms);
-    let correlation = entry.correlation_id.as_deref().unwrap_or(&id);
-    let mut headers = OwnedHeaders::new_with_capacity(6)
-        .insert(Header {
-            key: EVENT_ID,
-            value: Some(id.as_bytes()),
-        })
-        .insert(Header {
-            key: EVENT_TYPE,
-            value: Some(entry.record.as_bytes()),
-        })
-        .insert(Header {
-            key: SOURCE,
-            value: Some(service.as_bytes()),
-        })
-        .insert(Header {
-            key: TIME,
-            value: Some(time.as_bytes()),
-        })
-        .insert(Header {
-            key: CORRELATION_ID,
-            value: Some(correlation.as_bytes()),
-        });
+    let correlation = entry.correlation_id.clone().unwrap_or_else(|| id.clone());
+    let text = |key: &str, value: String| (key.to_string(), Some(value.into_bytes()));
+    let mut pairs = Vec::with_capacity(8);
+    pairs.push(text(EVENT_ID, id));
+    pairs.push(text(EVENT_TYPE, entry.record.clone()));
+    pairs.push(text(SOURCE, service.to_string()));
+    pairs.push(text(TIME, time));
+    pairs.push(text(CORRELATION_ID, correlation));
     if let Some(causation) = &entry.causation_id {
-        headers = headers.insert(Header {
-            key: CAUSATION_ID,
-            value: Some(causation.as_bytes()),
-        });
+        pairs.push(text(CAUSATION_ID, causation.clone()));
     }
     // Entries journaled before journals were named keep their older headers.
     if entry.seq >= journal.start {
-        headers = headers.insert(Header {
-            key: JOURNAL,
-            value: Some(journal.header().as_bytes()),
-        });
+        pairs.push(text(JOURNAL, journal.header()));
     }
     if let Some(prev) = entry.prev {
-        headers = headers.insert(Header {
-            key: PREV_SEQ,
-            value: Some(prev.to_string().as_bytes()),
-        });
+        pairs.push(text(PREV_SEQ, prev.to_string()));
     }
-    headers
+    pairs
 }
 
 /// The value of a UTF-8 header, if present and valid.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use engine::{Engine, MemoryEngine, StoreError};
+pub use engine::{Engine, MemoryEngine, Pair, StoreError};
 pub use records::{DeadLetter, JournalEntry};
 
 use crate::offsets::OffsetMap;
@@ -303,6 +303,12 @@ impl Store {
     /// A store over any engine. A store without a journal id gets one now (durably, before
     /// anything can be published under it).
     pub fn with_engine(engine: Arc<dyn Engine>) -> Result<Self, StoreError> {
+        Self::with_engine_named(engine, JournalId::new)
+    }
+
+    /// [`Store::with_engine`] where a new journal's id comes from `name` (given its first seq)
+    /// instead of randomness: the simulator's stores, which must replay identically from a seed.
+    pub fn with_engine_named(engine: Arc<dyn Engine>, name: impl FnOnce(u64) -> JournalId) -> Result<Self, StoreError> {
         let id_key = key(prefix::META, &[meta::JOURNAL_ID.as_bytes()]);
         let ident = match engine.get(&id_key)? {
             Some(v) => JournalId::parse(&String::from_utf8_lossy(&v)).ok_or_else(|| StoreError::Corrupt {
@@ -314,7 +320,7 @@ impl Store {
                     Some(v) => be_u64(&v, "meta")?,
                     None => 0,
                 };
-                let ident = JournalId::new(last + 1);
+                let ident = name(last + 1);
                 engine.write(vec![(id_key, Some(ident.header().into_bytes()))])?;
                 engine.flush()?;
                 ident
@@ -656,7 +662,7 @@ impl Store {
 
     /// The raw pairs under a key prefix, in key order (for a replay's swap).
     #[doc(hidden)] // for the runtime (seam), not for services
-    pub fn raw_range<'a>(&'a self, start: &[u8]) -> Box<dyn Iterator<Item = Result<engine::Pair, StoreError>> + 'a> {
+    pub fn raw_range<'a>(&'a self, start: &[u8]) -> Box<dyn Iterator<Item = Result<Pair, StoreError>> + 'a> {
         self.engine.range(start, &prefix_end(start))
     }
 

@@ -8,4 +8,4 @@ pub mod registry;
 pub use seam_core::codec::{catalog, wire, Catalog, CatalogError, RecordSchema};
 
 pub use decoder::{Attempt, DecodeError, Decoded, Decoder};
-pub use registry::{subject_name, Registry, RegistryError};
+pub use registry::{subject_name, Registry, RegistryBackend, RegistryError};

@@ -80,11 +80,34 @@ pub struct WriterSchema {
     pub schema: &'static Schema,
 }
 
+/// A registry held in memory instead of reached over HTTP: the deterministic simulator's
+/// (seam-sim), which decides when it is unavailable. Every call answers at once; `Err` means
+/// unavailable (retryable), as a network failure would.
+pub trait RegistryBackend: Send + Sync + std::fmt::Debug {
+    /// The schema text registered under `id`; `Ok(None)` for an unknown id.
+    fn schema(&self, id: u32) -> Result<Option<String>, String>;
+    /// Registers `text` under `subject` (or finds it) and returns its id.
+    fn register(&self, subject: &str, text: &str) -> Result<u32, String>;
+    /// Every subject.
+    fn subjects(&self) -> Result<Vec<String>, String>;
+    /// The `(id, text)` of each version of `subject`, oldest first; empty when it does not exist.
+    fn versions(&self, subject: &str) -> Result<Vec<(u32, String)>, String>;
+}
+
+/// How the registry is reached.
+#[derive(Debug)]
+enum Transport {
+    /// Over HTTP (the Confluent REST API).
+    Http(SrSettings),
+    /// In memory: the simulator's registry.
+    Backend(Arc<dyn RegistryBackend>),
+}
+
 /// A registry client with caches; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Registry {
     url: String,
-    settings: SrSettings,
+    transport: Transport,
     writers: RwLock<HashMap<u32, Arc<WriterSchema>>>,
     ids: RwLock<HashMap<String, u32>>,
 }
@@ -102,10 +125,28 @@ impl Registry {
             })?;
         Ok(Self {
             url: url.to_string(),
-            settings,
+            transport: Transport::Http(settings),
             writers: RwLock::default(),
             ids: RwLock::default(),
         })
+    }
+
+    /// A client of a registry held in memory (the simulator's); `name` stands in for the URL
+    /// in messages.
+    pub fn with_backend(name: &str, backend: Arc<dyn RegistryBackend>) -> Self {
+        Self {
+            url: format!("sim://{name}"),
+            transport: Transport::Backend(backend),
+            writers: RwLock::default(),
+            ids: RwLock::default(),
+        }
+    }
+
+    fn unavailable(&self, detail: String) -> RegistryError {
+        RegistryError::Unavailable {
+            url: self.url.clone(),
+            detail,
+        }
     }
 
     /// The registry's base URL.
@@ -124,10 +165,24 @@ impl Registry {
         if let Some(found) = self.cached_writer(id) {
             return Ok(found);
         }
-        let registered = get_schema_by_id(id, &self.settings)
-            .await
-            .map_err(|e| self.classify(e, format!("schema id {id}"), Some(id)))?;
-        let parsed = Schema::parse_str(&registered.schema).map_err(|e| RegistryError::BadSchema {
+        let text = match &self.transport {
+            Transport::Backend(backend) => match backend.schema(id).map_err(|e| self.unavailable(e))? {
+                Some(text) => text,
+                None => {
+                    return Err(RegistryError::UnknownId {
+                        id,
+                        url: self.url.clone(),
+                    })
+                }
+            },
+            Transport::Http(settings) => {
+                get_schema_by_id(id, settings)
+                    .await
+                    .map_err(|e| self.classify(e, format!("schema id {id}"), Some(id)))?
+                    .schema
+            }
+        };
+        let parsed = Schema::parse_str(&text).map_err(|e| RegistryError::BadSchema {
             id,
             detail: e.to_string(),
         })?;
@@ -209,22 +264,31 @@ impl Registry {
         if let Some(id) = self.ids.read().ok().and_then(|m| m.get(&cache_key).copied()) {
             return Ok(id);
         }
-        let supplied = SuppliedSchema::new(Some(full_name.to_string()), SchemaType::Avro, text.to_string());
-        let registered = post_schema(&self.settings, subject.clone(), supplied)
-            .await
-            .map_err(|e| self.classify(e, format!("registering subject {subject}"), None))?;
+        let id = match &self.transport {
+            Transport::Backend(backend) => backend.register(&subject, text).map_err(|e| self.unavailable(e))?,
+            Transport::Http(settings) => {
+                let supplied = SuppliedSchema::new(Some(full_name.to_string()), SchemaType::Avro, text.to_string());
+                post_schema(settings, subject.clone(), supplied)
+                    .await
+                    .map_err(|e| self.classify(e, format!("registering subject {subject}"), None))?
+                    .id
+            }
+        };
         if let Ok(mut map) = self.ids.write() {
-            map.insert(cache_key, registered.id);
+            map.insert(cache_key, id);
         }
-        Ok(registered.id)
+        Ok(id)
     }
 
     /// The records with a topic-record subject for `topic`: what its producer publishes (or
     /// published), by full name.
     pub async fn records_of(&self, topic: &str) -> Result<Vec<String>, RegistryError> {
-        let subjects = get_all_subjects(&self.settings)
-            .await
-            .map_err(|e| self.classify(e, "listing subjects".into(), None))?;
+        let subjects = match &self.transport {
+            Transport::Backend(backend) => backend.subjects().map_err(|e| self.unavailable(e))?,
+            Transport::Http(settings) => get_all_subjects(settings)
+                .await
+                .map_err(|e| self.classify(e, "listing subjects".into(), None))?,
+        };
         let prefix = format!("{topic}-");
         let mut records: Vec<String> = subjects
             .into_iter()
@@ -238,14 +302,22 @@ impl Registry {
     /// `(id, text)`; empty if the subject does not exist.
     pub async fn versions(&self, topic: &str, full_name: &str) -> Result<Vec<(u32, String)>, RegistryError> {
         let subject = subject_name(topic, full_name);
-        let versions = match get_all_versions(&self.settings, subject.clone()).await {
+        let settings = match &self.transport {
+            Transport::Backend(backend) => {
+                let mut found = backend.versions(&subject).map_err(|e| self.unavailable(e))?;
+                found.reverse();
+                return Ok(found);
+            }
+            Transport::Http(settings) => settings,
+        };
+        let versions = match get_all_versions(settings, subject.clone()).await {
             Ok(v) => v,
             Err(e) if e.error.contains("status 404") => return Ok(Vec::new()),
             Err(e) => return Err(self.classify(e, format!("listing the versions of subject {subject}"), None)),
         };
         let mut found = Vec::with_capacity(versions.len());
         for version in versions.into_iter().rev() {
-            let registered = get_schema_by_subject_and_version(&self.settings, &subject, Some(version))
+            let registered = get_schema_by_subject_and_version(settings, &subject, Some(version))
                 .await
                 .map_err(|e| self.classify(e, format!("reading version {version} of subject {subject}"), None))?;
             found.push((registered.id, registered.schema));

@@ -407,7 +407,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             if recreated.iter().any(|e| e.topic() == raw.topic) {
                 continue;
             }
-            if let Some(e) = self.another_journal(&raw, journals)? {
+            if let Some(e) = another_journal(&self.store, &raw, journals)? {
                 recreated.push(e);
                 continue;
             }
@@ -451,38 +451,6 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         Ok(())
     }
 
-    /// The event's journal against the one its partition was read from so far: another one
-    /// means the topic was recreated under this consumer (and grew past its position, or the
-    /// retention guard would have refused it).
-    fn another_journal(
-        &self,
-        raw: &RawEvent,
-        journals: &mut HashMap<(String, i32), Option<String>>,
-    ) -> Result<Option<RetentionError>, RuntimeError> {
-        let Some(EventKey::Tracked { journal, .. }) = raw.key() else {
-            return Ok(None);
-        };
-        let at = (raw.topic.clone(), raw.partition);
-        let known = match journals.get(&at) {
-            Some(known) => known.clone(),
-            None => self.store.partition_journal(&raw.topic, raw.partition)?,
-        };
-        match known {
-            Some(before) if before != journal.id => Ok(Some(RetentionError::Recreated {
-                topic: raw.topic.clone(),
-                partition: raw.partition,
-                position: raw.offset,
-                before,
-                now: journal.id,
-                remedy: RetentionError::default_remedy(&raw.topic, false),
-            })),
-            _ => {
-                journals.insert(at, Some(journal.id));
-                Ok(None)
-            }
-        }
-    }
-
     fn update_lag(&self, consumer: &BaseConsumer<Context>) {
         let Ok(positions) = self.store.positions() else { return };
         let ctx = consumer.context();
@@ -504,6 +472,38 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                     .max(read.get(&key).copied().unwrap_or(0));
                 self.metrics.set_lag(&topic, partition, (end - at).max(0));
             }
+        }
+    }
+}
+
+/// The event's journal against the one its partition was read from so far (`journals`, filled
+/// from the store as needed): another one means the topic was recreated under this consumer
+/// (and grew past its position, or the retention guard would have refused it).
+pub fn another_journal(
+    store: &Store,
+    raw: &RawEvent,
+    journals: &mut HashMap<(String, i32), Option<String>>,
+) -> Result<Option<RetentionError>, RuntimeError> {
+    let Some(EventKey::Tracked { journal, .. }) = raw.key() else {
+        return Ok(None);
+    };
+    let at = (raw.topic.clone(), raw.partition);
+    let known = match journals.get(&at) {
+        Some(known) => known.clone(),
+        None => store.partition_journal(&raw.topic, raw.partition)?,
+    };
+    match known {
+        Some(before) if before != journal.id => Ok(Some(RetentionError::Recreated {
+            topic: raw.topic.clone(),
+            partition: raw.partition,
+            position: raw.offset,
+            before,
+            now: journal.id,
+            remedy: RetentionError::default_remedy(&raw.topic, false),
+        })),
+        _ => {
+            journals.insert(at, Some(journal.id));
+            Ok(None)
         }
     }
 }

@@ -123,26 +123,35 @@ fn flush_loop(
             Some(why) => Err(why),
             None => store.flush().map_err(|e| e.to_string()),
         };
-        match result {
-            Ok(()) => {
-                failpoint::hit("writer.after-commit");
-                if let Some(last) = jobs.iter().map(|j| j.last_seq).max() {
-                    durable.raise(last);
-                }
-                if jobs.iter().any(|j| j.outbox) {
-                    outbox.nudge();
-                }
-                for reply in jobs.into_iter().flat_map(|j| j.replies) {
-                    reply.succeed();
-                }
+        if let Err(why) = &result {
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert_with(|| why.clone());
             }
-            Err(why) => {
-                if let Ok(mut f) = failed.lock() {
-                    f.get_or_insert_with(|| why.clone());
-                }
-                for reply in jobs.into_iter().flat_map(|j| j.replies) {
-                    reply.fail(&why);
-                }
+        }
+        settle(jobs, result, durable, outbox);
+    }
+}
+
+/// After the flush of `jobs`: raises the durable seq, wakes the DLQ shipper and answers every
+/// request, or answers them all with the flush's failure. (The simulator's writer steps end
+/// here too.)
+pub(crate) fn settle(jobs: Vec<Job>, result: Result<(), String>, durable: &Progress, outbox: &Progress) {
+    match result {
+        Ok(()) => {
+            failpoint::hit("writer.after-commit");
+            if let Some(last) = jobs.iter().map(|j| j.last_seq).max() {
+                durable.raise(last);
+            }
+            if jobs.iter().any(|j| j.outbox) {
+                outbox.nudge();
+            }
+            for reply in jobs.into_iter().flat_map(|j| j.replies) {
+                reply.succeed();
+            }
+        }
+        Err(why) => {
+            for reply in jobs.into_iter().flat_map(|j| j.replies) {
+                reply.fail(&why);
             }
         }
     }

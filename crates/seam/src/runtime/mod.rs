@@ -9,7 +9,7 @@
 mod applier;
 mod bootstrap;
 mod config;
-mod consumer;
+pub mod consumer;
 mod discard;
 mod dlq;
 mod error;
@@ -19,7 +19,7 @@ pub mod in_flight;
 pub mod journal_schemas;
 mod pipeline;
 mod progress;
-mod publisher;
+pub mod publisher;
 mod rebuild;
 mod redrive;
 mod register;
@@ -27,6 +27,7 @@ mod replay;
 pub mod retention;
 mod spool;
 mod start;
+mod step;
 mod swap;
 mod watermarks;
 mod writer;
@@ -53,13 +54,14 @@ pub use bootstrap::{is_url, SnapshotSource};
 pub use config::{NodeConfig, SharedEngine};
 pub use discard::DiscardSummary;
 pub use error::{ExecuteError, RuntimeError};
-pub use pipeline::{Declared, RawEvent};
+pub use pipeline::{Declared, Pipeline, Prepared, RawEvent, Ready};
 pub use progress::Progress;
 pub use redrive::RedriveSummary;
 pub use register::{RegisterFrom, Registered, Registration};
 pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
 pub use retention::RetentionError;
 pub use spool::{Arrival, MAX_BYTES as SPOOL_MAX_BYTES};
+pub use step::{Answer, Stepper};
 pub use swap::LetterReport;
 pub use writer::PutOutcome;
 
@@ -83,7 +85,7 @@ pub struct Node<S: Service> {
     registrations: Arc<Mutex<BTreeMap<String, Registration>>>,
     replay: Arc<Mutex<Option<ReplayStatus>>>,
     bootstrapped: Arc<Mutex<BTreeMap<String, crate::snapshot::SnapshotMeta>>>,
-    pipeline: Option<Arc<pipeline::Pipeline<S::Command>>>,
+    pipeline: Option<Arc<Pipeline<S::Command>>>,
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
     /// The schema each journal entry was written with.

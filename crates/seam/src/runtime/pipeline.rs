@@ -133,6 +133,15 @@ pub enum Prepared<C> {
     },
 }
 
+/// One attempt at preparing a record.
+#[derive(Debug)]
+pub enum Ready<C> {
+    /// Prepared.
+    Done(Prepared<C>),
+    /// A failure that passes (the registry is unavailable): try again later.
+    Transient(String),
+}
+
 /// What a translator declares about its source's record types.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Declared {
@@ -260,53 +269,63 @@ impl<C: 'static> Pipeline<C> {
     /// Decodes and translates one record. Retryable failures back off and retry until
     /// `cancel` fires; fatal ones stop the consumer.
     pub fn prepare(&self, raw: &RawEvent, cancel: &CancellationToken) -> Result<Prepared<C>, RuntimeError> {
-        // Cloned out, so no lock is held across registry calls and backoff: a registration
-        // (which takes the write lock) never waits for an outage.
-        let source = {
-            let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
-            match sources.get(&raw.topic) {
-                Some(source) => Arc::clone(source),
-                None => return Ok(Prepared::Filtered),
-            }
-        };
-        let payload = raw.value.as_deref().unwrap_or_default();
         let mut backoff = Duration::from_millis(100);
-        let decoded = loop {
-            let attempt = match source.decoder.try_decode(payload) {
-                Ok(Attempt::NeedSchema(id)) => self
-                    .runtime
-                    .block_on(source.decoder.fetch(id))
-                    .and_then(|()| source.decoder.try_decode(payload)),
-                other => other,
-            };
-            match attempt {
-                Ok(Attempt::Done(decoded)) => break decoded,
-                Ok(Attempt::Unread(record)) => {
-                    return Ok(if source.ignores.contains(&record) {
-                        Prepared::Filtered
-                    } else {
-                        Prepared::Unhandled { record }
-                    })
+        loop {
+            match self.try_prepare(raw)? {
+                Ready::Done(prepared) => return Ok(prepared),
+                Ready::Transient(why) => {
+                    tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %why, "retrying after a transient error");
                 }
-                Ok(Attempt::NeedSchema(_)) => {}
-                Err(e) => match e.class() {
-                    Class::Poison => {
-                        return Ok(Prepared::Poison {
-                            kind: e.kind().to_string(),
-                            reason: e.to_string(),
-                        })
-                    }
-                    Class::Fatal => return Err(RuntimeError::Registry(e.to_string())),
-                    Class::Retryable => {
-                        tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, error = %e, "retrying after a transient error");
-                    }
-                },
             }
             if cancel.is_cancelled() {
                 return Err(RuntimeError::Cancelled);
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One attempt at [`Pipeline::prepare`]: the record prepared, or the transient failure
+    /// (registry unavailable) that makes it worth trying again later. The simulator calls this
+    /// directly, so a registry outage costs it a step, never a sleep.
+    pub fn try_prepare(&self, raw: &RawEvent) -> Result<Ready<C>, RuntimeError> {
+        // Cloned out, so no lock is held across registry calls and backoff: a registration
+        // (which takes the write lock) never waits for an outage.
+        let source = {
+            let sources = self.sources.read().unwrap_or_else(|p| p.into_inner());
+            match sources.get(&raw.topic) {
+                Some(source) => Arc::clone(source),
+                None => return Ok(Ready::Done(Prepared::Filtered)),
+            }
+        };
+        let payload = raw.value.as_deref().unwrap_or_default();
+        let attempt = match source.decoder.try_decode(payload) {
+            Ok(Attempt::NeedSchema(id)) => self
+                .runtime
+                .block_on(source.decoder.fetch(id))
+                .and_then(|()| source.decoder.try_decode(payload)),
+            other => other,
+        };
+        let decoded = match attempt {
+            Ok(Attempt::Done(decoded)) => decoded,
+            Ok(Attempt::Unread(record)) => {
+                return Ok(Ready::Done(if source.ignores.contains(&record) {
+                    Prepared::Filtered
+                } else {
+                    Prepared::Unhandled { record }
+                }))
+            }
+            Ok(Attempt::NeedSchema(id)) => return Ok(Ready::Transient(format!("schema id {id} not fetched yet"))),
+            Err(e) => match e.class() {
+                Class::Poison => {
+                    return Ok(Ready::Done(Prepared::Poison {
+                        kind: e.kind().to_string(),
+                        reason: e.to_string(),
+                    }))
+                }
+                Class::Fatal => return Err(RuntimeError::Registry(e.to_string())),
+                Class::Retryable => return Ok(Ready::Transient(e.to_string())),
+            },
         };
         let event = ForeignEvent {
             topic: raw.topic.clone(),
@@ -317,7 +336,7 @@ impl<C: 'static> Pipeline<C> {
             record: decoded.record,
             value: decoded.value,
         };
-        Ok(
+        Ok(Ready::Done(
             match crate::fault::panic::catch(|| source.translator.translate(&event)) {
                 Ok(Ok(commands)) if commands.is_empty() => Prepared::Filtered,
                 Ok(Ok(commands)) => Prepared::Commands(commands),
@@ -330,6 +349,6 @@ impl<C: 'static> Pipeline<C> {
                     reason: format!("the translator panicked: {message}"),
                 },
             },
-        )
+        ))
     }
 }

@@ -33,7 +33,7 @@ use crate::failpoint;
 use crate::fault::{Class, Classify};
 use crate::metrics::Metrics;
 use crate::partitioner::partition_for;
-use crate::store::{JournalId, Store};
+use crate::store::{JournalEntry, JournalId, Store};
 use crate::translator::events_topic;
 
 use super::in_flight::InFlight;
@@ -103,45 +103,9 @@ impl Publisher {
         producer
             .init_transactions(TXN_TIMEOUT)
             .map_err(|e| RuntimeError::kafka(format!("initialising transactions for {topic}"), e))?;
-        let (mut last, empty, journals) = self.tail(&topic, partitions)?;
-        let ours = self.store.journal_id();
-        for (partition, journal) in &journals {
-            let seq = last.get(partition).copied().unwrap_or(0);
-            let foreign = match journal {
-                Some(j) => j != ours,
-                // Written before journals were named: only a store that journaled then wrote it.
-                None => seq >= ours.start,
-            };
-            if foreign {
-                return Err(RuntimeError::Config(format!(
-                    "{topic} partition {partition} ends with entry {seq} of {} from journal {}, but this store keeps journal {}: \
-                     the store is not the one that published to this topic (a new store, or one restored from another store's backup), \
-                     and publishing from it would skip its entries as already out or repeat event ids. \
-                     Restore the store that belongs to the topic, or delete and recreate the topic to start over",
-                    self.service,
-                    journal.as_ref().map(JournalId::header).unwrap_or_else(|| "(unnamed, older version)".into()),
-                    ours.header()
-                )));
-            }
-        }
-        let journal_end = self.store.last_seq()?;
-        if let Some(&ahead) = last.values().filter(|s| **s > journal_end).max() {
-            // Publishing from here would skip this journal's entries as "already out".
-            return Err(RuntimeError::Config(format!(
-                "{topic} holds entries of {} up to seq {ahead}, but this store's journal ends at seq {journal_end}: \
-                 the store is not the one that published to this topic (a new store, or one restored from an older backup). \
-                 Restore the store that belongs to the topic, or delete and recreate the topic to start over",
-                self.service
-            )));
-        }
-        let published = self.store.published_seq()?;
-        let floor = if empty && published > 0 {
-            // The topic is authoritative: if it was recreated empty, everything goes out again.
-            warn!(service = %self.service, %topic, published, "the topic is empty although entries were published before (recreated?); publishing the whole journal again");
-            0
-        } else {
-            published.max(last.values().copied().min().unwrap_or(0))
-        };
+        let tail = self.tail(&topic, partitions)?;
+        let floor = resume(&self.service, &self.store, &tail)?;
+        let mut last = tail.last;
         let mut next = floor + 1;
         self.published.send_replace(floor);
         info!(service = %self.service, %topic, next, "publisher started; tail recovered");
@@ -214,14 +178,8 @@ impl Publisher {
         }
     }
 
-    /// The last committed seq of this service on each partition (0 when none), whether the whole
-    /// topic is empty, and the journal of each partition's last entry (where it has one).
-    #[allow(clippy::type_complexity)]
-    fn tail(
-        &self,
-        topic: &str,
-        partitions: i32,
-    ) -> Result<(HashMap<i32, u64>, bool, HashMap<i32, Option<JournalId>>), RuntimeError> {
+    /// What the topic's tail says about what is out.
+    fn tail(&self, topic: &str, partitions: i32) -> Result<Tail, RuntimeError> {
         let consumer: BaseConsumer<TailContext> = self
             .client
             .clone()
@@ -257,7 +215,12 @@ impl Publisher {
                 last.insert(partition, 0);
             }
         }
-        Ok((last, empty, journals))
+        Ok(Tail {
+            topic: topic.to_string(),
+            last,
+            empty,
+            journals,
+        })
     }
 
     fn last_seq_in(
@@ -302,7 +265,7 @@ impl Publisher {
     }
 
     /// The registry id of each entry's own writer schema, retrying while the registry is away.
-    fn schema_ids(&self, entries: &[crate::store::JournalEntry]) -> Result<Vec<u32>, RuntimeError> {
+    fn schema_ids(&self, entries: &[JournalEntry]) -> Result<Vec<u32>, RuntimeError> {
         let mut ids = Vec::with_capacity(entries.len());
         for entry in entries {
             if let Some(id) = self.schemas.cached_id(entry) {
@@ -335,17 +298,14 @@ impl Publisher {
         topic: &str,
         partitions: i32,
         ids: &[u32],
-        entries: &[crate::store::JournalEntry],
+        entries: &[JournalEntry],
         last: &HashMap<i32, u64>,
     ) -> Result<(HashMap<i32, u64>, u64), Failure> {
         producer.begin_transaction().map_err(classify)?;
         let mut sent = HashMap::new();
         let mut count = 0u64;
-        for (i, entry) in entries.iter().enumerate() {
-            let partition = partition_for(entry.subject.as_bytes(), partitions);
-            if entry.seq <= last.get(&partition).copied().unwrap_or(0) {
-                continue;
-            }
+        for (i, partition) in placements(entries, partitions, last) {
+            let entry = &entries[i];
             let payload = wire::frame(ids[i], &entry.body);
             let headers = crate::headers::headers(&self.service, self.store.journal_id(), entry);
             let mut record = BaseRecord::to(topic)
@@ -411,6 +371,76 @@ impl Publisher {
         failpoint::hit("publisher.after-commit");
         Ok((sent, count))
     }
+}
+
+/// What a topic's tail says: per partition, the last seq of this service committed there (0 when
+/// none) and the journal of that entry (where it names one), and whether the topic is empty.
+#[derive(Debug, Clone, Default)]
+pub struct Tail {
+    /// The topic.
+    pub topic: String,
+    /// Last committed seq per partition.
+    pub last: HashMap<i32, u64>,
+    /// Whether no partition holds a record.
+    pub empty: bool,
+    /// The journal of each partition's last entry.
+    pub journals: HashMap<i32, Option<JournalId>>,
+}
+
+/// Where publishing resumes after a start: every entry at or below the returned seq is out.
+/// Refuses a store that is not the one that published to the topic, since publishing from it
+/// would skip its entries as already out or repeat event ids.
+pub fn resume(service: &str, store: &Store, tail: &Tail) -> Result<u64, RuntimeError> {
+    let topic = &tail.topic;
+    let ours = store.journal_id();
+    for (partition, journal) in &tail.journals {
+        let seq = tail.last.get(partition).copied().unwrap_or(0);
+        let foreign = match journal {
+            Some(j) => j != ours,
+            // Written before journals were named: only a store that journaled then wrote it.
+            None => seq >= ours.start,
+        };
+        if foreign {
+            return Err(RuntimeError::Config(format!(
+                "{topic} partition {partition} ends with entry {seq} of {service} from journal {}, but this store keeps journal {}: \
+                 the store is not the one that published to this topic (a new store, or one restored from another store's backup), \
+                 and publishing from it would skip its entries as already out or repeat event ids. \
+                 Restore the store that belongs to the topic, or delete and recreate the topic to start over",
+                journal.as_ref().map(JournalId::header).unwrap_or_else(|| "(unnamed, older version)".into()),
+                ours.header()
+            )));
+        }
+    }
+    let journal_end = store.last_seq()?;
+    if let Some(&ahead) = tail.last.values().filter(|s| **s > journal_end).max() {
+        // Publishing from here would skip this journal's entries as "already out".
+        return Err(RuntimeError::Config(format!(
+            "{topic} holds entries of {service} up to seq {ahead}, but this store's journal ends at seq {journal_end}: \
+             the store is not the one that published to this topic (a new store, or one restored from an older backup). \
+             Restore the store that belongs to the topic, or delete and recreate the topic to start over"
+        )));
+    }
+    let published = store.published_seq()?;
+    Ok(if tail.empty && published > 0 {
+        // The topic is authoritative: if it was recreated empty, everything goes out again.
+        warn!(%service, %topic, published, "the topic is empty although entries were published before (recreated?); publishing the whole journal again");
+        0
+    } else {
+        published.max(tail.last.values().copied().min().unwrap_or(0))
+    })
+}
+
+/// The entries of a batch still to send, by index, with their partition: the partition is the
+/// subject's (Kafka's murmur2), and an entry at or below its partition's last seq is out already.
+pub fn placements(entries: &[JournalEntry], partitions: i32, last: &HashMap<i32, u64>) -> Vec<(usize, i32)> {
+    entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let partition = partition_for(entry.subject.as_bytes(), partitions);
+            (entry.seq > last.get(&partition).copied().unwrap_or(0)).then_some((i, partition))
+        })
+        .collect()
 }
 
 /// Aborts the open transaction; its unsent messages are purged, and their failed delivery

@@ -282,7 +282,7 @@ impl<S: Service> Writer<S> {
     }
 
     /// Takes one request into the group (some commit what came before first).
-    fn handle(
+    pub(crate) fn handle(
         &self,
         group: &mut Group,
         positions: &mut OffsetMap,
@@ -450,6 +450,13 @@ impl<S: Service> Writer<S> {
     /// Writes what the group kept (visible at once), tells waiting consumers it is applied,
     /// and leaves the flush and the answers to the flusher.
     fn commit_written(&self, group: &mut Group, flusher: &Flusher) -> Result<(), RuntimeError> {
+        let job = self.write(group)?;
+        flusher.queue(job)
+    }
+
+    /// Writes what the group kept without flushing and tells waiting consumers it is applied;
+    /// the returned job holds its answers until the flush.
+    pub(crate) fn write(&self, group: &mut Group) -> Result<Job, RuntimeError> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
@@ -459,7 +466,7 @@ impl<S: Service> Writer<S> {
         for applied in std::mem::take(&mut group.applied) {
             let _ = applied.send(());
         }
-        flusher.queue(Job {
+        Ok(Job {
             last_seq,
             outbox: std::mem::take(&mut group.outbox_queued),
             replies: std::mem::take(&mut group.replies),

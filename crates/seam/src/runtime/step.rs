@@ -1,0 +1,174 @@
+//! The writer driven one step at a time: what the deterministic simulator (`seam-sim`) runs
+//! instead of the writer and flusher threads. Requests go through the same `Writer::handle` as
+//! on the writer thread and answers through the flusher's own `settle`; only the moments are
+//! the caller's: a group is written (visible, not durable) by [`Stepper::write`] and made
+//! durable by [`Stepper::flush`], so a schedule can crash a node between the two.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::flusher::{settle, Job};
+use super::pipeline::{Prepared, RawEvent};
+use super::progress::Progress;
+use super::writer::{Group, Inbound, PutOutcome, Request, Writer};
+use super::{ExecuteError, RuntimeError};
+use crate::codec::Catalog;
+use crate::metrics::Metrics;
+use crate::offsets::OffsetMap;
+use crate::service::{Cause, Service};
+use crate::store::Store;
+
+/// An answer the writer gives when a later step settles it.
+#[derive(Debug)]
+pub struct Answer<T>(oneshot::Receiver<T>);
+
+impl<T> Answer<T> {
+    /// `None` while unanswered; `Some(None)` once it never will be (the request was lost with
+    /// its group); `Some(Some(answer))` once answered.
+    pub fn poll(&mut self) -> Option<Option<T>> {
+        match self.0.try_recv() {
+            Ok(answer) => Some(Some(answer)),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(None),
+        }
+    }
+}
+
+fn answer<T>() -> (oneshot::Sender<T>, Answer<T>) {
+    let (tx, rx) = oneshot::channel();
+    (tx, Answer(rx))
+}
+
+/// A service's writer, stepped by the caller.
+pub struct Stepper<S: Service> {
+    writer: Writer<S>,
+    positions: OffsetMap,
+    group: Option<Group>,
+    written: Vec<Job>,
+}
+
+impl<S: Service> Stepper<S> {
+    /// A writer for `service` over `store`, reading its positions from the store as the writer
+    /// thread does when it starts.
+    pub fn new(name: &str, store: Store, service: Arc<S>, catalog: Arc<Catalog>) -> Result<Self, RuntimeError> {
+        let positions = store.positions()?;
+        let durable = Arc::new(Progress::new(store.last_seq()?));
+        Ok(Self {
+            writer: Writer {
+                journals: Default::default(),
+                name: name.to_string(),
+                service,
+                store,
+                catalog,
+                metrics: Metrics::new(name),
+                durable,
+                outbox: Arc::new(Progress::new(0)),
+            },
+            positions,
+            group: None,
+            written: Vec::new(),
+        })
+    }
+
+    fn handle(&mut self, request: Request<S::Command>) -> Result<(), RuntimeError> {
+        let mut group = match self.group.take() {
+            Some(group) => group,
+            None => self.writer.group()?,
+        };
+        match self.writer.handle(&mut group, &mut self.positions, request) {
+            Ok(()) => {
+                self.group = Some(group);
+                Ok(())
+            }
+            Err(e) => {
+                group.fail(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Queues one of the service's own commands into the open group; answered at the flush.
+    pub fn command(
+        &mut self,
+        command: S::Command,
+        cause: Cause,
+    ) -> Result<Answer<Result<Vec<u64>, ExecuteError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        self.handle(Request::Command { command, cause, reply })?;
+        Ok(answer)
+    }
+
+    /// Takes in a batch read from Kafka, as the consumer hands it over; answered at the flush.
+    pub fn foreign(
+        &mut self,
+        items: Vec<(RawEvent, Prepared<S::Command>)>,
+    ) -> Result<Answer<Result<(), RuntimeError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        let items = items
+            .into_iter()
+            .map(|(raw, prepared)| Inbound { raw, prepared })
+            .collect();
+        self.handle(Request::Foreign {
+            items,
+            applied: None,
+            reply,
+        })?;
+        Ok(answer)
+    }
+
+    /// Takes in events posted with putEvents; answered at the flush.
+    pub fn put(
+        &mut self,
+        items: Vec<(RawEvent, Prepared<S::Command>)>,
+    ) -> Result<Answer<Result<Vec<PutOutcome>, RuntimeError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        let items = items
+            .into_iter()
+            .map(|(raw, prepared)| Inbound { raw, prepared })
+            .collect();
+        self.handle(Request::Put { items, reply })?;
+        Ok(answer)
+    }
+
+    /// Writes the open group: visible at once, durable only after [`Stepper::flush`].
+    pub fn write(&mut self) -> Result<(), RuntimeError> {
+        if let Some(mut group) = self.group.take() {
+            match self.writer.write(&mut group) {
+                Ok(job) => self.written.push(job),
+                Err(e) => {
+                    group.fail(&e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every written group and answers its requests, as the flusher thread does.
+    pub fn flush(&mut self) -> Result<(), RuntimeError> {
+        let jobs = std::mem::take(&mut self.written);
+        let result = self.writer.store.flush().map_err(|e| e.to_string());
+        let failed = result.clone().err();
+        settle(jobs, result, &self.writer.durable, &self.writer.outbox);
+        match failed {
+            Some(why) => Err(RuntimeError::Store(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether groups wait for a write or a flush.
+    pub fn is_idle(&self) -> bool {
+        self.group.is_none() && self.written.is_empty()
+    }
+
+    /// The last journal seq known durable: the publisher reads up to it.
+    pub fn durable_seq(&self) -> u64 {
+        self.writer.durable.get()
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.writer.store
+    }
+}
