@@ -324,7 +324,7 @@ impl Publisher {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     Err((e, _)) => {
-                        abort(producer);
+                        abort(producer, &self.cancel);
                         return Err(Failure::Retry(e.to_string()));
                     }
                 }
@@ -340,11 +340,11 @@ impl Publisher {
         match producer.context().wait(TXN_TIMEOUT) {
             Some(0) => {}
             Some(failed) => {
-                abort(producer);
+                abort(producer, &self.cancel);
                 return Err(Failure::Retry(format!("{failed} sends of the transaction failed")));
             }
             None => {
-                abort(producer);
+                abort(producer, &self.cancel);
                 return Err(Failure::Retry(format!(
                     "sends were not acknowledged within {} s",
                     TXN_TIMEOUT.as_secs()
@@ -362,7 +362,7 @@ impl Publisher {
                 Err(e) => {
                     let failure = classify(e);
                     if matches!(failure, Failure::Retry(_)) {
-                        abort(producer);
+                        abort(producer, &self.cancel);
                     }
                     return Err(failure);
                 }
@@ -444,9 +444,27 @@ pub fn placements(entries: &[JournalEntry], partitions: i32, last: &HashMap<i32,
 }
 
 /// Aborts the open transaction; its unsent messages are purged, and their failed delivery
-/// reports are drained so the next transaction starts from zero.
-fn abort(producer: &ThreadedProducer<InFlight>) {
-    let _ = producer.abort_transaction(TXN_TIMEOUT);
+/// reports are drained so the next transaction starts from zero. An abort that times out (the
+/// cluster is unreachable longer than the transaction timeout) continues in the background and
+/// must be called again to finish (librdkafka's `rd_kafka_abort_transaction`): until it does,
+/// every `begin_transaction` is refused, and the publisher would retry a batch it can never
+/// start. So a retriable failure is retried here, until cancelled.
+fn abort(producer: &ThreadedProducer<InFlight>, cancel: &CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match producer.abort_transaction(TXN_TIMEOUT) {
+            Ok(()) => break,
+            Err(KafkaError::Transaction(rd)) if rd.is_retriable() && !cancel.is_cancelled() => {
+                warn!(error = %rd, "aborting the publish transaction did not finish; retrying the abort");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                warn!(error = %e, "aborting the publish transaction failed");
+                break;
+            }
+        }
+    }
     let _ = producer.context().wait(TXN_TIMEOUT);
 }
 
