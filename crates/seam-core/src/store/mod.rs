@@ -460,12 +460,15 @@ impl Store {
         self.meta_u64(meta::PUBLISHED_SEQ)
     }
 
-    /// Records the publisher's progress. Not flushed: losing it only means re-checking the tail.
+    /// Records the publisher's progress, durably. The topic's tail usually proves what is out,
+    /// but not once retention or `kafka-delete-records` took a partition's last records: then
+    /// this is all that does, and losing it to a crash would publish those entries again.
     pub fn set_published_seq(&self, seq: u64) -> Result<(), StoreError> {
         self.engine.write(vec![(
             key(prefix::META, &[meta::PUBLISHED_SEQ.as_bytes()]),
             Some(seq.to_be_bytes().to_vec()),
-        )])
+        )])?;
+        self.engine.flush()
     }
 
     /// Up to `limit` journal entries with seq ≥ `from`, in seq order.

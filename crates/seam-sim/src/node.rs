@@ -1,0 +1,851 @@
+//! One service instance in the simulation: its store on a [`SimEngine`], the runtime's writer
+//! stepped by the scheduler ([`Stepper`]), its publisher and its consumer. The decisions are the
+//! runtime's own: where publishing resumes (`publisher::resume`), which entries of a batch go
+//! out (`publisher::placements`), the headers and framing they carry, the retention verdict,
+//! the recreated-topic check, decoding and translating (`Pipeline::try_prepare`), and
+//! everything the writer does with what arrives. What is simulated are the edges: the Kafka
+//! calls, the registry, the disk, and when each step runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use seam::codec::{wire, Catalog, Registry};
+use seam::fault::{Class, Classify};
+use seam::runtime::consumer::another_journal;
+use seam::runtime::journal_schemas::JournalSchemas;
+use seam::runtime::publisher::{placements, resume, Tail};
+use seam::runtime::{retention, Answer, ExecuteError, Pipeline, Prepared, RawEvent, Ready, RuntimeError, Stepper};
+use seam::service::{Cause, Service};
+use seam::store::{JournalEntry, JournalId, Store};
+use seam::translator::{events_topic, Translator};
+
+use crate::engine::SimEngine;
+use crate::kafka::{Kafka, KafkaError, Message};
+use crate::registry::SimRegistry;
+use crate::rng::Rng;
+
+/// What a step of a node needs from the world around it.
+pub struct Env<'a> {
+    /// The cluster.
+    pub kafka: &'a mut Kafka,
+    /// The registry.
+    pub registry: &'a Arc<SimRegistry>,
+    /// The schedule's randomness.
+    pub rng: &'a mut Rng,
+    /// A runtime for the registry client's futures (they never wait on real IO here).
+    pub runtime: &'a tokio::runtime::Runtime,
+}
+
+/// The translators of a service, built afresh for each incarnation.
+pub type Translators<C> = fn() -> Vec<Box<dyn Translator<C>>>;
+
+/// A command waiting for its answer, by workload id.
+type Waiting = (u64, Answer<Result<Vec<u64>, ExecuteError>>);
+
+/// How a service is built: everything a restart needs.
+pub struct Spec<S: Service> {
+    /// Service name (topic `<name>.events`).
+    pub name: &'static str,
+    /// The domain logic.
+    pub service: fn() -> S,
+    /// The published contract.
+    pub catalog: fn() -> Catalog,
+    /// The translators into it, one per source.
+    pub translators: Translators<S::Command>,
+    /// Parses a workload command.
+    pub command: fn(&serde_json::Value) -> Option<S::Command>,
+    /// The rows of a flow this service takes part in (as its sync report shows them), or
+    /// `None` for a flow it is not in.
+    pub shared: fn(&Store, &str) -> Option<Vec<String>>,
+}
+
+/// What a step did, for the trace.
+pub type Did = String;
+
+/// A node seen by the scheduler, whatever its service type.
+pub trait Process {
+    /// Service name.
+    fn name(&self) -> &str;
+    /// Whether it runs.
+    fn is_up(&self) -> bool;
+    /// Source topics it reads.
+    fn sources(&self) -> Vec<String>;
+    /// Queues a command from the workload.
+    fn command(&mut self, command: &serde_json::Value, id: u64) -> Did;
+    /// Writes the open group.
+    fn write(&mut self) -> Did;
+    /// Flushes written groups and collects the answers.
+    fn flush(&mut self) -> Did;
+    /// One publisher step.
+    fn publish(&mut self, env: &mut Env<'_>) -> Did;
+    /// One consumer step.
+    fn consume(&mut self, env: &mut Env<'_>) -> Did;
+    /// Posts an event of a source topic with putEvents, racing the consumer.
+    fn put(&mut self, env: &mut Env<'_>) -> Did;
+    /// A rebalance: the consumer is assigned its partitions again and seeks to the stored
+    /// positions; with `rewind`, it also re-fetches a few records (redelivery).
+    fn rebalance(&mut self, env: &mut Env<'_>, rewind: bool) -> Did;
+    /// Kills the process: unflushed writes beyond a random prefix are lost, unanswered requests
+    /// with them. The publisher's open transaction may linger as a zombie.
+    fn crash(&mut self, rng: &mut Rng) -> Did;
+    /// Starts it again on what its disk kept.
+    fn restart(&mut self, env: &mut Env<'_>) -> Did;
+    /// Whether work is left that a step would do (used to run a schedule to quiescence).
+    fn busy(&self, kafka: &Kafka) -> bool;
+    /// The store, while up.
+    fn store(&self) -> Option<&Store>;
+    /// Commands acknowledged as applied, with the journal seqs they emitted.
+    fn acknowledged(&self) -> &BTreeMap<u64, Vec<u64>>;
+    /// Failures the runtime reported that no fault explains (a violation each).
+    fn failures(&self) -> &[String];
+    /// Source topics the consumer stopped reading because its next events are gone, with why.
+    fn stopped(&self) -> BTreeMap<String, String>;
+    /// Folds `records` (per source partition, in offset order) into a fresh store through the
+    /// same path, interleaving partitions at random; returns the store.
+    fn fold(&self, env: &mut Env<'_>, records: &[(String, i32, Vec<crate::kafka::Record>)]) -> Result<Store, String>;
+    /// Whether a zombie of an earlier incarnation still holds an open transaction.
+    fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did>;
+    /// The rows of `flow` as `store` holds them for this service.
+    fn shared(&self, store: &Store, flow: &str) -> Option<Vec<String>>;
+}
+
+/// The publisher's state.
+enum Publisher {
+    /// Registering schemas, fencing earlier incarnations, recovering the tail.
+    Starting,
+    /// Publishing.
+    Ready(Box<Publishing>),
+}
+
+struct Publishing {
+    /// An abort that did not finish (the cluster was away): it is retried before anything else,
+    /// as the publisher does, since the producer refuses to begin until it finishes.
+    aborting: bool,
+    epoch: u32,
+    partitions: i32,
+    next: u64,
+    last: HashMap<i32, u64>,
+    batch: Option<Batch>,
+}
+
+/// A transaction in flight.
+struct Batch {
+    entries: Vec<JournalEntry>,
+    ids: Vec<u32>,
+    todo: Vec<(usize, i32)>,
+    sent: Vec<(i32, u64)>,
+    end: u64,
+}
+
+/// An earlier incarnation's publisher that was not dead when its successor started.
+struct Zombie {
+    epoch: u32,
+    partitions: i32,
+    batch: Batch,
+    journal: JournalId,
+}
+
+#[derive(Default)]
+struct Consumer {
+    started: bool,
+    fetch: BTreeMap<(String, i32), i64>,
+    journals: HashMap<(String, i32), Option<String>>,
+    stopped: BTreeMap<String, String>,
+}
+
+struct Up<S: Service> {
+    engine: Arc<SimEngine>,
+    store: Store,
+    stepper: Stepper<S>,
+    pipeline: Pipeline<S::Command>,
+    registry: Arc<Registry>,
+    schemas: JournalSchemas,
+    publisher: Publisher,
+    consumer: Consumer,
+    commands: Vec<Waiting>,
+    batches: Vec<Answer<Result<(), RuntimeError>>>,
+}
+
+/// A simulated instance of service `S`.
+pub struct Node<S: Service> {
+    spec: Spec<S>,
+    up: Option<Up<S>>,
+    disk: Arc<SimEngine>,
+    incarnation: u32,
+    zombie: Option<Zombie>,
+    acknowledged: BTreeMap<u64, Vec<u64>>,
+    failures: Vec<String>,
+    sources: Vec<String>,
+}
+
+/// Entries per publish transaction at most (small, so schedules cross many batches).
+const MAX_BATCH: usize = 12;
+/// Records per consumer fetch at most.
+const MAX_FETCH: usize = 8;
+
+fn journal_name(service: &str, start: u64) -> JournalId {
+    let hex: String = service.bytes().take(12).map(|b| format!("{b:02x}")).collect();
+    JournalId::parse(&format!("{hex}0:{start}")).unwrap_or_else(|| unreachable!("hex journal id"))
+}
+
+fn raw(topic: &str, partition: i32, r: &crate::kafka::Record) -> RawEvent {
+    RawEvent {
+        topic: topic.to_string(),
+        partition,
+        offset: r.offset,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers: r.headers.clone(),
+    }
+}
+
+impl<S: Service> Node<S> {
+    /// A node that has not started yet, with an empty disk.
+    pub fn new(spec: Spec<S>) -> Self {
+        let sources = (spec.translators)().iter().map(|t| events_topic(t.source())).collect();
+        Self {
+            spec,
+            up: None,
+            disk: Arc::new(SimEngine::default()),
+            incarnation: 0,
+            zombie: None,
+            acknowledged: BTreeMap::new(),
+            failures: Vec::new(),
+            sources,
+        }
+    }
+
+    fn topic(&self) -> String {
+        events_topic(self.spec.name)
+    }
+
+    /// Stops the node after a failure the runtime would stop on.
+    fn fail(&mut self, what: String) -> Did {
+        self.failures.push(format!("{}: {what}", self.spec.name));
+        self.up = None;
+        format!("FAILED {what}")
+    }
+
+    fn open(&self, env: &Env<'_>) -> Result<Up<S>, String> {
+        let name = self.spec.name;
+        let engine = Arc::clone(&self.disk);
+        let store =
+            Store::with_engine_named(engine.clone(), |start| journal_name(name, start)).map_err(|e| e.to_string())?;
+        let catalog = Arc::new((self.spec.catalog)());
+        let registry = Arc::new(Registry::with_backend(
+            "sim-registry",
+            Arc::clone(env.registry) as Arc<dyn seam::codec::RegistryBackend>,
+        ));
+        let schemas = JournalSchemas::new(&self.topic(), store.clone(), &catalog, Arc::clone(&registry))
+            .map_err(|e| e.to_string())?;
+        let stepper =
+            Stepper::new(name, store.clone(), Arc::new((self.spec.service)()), catalog).map_err(|e| e.to_string())?;
+        let pipeline = Pipeline::new(
+            (self.spec.translators)(),
+            Arc::clone(&registry),
+            env.runtime.handle().clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Up {
+            engine,
+            store,
+            stepper,
+            pipeline,
+            registry,
+            schemas,
+            publisher: Publisher::Starting,
+            consumer: Consumer::default(),
+            commands: Vec::new(),
+            batches: Vec::new(),
+        })
+    }
+
+    /// Registers the catalog, fences earlier incarnations and recovers the tail, as the
+    /// publisher does when it starts.
+    fn start_publisher(&mut self, env: &mut Env<'_>) -> Result<Option<Publishing>, String> {
+        let topic = self.topic();
+        let Some(up) = self.up.as_mut() else { return Ok(None) };
+        let catalog = (self.spec.catalog)();
+        for record in catalog.records() {
+            match env.runtime.block_on(up.registry.register(&topic, record)) {
+                Ok(_) => {}
+                Err(e) if e.class() == Class::Retryable => return Ok(None),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let partitions = match env.kafka.partitions(&topic) {
+            Ok(n) => n,
+            Err(KafkaError::Unavailable) => return Ok(None),
+            Err(e) => return Err(format!("{e:?}")),
+        };
+        let epoch = match env.kafka.init_producer(&format!("seam-publisher-{}", self.spec.name)) {
+            Ok(epoch) => epoch,
+            Err(KafkaError::Unavailable) => return Ok(None),
+            Err(e) => return Err(format!("{e:?}")),
+        };
+        let mut tail = Tail {
+            topic: topic.clone(),
+            empty: true,
+            ..Tail::default()
+        };
+        for partition in 0..partitions {
+            let (low, high) = match env.kafka.watermarks(&topic, partition) {
+                Ok(marks) => marks,
+                Err(_) => return Ok(None),
+            };
+            let mut last = 0;
+            if high > low {
+                tail.empty = false;
+                let mut from = low;
+                loop {
+                    let fetched = match env.kafka.read(&topic, partition, from, usize::MAX) {
+                        Ok(f) => f,
+                        Err(_) => return Ok(None),
+                    };
+                    for r in &fetched.records {
+                        let event = raw(&topic, partition, r);
+                        let ours = event
+                            .event_id()
+                            .and_then(seam::envelope::parse_event_id)
+                            .filter(|(service, _)| *service == self.spec.name);
+                        if let Some((_, seq)) = ours {
+                            last = seq;
+                            let journal = event
+                                .headers
+                                .iter()
+                                .find(|(k, _)| k == seam::envelope::JOURNAL)
+                                .and_then(|(_, v)| v.as_deref())
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .and_then(JournalId::parse);
+                            tail.journals.insert(partition, journal);
+                        }
+                    }
+                    if fetched.next <= from {
+                        break;
+                    }
+                    from = fetched.next;
+                }
+            }
+            tail.last.insert(partition, last);
+        }
+        let floor = resume(self.spec.name, &up.store, &tail).map_err(|e| e.to_string())?;
+        Ok(Some(Publishing {
+            aborting: false,
+            epoch,
+            partitions,
+            next: floor + 1,
+            last: tail.last,
+            batch: None,
+        }))
+    }
+}
+
+impl<S: Service> Process for Node<S> {
+    fn name(&self) -> &str {
+        self.spec.name
+    }
+
+    fn is_up(&self) -> bool {
+        self.up.is_some()
+    }
+
+    fn sources(&self) -> Vec<String> {
+        self.sources.clone()
+    }
+
+    fn command(&mut self, command: &serde_json::Value, id: u64) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        let Some(parsed) = (self.spec.command)(command) else {
+            return format!("not a command of {}: {command}", self.spec.name);
+        };
+        match up.stepper.command(parsed, Cause::default()) {
+            Ok(answer) => {
+                up.commands.push((id, answer));
+                format!("command #{id} {command}")
+            }
+            Err(e) => self.fail(format!("the writer failed on a command: {e}")),
+        }
+    }
+
+    fn write(&mut self) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        match up.stepper.write() {
+            Ok(()) => "write".into(),
+            Err(e) => self.fail(format!("the writer failed: {e}")),
+        }
+    }
+
+    fn flush(&mut self) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if let Err(e) = up.stepper.flush() {
+            return self.fail(format!("the flush failed: {e}"));
+        }
+        let mut acked = 0;
+        let mut still = Vec::new();
+        for (id, mut answer) in std::mem::take(&mut up.commands) {
+            match answer.poll() {
+                None => still.push((id, answer)),
+                Some(Some(Ok(seqs))) => {
+                    acked += 1;
+                    self.acknowledged.insert(id, seqs);
+                }
+                Some(Some(Err(ExecuteError::Apply(_)))) => {}
+                Some(Some(Err(e))) => {
+                    self.failures
+                        .push(format!("{}: command #{id} failed in the store: {e}", self.spec.name));
+                }
+                Some(None) => {}
+            }
+        }
+        up.commands = still;
+        let mut failed = None;
+        up.batches.retain_mut(|a| match a.poll() {
+            None => true,
+            Some(Some(Err(e))) => {
+                failed = Some(e.to_string());
+                false
+            }
+            Some(_) => false,
+        });
+        if let Some(e) = failed {
+            return self.fail(format!("a consumed batch failed: {e}"));
+        }
+        format!("flush ({acked} commands acknowledged)")
+    }
+
+    fn publish(&mut self, env: &mut Env<'_>) -> Did {
+        let name = self.spec.name;
+        let topic = self.topic();
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if matches!(up.publisher, Publisher::Starting) {
+            return match self.start_publisher(env) {
+                Ok(Some(p)) => {
+                    let next = p.next;
+                    if let Some(up) = self.up.as_mut() {
+                        up.publisher = Publisher::Ready(Box::new(p));
+                    }
+                    format!("publisher started; tail recovered, next {next}")
+                }
+                Ok(None) => "publisher start waits (cluster or registry unavailable)".into(),
+                Err(e) => self.fail(format!("the publisher refused to start: {e}")),
+            };
+        }
+        let durable = up.stepper.durable_seq();
+        let Publisher::Ready(p) = &mut up.publisher else {
+            return "starting".into();
+        };
+        let producer = format!("seam-publisher-{name}");
+        if p.aborting {
+            return match env.kafka.abort(&producer, p.epoch) {
+                Ok(()) => {
+                    p.aborting = false;
+                    "publisher finished its abort".into()
+                }
+                Err(KafkaError::Unavailable) => "publisher retries its abort (cluster unavailable)".into(),
+                Err(e) => self.fail(format!("aborting: {e:?}")),
+            };
+        }
+        if p.batch.is_none() {
+            if p.next > durable {
+                return "publisher idle".into();
+            }
+            let max = 1 + env.rng.below(MAX_BATCH);
+            let entries: Vec<JournalEntry> = match up.store.journal_from(p.next, max) {
+                Ok(entries) => entries.into_iter().filter(|e| e.seq <= durable).collect(),
+                Err(e) => return self.fail(format!("reading the journal: {e}")),
+            };
+            let Some(end) = entries.last().map(|e| e.seq) else {
+                let next = p.next;
+                return self.fail(format!("journal entry {next} is missing"));
+            };
+            let mut ids = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                match env.runtime.block_on(up.schemas.id(entry)) {
+                    Ok(id) => ids.push(id),
+                    Err(e) if e.class() == Class::Retryable => return "publisher waits for the registry".into(),
+                    Err(e) => return self.fail(format!("the writer schema of entry {}: {e}", entry.seq)),
+                }
+            }
+            match env.kafka.begin(&producer, p.epoch) {
+                Ok(()) => {}
+                Err(KafkaError::Unavailable) => return "publisher waits for the cluster".into(),
+                Err(e) => return self.fail(format!("beginning a transaction: {e:?}")),
+            }
+            let todo = placements(&entries, p.partitions, &p.last);
+            let from = p.next;
+            p.batch = Some(Batch {
+                entries,
+                ids,
+                todo,
+                sent: Vec::new(),
+                end,
+            });
+            return format!("publisher began a transaction for {from}..={end}");
+        }
+        let Some(batch) = p.batch.as_mut() else {
+            return "no batch".into();
+        };
+        let journal = up.store.journal_id().clone();
+        let sends = 1 + env.rng.below(4);
+        for _ in 0..sends {
+            let Some(&(i, partition)) = batch.todo.first() else {
+                break;
+            };
+            let entry = &batch.entries[i];
+            let headers = seam::headers::pairs(name, &journal, entry);
+            let value = wire::frame(batch.ids[i], &entry.body);
+            let message = Message {
+                key: Some(entry.subject.clone().into_bytes()),
+                value: Some(value),
+                headers,
+            };
+            match env.kafka.send(&producer, p.epoch, &topic, partition, message) {
+                Ok(_) => {
+                    batch.todo.remove(0);
+                    batch.sent.push((partition, entry.seq));
+                }
+                Err(KafkaError::Unavailable) => {
+                    // The publisher aborts and retries the batch.
+                    p.aborting = env.kafka.abort(&producer, p.epoch).is_err();
+                    p.batch = None;
+                    return "publisher send failed (cluster unavailable); batch aborted".into();
+                }
+                Err(e) => return self.fail(format!("sending: {e:?}")),
+            }
+        }
+        if !batch.todo.is_empty() {
+            return format!("publisher sent; {} to go", batch.todo.len());
+        }
+        match env.kafka.commit(&producer, p.epoch) {
+            Ok(()) => {}
+            Err(KafkaError::Unavailable) => {
+                p.aborting = env.kafka.abort(&producer, p.epoch).is_err();
+                p.batch = None;
+                return "publisher commit failed (cluster unavailable); batch aborted".into();
+            }
+            Err(e) => return self.fail(format!("committing: {e:?}")),
+        }
+        let end = batch.end;
+        for (partition, seq) in std::mem::take(&mut batch.sent) {
+            p.last.insert(partition, seq);
+        }
+        p.batch = None;
+        p.next = end + 1;
+        if let Err(e) = up.store.set_published_seq(end) {
+            return self.fail(format!("storing the published seq: {e}"));
+        }
+        format!("publisher committed up to {end}")
+    }
+
+    fn consume(&mut self, env: &mut Env<'_>) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if self.sources.is_empty() {
+            return "no sources".into();
+        }
+        if !up.consumer.started {
+            let positions = match up.store.positions() {
+                Ok(p) => p,
+                Err(e) => return self.fail(format!("reading positions: {e}")),
+            };
+            let mut fetch = BTreeMap::new();
+            for topic in &self.sources {
+                if up.consumer.stopped.contains_key(topic) {
+                    continue;
+                }
+                let partitions = match env.kafka.partitions(topic) {
+                    Ok(n) => n,
+                    Err(_) => return "consumer waits for the cluster".into(),
+                };
+                for partition in 0..partitions {
+                    let (low, high) = match env.kafka.watermarks(topic, partition) {
+                        Ok(marks) => marks,
+                        Err(_) => return "consumer waits for the cluster".into(),
+                    };
+                    let next = positions.position(topic, partition);
+                    if let Err(e) = retention::verdict(topic, partition, next, low, high) {
+                        up.consumer.stopped.insert(topic.clone(), e.to_string());
+                        fetch.retain(|(t, _): &(String, i32), _| t != topic);
+                        break;
+                    }
+                    fetch.insert((topic.clone(), partition), next);
+                }
+            }
+            up.consumer.fetch = fetch;
+            up.consumer.started = true;
+            return format!(
+                "consumer assigned {} partitions at the stored positions",
+                up.consumer.fetch.len()
+            );
+        }
+        let readable: Vec<(String, i32)> = up
+            .consumer
+            .fetch
+            .iter()
+            .filter(|((t, p), from)| env.kafka.last_stable(t, *p).is_ok_and(|s| s > **from))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let Some((topic, partition)) = env.rng.pick(&readable).cloned() else {
+            return "consumer idle".into();
+        };
+        let from = up.consumer.fetch[&(topic.clone(), partition)];
+        let fetched = match env.kafka.read(&topic, partition, from, 1 + env.rng.below(MAX_FETCH)) {
+            Ok(f) => f,
+            Err(KafkaError::OutOfRange { earliest, end }) => {
+                let e = retention::verdict(&topic, partition, from, earliest, end)
+                    .err()
+                    .map_or_else(|| "out of range".to_string(), |e| e.to_string());
+                up.consumer.stopped.insert(topic.clone(), e);
+                up.consumer.fetch.retain(|(t, _), _| *t != topic);
+                return format!("consumer stopped reading {topic}: its next events are gone");
+            }
+            Err(_) => return "consumer waits for the cluster".into(),
+        };
+        let mut items = Vec::new();
+        let mut next = fetched.next;
+        for r in &fetched.records {
+            let event = raw(&topic, partition, r);
+            match another_journal(&up.store, &event, &mut up.consumer.journals) {
+                Ok(Some(e)) => {
+                    up.consumer.stopped.insert(topic.clone(), e.to_string());
+                    next = r.offset;
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => return self.fail(format!("checking the journal: {e}")),
+            }
+            match up.pipeline.try_prepare(&event) {
+                Ok(Ready::Done(prepared)) => items.push((event, prepared)),
+                Ok(Ready::Transient(_)) => {
+                    next = r.offset;
+                    break;
+                }
+                Err(e) => return self.fail(format!("preparing: {e}")),
+            }
+        }
+        let count = items.len();
+        if up.consumer.stopped.contains_key(&topic) {
+            up.consumer.fetch.retain(|(t, _), _| *t != topic);
+        } else {
+            up.consumer.fetch.insert((topic.clone(), partition), next);
+        }
+        if count > 0 {
+            match up.stepper.foreign(items) {
+                Ok(answer) => up.batches.push(answer),
+                Err(e) => return self.fail(format!("the writer failed on a batch: {e}")),
+            }
+        }
+        format!("consumer took {count} from {topic}/{partition} at {from}")
+    }
+
+    fn put(&mut self, env: &mut Env<'_>) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        let Some(topic) = env.rng.pick(&self.sources).cloned() else {
+            return "no sources".into();
+        };
+        let Ok(partitions) = env.kafka.partitions(&topic) else {
+            return "cluster unavailable".into();
+        };
+        let partition = env.rng.below(partitions as usize) as i32;
+        let Ok((low, _)) = env.kafka.watermarks(&topic, partition) else {
+            return "cluster unavailable".into();
+        };
+        let Ok(fetched) = env.kafka.read(&topic, partition, low, usize::MAX) else {
+            return "cluster unavailable".into();
+        };
+        let Some(r) = env.rng.pick(&fetched.records) else {
+            return "nothing to put".into();
+        };
+        let event = raw(&topic, partition, r);
+        let prepared = match up.pipeline.try_prepare(&event) {
+            Ok(Ready::Done(p)) => p,
+            Ok(Ready::Transient(_)) => return "put waits for the registry".into(),
+            Err(e) => return self.fail(format!("preparing a put: {e}")),
+        };
+        let id = event.event_id().unwrap_or("?").to_string();
+        match up.stepper.put(vec![(event, prepared)]) {
+            Ok(_) => format!("putEvents {id}"),
+            Err(e) => self.fail(format!("the writer failed on a put: {e}")),
+        }
+    }
+
+    fn rebalance(&mut self, env: &mut Env<'_>, rewind: bool) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if rewind {
+            let keys: Vec<(String, i32)> = up.consumer.fetch.keys().cloned().collect();
+            if let Some(key) = env.rng.pick(&keys).cloned() {
+                let back = 1 + env.rng.below(6) as i64;
+                let low = env.kafka.watermarks(&key.0, key.1).map_or(0, |m| m.0);
+                if let Some(at) = up.consumer.fetch.get_mut(&key) {
+                    *at = (*at - back).max(low).min(*at);
+                }
+                return format!("redelivery: {}/{} rewound by {back}", key.0, key.1);
+            }
+            return "nothing to rewind".into();
+        }
+        up.consumer.started = false;
+        "rebalance".into()
+    }
+
+    fn crash(&mut self, rng: &mut Rng) -> Did {
+        let Some(up) = self.up.take() else {
+            return "already down".into();
+        };
+        let unflushed = up.engine.unflushed();
+        let kept = rng.below(unflushed + 1);
+        self.disk = Arc::new(up.engine.crashed(kept));
+        // A publisher mid-transaction may not be dead yet (a paused process, a partition).
+        if let Publisher::Ready(p) = up.publisher {
+            if let Some(batch) = p.batch {
+                if rng.chance(50) {
+                    self.zombie = Some(Zombie {
+                        epoch: p.epoch,
+                        partitions: p.partitions,
+                        batch,
+                        journal: up.store.journal_id().clone(),
+                    });
+                }
+            }
+        }
+        format!("CRASH (kept {kept} of {unflushed} unflushed groups)")
+    }
+
+    fn restart(&mut self, env: &mut Env<'_>) -> Did {
+        if self.up.is_some() {
+            return "already up".into();
+        }
+        self.incarnation += 1;
+        match self.open(env) {
+            Ok(up) => {
+                self.up = Some(up);
+                format!("RESTART #{}", self.incarnation)
+            }
+            Err(e) => self.fail(format!("reopening the store: {e}")),
+        }
+    }
+
+    fn busy(&self, kafka: &Kafka) -> bool {
+        let Some(up) = &self.up else { return true };
+        if !up.stepper.is_idle() || !up.commands.is_empty() || !up.batches.is_empty() {
+            return true;
+        }
+        match &up.publisher {
+            Publisher::Starting => return true,
+            Publisher::Ready(p) => {
+                if p.aborting || p.batch.is_some() || p.next <= up.stepper.durable_seq() {
+                    return true;
+                }
+            }
+        }
+        if !self.sources.is_empty() && !up.consumer.started {
+            return true;
+        }
+        up.consumer
+            .fetch
+            .iter()
+            .any(|((t, p), from)| kafka.last_stable(t, *p).is_ok_and(|s| s > *from))
+    }
+
+    fn store(&self) -> Option<&Store> {
+        self.up.as_ref().map(|u| &u.store)
+    }
+
+    fn acknowledged(&self) -> &BTreeMap<u64, Vec<u64>> {
+        &self.acknowledged
+    }
+
+    fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    fn stopped(&self) -> BTreeMap<String, String> {
+        self.up.as_ref().map(|u| u.consumer.stopped.clone()).unwrap_or_default()
+    }
+
+    fn fold(&self, env: &mut Env<'_>, records: &[(String, i32, Vec<crate::kafka::Record>)]) -> Result<Store, String> {
+        let store = Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("fold", s))
+            .map_err(|e| e.to_string())?;
+        let catalog = Arc::new((self.spec.catalog)());
+        let registry = Arc::new(Registry::with_backend(
+            "sim-registry",
+            Arc::clone(env.registry) as Arc<dyn seam::codec::RegistryBackend>,
+        ));
+        let mut stepper =
+            Stepper::new("fold", store.clone(), Arc::new((self.spec.service)()), catalog).map_err(|e| e.to_string())?;
+        let pipeline = Pipeline::new((self.spec.translators)(), registry, env.runtime.handle().clone())
+            .map_err(|e| e.to_string())?;
+        let mut cursors: Vec<(usize, usize)> = (0..records.len()).map(|i| (i, 0)).collect();
+        loop {
+            cursors.retain(|(i, at)| *at < records[*i].2.len());
+            if cursors.is_empty() {
+                break;
+            }
+            let pick = env.rng.below(cursors.len());
+            let (i, at) = cursors[pick];
+            let take = 1 + env.rng.below(MAX_FETCH);
+            let (topic, partition, list) = &records[i];
+            let mut items: Vec<(RawEvent, Prepared<S::Command>)> = Vec::new();
+            for r in list.iter().skip(at).take(take) {
+                let event = raw(topic, *partition, r);
+                match pipeline.try_prepare(&event) {
+                    Ok(Ready::Done(p)) => items.push((event, p)),
+                    Ok(Ready::Transient(e)) => return Err(format!("folding: {e}")),
+                    Err(e) => return Err(format!("folding: {e}")),
+                }
+            }
+            cursors[pick].1 += items.len();
+            stepper.foreign(items).map_err(|e| e.to_string())?;
+            stepper.write().map_err(|e| e.to_string())?;
+        }
+        stepper.flush().map_err(|e| e.to_string())?;
+        Ok(store)
+    }
+
+    fn shared(&self, store: &Store, flow: &str) -> Option<Vec<String>> {
+        (self.spec.shared)(store, flow)
+    }
+
+    fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did> {
+        let zombie = self.zombie.as_mut()?;
+        let producer = format!("seam-publisher-{}", self.spec.name);
+        let topic = events_topic(self.spec.name);
+        let _ = zombie.partitions;
+        if let Some(&(i, partition)) = zombie.batch.todo.first() {
+            let entry = &zombie.batch.entries[i];
+            let message = Message {
+                key: Some(entry.subject.clone().into_bytes()),
+                value: Some(wire::frame(zombie.batch.ids[i], &entry.body)),
+                headers: seam::headers::pairs(self.spec.name, &zombie.journal, entry),
+            };
+            let sent = env.kafka.send(&producer, zombie.epoch, &topic, partition, message);
+            let seq = entry.seq;
+            zombie.batch.todo.remove(0);
+            return Some(match sent {
+                Ok(_) => format!("zombie publisher sent entry {seq}"),
+                Err(e) => {
+                    self.zombie = None;
+                    format!("zombie publisher fenced ({e:?})")
+                }
+            });
+        }
+        let committed = env.kafka.commit(&producer, zombie.epoch);
+        self.zombie = None;
+        Some(match committed {
+            Ok(()) => "zombie publisher committed its transaction".into(),
+            Err(e) => format!("zombie publisher fenced at commit ({e:?})"),
+        })
+    }
+}

@@ -1,0 +1,416 @@
+//! One schedule: a seed decides, step by step, which node does what and which fault strikes;
+//! then faults stop, every node restarts and runs until nothing is left to do, and the oracles
+//! judge the end state. Nothing here sleeps or spawns: the same seed replays the same schedule.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::kafka::Kafka;
+use crate::node::{Env, Process};
+use crate::oracle;
+use crate::registry::SimRegistry;
+use crate::rng::Rng;
+use crate::world::{self, Workload};
+
+/// The faults a schedule may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    /// Kill a node: unflushed writes beyond a random prefix are lost; its publisher may linger
+    /// as a zombie.
+    Crash,
+    /// The consumer re-fetches records it already handed to the writer.
+    Redelivery,
+    /// The group rebalances: the consumer seeks to its stored positions again.
+    Rebalance,
+    /// Retention deletes a prefix of a partition's log.
+    Retention,
+    /// No broker answers for a while.
+    ClusterDown,
+    /// The registry is unavailable for a while.
+    RegistryDown,
+    /// A rogue producer writes undecodable records.
+    Poison,
+    /// An event of a source topic is posted with putEvents while the consumer reads it too.
+    PutRace,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 8] = [
+        Fault::Crash,
+        Fault::Redelivery,
+        Fault::Rebalance,
+        Fault::Retention,
+        Fault::ClusterDown,
+        Fault::RegistryDown,
+        Fault::Poison,
+        Fault::PutRace,
+    ];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::Redelivery => "redelivery",
+            Fault::Rebalance => "rebalance",
+            Fault::Retention => "retention",
+            Fault::ClusterDown => "cluster-down",
+            Fault::RegistryDown => "registry-down",
+            Fault::Poison => "poison",
+            Fault::PutRace => "put-race",
+        }
+    }
+
+    /// The fault called `name`.
+    pub fn parse(name: &str) -> Option<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Per mille of steps it strikes on, when enabled.
+    fn rate(self) -> usize {
+        match self {
+            Fault::Crash => 12,
+            Fault::Redelivery => 15,
+            Fault::Rebalance => 10,
+            Fault::Retention => 3,
+            Fault::ClusterDown => 5,
+            Fault::RegistryDown => 5,
+            Fault::Poison => 6,
+            Fault::PutRace => 15,
+        }
+    }
+}
+
+/// How a schedule runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Steps with faults before the schedule settles.
+    pub steps: usize,
+    /// The faults it may inject.
+    pub faults: Vec<Fault>,
+    /// Keep a line per step.
+    pub trace: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            steps: 600,
+            faults: Fault::ALL.to_vec(),
+            trace: false,
+        }
+    }
+}
+
+/// What a schedule did and what the oracles found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Steps run, settling included.
+    pub steps: usize,
+    /// Faults injected, by name.
+    pub faults: BTreeMap<&'static str, usize>,
+    /// Commands sent.
+    pub commands: u64,
+    /// Commands acknowledged as applied.
+    pub acknowledged: u64,
+    /// What the oracles found wrong; empty when the schedule passed.
+    pub violations: Vec<String>,
+    /// Checks the oracles could not make and why (a flow behind a retention gap).
+    pub skipped: Vec<String>,
+    /// One line per step, when asked for.
+    pub trace: Vec<String>,
+}
+
+/// The simulated system and its schedule.
+pub struct Sim {
+    pub(crate) nodes: Vec<Box<dyn Process>>,
+    pub(crate) kafka: Kafka,
+    pub(crate) registry: Arc<SimRegistry>,
+    pub(crate) rng: Rng,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    /// Undecodable records the rogue producer wrote: `(topic, partition, offset)`.
+    pub(crate) rogue: Vec<(String, i32, i64)>,
+    workload: Workload,
+    command_ids: u64,
+    outcome: Outcome,
+    trace: bool,
+    step: usize,
+}
+
+/// Virtual milliseconds per step.
+const TICK_MS: i64 = 7;
+/// Steps the settling phase may take before the schedule counts as stuck.
+const SETTLE_LIMIT: usize = 50_000;
+
+impl Sim {
+    fn new(seed: u64, trace: bool) -> Result<Self, String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| format!("building the registry client's runtime: {e}"))?;
+        let mut kafka = Kafka::default();
+        for (topic, partitions) in world::topics() {
+            kafka.create_topic(&topic, partitions);
+        }
+        Ok(Self {
+            nodes: world::nodes(),
+            kafka,
+            registry: Arc::new(SimRegistry::default()),
+            rng: Rng::new(seed),
+            runtime,
+            rogue: Vec::new(),
+            workload: Workload::default(),
+            command_ids: 0,
+            outcome: Outcome {
+                seed,
+                ..Outcome::default()
+            },
+            trace,
+            step: 0,
+        })
+    }
+
+    fn log(&mut self, who: &str, did: String) {
+        if self.trace {
+            self.outcome.trace.push(format!("{:>6} {who:<18} {did}", self.step));
+        }
+    }
+
+    fn tick(&mut self) {
+        self.step += 1;
+        seam::envelope::set_virtual_clock(Some(1_800_000_000_000 + self.step as i64 * TICK_MS));
+    }
+
+    fn env_step(&mut self, i: usize, what: impl FnOnce(&mut dyn Process, &mut Env<'_>) -> String) {
+        let mut env = Env {
+            kafka: &mut self.kafka,
+            registry: &self.registry,
+            rng: &mut self.rng,
+            runtime: &self.runtime,
+        };
+        let did = what(self.nodes[i].as_mut(), &mut env);
+        let who = self.nodes[i].name().to_string();
+        self.log(&who, did);
+    }
+
+    /// One ordinary step of node `i`: the work a running process does on its own.
+    fn work(&mut self, i: usize) {
+        match self.rng.below(5) {
+            0 => self.env_step(i, |n, _| n.write()),
+            1 => self.env_step(i, |n, _| n.flush()),
+            2 => self.env_step(i, |n, env| n.publish(env)),
+            _ => self.env_step(i, |n, env| n.consume(env)),
+        }
+    }
+
+    fn fault(&mut self, fault: Fault) {
+        *self.outcome.faults.entry(fault.name()).or_default() += 1;
+        let i = self.rng.below(self.nodes.len());
+        match fault {
+            Fault::Crash => {
+                let did = self.nodes[i].crash(&mut self.rng);
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+            }
+            Fault::Redelivery => self.env_step(i, |n, env| n.rebalance(env, true)),
+            Fault::Rebalance => self.env_step(i, |n, env| n.rebalance(env, false)),
+            Fault::PutRace => self.env_step(i, |n, env| n.put(env)),
+            Fault::Retention => {
+                let topics = self.kafka.topics();
+                if let Some((topic, partitions)) = self.rng.pick(&topics).cloned() {
+                    let partition = self.rng.below(partitions as usize) as i32;
+                    if let Ok((low, high)) = self.kafka.watermarks(&topic, partition) {
+                        // The active segment stays: retention never empties a partition.
+                        let to = low + self.rng.below(usize::try_from(high - low).unwrap_or(0)) as i64;
+                        self.kafka.truncate(&topic, partition, to);
+                        self.log("kafka", format!("RETENTION {topic}/{partition} deleted below {to}"));
+                    }
+                }
+            }
+            Fault::ClusterDown => {
+                self.kafka.down = true;
+                self.log("kafka", "CLUSTER DOWN".into());
+            }
+            Fault::RegistryDown => {
+                self.registry.set_down(true);
+                self.log("registry", "REGISTRY DOWN".into());
+            }
+            Fault::Poison => {
+                let sources: Vec<String> = world::flows()
+                    .iter()
+                    .map(|(s, _)| seam::translator::events_topic(s))
+                    .collect();
+                let Some(topic) = self.rng.pick(&sources).cloned() else {
+                    return;
+                };
+                let Ok(partitions) = self.kafka.partitions(&topic) else {
+                    return;
+                };
+                let partition = self.rng.below(partitions as usize) as i32;
+                let n = self.rogue.len();
+                // A line every consumer of orders reads, if registered yet.
+                let line = seam::codec::RegistryBackend::versions(
+                    self.registry.as_ref(),
+                    "orders.events-warehouse.orders.LineAdded",
+                )
+                .ok()
+                .and_then(|v| v.first().map(|(id, _)| *id))
+                .filter(|_| topic == "orders.events");
+                let value = match (self.rng.below(3), line) {
+                    // A schema every consumer reads, with a body cut short.
+                    (2, Some(id)) => seam::codec::wire::frame(id, b"\x02"),
+                    // Framed with a schema id no registry knows.
+                    (1, _) => seam::codec::wire::frame(9_000 + n as u32, b"\x02x"),
+                    // Not Confluent framing at all.
+                    _ => b"{\"not\": \"avro\"}".to_vec(),
+                };
+                let key = Some(format!("rogue/{n}").into_bytes());
+                let message = crate::kafka::Message {
+                    key,
+                    value: Some(value),
+                    headers: Vec::new(),
+                };
+                if let Ok(offset) = self.kafka.append(&topic, partition, message) {
+                    self.rogue.push((topic.clone(), partition, offset));
+                    self.log("rogue", format!("POISON {topic}/{partition}@{offset}"));
+                }
+            }
+        }
+    }
+
+    /// A step with faults enabled.
+    fn step_with_faults(&mut self, faults: &[Fault]) {
+        self.tick();
+        // Outages pass.
+        if self.kafka.down && self.rng.chance(15) {
+            self.kafka.down = false;
+            self.log("kafka", "cluster back".into());
+        }
+        if self.registry.is_down() && self.rng.chance(15) {
+            self.registry.set_down(false);
+            self.log("registry", "registry back".into());
+        }
+        let roll = self.rng.below(1000);
+        let mut acc = 0;
+        for fault in faults {
+            acc += fault.rate();
+            if roll < acc {
+                self.fault(*fault);
+                return;
+            }
+        }
+        let i = self.rng.below(self.nodes.len());
+        if !self.nodes[i].is_up() {
+            if self.rng.chance(30) {
+                self.env_step(i, |n, env| n.restart(env));
+            }
+            return;
+        }
+        if let Some(did) = {
+            let mut env = Env {
+                kafka: &mut self.kafka,
+                registry: &self.registry,
+                rng: &mut self.rng,
+                runtime: &self.runtime,
+            };
+            if env.rng.chance(5) {
+                self.nodes[i].zombie(&mut env)
+            } else {
+                None
+            }
+        } {
+            let who = self.nodes[i].name().to_string();
+            self.log(&who, did);
+            return;
+        }
+        if self.rng.chance(35) {
+            let (service, command) = self.workload.next(&mut self.rng);
+            if let Some(j) = self.nodes.iter().position(|n| n.name() == service) {
+                self.command_ids += 1;
+                self.outcome.commands += 1;
+                let id = self.command_ids;
+                let did = self.nodes[j].command(&command, id);
+                self.log(service, did);
+            }
+            return;
+        }
+        self.work(i);
+    }
+
+    /// Ends every fault and runs the nodes until none has work left.
+    fn settle(&mut self) -> Result<(), String> {
+        self.kafka.down = false;
+        self.registry.set_down(false);
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].is_up() {
+                self.tick();
+                self.env_step(i, |n, env| n.restart(env));
+            }
+        }
+        let mut idle_rounds = 0;
+        for _ in 0..SETTLE_LIMIT {
+            if self.nodes.iter().any(|n| !n.is_up()) {
+                return Err("a node stopped while settling".into());
+            }
+            if self.nodes.iter().all(|n| !n.busy(&self.kafka)) {
+                idle_rounds += 1;
+                if idle_rounds > 2 {
+                    return Ok(());
+                }
+            } else {
+                idle_rounds = 0;
+            }
+            for i in 0..self.nodes.len() {
+                self.tick();
+                // Lingering zombies finish (and are fenced) too.
+                let did = {
+                    let mut env = Env {
+                        kafka: &mut self.kafka,
+                        registry: &self.registry,
+                        rng: &mut self.rng,
+                        runtime: &self.runtime,
+                    };
+                    self.nodes[i].zombie(&mut env)
+                };
+                if let Some(did) = did {
+                    let who = self.nodes[i].name().to_string();
+                    self.log(&who, did);
+                }
+                self.work(i);
+            }
+        }
+        Err(format!("the system did not settle within {SETTLE_LIMIT} rounds"))
+    }
+}
+
+/// Runs the schedule of `seed` and checks it.
+pub fn run(seed: u64, options: &Options) -> Outcome {
+    let mut sim = match Sim::new(seed, options.trace) {
+        Ok(sim) => sim,
+        Err(e) => {
+            return Outcome {
+                seed,
+                violations: vec![e],
+                ..Outcome::default()
+            }
+        }
+    };
+    for i in 0..sim.nodes.len() {
+        sim.tick();
+        sim.env_step(i, |n, env| n.restart(env));
+    }
+    for _ in 0..options.steps {
+        sim.step_with_faults(&options.faults);
+    }
+    let settled = sim.settle();
+    let mut outcome = std::mem::take(&mut sim.outcome);
+    outcome.steps = sim.step;
+    if let Err(e) = settled {
+        outcome.violations.push(e);
+    }
+    outcome.acknowledged = sim.nodes.iter().map(|n| n.acknowledged().len() as u64).sum();
+    oracle::check(&mut sim, &mut outcome);
+    seam::envelope::set_virtual_clock(None);
+    outcome
+}

@@ -1,0 +1,343 @@
+//! The system under simulation: the five Student Affairs services and the warehouse fixture,
+//! wired by their real translators as `deploy/student-affairs.yaml` (with the scholarship
+//! office registered for the students office) and the warehouse's own wiring; the flows whose
+//! two sides must agree; and the workload of commands a schedule sends.
+
+use seam::http::ApiError;
+use seam::store::Store;
+use seam::translator::Translator;
+use seam_warehouse_fixture::{fulfilment, orders, tracking, translate};
+
+use crate::node::{Node, Process, Spec};
+use crate::rng::Rng;
+
+/// Lines with more units than this fail the warehouse translator: the schedules' poison events.
+pub const MAX_QTY: i32 = 90;
+
+fn rows(found: Result<Option<Vec<String>>, ApiError>) -> Option<Vec<String>> {
+    found.ok().flatten()
+}
+
+fn parse<C: seam::serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<C> {
+    serde_json::from_value(v.clone()).ok()
+}
+
+fn none<C>(_: &serde_json::Value) -> Option<C> {
+    None
+}
+
+fn catalog<E: std::fmt::Debug>(c: Result<seam::codec::Catalog, E>) -> seam::codec::Catalog {
+    c.unwrap_or_else(|e| panic!("a built-in catalog does not load: {e:?}"))
+}
+
+fn boxed<C, T: Translator<C> + 'static>(t: T) -> Box<dyn Translator<C>> {
+    Box::new(t)
+}
+
+/// Every node, in a fixed order.
+pub fn nodes() -> Vec<Box<dyn Process>> {
+    vec![
+        Box::new(Node::new(Spec {
+            name: students_office::NAME,
+            service: || students_office::model::StudentsOffice,
+            catalog: || catalog(students_office::catalog()),
+            translators: || {
+                vec![
+                    boxed(se_group_to_students_office::SeGroupToStudentsOffice),
+                    boxed(theory_group_to_students_office::TheoryGroupToStudentsOffice),
+                ]
+            },
+            command: parse,
+            shared: |s, f| rows(students_office::api::shared(s, f)),
+        })),
+        Box::new(Node::new(Spec {
+            name: se_group::NAME,
+            service: || se_group::model::SeGroup,
+            catalog: || catalog(se_group::catalog()),
+            translators: || {
+                vec![
+                    boxed(students_office_to_se_group::StudentsOfficeToSeGroup),
+                    boxed(ta_pool_to_se_group::TaPoolToSeGroup),
+                ]
+            },
+            command: parse,
+            shared: |s, f| rows(se_group::api::shared(s, f)),
+        })),
+        Box::new(Node::new(Spec {
+            name: theory_group::NAME,
+            service: || theory_group::model::TheoryGroup,
+            catalog: || catalog(theory_group::catalog()),
+            translators: || {
+                vec![
+                    boxed(students_office_to_theory_group::StudentsOfficeToTheoryGroup),
+                    boxed(ta_pool_to_theory_group::TaPoolToTheoryGroup),
+                ]
+            },
+            command: parse,
+            shared: |s, f| rows(theory_group::api::shared(s, f)),
+        })),
+        Box::new(Node::new(Spec {
+            name: ta_pool::NAME,
+            service: || ta_pool::TaPool,
+            catalog: || catalog(ta_pool::catalog()),
+            translators: || {
+                vec![
+                    boxed(se_group_to_ta_pool::SeGroupToTaPool),
+                    boxed(theory_group_to_ta_pool::TheoryGroupToTaPool),
+                ]
+            },
+            command: none,
+            shared: |s, f| rows(ta_pool::api::shared(s, f)),
+        })),
+        Box::new(Node::new(Spec {
+            name: scholarship_office::NAME,
+            service: || scholarship_office::ScholarshipOffice,
+            catalog: || catalog(scholarship_office::catalog()),
+            translators: || {
+                vec![
+                    boxed(students_office_to_scholarship_office::StudentsOfficeToScholarshipOffice),
+                    boxed(se_group_to_scholarship_office::SeGroupToScholarshipOffice),
+                    boxed(theory_group_to_scholarship_office::TheoryGroupToScholarshipOffice),
+                ]
+            },
+            command: none,
+            shared: |s, f| rows(scholarship_office::api::shared(s, f)),
+        })),
+        Box::new(Node::new(Spec {
+            name: "orders",
+            service: || orders::Orders,
+            catalog: || catalog(seam_warehouse_fixture::orders_catalog()),
+            translators: Vec::new,
+            command: parse,
+            shared: orders_rows,
+        })),
+        Box::new(Node::new(Spec {
+            name: "fulfilment",
+            service: || fulfilment::Fulfilment,
+            catalog: || catalog(seam_warehouse_fixture::fulfilment_catalog()),
+            translators: || {
+                vec![boxed(translate::OrdersToFulfilment {
+                    source: "orders".into(),
+                    max_qty: Some(MAX_QTY),
+                    ..Default::default()
+                })]
+            },
+            command: none,
+            shared: parcel_rows,
+        })),
+        Box::new(Node::new(Spec {
+            name: "tracking",
+            service: || tracking::Tracking,
+            catalog: seam::codec::Catalog::default,
+            translators: || {
+                vec![boxed(translate::OrdersToTracking {
+                    source: "orders".into(),
+                })]
+            },
+            command: none,
+            shared: seen_rows,
+        })),
+    ]
+}
+
+/// Topics and their partition counts (as deployed).
+pub fn topics() -> Vec<(String, i32)> {
+    [
+        (students_office::NAME, 6),
+        (se_group::NAME, 3),
+        (theory_group::NAME, 3),
+        (ta_pool::NAME, 3),
+        (scholarship_office::NAME, 3),
+        ("orders", 4),
+        ("fulfilment", 2),
+        ("tracking", 1),
+    ]
+    .into_iter()
+    .map(|(s, n)| (seam::translator::events_topic(s), n))
+    .collect()
+}
+
+/// Every flow `<source>-><consumer>` whose two sides are compared.
+pub fn flows() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("students-office", "se-group"),
+        ("students-office", "theory-group"),
+        ("students-office", "scholarship-office"),
+        ("se-group", "students-office"),
+        ("se-group", "ta-pool"),
+        ("se-group", "scholarship-office"),
+        ("theory-group", "students-office"),
+        ("theory-group", "ta-pool"),
+        ("theory-group", "scholarship-office"),
+        ("ta-pool", "se-group"),
+        ("ta-pool", "theory-group"),
+        ("orders", "fulfilment"),
+        ("orders", "tracking"),
+    ]
+}
+
+/// An order's lines as the orders service holds them: `(article, units)`.
+fn orders_of(store: &Store) -> Vec<(String, orders::Order)> {
+    store
+        .model_scan("order/")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.trim_start_matches("order/").to_string(),
+                serde_json::from_slice(&v).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The lines a consumer takes in: up to the first one the translator refuses (it is
+/// dead-lettered and the order parked behind it).
+fn accepted(order: &orders::Order) -> Vec<(i32, i32)> {
+    order
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, (_, qty))| (i as i32 + 1, *qty))
+        .take_while(|(_, qty)| *qty <= MAX_QTY)
+        .collect()
+}
+
+fn orders_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
+    let orders = orders_of(store);
+    match flow {
+        "orders->fulfilment" => Some(
+            orders
+                .iter()
+                .map(|(id, o)| {
+                    let lines = accepted(o);
+                    let picked: Vec<String> = lines.iter().map(|(l, _)| l.to_string()).collect();
+                    let units: i64 = lines.iter().map(|(_, q)| i64::from(*q)).sum();
+                    format!("{id}|{}|{}|{units}", o.customer, picked.join(","))
+                })
+                .collect(),
+        ),
+        "orders->tracking" => Some(
+            orders
+                .iter()
+                .filter(|(_, o)| !o.lines.is_empty())
+                .map(|(id, o)| {
+                    let seen: Vec<String> = (1..=o.lines.len()).map(|l| l.to_string()).collect();
+                    format!("{id}|{}", seen.join(","))
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn parcel_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
+    (flow == "orders->fulfilment").then(|| {
+        fulfilment::parcels(store)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, p)| {
+                let picked: Vec<String> = p.picked.iter().map(i32::to_string).collect();
+                format!(
+                    "{}|{}|{}|{}",
+                    id.trim_start_matches("parcel/"),
+                    p.customer.unwrap_or_default(),
+                    picked.join(","),
+                    p.units
+                )
+            })
+            .collect()
+    })
+}
+
+fn seen_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
+    (flow == "orders->tracking").then(|| {
+        store
+            .model_scan("seen/")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let lines: Vec<i32> = serde_json::from_slice(&v).unwrap_or_default();
+                let seen: Vec<String> = lines.iter().map(i32::to_string).collect();
+                format!("{}|{}", k.trim_start_matches("seen/"), seen.join(","))
+            })
+            .collect()
+    })
+}
+
+/// The workload: commands a client sends, drawn from a small world of students, exams and
+/// orders so commands collide and refer to each other (many are refused; that is fine).
+#[derive(Debug, Default)]
+pub struct Workload {
+    sent: u64,
+}
+
+impl Workload {
+    /// The next command and the service it goes to.
+    pub fn next(&mut self, rng: &mut Rng) -> (&'static str, serde_json::Value) {
+        use serde_json::json;
+        self.sent += 1;
+        let student = format!("s{}", rng.below(5));
+        let exam = ["se-1", "th-1"][rng.below(2)];
+        let owner = if exam.starts_with("se") {
+            "se-group"
+        } else {
+            "theory-group"
+        };
+        let order = format!("o{}", rng.below(6));
+        match rng.below(13) {
+            0 => (
+                "students-office",
+                json!({"command": "create_student", "student": student, "name": format!("Student {student}"), "program": "cs"}),
+            ),
+            1 => (
+                "students-office",
+                json!({"command": "create_examination", "exam": exam, "title": format!("Exam {exam}"), "owner": owner, "semester": "2026W"}),
+            ),
+            2 => (
+                "students-office",
+                json!({"command": "enroll", "student": student, "exam": exam}),
+            ),
+            3 => (
+                "se-group",
+                json!({"command": "create_assignment", "assignment": "se-1-a", "exam": "se-1", "title": "A", "max_points": 10}),
+            ),
+            4 => (
+                "se-group",
+                json!({"command": "award_points", "assignment": "se-1-a", "student": student, "points": rng.below(11)}),
+            ),
+            5 => (
+                "se-group",
+                json!({"command": "grade", "exam": "se-1", "student": student}),
+            ),
+            6 => (
+                "theory-group",
+                json!({"command": "assess", "exam": "th-1", "student": student, "criterion": "talk", "score": rng.below(6)}),
+            ),
+            7 => (
+                "theory-group",
+                json!({"command": "grade", "exam": "th-1", "student": student}),
+            ),
+            8 => (
+                if rng.chance(50) { "se-group" } else { "theory-group" },
+                json!({"command": "hire", "student": student}),
+            ),
+            9 => (
+                "orders",
+                json!({"command": "place", "order": order, "customer": format!("c{}", rng.below(4))}),
+            ),
+            _ => {
+                // Now and then a line the translator cannot handle: a poison event.
+                let qty = if rng.chance(4) {
+                    MAX_QTY + 5
+                } else {
+                    1 + rng.below(20) as i32
+                };
+                (
+                    "orders",
+                    json!({"command": "add_line", "order": order, "sku": format!("k{}", rng.below(5)), "qty": qty}),
+                )
+            }
+        }
+    }
+}
