@@ -57,6 +57,37 @@ pub struct Spec<S: Service> {
     /// The rows of a flow this service takes part in (as its sync report shows them), or
     /// `None` for a flow it is not in.
     pub shared: fn(&Store, &str) -> Option<Vec<String>>,
+    /// Sources it reads only once `seam register` bootstrapped them from a snapshot.
+    pub registered: &'static [&'static str],
+}
+
+/// A snapshot as `GET /snapshot` exports it: the records with their schema ids and the offset
+/// map of the source's topic at the same cut.
+#[derive(Debug, Clone)]
+pub struct Snap {
+    /// The source topic.
+    pub topic: String,
+    /// The journal seq of the cut.
+    pub seq: u64,
+    /// The topic's offsets at the cut.
+    pub offsets: seam::offsets::OffsetMap,
+    /// The source's journal.
+    pub journal: JournalId,
+    /// Schema ids and texts of the records.
+    pub schemas: BTreeMap<u32, String>,
+    /// `(subject, schema id, body)` per record.
+    pub records: Vec<(String, u32, Vec<u8>)>,
+}
+
+/// Where a bootstrap stands after a step.
+#[derive(Debug)]
+pub enum Boot {
+    /// It goes on (or waits for a flush, the registry, or the node).
+    Going(Did),
+    /// The source is read from the snapshot's offsets now.
+    Done,
+    /// The runtime refused it for a reason an operator must act on (named).
+    Refused(String),
 }
 
 /// What a step did, for the trace.
@@ -107,6 +138,16 @@ pub trait Process {
     fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did>;
     /// The rows of `flow` as `store` holds them for this service.
     fn shared(&self, store: &Store, flow: &str) -> Option<Vec<String>>;
+    /// Starts `GET /snapshot`: the writer exports its state into a spool under `dir` and holds
+    /// every commit until the offsets are read.
+    fn begin_snapshot(&mut self, dir: &std::path::Path) -> Did;
+    /// Advances a held snapshot: once the publisher has published through the cut, reads the
+    /// topic's offsets, releases the writer and returns the snapshot. `None` while it waits.
+    fn snapshot_step(&mut self, env: &mut Env<'_>) -> Option<Result<Snap, String>>;
+    /// Gives a held snapshot up (its deadline passed); commits go on.
+    fn abandon_snapshot(&mut self) -> Did;
+    /// One step of loading `snap` for a registration.
+    fn bootstrap_step(&mut self, env: &mut Env<'_>, snap: &Snap) -> Boot;
 }
 
 /// The publisher's state.
@@ -164,6 +205,17 @@ struct Up<S: Service> {
     consumer: Consumer,
     commands: Vec<Waiting>,
     batches: Vec<Answer<Result<(), RuntimeError>>>,
+    /// A snapshot exported and holding the writer.
+    held: Option<Held>,
+    /// The last bootstrap chunk, until it is durable.
+    loading: Option<Answer<Result<(), RuntimeError>>>,
+}
+
+/// A snapshot holding the writer: the export's answer (then its cut) and its spool.
+struct Held {
+    answer: Answer<seam::runtime::step::Exported>,
+    cut: Option<u64>,
+    spool: std::path::PathBuf,
 }
 
 /// A simulated instance of service `S`.
@@ -202,7 +254,11 @@ fn raw(topic: &str, partition: i32, r: &crate::kafka::Record) -> RawEvent {
 impl<S: Service> Node<S> {
     /// A node that has not started yet, with an empty disk.
     pub fn new(spec: Spec<S>) -> Self {
-        let sources = (spec.translators)().iter().map(|t| events_topic(t.source())).collect();
+        let sources = (spec.translators)()
+            .iter()
+            .filter(|t| !spec.registered.contains(&t.source()))
+            .map(|t| events_topic(t.source()))
+            .collect();
         Self {
             spec,
             up: None,
@@ -257,6 +313,8 @@ impl<S: Service> Node<S> {
             consumer: Consumer::default(),
             commands: Vec::new(),
             batches: Vec::new(),
+            held: None,
+            loading: None,
         })
     }
 
@@ -357,6 +415,9 @@ impl<S: Service> Process for Node<S> {
         let Some(up) = self.up.as_mut() else {
             return "down".into();
         };
+        if up.held.is_some() {
+            return "waits: the writer holds for a snapshot".into();
+        }
         let Some(parsed) = (self.spec.command)(command) else {
             return format!("not a command of {}: {command}", self.spec.name);
         };
@@ -633,6 +694,10 @@ impl<S: Service> Process for Node<S> {
             }
         }
         let count = items.len();
+        if up.held.is_some() {
+            // The batch waits in the writer's queue; it is read again once released.
+            return "consumer waits: the writer holds for a snapshot".into();
+        }
         if up.consumer.stopped.contains_key(&topic) {
             up.consumer.fetch.retain(|(t, _), _| *t != topic);
         } else {
@@ -651,6 +716,9 @@ impl<S: Service> Process for Node<S> {
         let Some(up) = self.up.as_mut() else {
             return "down".into();
         };
+        if up.held.is_some() {
+            return "waits: the writer holds for a snapshot".into();
+        }
         let Some(topic) = env.rng.pick(&self.sources).cloned() else {
             return "no sources".into();
         };
@@ -730,6 +798,15 @@ impl<S: Service> Process for Node<S> {
         self.incarnation += 1;
         match self.open(env) {
             Ok(up) => {
+                // A registered source is read once its bootstrap stored positions and no marker.
+                for source in self.spec.registered {
+                    let topic = events_topic(source);
+                    let reads = up.store.positions().is_ok_and(|p| p.iter().any(|(t, _, _)| t == topic));
+                    let loading = up.store.bootstrap_marker(&topic).ok().flatten().is_some();
+                    if reads && !loading && !self.sources.contains(&topic) {
+                        self.sources.push(topic);
+                    }
+                }
                 self.up = Some(up);
                 format!("RESTART #{}", self.incarnation)
             }
@@ -739,7 +816,7 @@ impl<S: Service> Process for Node<S> {
 
     fn busy(&self, kafka: &Kafka) -> bool {
         let Some(up) = &self.up else { return true };
-        if !up.stepper.is_idle() || !up.commands.is_empty() || !up.batches.is_empty() {
+        if !up.stepper.is_idle() || !up.commands.is_empty() || !up.batches.is_empty() || up.loading.is_some() {
             return true;
         }
         match &up.publisher {
@@ -816,6 +893,195 @@ impl<S: Service> Process for Node<S> {
 
     fn shared(&self, store: &Store, flow: &str) -> Option<Vec<String>> {
         (self.spec.shared)(store, flow)
+    }
+
+    fn begin_snapshot(&mut self, dir: &std::path::Path) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if up.held.is_some() {
+            return "a snapshot is already held".into();
+        }
+        let spool = dir.join(format!("{}-{}.records", self.spec.name, self.incarnation));
+        match up.stepper.snapshot(spool.clone()) {
+            Ok(answer) => {
+                up.held = Some(Held {
+                    answer,
+                    cut: None,
+                    spool,
+                });
+                "SNAPSHOT exported; the writer holds".into()
+            }
+            Err(e) => self.fail(format!("the writer failed exporting a snapshot: {e}")),
+        }
+    }
+
+    fn snapshot_step(&mut self, env: &mut Env<'_>) -> Option<Result<Snap, String>> {
+        let topic = self.topic();
+        let up = self.up.as_mut()?;
+        let held = up.held.as_mut()?;
+        let seq = match held.cut {
+            Some(seq) => seq,
+            None => match held.answer.poll()? {
+                Some(Ok((seq, _count))) => *held.cut.insert(seq),
+                Some(Err(e)) => {
+                    up.held = None;
+                    return Some(Err(format!("the export failed: {e}")));
+                }
+                None => {
+                    up.held = None;
+                    return Some(Err("the writer dropped the export".into()));
+                }
+            },
+        };
+        let spool = held.spool.clone();
+        let published = match &up.publisher {
+            Publisher::Ready(p) => p.next - 1,
+            Publisher::Starting => return None,
+        };
+        if published < seq {
+            return None;
+        }
+        let catalog = (self.spec.catalog)();
+        let mut ids = BTreeMap::new();
+        let mut schemas = BTreeMap::new();
+        for record in catalog.records() {
+            match env.runtime.block_on(up.registry.register(&topic, record)) {
+                Ok(id) => {
+                    ids.insert(record.full_name.clone(), id);
+                    schemas.insert(id, record.source.clone());
+                }
+                Err(_) => return None,
+            }
+        }
+        // The high watermark of every partition, with the writer still held.
+        let partitions = env.kafka.partitions(&topic).ok()?;
+        let mut offsets = seam::offsets::OffsetMap::default();
+        for partition in 0..partitions {
+            let (_, high) = env.kafka.watermarks(&topic, partition).ok()?;
+            offsets.set(&topic, partition, high);
+        }
+        up.held = None;
+        let records = seam::snapshot::spool::RawReader::open(&spool)
+            .and_then(|reader| {
+                reader
+                    .map(|r| r.map(|(subject, record, body)| (subject, ids.get(&record).copied().unwrap_or(0), body)))
+                    .collect::<std::io::Result<Vec<_>>>()
+            })
+            .map_err(|e| format!("reading the spool: {e}"));
+        let _ = std::fs::remove_file(&spool);
+        Some(records.map(|records| Snap {
+            topic,
+            seq,
+            offsets,
+            journal: up.store.journal_id().clone(),
+            schemas,
+            records,
+        }))
+    }
+
+    fn abandon_snapshot(&mut self) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        match up.held.take() {
+            Some(held) => {
+                let _ = std::fs::remove_file(held.spool);
+                "snapshot given up (the publisher did not reach the cut in time); commits go on".into()
+            }
+            None => "no snapshot held".into(),
+        }
+    }
+
+    fn bootstrap_step(&mut self, env: &mut Env<'_>, snap: &Snap) -> Boot {
+        let Some(up) = self.up.as_mut() else {
+            return Boot::Going("down".into());
+        };
+        if let Some(answer) = up.loading.as_mut() {
+            match answer.poll() {
+                None => return Boot::Going("bootstrap chunk waits for its flush".into()),
+                Some(Some(Ok(()))) | Some(None) => up.loading = None,
+                Some(Some(Err(e))) => return Boot::Going(self.fail(format!("a bootstrap chunk failed: {e}"))),
+            }
+        }
+        let topic = &snap.topic;
+        let marker = match up.store.bootstrap_marker(topic) {
+            Ok(m) => m,
+            Err(e) => return Boot::Going(self.fail(format!("reading the bootstrap marker: {e}"))),
+        };
+        let reads = up.store.positions().is_ok_and(|p| p.iter().any(|(t, _, _)| t == topic));
+        if reads && marker.is_none() {
+            if !self.sources.contains(topic) {
+                self.sources.push(topic.clone());
+                up.consumer.started = false;
+            }
+            return Boot::Done;
+        }
+        if let Some((seq, _)) = marker {
+            if seq != snap.seq {
+                return Boot::Going(self.fail(format!(
+                    "a bootstrap of {topic} from the snapshot at seq {seq} was interrupted, and the registration resumed with another (seq {})",
+                    snap.seq
+                )));
+            }
+        } else {
+            // The retention guard checks the map before anything is loaded.
+            let Ok(partitions) = env.kafka.partitions(topic) else {
+                return Boot::Going("bootstrap waits for the cluster".into());
+            };
+            if snap.offsets.iter().count() != partitions as usize {
+                return Boot::Refused(format!(
+                    "the snapshot's map does not cover the {partitions} partitions of {topic}"
+                ));
+            }
+            for (t, partition, next) in snap.offsets.iter() {
+                let Ok((low, high)) = env.kafka.watermarks(t, partition) else {
+                    return Boot::Going("bootstrap waits for the cluster".into());
+                };
+                if let Err(e) = retention::verdict(t, partition, next, low, high) {
+                    return Boot::Refused(e.to_string());
+                }
+            }
+        }
+        for (id, schema) in &snap.schemas {
+            if let Err(e) = up.registry.preload(*id, schema) {
+                return Boot::Going(self.fail(format!("preloading the snapshot's schemas: {e}")));
+            }
+        }
+        let total = snap.records.len() as u64;
+        let start = marker.map_or(0, |(_, next)| next).min(total);
+        let take = 1 + env.rng.below(4);
+        let tag = format!("{}@{}", topic.trim_end_matches(".events"), snap.seq);
+        let mut items = Vec::new();
+        let mut next = start;
+        for (subject, id, body) in snap.records.iter().skip(start as usize).take(take) {
+            let event = RawEvent {
+                topic: topic.clone(),
+                partition: -1,
+                offset: next as i64,
+                key: Some(subject.clone().into_bytes()),
+                value: Some(wire::frame(*id, body)),
+                headers: vec![(seam::dlq::SNAPSHOT_HEADER.into(), Some(tag.clone().into_bytes()))],
+            };
+            match up.pipeline.try_prepare(&event) {
+                Ok(Ready::Done(prepared)) => items.push((event, prepared)),
+                Ok(Ready::Transient(_)) => return Boot::Going("bootstrap waits for the registry".into()),
+                Err(e) => return Boot::Going(self.fail(format!("preparing a snapshot record: {e}"))),
+            }
+            next += 1;
+        }
+        let finish = (next >= total).then(|| (snap.offsets.clone(), Some((snap.journal.clone(), snap.seq))));
+        let last = finish.is_some();
+        match up.stepper.bootstrap(topic, (snap.seq, next), items, finish) {
+            Ok(answer) => {
+                up.loading = Some(answer);
+                Boot::Going(format!(
+                    "bootstrap loaded records {start}..{next} of {total}{}",
+                    if last { " (last chunk)" } else { "" }
+                ))
+            }
+            Err(e) => Boot::Going(self.fail(format!("the writer failed on a bootstrap chunk: {e}"))),
+        }
     }
 
     fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did> {

@@ -123,6 +123,28 @@ pub struct Outcome {
     pub trace: Vec<String>,
 }
 
+/// `seam register scholarship-office --source students-office`, run once per schedule while
+/// traffic and faults go on: the source exports a snapshot (its writer held until the offsets
+/// are read), then the consumer loads it in chunks and reads on from its offset map.
+#[derive(Debug)]
+pub(crate) enum Registration {
+    /// Not started; starts at this step.
+    Waiting(usize),
+    /// The source exports; steps spent holding.
+    Exporting(usize),
+    /// The consumer loads the snapshot.
+    Loading(Box<crate::node::Snap>),
+    /// The consumer reads the source, from this offset map on.
+    Done(seam::offsets::OffsetMap),
+    /// Refused, for this reason.
+    Refused(String),
+}
+
+/// Steps a snapshot may hold its writer before it is given up (`GET /snapshot`'s deadline).
+const SNAPSHOT_DEADLINE: usize = 400;
+/// The registering consumer and its source.
+pub(crate) const REGISTER: (&str, &str) = ("scholarship-office", "students-office");
+
 /// The simulated system and its schedule.
 pub struct Sim {
     pub(crate) nodes: Vec<Box<dyn Process>>,
@@ -133,6 +155,8 @@ pub struct Sim {
     /// Undecodable records the rogue producer wrote: `(topic, partition, offset)`.
     pub(crate) rogue: Vec<(String, i32, i64)>,
     workload: Workload,
+    pub(crate) registration: Registration,
+    snapshots: std::path::PathBuf,
     command_ids: u64,
     outcome: Outcome,
     trace: bool,
@@ -149,15 +173,21 @@ impl Sim {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .map_err(|e| format!("building the registry client's runtime: {e}"))?;
+        let snapshots = std::env::temp_dir().join(format!("seam-sim-{}-{seed}", std::process::id()));
+        std::fs::create_dir_all(&snapshots).map_err(|e| format!("creating {}: {e}", snapshots.display()))?;
         let mut kafka = Kafka::default();
         for (topic, partitions) in world::topics() {
             kafka.create_topic(&topic, partitions);
         }
+        let mut rng = Rng::new(seed);
+        let registration = Registration::Waiting(rng.below(400));
         Ok(Self {
+            registration,
+            snapshots,
             nodes: world::nodes(),
             kafka,
             registry: Arc::new(SimRegistry::default()),
-            rng: Rng::new(seed),
+            rng,
             runtime,
             rogue: Vec::new(),
             workload: Workload::default(),
@@ -279,6 +309,108 @@ impl Sim {
         }
     }
 
+    fn index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name() == name)
+    }
+
+    /// Advances the registration by one step.
+    fn register_step(&mut self) {
+        let (Some(consumer), Some(source)) = (self.index(REGISTER.0), self.index(REGISTER.1)) else {
+            return;
+        };
+        match &mut self.registration {
+            Registration::Waiting(at) => {
+                if self.step >= *at && self.nodes[source].is_up() {
+                    let did = self.nodes[source].begin_snapshot(&self.snapshots);
+                    self.registration = Registration::Exporting(0);
+                    self.log(REGISTER.1, did);
+                }
+            }
+            Registration::Exporting(held) => {
+                *held += 1;
+                if !self.nodes[source].is_up() {
+                    // The export died with its process; the operator runs register again.
+                    self.registration = Registration::Waiting(self.step + 20);
+                    self.log(
+                        "register",
+                        "the snapshot died with the source; registering again".into(),
+                    );
+                    return;
+                }
+                if *held > SNAPSHOT_DEADLINE {
+                    let did = self.nodes[source].abandon_snapshot();
+                    self.registration = Registration::Waiting(self.step + 20);
+                    self.log(REGISTER.1, did);
+                    return;
+                }
+                let got = {
+                    let mut env = Env {
+                        kafka: &mut self.kafka,
+                        registry: &self.registry,
+                        rng: &mut self.rng,
+                        runtime: &self.runtime,
+                    };
+                    self.nodes[source].snapshot_step(&mut env)
+                };
+                match got {
+                    None => {}
+                    Some(Ok(snap)) => {
+                        self.log(
+                            REGISTER.1,
+                            format!(
+                                "snapshot at seq {} with {} records, offsets read; writer released",
+                                snap.seq,
+                                snap.records.len()
+                            ),
+                        );
+                        self.registration = Registration::Loading(Box::new(snap));
+                    }
+                    Some(Err(e)) => {
+                        self.log(REGISTER.1, format!("snapshot failed: {e}"));
+                        self.registration = Registration::Waiting(self.step + 20);
+                    }
+                }
+            }
+            Registration::Loading(snap) => {
+                if !self.nodes[consumer].is_up() {
+                    return;
+                }
+                let snap = snap.clone();
+                let boot = {
+                    let mut env = Env {
+                        kafka: &mut self.kafka,
+                        registry: &self.registry,
+                        rng: &mut self.rng,
+                        runtime: &self.runtime,
+                    };
+                    self.nodes[consumer].bootstrap_step(&mut env, &snap)
+                };
+                match boot {
+                    crate::node::Boot::Going(did) => self.log(REGISTER.0, did),
+                    crate::node::Boot::Done => {
+                        self.log(
+                            REGISTER.0,
+                            format!("registered: reads {} from the snapshot's offsets", snap.topic),
+                        );
+                        self.registration = Registration::Done(snap.offsets.clone());
+                    }
+                    crate::node::Boot::Refused(why) => {
+                        self.log(REGISTER.0, format!("registration refused: {why}"));
+                        self.registration = Registration::Refused(why);
+                    }
+                }
+            }
+            Registration::Done(_) | Registration::Refused(_) => {}
+        }
+    }
+
+    fn registering(&self) -> bool {
+        matches!(
+            self.registration,
+            Registration::Waiting(_) | Registration::Exporting(_) | Registration::Loading(_)
+        )
+    }
+
     /// A step with faults enabled.
     fn step_with_faults(&mut self, faults: &[Fault]) {
         self.tick();
@@ -290,6 +422,10 @@ impl Sim {
         if self.registry.is_down() && self.rng.chance(15) {
             self.registry.set_down(false);
             self.log("registry", "registry back".into());
+        }
+        if self.rng.chance(20) {
+            self.register_step();
+            return;
         }
         let roll = self.rng.below(1000);
         let mut acc = 0;
@@ -353,7 +489,14 @@ impl Sim {
             if self.nodes.iter().any(|n| !n.is_up()) {
                 return Err("a node stopped while settling".into());
             }
-            if self.nodes.iter().all(|n| !n.busy(&self.kafka)) {
+            if self.registering() {
+                self.tick();
+                if let Registration::Waiting(at) = &mut self.registration {
+                    *at = 0;
+                }
+                self.register_step();
+            }
+            if !self.registering() && self.nodes.iter().all(|n| !n.busy(&self.kafka)) {
                 idle_rounds += 1;
                 if idle_rounds > 2 {
                     return Ok(());
@@ -411,6 +554,7 @@ pub fn run(seed: u64, options: &Options) -> Outcome {
     }
     outcome.acknowledged = sim.nodes.iter().map(|n| n.acknowledged().len() as u64).sum();
     oracle::check(&mut sim, &mut outcome);
+    let _ = std::fs::remove_dir_all(&sim.snapshots);
     seam::envelope::set_virtual_clock(None);
     outcome
 }

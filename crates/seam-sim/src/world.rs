@@ -49,6 +49,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: parse,
             shared: |s, f| rows(students_office::api::shared(s, f)),
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: se_group::NAME,
@@ -62,6 +63,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: parse,
             shared: |s, f| rows(se_group::api::shared(s, f)),
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: theory_group::NAME,
@@ -75,6 +77,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: parse,
             shared: |s, f| rows(theory_group::api::shared(s, f)),
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: ta_pool::NAME,
@@ -88,6 +91,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: none,
             shared: |s, f| rows(ta_pool::api::shared(s, f)),
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: scholarship_office::NAME,
@@ -102,6 +106,8 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: none,
             shared: |s, f| rows(scholarship_office::api::shared(s, f)),
+            // It joins late: `seam register scholarship-office --source students-office`.
+            registered: &[students_office::NAME],
         })),
         Box::new(Node::new(Spec {
             name: "orders",
@@ -110,6 +116,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             translators: Vec::new,
             command: parse,
             shared: orders_rows,
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: "fulfilment",
@@ -124,6 +131,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: none,
             shared: parcel_rows,
+            registered: &[],
         })),
         Box::new(Node::new(Spec {
             name: "tracking",
@@ -136,6 +144,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             },
             command: none,
             shared: seen_rows,
+            registered: &[],
         })),
     ]
 }

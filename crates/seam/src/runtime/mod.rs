@@ -27,7 +27,7 @@ mod replay;
 pub mod retention;
 mod spool;
 mod start;
-mod step;
+pub mod step;
 mod swap;
 mod watermarks;
 mod writer;

@@ -11,13 +11,13 @@ use tokio::sync::oneshot;
 use super::flusher::{settle, Job};
 use super::pipeline::{Prepared, RawEvent};
 use super::progress::Progress;
-use super::writer::{Group, Inbound, PutOutcome, Request, Writer};
+use super::writer::{BootstrapEnd, Group, Inbound, PutOutcome, Request, Writer};
 use super::{ExecuteError, RuntimeError};
 use crate::codec::Catalog;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetMap;
-use crate::service::{Cause, Service};
-use crate::store::Store;
+use crate::service::{ApplyError, Cause, Service};
+use crate::store::{JournalId, Store};
 
 /// An answer the writer gives when a later step settles it.
 #[derive(Debug)]
@@ -34,6 +34,9 @@ impl<T> Answer<T> {
         }
     }
 }
+
+/// A snapshot export's answer: the journal seq of the cut and the record count.
+pub type Exported = Result<(u64, u64), ApplyError>;
 
 fn answer<T>() -> (oneshot::Sender<T>, Answer<T>) {
     let (tx, rx) = oneshot::channel();
@@ -128,6 +131,47 @@ impl<S: Service> Stepper<S> {
             .map(|(raw, prepared)| Inbound { raw, prepared })
             .collect();
         self.handle(Request::Put { items, reply })?;
+        Ok(answer)
+    }
+
+    /// Exports the state for a snapshot into the file `spool` (commits what came before first,
+    /// durably): answers the journal seq of the cut and the record count. The writer thread
+    /// then holds every commit until the offsets are read; a stepped writer holds because the
+    /// caller sends it nothing until then.
+    pub fn snapshot(&mut self, spool: std::path::PathBuf) -> Result<Answer<Exported>, RuntimeError> {
+        let (reply, answer) = answer();
+        let (release, held) = oneshot::channel();
+        drop(release);
+        self.handle(Request::Snapshot {
+            spool,
+            reply,
+            release: held,
+        })?;
+        Ok(answer)
+    }
+
+    /// One chunk of a snapshot being loaded for `topic`, with its resume marker `(seq, next
+    /// record)`; the last chunk (`finish`: the snapshot's offset map and the source journal and
+    /// seq it covers) stores the map as positions and clears the marker. Answered at the flush.
+    pub fn bootstrap(
+        &mut self,
+        topic: &str,
+        marker: (u64, u64),
+        items: Vec<(RawEvent, Prepared<S::Command>)>,
+        finish: Option<(OffsetMap, Option<(JournalId, u64)>)>,
+    ) -> Result<Answer<Result<(), RuntimeError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        let items = items
+            .into_iter()
+            .map(|(raw, prepared)| Inbound { raw, prepared })
+            .collect();
+        self.handle(Request::Bootstrap {
+            topic: topic.to_string(),
+            marker,
+            items,
+            finish: finish.map(|(positions, covered)| BootstrapEnd { positions, covered }),
+            reply,
+        })?;
         Ok(answer)
     }
 
