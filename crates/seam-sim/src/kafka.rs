@@ -31,6 +31,8 @@ pub struct Record {
     pub value: Option<Vec<u8>>,
     /// Headers.
     pub headers: Headers,
+    /// When it was appended (the scheduler's clock).
+    pub time: u64,
     kind: Kind,
 }
 
@@ -74,13 +76,14 @@ struct Partition {
 }
 
 impl Partition {
-    fn append(&mut self, m: Message, kind: Kind) -> i64 {
+    fn append(&mut self, m: Message, kind: Kind, time: u64) -> i64 {
         let offset = self.end;
         self.records.push_back(Record {
             offset,
             key: m.key,
             value: m.value,
             headers: m.headers,
+            time,
             kind,
         });
         self.end += 1;
@@ -120,6 +123,8 @@ pub struct Kafka {
     next_txn: u64,
     /// While set, every call fails with [`KafkaError::Unavailable`].
     pub down: bool,
+    /// The clock records are stamped with (the scheduler sets it).
+    pub now: u64,
 }
 
 impl Kafka {
@@ -220,7 +225,8 @@ impl Kafka {
             .current(id, epoch)?
             .open
             .ok_or(KafkaError::State("send outside a transaction"))?;
-        let offset = self.partition(topic, partition)?.append(m, Kind::Txn(txn));
+        let now = self.now;
+        let offset = self.partition(topic, partition)?.append(m, Kind::Txn(txn), now);
         if let Some(Txn::Open(touched)) = self.txns.get_mut(&txn) {
             touched.insert((topic.to_string(), partition));
         }
@@ -249,6 +255,7 @@ impl Kafka {
     }
 
     fn end_txn(&mut self, txn: u64, commit: bool) {
+        let now = self.now;
         let touched = match self
             .txns
             .insert(txn, if commit { Txn::Committed } else { Txn::Aborted })
@@ -258,7 +265,7 @@ impl Kafka {
         };
         for (topic, partition) in touched {
             if let Ok(p) = self.partition(&topic, partition) {
-                p.append(Message::default(), Kind::Marker);
+                p.append(Message::default(), Kind::Marker, now);
             }
         }
     }
@@ -266,7 +273,8 @@ impl Kafka {
     /// A record produced without a transaction (another producer, or a rogue one).
     pub fn append(&mut self, topic: &str, partition: i32, m: Message) -> Result<i64, KafkaError> {
         self.up()?;
-        Ok(self.partition(topic, partition)?.append(m, Kind::Plain))
+        let now = self.now;
+        Ok(self.partition(topic, partition)?.append(m, Kind::Plain, now))
     }
 
     /// A `read_committed` fetch of at most `max` records from `from`.
@@ -297,10 +305,16 @@ impl Kafka {
         Ok(fetched)
     }
 
-    /// Retention: deletes the log below `to` (at most up to its end).
-    pub fn truncate(&mut self, topic: &str, partition: i32, to: i64) {
+    /// Retention: deletes the log below `to` (at most up to its end), but no record appended
+    /// after `older_than` (retention deletes old segments, never what was just written).
+    pub fn truncate(&mut self, topic: &str, partition: i32, to: i64, older_than: u64) {
         if let Ok(p) = self.partition(topic, partition) {
-            let to = to.min(p.end);
+            let young = p
+                .records
+                .iter()
+                .find(|r| r.time > older_than)
+                .map_or(p.end, |r| r.offset);
+            let to = to.min(p.end).min(young);
             while p.records.front().is_some_and(|r| r.offset < to) {
                 if let Some(r) = p.records.pop_front() {
                     p.deleted.push(r);
@@ -405,7 +419,7 @@ mod tests {
         for v in ["a", "b", "c"] {
             k.append("t", 0, value(v)).expect("append");
         }
-        k.truncate("t", 0, 2);
+        k.truncate("t", 0, 2, u64::MAX);
         assert_eq!(
             k.read("t", 0, 1, 10).map(|f| f.next),
             Err(KafkaError::OutOfRange { earliest: 2, end: 3 })

@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     steps: usize,
     /// Faults to inject, comma-separated, or `all` / `none`: crash, redelivery, rebalance,
-    /// retention, cluster-down, registry-down, poison, put-race.
+    /// retention, cluster-down, registry-down, poison, put-race, deploy.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Print the schedule step by step.
@@ -50,6 +50,7 @@ fn faults(text: &str) -> Result<Vec<Fault>, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    seam_sim::quiet_deliberate_panics();
     let faults = match faults(&args.faults) {
         Ok(f) => f,
         Err(e) => {

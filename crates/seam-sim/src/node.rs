@@ -59,6 +59,20 @@ pub struct Spec<S: Service> {
     pub shared: fn(&Store, &str) -> Option<Vec<String>>,
     /// Sources it reads only once `seam register` bootstrapped them from a snapshot.
     pub registered: &'static [&'static str],
+    /// The next release, if the schedules deploy one (and whether it may be rolled back).
+    pub upgrade: Option<Release<S>>,
+}
+
+/// Another release of a service: what a deploy changes.
+pub struct Release<S: Service> {
+    /// The domain logic.
+    pub service: fn() -> S,
+    /// The published contract.
+    pub catalog: fn() -> Catalog,
+    /// The translators.
+    pub translators: Translators<S::Command>,
+    /// Whether a deploy may go back to the first release.
+    pub rollback: bool,
 }
 
 /// A snapshot as `GET /snapshot` exports it: the records with their schema ids and the offset
@@ -148,6 +162,17 @@ pub trait Process {
     fn abandon_snapshot(&mut self) -> Did;
     /// One step of loading `snap` for a registration.
     fn bootstrap_step(&mut self, env: &mut Env<'_>, snap: &Snap) -> Boot;
+    /// Deploys the other release: the process is killed and starts again on it later. `None`
+    /// when the service has no other release to go to.
+    fn deploy(&mut self, rng: &mut Rng) -> Option<Did>;
+    /// Whether the upgraded release runs (or will, once restarted).
+    fn upgraded(&self) -> bool;
+    /// `seam dlq redrive --consumer <this>`: starts a redrive of every parked letter.
+    fn request_redrive(&mut self) -> Did;
+    /// One step of a redrive in progress; `None` when none is.
+    fn redrive_step(&mut self) -> Option<Did>;
+    /// Parked letters, as `(topic, subject)`.
+    fn parked(&self) -> Vec<(String, String)>;
 }
 
 /// The publisher's state.
@@ -209,6 +234,18 @@ struct Up<S: Service> {
     held: Option<Held>,
     /// The last bootstrap chunk, until it is durable.
     loading: Option<Answer<Result<(), RuntimeError>>>,
+    /// A redrive in progress.
+    redrive: Option<Redrive>,
+}
+
+/// A redrive in progress: where its pages are, what failed again, the chunk in flight.
+#[derive(Default)]
+struct Redrive {
+    cursor: Option<Vec<u8>>,
+    blocked: std::collections::HashSet<(String, String)>,
+    chunk: Option<(Answer<Result<seam::runtime::redrive::ChunkOutcome, RuntimeError>>, bool)>,
+    redriven: usize,
+    failed: usize,
 }
 
 /// A snapshot holding the writer: the export's answer (then its cut) and its spool.
@@ -228,6 +265,7 @@ pub struct Node<S: Service> {
     acknowledged: BTreeMap<u64, Vec<u64>>,
     failures: Vec<String>,
     sources: Vec<String>,
+    upgraded: bool,
 }
 
 /// Entries per publish transaction at most (small, so schedules cross many batches).
@@ -268,6 +306,28 @@ impl<S: Service> Node<S> {
             acknowledged: BTreeMap::new(),
             failures: Vec::new(),
             sources,
+            upgraded: false,
+        }
+    }
+
+    fn service(&self) -> S {
+        match (&self.spec.upgrade, self.upgraded) {
+            (Some(r), true) => (r.service)(),
+            _ => (self.spec.service)(),
+        }
+    }
+
+    fn catalog(&self) -> Catalog {
+        match (&self.spec.upgrade, self.upgraded) {
+            (Some(r), true) => (r.catalog)(),
+            _ => (self.spec.catalog)(),
+        }
+    }
+
+    fn translators(&self) -> Vec<Box<dyn Translator<S::Command>>> {
+        match (&self.spec.upgrade, self.upgraded) {
+            (Some(r), true) => (r.translators)(),
+            _ => (self.spec.translators)(),
         }
     }
 
@@ -287,7 +347,7 @@ impl<S: Service> Node<S> {
         let engine = Arc::clone(&self.disk);
         let store =
             Store::with_engine_named(engine.clone(), |start| journal_name(name, start)).map_err(|e| e.to_string())?;
-        let catalog = Arc::new((self.spec.catalog)());
+        let catalog = Arc::new(self.catalog());
         let registry = Arc::new(Registry::with_backend(
             "sim-registry",
             Arc::clone(env.registry) as Arc<dyn seam::codec::RegistryBackend>,
@@ -295,13 +355,9 @@ impl<S: Service> Node<S> {
         let schemas = JournalSchemas::new(&self.topic(), store.clone(), &catalog, Arc::clone(&registry))
             .map_err(|e| e.to_string())?;
         let stepper =
-            Stepper::new(name, store.clone(), Arc::new((self.spec.service)()), catalog).map_err(|e| e.to_string())?;
-        let pipeline = Pipeline::new(
-            (self.spec.translators)(),
-            Arc::clone(&registry),
-            env.runtime.handle().clone(),
-        )
-        .map_err(|e| e.to_string())?;
+            Stepper::new(name, store.clone(), Arc::new(self.service()), catalog).map_err(|e| e.to_string())?;
+        let pipeline = Pipeline::new(self.translators(), Arc::clone(&registry), env.runtime.handle().clone())
+            .map_err(|e| e.to_string())?;
         Ok(Up {
             engine,
             store,
@@ -315,6 +371,7 @@ impl<S: Service> Node<S> {
             batches: Vec::new(),
             held: None,
             loading: None,
+            redrive: None,
         })
     }
 
@@ -322,8 +379,8 @@ impl<S: Service> Node<S> {
     /// publisher does when it starts.
     fn start_publisher(&mut self, env: &mut Env<'_>) -> Result<Option<Publishing>, String> {
         let topic = self.topic();
+        let catalog = self.catalog();
         let Some(up) = self.up.as_mut() else { return Ok(None) };
-        let catalog = (self.spec.catalog)();
         for record in catalog.records() {
             match env.runtime.block_on(up.registry.register(&topic, record)) {
                 Ok(_) => {}
@@ -816,7 +873,12 @@ impl<S: Service> Process for Node<S> {
 
     fn busy(&self, kafka: &Kafka) -> bool {
         let Some(up) = &self.up else { return true };
-        if !up.stepper.is_idle() || !up.commands.is_empty() || !up.batches.is_empty() || up.loading.is_some() {
+        if !up.stepper.is_idle()
+            || !up.commands.is_empty()
+            || !up.batches.is_empty()
+            || up.loading.is_some()
+            || up.redrive.is_some()
+        {
             return true;
         }
         match &up.publisher {
@@ -855,15 +917,15 @@ impl<S: Service> Process for Node<S> {
     fn fold(&self, env: &mut Env<'_>, records: &[(String, i32, Vec<crate::kafka::Record>)]) -> Result<Store, String> {
         let store = Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("fold", s))
             .map_err(|e| e.to_string())?;
-        let catalog = Arc::new((self.spec.catalog)());
+        let catalog = Arc::new(self.catalog());
         let registry = Arc::new(Registry::with_backend(
             "sim-registry",
             Arc::clone(env.registry) as Arc<dyn seam::codec::RegistryBackend>,
         ));
         let mut stepper =
-            Stepper::new("fold", store.clone(), Arc::new((self.spec.service)()), catalog).map_err(|e| e.to_string())?;
-        let pipeline = Pipeline::new((self.spec.translators)(), registry, env.runtime.handle().clone())
-            .map_err(|e| e.to_string())?;
+            Stepper::new("fold", store.clone(), Arc::new(self.service()), catalog).map_err(|e| e.to_string())?;
+        let pipeline =
+            Pipeline::new(self.translators(), registry, env.runtime.handle().clone()).map_err(|e| e.to_string())?;
         let mut cursors: Vec<(usize, usize)> = (0..records.len()).map(|i| (i, 0)).collect();
         loop {
             cursors.retain(|(i, at)| *at < records[*i].2.len());
@@ -895,6 +957,112 @@ impl<S: Service> Process for Node<S> {
         (self.spec.shared)(store, flow)
     }
 
+    fn deploy(&mut self, rng: &mut Rng) -> Option<Did> {
+        let release = self.spec.upgrade.as_ref()?;
+        if self.upgraded && !release.rollback {
+            return None;
+        }
+        let crashed = self.crash(rng);
+        self.upgraded = !self.upgraded;
+        Some(format!(
+            "DEPLOY {} ({crashed})",
+            if self.upgraded {
+                "the next release"
+            } else {
+                "a rollback to the first release"
+            }
+        ))
+    }
+
+    fn upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    fn request_redrive(&mut self) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if up.redrive.is_none() {
+            up.redrive = Some(Redrive::default());
+            return "REDRIVE requested (seam dlq redrive)".into();
+        }
+        "a redrive is running".into()
+    }
+
+    fn redrive_step(&mut self) -> Option<Did> {
+        let up = self.up.as_mut()?;
+        let redrive = up.redrive.as_mut()?;
+        if up.held.is_some() {
+            return Some("redrive waits: the writer holds for a snapshot".into());
+        }
+        if let Some((answer, last)) = redrive.chunk.as_mut() {
+            let last = *last;
+            return Some(match answer.poll() {
+                None => "redrive chunk waits for its flush".into(),
+                Some(Some(Ok(outcome))) => {
+                    redrive.redriven += outcome.summary.redriven;
+                    redrive.failed += outcome.summary.failed;
+                    redrive.blocked.extend(outcome.blocked);
+                    redrive.chunk = None;
+                    if last {
+                        let done = format!(
+                            "redrive done: {} redriven, {} failed again",
+                            redrive.redriven, redrive.failed
+                        );
+                        up.redrive = None;
+                        done
+                    } else {
+                        "redrive chunk applied".into()
+                    }
+                }
+                Some(Some(Err(e))) => return Some(self.fail(format!("a redrive chunk failed: {e}"))),
+                Some(None) => {
+                    up.redrive = None;
+                    "redrive lost its chunk".into()
+                }
+            });
+        }
+        let request = seam::dlq::RedriveRequest {
+            subject: None,
+            topic: None,
+        };
+        let pipeline = &up.pipeline;
+        let page = seam::runtime::redrive::page(
+            &up.store,
+            &request,
+            redrive.cursor.as_deref(),
+            &redrive.blocked,
+            |raw| match pipeline.try_prepare(raw)? {
+                Ready::Done(prepared) => Ok(prepared),
+                Ready::Transient(_) => Err(RuntimeError::Cancelled),
+            },
+        );
+        let page = match page {
+            Ok(page) => page,
+            Err(RuntimeError::Cancelled) => return Some("redrive waits for the registry".into()),
+            Err(e) => return Some(self.fail(format!("reading parked letters: {e}"))),
+        };
+        let count = page.items.len();
+        redrive.cursor = page.cursor;
+        match up.stepper.redrive(page.items) {
+            Ok(answer) => {
+                redrive.chunk = Some((answer, page.last));
+                Some(format!("redrive prepared {count} letters"))
+            }
+            Err(e) => Some(self.fail(format!("the writer failed on a redrive chunk: {e}"))),
+        }
+    }
+
+    fn parked(&self) -> Vec<(String, String)> {
+        let Some(up) = &self.up else { return Vec::new() };
+        up.store
+            .parked(None)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.letter.topic, p.letter.subject.unwrap_or_default()))
+            .collect()
+    }
+
     fn begin_snapshot(&mut self, dir: &std::path::Path) -> Did {
         let Some(up) = self.up.as_mut() else {
             return "down".into();
@@ -918,6 +1086,7 @@ impl<S: Service> Process for Node<S> {
 
     fn snapshot_step(&mut self, env: &mut Env<'_>) -> Option<Result<Snap, String>> {
         let topic = self.topic();
+        let catalog = self.catalog();
         let up = self.up.as_mut()?;
         let held = up.held.as_mut()?;
         let seq = match held.cut {
@@ -942,7 +1111,6 @@ impl<S: Service> Process for Node<S> {
         if published < seq {
             return None;
         }
-        let catalog = (self.spec.catalog)();
         let mut ids = BTreeMap::new();
         let mut schemas = BTreeMap::new();
         for record in catalog.records() {

@@ -32,11 +32,15 @@ pub enum Fault {
     Poison,
     /// An event of a source topic is posted with putEvents while the consumer reads it too.
     PutRace,
+    /// A service is deployed in its other release (a killed process restarts on it): the
+    /// orders service upgrades its schema and rolls back, fulfilment gets its translator fix
+    /// and the operator redrives what was parked.
+    Deploy,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 8] = [
+    pub const ALL: [Fault; 9] = [
         Fault::Crash,
         Fault::Redelivery,
         Fault::Rebalance,
@@ -45,6 +49,7 @@ impl Fault {
         Fault::RegistryDown,
         Fault::Poison,
         Fault::PutRace,
+        Fault::Deploy,
     ];
 
     /// Its name on the command line and in reports.
@@ -58,6 +63,7 @@ impl Fault {
             Fault::RegistryDown => "registry-down",
             Fault::Poison => "poison",
             Fault::PutRace => "put-race",
+            Fault::Deploy => "deploy",
         }
     }
 
@@ -77,6 +83,7 @@ impl Fault {
             Fault::RegistryDown => 5,
             Fault::Poison => 6,
             Fault::PutRace => 15,
+            Fault::Deploy => 4,
         }
     }
 }
@@ -163,6 +170,11 @@ pub struct Sim {
     step: usize,
 }
 
+/// Steps a record is kept at least before retention may delete it: retention deletes old
+/// segments, not what was just written.
+const RETENTION_AGE: u64 = 300;
+/// Times the operator re-runs a redrive while settling, at most.
+const MAX_REDRIVES: usize = 20;
 /// Virtual milliseconds per step.
 const TICK_MS: i64 = 7;
 /// Steps the settling phase may take before the schedule counts as stuck.
@@ -209,6 +221,7 @@ impl Sim {
 
     fn tick(&mut self) {
         self.step += 1;
+        self.kafka.now = self.step as u64;
         seam::envelope::set_virtual_clock(Some(1_800_000_000_000 + self.step as i64 * TICK_MS));
     }
 
@@ -224,8 +237,37 @@ impl Sim {
         self.log(&who, did);
     }
 
+    /// Whether node `i` runs its fixed release and still has letters a redrive can apply
+    /// (undecodable records never can).
+    fn redrivable(&self, i: usize) -> bool {
+        self.nodes[i].upgraded()
+            && self.nodes[i].sources().iter().any(|_| true)
+            && self.nodes[i]
+                .parked()
+                .iter()
+                .any(|(_, subject)| !subject.starts_with("rogue/"))
+    }
+
+    /// The operator runs `seam dlq redrive` for a consumer whose fix is deployed.
+    fn operator(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_up() && self.redrivable(i) {
+                let did = self.nodes[i].request_redrive();
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+            }
+        }
+    }
+
     /// One ordinary step of node `i`: the work a running process does on its own.
     fn work(&mut self, i: usize) {
+        if self.rng.chance(30) {
+            if let Some(did) = self.nodes[i].redrive_step() {
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+                return;
+            }
+        }
         match self.rng.below(5) {
             0 => self.env_step(i, |n, _| n.write()),
             1 => self.env_step(i, |n, _| n.flush()),
@@ -238,6 +280,13 @@ impl Sim {
         *self.outcome.faults.entry(fault.name()).or_default() += 1;
         let i = self.rng.below(self.nodes.len());
         match fault {
+            Fault::Deploy => {
+                let did = self.nodes[i]
+                    .deploy(&mut self.rng)
+                    .unwrap_or_else(|| "no other release to deploy".into());
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+            }
             Fault::Crash => {
                 let did = self.nodes[i].crash(&mut self.rng);
                 let who = self.nodes[i].name().to_string();
@@ -253,7 +302,8 @@ impl Sim {
                     if let Ok((low, high)) = self.kafka.watermarks(&topic, partition) {
                         // The active segment stays: retention never empties a partition.
                         let to = low + self.rng.below(usize::try_from(high - low).unwrap_or(0)) as i64;
-                        self.kafka.truncate(&topic, partition, to);
+                        let older_than = (self.step as u64).saturating_sub(RETENTION_AGE);
+                        self.kafka.truncate(&topic, partition, to, older_than);
                         self.log("kafka", format!("RETENTION {topic}/{partition} deleted below {to}"));
                     }
                 }
@@ -427,6 +477,10 @@ impl Sim {
             self.register_step();
             return;
         }
+        if self.rng.chance(1) {
+            self.operator();
+            return;
+        }
         let roll = self.rng.below(1000);
         let mut acc = 0;
         for fault in faults {
@@ -485,6 +539,7 @@ impl Sim {
             }
         }
         let mut idle_rounds = 0;
+        let mut redrives = 0;
         for _ in 0..SETTLE_LIMIT {
             if self.nodes.iter().any(|n| !n.is_up()) {
                 return Err("a node stopped while settling".into());
@@ -497,6 +552,12 @@ impl Sim {
                 self.register_step();
             }
             if !self.registering() && self.nodes.iter().all(|n| !n.busy(&self.kafka)) {
+                if (0..self.nodes.len()).any(|i| self.redrivable(i)) && redrives < MAX_REDRIVES {
+                    redrives += 1;
+                    self.operator();
+                    idle_rounds = 0;
+                    continue;
+                }
                 idle_rounds += 1;
                 if idle_rounds > 2 {
                     return Ok(());

@@ -8,11 +8,47 @@ use seam::store::Store;
 use seam::translator::Translator;
 use seam_warehouse_fixture::{fulfilment, orders, tracking, translate};
 
-use crate::node::{Node, Process, Spec};
+use crate::node::{Node, Process, Release, Spec};
 use crate::rng::Rng;
+use seam::service::Service;
 
 /// Lines with more units than this fail the warehouse translator: the schedules' poison events.
 pub const MAX_QTY: i32 = 90;
+/// A line with this many units makes the translator panic (until the fix).
+pub const PANIC_QTY: i32 = 77;
+/// A line with this many units makes applying it panic (until the fix).
+pub const EXPLODE_QTY: i32 = 66;
+
+/// The orders service in either release, as one node runs one or the other across deploys.
+#[derive(Debug, Clone, Copy)]
+pub enum OrdersRelease {
+    /// `LineAdded` v1.
+    First,
+    /// `LineAdded` v2, with a defaulted field.
+    Upgraded,
+}
+
+impl Service for OrdersRelease {
+    type Command = orders::Command;
+
+    fn apply(
+        &self,
+        ctx: &mut seam::service::Apply<'_>,
+        command: &orders::Command,
+    ) -> Result<(), seam::service::ApplyError> {
+        match self {
+            Self::First => orders::Orders.apply(ctx, command),
+            Self::Upgraded => orders::UpgradedOrders.apply(ctx, command),
+        }
+    }
+
+    fn snapshot(&self, out: &mut seam::service::SnapshotOut<'_>) -> Result<(), seam::service::ApplyError> {
+        match self {
+            Self::First => orders::Orders.snapshot(out),
+            Self::Upgraded => orders::UpgradedOrders.snapshot(out),
+        }
+    }
+}
 
 fn rows(found: Result<Option<Vec<String>>, ApiError>) -> Option<Vec<String>> {
     found.ok().flatten()
@@ -50,6 +86,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             command: parse,
             shared: |s, f| rows(students_office::api::shared(s, f)),
             registered: &[],
+            upgrade: None,
         })),
         Box::new(Node::new(Spec {
             name: se_group::NAME,
@@ -64,6 +101,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             command: parse,
             shared: |s, f| rows(se_group::api::shared(s, f)),
             registered: &[],
+            upgrade: None,
         })),
         Box::new(Node::new(Spec {
             name: theory_group::NAME,
@@ -78,6 +116,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             command: parse,
             shared: |s, f| rows(theory_group::api::shared(s, f)),
             registered: &[],
+            upgrade: None,
         })),
         Box::new(Node::new(Spec {
             name: ta_pool::NAME,
@@ -92,6 +131,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             command: none,
             shared: |s, f| rows(ta_pool::api::shared(s, f)),
             registered: &[],
+            upgrade: None,
         })),
         Box::new(Node::new(Spec {
             name: scholarship_office::NAME,
@@ -108,15 +148,23 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             shared: |s, f| rows(scholarship_office::api::shared(s, f)),
             // It joins late: `seam register scholarship-office --source students-office`.
             registered: &[students_office::NAME],
+            upgrade: None,
         })),
         Box::new(Node::new(Spec {
             name: "orders",
-            service: || orders::Orders,
+            service: || OrdersRelease::First,
             catalog: || catalog(seam_warehouse_fixture::orders_catalog()),
             translators: Vec::new,
             command: parse,
             shared: orders_rows,
             registered: &[],
+            // LineAdded gains a defaulted field; deploys go back and forth.
+            upgrade: Some(Release {
+                service: || OrdersRelease::Upgraded,
+                catalog: || catalog(seam_warehouse_fixture::orders_catalog_v2()),
+                translators: Vec::new,
+                rollback: true,
+            }),
         })),
         Box::new(Node::new(Spec {
             name: "fulfilment",
@@ -126,12 +174,25 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
                 vec![boxed(translate::OrdersToFulfilment {
                     source: "orders".into(),
                     max_qty: Some(MAX_QTY),
-                    ..Default::default()
+                    panic_qty: Some(PANIC_QTY),
+                    explode_qty: Some(EXPLODE_QTY),
                 })]
             },
             command: none,
             shared: parcel_rows,
             registered: &[],
+            // The translator fix: every line is picked; an operator then redrives what was parked.
+            upgrade: Some(Release {
+                service: || fulfilment::Fulfilment,
+                catalog: || catalog(seam_warehouse_fixture::fulfilment_catalog()),
+                translators: || {
+                    vec![boxed(translate::OrdersToFulfilment {
+                        source: "orders".into(),
+                        ..Default::default()
+                    })]
+                },
+                rollback: false,
+            }),
         })),
         Box::new(Node::new(Spec {
             name: "tracking",
@@ -145,6 +206,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
             command: none,
             shared: seen_rows,
             registered: &[],
+            upgrade: None,
         })),
     ]
 }
@@ -200,26 +262,31 @@ fn orders_of(store: &Store) -> Vec<(String, orders::Order)> {
         .collect()
 }
 
-/// The lines a consumer takes in: up to the first one the translator refuses (it is
-/// dead-lettered and the order parked behind it).
-fn accepted(order: &orders::Order) -> Vec<(i32, i32)> {
+/// The lines fulfilment takes in: with the first release of its translator, up to the first
+/// one it refuses or panics on (dead-lettered, the order parked behind it); with the fix, all.
+fn accepted(order: &orders::Order, fixed: bool) -> Vec<(i32, i32)> {
     order
         .lines
         .iter()
         .enumerate()
         .map(|(i, (_, qty))| (i as i32 + 1, *qty))
-        .take_while(|(_, qty)| *qty <= MAX_QTY)
+        .take_while(|(_, qty)| fixed || (*qty <= MAX_QTY && *qty != PANIC_QTY && *qty != EXPLODE_QTY))
         .collect()
 }
 
+/// Appended to a flow's name when its consumer runs the next release (the source's rows then
+/// include what the first release refused).
+pub const FIXED: &str = "+fixed";
+
 fn orders_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
     let orders = orders_of(store);
-    match flow {
+    let fixed = flow.ends_with(FIXED);
+    match flow.trim_end_matches(FIXED) {
         "orders->fulfilment" => Some(
             orders
                 .iter()
                 .map(|(id, o)| {
-                    let lines = accepted(o);
+                    let lines = accepted(o, fixed);
                     let picked: Vec<String> = lines.iter().map(|(l, _)| l.to_string()).collect();
                     let units: i64 = lines.iter().map(|(_, q)| i64::from(*q)).sum();
                     format!("{id}|{}|{}|{units}", o.customer, picked.join(","))
@@ -241,7 +308,7 @@ fn orders_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
 }
 
 fn parcel_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
-    (flow == "orders->fulfilment").then(|| {
+    (flow.trim_end_matches(FIXED) == "orders->fulfilment").then(|| {
         fulfilment::parcels(store)
             .unwrap_or_default()
             .into_iter()
@@ -337,10 +404,11 @@ impl Workload {
             ),
             _ => {
                 // Now and then a line the translator cannot handle: a poison event.
-                let qty = if rng.chance(4) {
-                    MAX_QTY + 5
-                } else {
-                    1 + rng.below(20) as i32
+                let qty = match rng.below(100) {
+                    0..=2 => MAX_QTY + 5,
+                    3 => PANIC_QTY,
+                    4 => EXPLODE_QTY,
+                    _ => 1 + rng.below(20) as i32,
                 };
                 (
                     "orders",

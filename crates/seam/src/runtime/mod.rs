@@ -21,7 +21,7 @@ mod pipeline;
 mod progress;
 pub mod publisher;
 mod rebuild;
-mod redrive;
+pub mod redrive;
 mod register;
 mod replay;
 pub mod retention;

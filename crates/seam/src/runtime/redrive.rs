@@ -35,18 +35,69 @@ pub struct RedriveSummary {
 }
 
 /// One parked letter, prepared for the writer.
-pub(crate) struct Item<C> {
-    pub parked: Parked,
-    pub raw: RawEvent,
-    pub prepared: Prepared<C>,
+pub struct Item<C> {
+    pub(crate) parked: Parked,
+    pub(crate) raw: RawEvent,
+    pub(crate) prepared: Prepared<C>,
 }
 
 /// The writer's answer for one chunk.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkOutcome {
+pub struct ChunkOutcome {
+    /// What the chunk did.
     pub summary: RedriveSummary,
     /// Subjects (topic, subject) whose letter failed: the rest of them stays parked.
     pub blocked: Vec<(String, String)>,
+}
+
+/// One page of parked letters, prepared off the writer.
+pub struct Page<C> {
+    /// The letters the request selects, prepared.
+    pub items: Vec<Item<C>>,
+    /// Whether no letters follow.
+    pub last: bool,
+    /// Where the next page starts.
+    pub cursor: Option<Vec<u8>>,
+}
+
+/// Reads the page of parked letters after `cursor` and prepares the ones `request` selects,
+/// skipping subjects already `blocked`. `prepare` decodes and translates one letter (the
+/// pipeline's, with its retries); a registry refusal fails that letter, not the node.
+pub fn page<C>(
+    store: &Store,
+    request: &RedriveRequest,
+    cursor: Option<&[u8]>,
+    blocked: &HashSet<(String, String)>,
+    mut prepare: impl FnMut(&RawEvent) -> Result<Prepared<C>, RuntimeError>,
+) -> Result<Page<C>, RuntimeError> {
+    let letters = store.parked_page(cursor, CHUNK)?;
+    let last = letters.len() < CHUNK;
+    let cursor = letters
+        .last()
+        .map(|p| p.key.clone())
+        .or_else(|| cursor.map(<[u8]>::to_vec));
+    let mut items = Vec::new();
+    for parked in letters {
+        let letter = &parked.letter;
+        let subject = letter.subject.clone().unwrap_or_default();
+        if request.subject.as_ref().is_some_and(|s| *s != subject)
+            || request.topic.as_ref().is_some_and(|t| *t != letter.topic)
+            || blocked.contains(&(letter.topic.clone(), subject))
+        {
+            continue;
+        }
+        let raw = RawEvent::from_letter(letter);
+        let prepared = match prepare(&raw) {
+            Ok(p) => p,
+            Err(RuntimeError::Registry(reason)) => Prepared::Poison {
+                kind: "registry".into(),
+                reason: format!("the schema registry refused: {reason}"),
+            },
+            Err(e) => return Err(e),
+        };
+        items.push(Item { parked, raw, prepared });
+    }
+    Ok(Page { items, last, cursor })
 }
 
 /// Runs redrive requests for one node.
@@ -70,31 +121,14 @@ impl<C: Send + 'static> Redriver<C> {
         let mut blocked: HashSet<(String, String)> = HashSet::new();
         let mut cursor: Option<Vec<u8>> = None;
         loop {
-            let page = self.store.parked_page(cursor.as_deref(), CHUNK)?;
-            let last_page = page.len() < CHUNK;
-            cursor = page.last().map(|p| p.key.clone()).or(cursor);
-            let mut items = Vec::new();
-            for parked in page {
-                let letter = &parked.letter;
-                let subject = letter.subject.clone().unwrap_or_default();
-                if request.subject.as_ref().is_some_and(|s| *s != subject)
-                    || request.topic.as_ref().is_some_and(|t| *t != letter.topic)
-                    || blocked.contains(&(letter.topic.clone(), subject))
-                {
-                    continue;
-                }
-                let raw = RawEvent::from_letter(letter);
-                let prepared = match self.pipeline.prepare(&raw, &self.cancel) {
-                    Ok(p) => p,
-                    // A refusal retrying cannot fix fails this letter, not the node.
-                    Err(RuntimeError::Registry(reason)) => Prepared::Poison {
-                        kind: "registry".into(),
-                        reason: format!("the schema registry refused: {reason}"),
-                    },
-                    Err(e) => return Err(e),
-                };
-                items.push(Item { parked, raw, prepared });
-            }
+            let Page {
+                items,
+                last: last_page,
+                cursor: next,
+            } = page(&self.store, request, cursor.as_deref(), &blocked, |raw| {
+                self.pipeline.prepare(raw, &self.cancel)
+            })?;
+            cursor = next;
             if items.is_empty() && !last_page {
                 continue;
             }

@@ -175,6 +175,21 @@ impl<S: Service> Stepper<S> {
         Ok(answer)
     }
 
+    /// One chunk of prepared parked letters (`redrive::page`), applied in order in one write;
+    /// answered at the flush.
+    pub fn redrive(
+        &mut self,
+        items: Vec<super::redrive::Item<S::Command>>,
+    ) -> Result<Answer<Result<super::redrive::ChunkOutcome, RuntimeError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        self.handle(Request::Redrive {
+            items,
+            control: None,
+            reply,
+        })?;
+        Ok(answer)
+    }
+
     /// Writes the open group: visible at once, durable only after [`Stepper::flush`].
     pub fn write(&mut self) -> Result<(), RuntimeError> {
         if let Some(mut group) = self.group.take() {
