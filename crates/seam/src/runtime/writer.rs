@@ -433,6 +433,11 @@ impl<S: Service> Writer<S> {
             self.store.commit(&mut group.set, true)?;
             self.metrics.committed();
             failpoint::hit("writer.after-commit");
+        } else {
+            // Nothing of its own to write, but groups written before may still wait for the
+            // flusher: raising the durable seq over them unflushed would let the publisher
+            // publish entries a crash can take back.
+            self.store.flush()?;
         }
         for applied in std::mem::take(&mut group.applied) {
             let _ = applied.send(());
