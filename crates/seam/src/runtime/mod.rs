@@ -58,12 +58,12 @@ pub use pipeline::{Declared, Pipeline, Prepared, RawEvent, Ready};
 pub use progress::Progress;
 pub use redrive::RedriveSummary;
 pub use register::{RegisterFrom, Registered, Registration};
-pub use replay::{ReplayReport, ReplayRequest, ReplayStatus};
+pub use replay::{compare_and_swap, plan as replay_plan, ReplayReport, ReplayRequest, ReplayStatus, Swap};
 pub use retention::RetentionError;
 pub use spool::{Arrival, MAX_BYTES as SPOOL_MAX_BYTES};
 pub use step::{Answer, Stepper};
 pub use swap::LetterReport;
-pub use writer::PutOutcome;
+pub use writer::{ExclusiveJob, PutOutcome};
 
 pub(super) struct Worker {
     name: &'static str,

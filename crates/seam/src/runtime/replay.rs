@@ -38,6 +38,86 @@ use crate::translator::events_topic;
 
 use super::swap::{self, LetterReport, LISTED};
 
+/// What a replay's exclusive step compares and swaps.
+pub struct Swap<'a> {
+    /// The replicas' model key prefixes.
+    pub prefixes: &'a [String],
+    /// The replayed source topics.
+    pub topics: &'a [String],
+    /// Sources being rebuilt after their events were lost (their letters are the truth).
+    pub rebuilding: &'a BTreeSet<String>,
+    /// Only report.
+    pub dry_run: bool,
+    /// Swap even when the rebuild dead-lettered events the live store took in.
+    pub accept_dead_letters: bool,
+}
+
+/// The exclusive step of a replay, once the shadow has read up to `target` (the live
+/// positions of this moment): compares the replicas and the dead letters of both sides and,
+/// unless refused or a dry run, stages the swap into `set` (one atomic write with the live
+/// store's bookkeeping). The report's `events` and `snapshot_records` are the caller's.
+pub fn compare_and_swap(
+    live: &Store,
+    shadow: &Store,
+    set: &mut crate::store::WriteSet,
+    plan: &Swap<'_>,
+    target: &OffsetMap,
+) -> Result<ReplayReport, RuntimeError> {
+    let diff = swap::compare(live, shadow, plan.prefixes)?;
+    let letters = swap::letters(live, shadow, plan.topics)?;
+    // Letters of a source being rebuilt are the rebuilt truth: the live store never took in
+    // what it missed.
+    let unexpected = letters
+        .new
+        .iter()
+        .filter(|l| !plan.rebuilding.contains(&l.topic))
+        .count();
+    let refused = (!plan.dry_run && unexpected > 0 && !plan.accept_dead_letters).then(|| {
+        format!(
+            "the rebuild dead-lettered {unexpected} event(s) the live store took in: swapping would revert their subjects and drop the letters. Fix the cause and replay again, or replay with --accept-dead-letters to park them in the live store"
+        )
+    });
+    let differs =
+        !diff.keys.is_empty() || !letters.resolved.is_empty() || !letters.new.is_empty() || !plan.rebuilding.is_empty();
+    let swap = !plan.dry_run && refused.is_none() && differs;
+    if swap {
+        let when = crate::envelope::rfc3339(crate::envelope::now_ms());
+        swap::stage(live, shadow, set, plan.topics, &diff, &letters, &when)?;
+    }
+    Ok(ReplayReport {
+        sources: Vec::new(),
+        prefixes: plan.prefixes.to_vec(),
+        from: String::new(),
+        snapshot_records: 0,
+        events: 0,
+        emitted_unpublished: shadow.last_seq()?,
+        positions: target.iter().fold(
+            BTreeMap::new(),
+            |mut m: BTreeMap<String, BTreeMap<i32, i64>>, (t, p, o)| {
+                m.entry(t.to_string()).or_default().insert(p, o);
+                m
+            },
+        ),
+        live_digest: diff.live_digest,
+        shadow_digest: diff.shadow_digest,
+        differing_count: diff.keys.len() as u64,
+        placeholders_kept: diff.kept as u64,
+        differing: diff.keys.iter().take(LISTED).map(|(k, _)| k.clone()).collect(),
+        shadow_dead_letters: letters.new.iter().take(LISTED).map(LetterReport::from).collect(),
+        shadow_dead_letter_count: letters.new.len() as u64,
+        resolved_dead_letters: letters.resolved.len() as u64,
+        refused,
+        rebuilt: if swap {
+            plan.rebuilding.iter().cloned().collect()
+        } else {
+            Vec::new()
+        },
+        swapped: swap,
+        dry_run: plan.dry_run,
+        seconds: 0.0,
+    })
+}
+
 /// What to rebuild and from where (`POST /replay`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -154,7 +234,11 @@ pub(crate) struct Replay<S: Service> {
 
 /// The replicas covering `sources` (all when empty), and every source they are built from. A
 /// replica declaring no sources is built from everything the service reads (`reading`).
-pub(crate) fn plan(
+/// What a replay of `service` rebuilds: the prefixes of the chosen replicas and the sources
+/// they are built from, given the `sources` asked for (empty: all) and the sources the node
+/// reads (`reading`). Refuses a replica of a source the node does not read yet: rebuilding it
+/// from offset 0 while a bootstrap loads it would swap in a replica without that source.
+pub fn plan(
     service: &str,
     replicas: &[Replica],
     sources: &[String],
@@ -184,7 +268,12 @@ pub(crate) fn plan(
         .iter()
         .filter(|r| sources.is_empty() || built_from(r).iter().any(|s| sources.contains(s)))
         .collect();
-    let reads = chosen.iter().flat_map(|r| built_from(r)).collect();
+    let reads: BTreeSet<String> = chosen.iter().flat_map(|r| built_from(r)).collect();
+    if let Some(s) = reads.iter().find(|s| !reading.contains(s)) {
+        return Err(RuntimeError::Refused(format!(
+            "{service} does not read {s} yet; register it first (`seam register {service} --source {s}`)"
+        )));
+    }
     Ok((chosen.iter().map(|r| r.prefix.to_string()).collect(), reads))
 }
 
@@ -371,57 +460,17 @@ impl<S: Service> Replay<S> {
                 let result = (|| {
                     let target = targets(&live.positions()?);
                     reader.read_to(&target)?;
-                    let diff = swap::compare(live, &shadow, &prefixes)?;
-                    let letters = swap::letters(live, &shadow, &topics)?;
-                    // Letters of a source being rebuilt are the rebuilt truth: the live store
-                    // never took in what it missed.
-                    let unexpected = letters.new.iter().filter(|l| !rebuilding.contains(&l.topic)).count();
-                    let refused = (!dry_run && unexpected > 0 && !accept_dead_letters).then(|| {
-                        format!(
-                            "the rebuild dead-lettered {unexpected} event(s) the live store took in: swapping would revert their subjects and drop the letters. Fix the cause and replay again, or replay with --accept-dead-letters to park them in the live store"
-                        )
-                    });
-                    let differs = !diff.keys.is_empty()
-                        || !letters.resolved.is_empty()
-                        || !letters.new.is_empty()
-                        || !rebuilding.is_empty();
-                    let swap = !dry_run && refused.is_none() && differs;
-                    if swap {
-                        let when = crate::envelope::rfc3339(crate::envelope::now_ms());
-                        swap::stage(live, &shadow, set, &topics, &diff, &letters, &when)?;
-                    }
-                    Ok(ReplayReport {
-                        sources: Vec::new(),
-                        prefixes,
-                        from: String::new(),
-                        snapshot_records,
-                        events: reader.read.load(Ordering::Relaxed),
-                        emitted_unpublished: shadow.last_seq()?,
-                        positions: target.iter().fold(
-                            BTreeMap::new(),
-                            |mut m: BTreeMap<String, BTreeMap<i32, i64>>, (t, p, o)| {
-                                m.entry(t.to_string()).or_default().insert(p, o);
-                                m
-                            },
-                        ),
-                        live_digest: diff.live_digest,
-                        shadow_digest: diff.shadow_digest,
-                        differing_count: diff.keys.len() as u64,
-                        placeholders_kept: diff.kept as u64,
-                        differing: diff.keys.iter().take(LISTED).map(|(k, _)| k.clone()).collect(),
-                        shadow_dead_letters: letters.new.iter().take(LISTED).map(LetterReport::from).collect(),
-                        shadow_dead_letter_count: letters.new.len() as u64,
-                        resolved_dead_letters: letters.resolved.len() as u64,
-                        refused,
-                        rebuilt: if swap {
-                            rebuilding.iter().cloned().collect()
-                        } else {
-                            Vec::new()
-                        },
-                        swapped: swap,
+                    let plan = Swap {
+                        prefixes: &prefixes,
+                        topics: &topics,
+                        rebuilding: &rebuilding,
                         dry_run,
-                        seconds: 0.0,
-                    })
+                        accept_dead_letters,
+                    };
+                    let mut report = compare_and_swap(live, &shadow, set, &plan, &target)?;
+                    report.snapshot_records = snapshot_records;
+                    report.events = reader.read.load(Ordering::Relaxed);
+                    Ok(report)
                 })();
                 let failed = result.as_ref().err().cloned();
                 let _ = report_tx.send(result);
@@ -676,14 +725,6 @@ impl<S: Service> Node<S> {
             .map(|s| events_topic(s))
             .filter(|t| waiting.contains_key(t))
             .collect();
-        for s in &sources {
-            if !reading.contains(&events_topic(s)) {
-                return Err(RuntimeError::Refused(format!(
-                    "{} does not read {s} yet; register it first (`seam register {} --source {s}`)",
-                    self.name, self.name
-                )));
-            }
-        }
         let mut snapshots = snapshot_sources(&request.snapshots);
         snapshots.retain(|s, _| sources.contains(s));
         if !request.snapshots.is_empty() {

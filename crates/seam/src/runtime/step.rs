@@ -190,6 +190,17 @@ impl<S: Service> Stepper<S> {
         Ok(answer)
     }
 
+    /// Runs `job` alone on the writer after committing what came before (a replay's compare and
+    /// swap); what it stages commits durably in one write when it succeeds. Answered at once.
+    pub fn exclusive(
+        &mut self,
+        job: super::writer::ExclusiveJob,
+    ) -> Result<Answer<Result<(), RuntimeError>>, RuntimeError> {
+        let (reply, answer) = answer();
+        self.handle(Request::Exclusive { job, reply })?;
+        Ok(answer)
+    }
+
     /// Writes the open group: visible at once, durable only after [`Stepper::flush`].
     pub fn write(&mut self) -> Result<(), RuntimeError> {
         if let Some(mut group) = self.group.take() {

@@ -53,7 +53,7 @@ pub(crate) struct BootstrapEnd {
 pub(crate) type Exported = (u64, u64);
 
 /// Work run exclusively on the writer; an error discards what it staged.
-pub(crate) type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), RuntimeError> + Send>;
+pub type ExclusiveJob = Box<dyn FnOnce(&Store, &mut WriteSet) -> Result<(), RuntimeError> + Send>;
 
 pub(crate) enum Request<C> {
     Command {
