@@ -14,7 +14,10 @@ use seam::fault::{Class, Classify};
 use seam::runtime::consumer::another_journal;
 use seam::runtime::journal_schemas::JournalSchemas;
 use seam::runtime::publisher::{placements, resume, Tail};
-use seam::runtime::{retention, Answer, ExecuteError, Pipeline, Prepared, RawEvent, Ready, RuntimeError, Stepper};
+use seam::runtime::{
+    compare_and_swap, retention, Answer, ExecuteError, Pipeline, Prepared, RawEvent, Ready, ReplayReport, RuntimeError,
+    Stepper, Swap,
+};
 use seam::service::{Cause, Service};
 use seam::store::{JournalEntry, JournalId, Store};
 use seam::translator::{events_topic, Translator};
@@ -173,6 +176,12 @@ pub trait Process {
     fn redrive_step(&mut self) -> Option<Did>;
     /// Parked letters, as `(topic, subject)`.
     fn parked(&self) -> Vec<(String, String)>;
+    /// `seam replay <this>` of every replica it declares, from offset 0.
+    fn request_replay(&mut self, env: &mut Env<'_>, dry_run: bool) -> Did;
+    /// One step of a replay in progress; `None` when none is.
+    fn replay_step(&mut self, env: &mut Env<'_>) -> Option<Did>;
+    /// The report of the last replay that finished.
+    fn last_replay(&self) -> Option<&ReplayReport>;
 }
 
 /// The publisher's state.
@@ -236,6 +245,18 @@ struct Up<S: Service> {
     loading: Option<Answer<Result<(), RuntimeError>>>,
     /// A redrive in progress.
     redrive: Option<Redrive>,
+    /// A replay in progress.
+    replay: Option<Replaying<S>>,
+}
+
+/// A replay in progress: the shadow store with its own writer, and how far it has read.
+struct Replaying<S: Service> {
+    shadow: Store,
+    writer: Stepper<S>,
+    fetch: BTreeMap<(String, i32), i64>,
+    topics: Vec<String>,
+    prefixes: Vec<String>,
+    dry_run: bool,
 }
 
 /// A redrive in progress: where its pages are, what failed again, the chunk in flight.
@@ -266,7 +287,12 @@ pub struct Node<S: Service> {
     failures: Vec<String>,
     sources: Vec<String>,
     upgraded: bool,
+    last_replay: Option<ReplayReport>,
 }
+
+/// How a replay ends when retention deleted events it had not read yet (the real reader's
+/// offset goes out of range the same way).
+const GONE: &str = "replay stopped: retention deleted events it had not read yet; the live store is unchanged";
 
 /// Entries per publish transaction at most (small, so schedules cross many batches).
 const MAX_BATCH: usize = 12;
@@ -307,6 +333,7 @@ impl<S: Service> Node<S> {
             failures: Vec::new(),
             sources,
             upgraded: false,
+            last_replay: None,
         }
     }
 
@@ -372,6 +399,7 @@ impl<S: Service> Node<S> {
             held: None,
             loading: None,
             redrive: None,
+            replay: None,
         })
     }
 
@@ -878,6 +906,7 @@ impl<S: Service> Process for Node<S> {
             || !up.batches.is_empty()
             || up.loading.is_some()
             || up.redrive.is_some()
+            || up.replay.is_some()
         {
             return true;
         }
@@ -955,6 +984,214 @@ impl<S: Service> Process for Node<S> {
 
     fn shared(&self, store: &Store, flow: &str) -> Option<Vec<String>> {
         (self.spec.shared)(store, flow)
+    }
+
+    fn request_replay(&mut self, env: &mut Env<'_>, dry_run: bool) -> Did {
+        let service = self.service();
+        let catalog = Arc::new(self.catalog());
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if up.replay.is_some() {
+            return "a replay is running".into();
+        }
+        if service.replicas().is_empty() {
+            return "declares no replicas to replay".into();
+        }
+        let reading: Vec<String> = self
+            .sources
+            .iter()
+            .map(|t| t.trim_end_matches(".events").to_string())
+            .collect();
+        let (prefixes, sources) = match seam::runtime::replay_plan(self.spec.name, &service.replicas(), &[], &reading) {
+            Ok(plan) => plan,
+            Err(e) => return format!("replay refused: {e}"),
+        };
+        let topics: Vec<String> = sources.iter().map(|s| events_topic(s)).collect();
+        let mut fetch = BTreeMap::new();
+        for topic in &topics {
+            let Ok(partitions) = env.kafka.partitions(topic) else {
+                return "replay waits for the cluster".into();
+            };
+            for partition in 0..partitions {
+                match env.kafka.watermarks(topic, partition) {
+                    Ok((0, _)) => {
+                        fetch.insert((topic.clone(), partition), 0);
+                    }
+                    Ok((low, _)) => {
+                        return format!(
+                            "replay refused: {topic}/{partition} starts at {low}, its first events are gone (replay from a snapshot instead)"
+                        )
+                    }
+                    Err(_) => return "replay waits for the cluster".into(),
+                }
+            }
+        }
+        let shadow = match Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("shadow", s)) {
+            Ok(store) => store.without_journal(),
+            Err(e) => return self.fail(format!("opening a shadow store: {e}")),
+        };
+        let writer = match Stepper::new(self.spec.name, shadow.clone(), Arc::new(service), catalog) {
+            Ok(w) => w,
+            Err(e) => return self.fail(format!("starting the shadow writer: {e}")),
+        };
+        up.replay = Some(Replaying {
+            shadow,
+            writer,
+            fetch,
+            topics,
+            prefixes,
+            dry_run,
+        });
+        format!("REPLAY requested{}", if dry_run { " (dry run)" } else { "" })
+    }
+
+    fn replay_step(&mut self, env: &mut Env<'_>) -> Option<Did> {
+        let up = self.up.as_mut()?;
+        let replay = up.replay.as_mut()?;
+        if up.held.is_some() {
+            return Some("replay waits: the writer holds for a snapshot".into());
+        }
+        // Most steps read on into the shadow, up to the live positions, while the live store
+        // goes on.
+        let Ok(live) = up.store.positions() else {
+            return Some(self.fail("reading the live positions".into()));
+        };
+        let readable: Vec<(String, i32)> = replay
+            .fetch
+            .iter()
+            .filter(|((t, p), from)| live.position(t, *p) > **from)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !readable.is_empty() && env.rng.chance(75) {
+            let key = env.rng.pick(&readable)?.clone();
+            let from = replay.fetch[&key];
+            let fetched = match env.kafka.read(&key.0, key.1, from, 1 + env.rng.below(MAX_FETCH)) {
+                Ok(fetched) => fetched,
+                Err(KafkaError::OutOfRange { .. }) => {
+                    up.replay = None;
+                    return Some(GONE.into());
+                }
+                Err(_) => return Some("replay waits for the cluster".into()),
+            };
+            let until = live.position(&key.0, key.1);
+            let mut items = Vec::new();
+            let mut next = from;
+            for r in fetched.records.iter().filter(|r| r.offset < until) {
+                next = r.offset + 1;
+                let event = raw(&key.0, key.1, r);
+                match up.pipeline.try_prepare(&event) {
+                    Ok(Ready::Done(p)) => items.push((event, p)),
+                    Ok(Ready::Transient(_)) => return Some("replay waits for the registry".into()),
+                    Err(e) => return Some(self.fail(format!("preparing for the shadow: {e}"))),
+                }
+            }
+            let count = items.len();
+            let applied = replay
+                .writer
+                .foreign(items)
+                .and_then(|_| replay.writer.write())
+                .and_then(|()| replay.writer.flush());
+            if let Err(e) = applied {
+                return Some(self.fail(format!("the shadow writer failed: {e}")));
+            }
+            let next = if fetched.next <= until { fetched.next } else { next };
+            replay.fetch.insert(key.clone(), next);
+            return Some(format!("replay read {count} from {}/{} into the shadow", key.0, key.1));
+        }
+        // The exclusive step: what is left up to the live positions of this moment, then the
+        // comparison and the swap, with nothing committing in between.
+        let mut rest = Vec::new();
+        for ((topic, partition), from) in &replay.fetch {
+            let fetched = match env.kafka.read(topic, *partition, *from, usize::MAX) {
+                Ok(fetched) => fetched,
+                Err(KafkaError::OutOfRange { .. }) => {
+                    up.replay = None;
+                    return Some(GONE.into());
+                }
+                Err(_) => return Some("replay waits for the cluster".into()),
+            };
+            for r in &fetched.records {
+                let event = raw(topic, *partition, r);
+                match up.pipeline.try_prepare(&event) {
+                    Ok(Ready::Done(p)) => rest.push((event, p)),
+                    Ok(Ready::Transient(_)) => return Some("replay waits for the registry".into()),
+                    Err(e) => return Some(self.fail(format!("preparing for the shadow: {e}"))),
+                }
+            }
+        }
+        let Replaying {
+            shadow,
+            mut writer,
+            topics,
+            prefixes,
+            dry_run,
+            ..
+        } = up.replay.take()?;
+        let report: Arc<std::sync::Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
+        let out = Arc::clone(&report);
+        let job = Box::new(move |live: &Store, set: &mut seam::store::WriteSet| {
+            let result = (|| {
+                let positions = live.positions()?;
+                let mut target = seam::offsets::OffsetMap::default();
+                for (t, p, o) in positions.iter().filter(|(t, _, _)| topics.iter().any(|x| x == t)) {
+                    target.set(t, p, o);
+                }
+                let catch_up: Vec<_> = rest
+                    .into_iter()
+                    .filter(|(e, _)| e.offset < target.position(&e.topic, e.partition))
+                    .collect();
+                writer.foreign(catch_up)?;
+                writer.write()?;
+                writer.flush()?;
+                let plan = Swap {
+                    prefixes: &prefixes,
+                    topics: &topics,
+                    rebuilding: &std::collections::BTreeSet::new(),
+                    dry_run,
+                    accept_dead_letters: false,
+                };
+                compare_and_swap(live, &shadow, set, &plan, &target)
+            })();
+            let failed = result.as_ref().err().cloned();
+            if let Ok(mut slot) = out.lock() {
+                *slot = Some(result);
+            }
+            failed.map_or(Ok(()), Err)
+        });
+        if let Err(e) = up.stepper.exclusive(job) {
+            return Some(self.fail(format!("the writer failed on the replay's swap: {e}")));
+        }
+        let taken = report.lock().ok().and_then(|mut r| r.take());
+        Some(match taken {
+            Some(Ok(r)) => {
+                let did = format!(
+                    "replay {}: {} keys differ, {} letters resolved, {} only in the shadow{}",
+                    if r.swapped {
+                        "swapped"
+                    } else if r.dry_run {
+                        "dry run"
+                    } else {
+                        "swapped nothing"
+                    },
+                    r.differing_count,
+                    r.resolved_dead_letters,
+                    r.shadow_dead_letter_count,
+                    r.refused
+                        .as_deref()
+                        .map(|why| format!(" (refused: {why})"))
+                        .unwrap_or_default()
+                );
+                self.last_replay = Some(r);
+                did
+            }
+            Some(Err(e)) => self.fail(format!("the replay failed: {e}")),
+            None => self.fail("the replay's swap did not run".into()),
+        })
+    }
+
+    fn last_replay(&self) -> Option<&ReplayReport> {
+        self.last_replay.as_ref()
     }
 
     fn deploy(&mut self, rng: &mut Rng) -> Option<Did> {

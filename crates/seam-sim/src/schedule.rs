@@ -36,11 +36,14 @@ pub enum Fault {
     /// orders service upgrades its schema and rolls back, fulfilment gets its translator fix
     /// and the operator redrives what was parked.
     Deploy,
+    /// The operator replays a consumer's replicas while traffic goes on (a dry run now and
+    /// then): a shadow store rebuilt from offset 0, compared and swapped in one exclusive step.
+    Replay,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Crash,
         Fault::Redelivery,
         Fault::Rebalance,
@@ -50,6 +53,7 @@ impl Fault {
         Fault::Poison,
         Fault::PutRace,
         Fault::Deploy,
+        Fault::Replay,
     ];
 
     /// Its name on the command line and in reports.
@@ -64,6 +68,7 @@ impl Fault {
             Fault::Poison => "poison",
             Fault::PutRace => "put-race",
             Fault::Deploy => "deploy",
+            Fault::Replay => "replay",
         }
     }
 
@@ -84,6 +89,7 @@ impl Fault {
             Fault::Poison => 6,
             Fault::PutRace => 15,
             Fault::Deploy => 4,
+            Fault::Replay => 3,
         }
     }
 }
@@ -248,19 +254,40 @@ impl Sim {
                 .any(|(_, subject)| !subject.starts_with("rogue/"))
     }
 
-    /// The operator runs `seam dlq redrive` for a consumer whose fix is deployed.
+    /// The operator settles a consumer whose fix is deployed: `seam dlq redrive`, or first a
+    /// `seam replay` that rebuilds the replica with the fix (and resolves the letters it applied).
     fn operator(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_up() && self.redrivable(i) {
-                let did = self.nodes[i].request_redrive();
-                let who = self.nodes[i].name().to_string();
-                self.log(&who, did);
+                if self.rng.chance(40) {
+                    self.env_step(i, |n, env| n.request_replay(env, false));
+                } else {
+                    let did = self.nodes[i].request_redrive();
+                    let who = self.nodes[i].name().to_string();
+                    self.log(&who, did);
+                }
             }
         }
     }
 
     /// One ordinary step of node `i`: the work a running process does on its own.
     fn work(&mut self, i: usize) {
+        if self.rng.chance(30) {
+            let did = {
+                let mut env = Env {
+                    kafka: &mut self.kafka,
+                    registry: &self.registry,
+                    rng: &mut self.rng,
+                    runtime: &self.runtime,
+                };
+                self.nodes[i].replay_step(&mut env)
+            };
+            if let Some(did) = did {
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+                return;
+            }
+        }
         if self.rng.chance(30) {
             if let Some(did) = self.nodes[i].redrive_step() {
                 let who = self.nodes[i].name().to_string();
@@ -280,6 +307,10 @@ impl Sim {
         *self.outcome.faults.entry(fault.name()).or_default() += 1;
         let i = self.rng.below(self.nodes.len());
         match fault {
+            Fault::Replay => {
+                let dry_run = self.rng.chance(30);
+                self.env_step(i, |n, env| n.request_replay(env, dry_run));
+            }
             Fault::Deploy => {
                 let did = self.nodes[i]
                     .deploy(&mut self.rng)
@@ -588,8 +619,28 @@ impl Sim {
     }
 }
 
-/// Runs the schedule of `seed` and checks it.
+/// Runs the schedule of `seed` and checks it. A panic that escapes the runtime (nothing
+/// caught it) is a violation of its own, with the schedule's seed.
 pub fn run(seed: u64, options: &Options) -> Outcome {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_checked(seed, options))) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            seam::envelope::set_virtual_clock(None);
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Outcome {
+                seed,
+                violations: vec![format!("the runtime panicked and nothing caught it: {message}")],
+                ..Outcome::default()
+            }
+        }
+    }
+}
+
+fn run_checked(seed: u64, options: &Options) -> Outcome {
     let mut sim = match Sim::new(seed, options.trace) {
         Ok(sim) => sim,
         Err(e) => {
