@@ -351,6 +351,13 @@ impl Kafka {
         self.topics.get(topic).is_some_and(|ps| ps.iter().any(|p| p.start > 0))
     }
 
+    /// Adds partitions to a topic (an operator's `seam deploy` of a larger count).
+    pub fn grow(&mut self, topic: &str, by: i32) {
+        if let Some(partitions) = self.topics.get_mut(topic) {
+            partitions.extend((0..by).map(|_| Partition::default()));
+        }
+    }
+
     /// Every topic, with its partition count.
     pub fn topics(&self) -> Vec<(String, i32)> {
         self.topics.iter().map(|(t, ps)| (t.clone(), ps.len() as i32)).collect()

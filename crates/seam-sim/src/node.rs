@@ -74,8 +74,8 @@ pub struct Release<S: Service> {
     pub catalog: fn() -> Catalog,
     /// The translators.
     pub translators: Translators<S::Command>,
-    /// Whether a deploy may go back to the first release.
-    pub rollback: bool,
+    /// Percent of deploys after the upgrade that roll back to the first release (0: never).
+    pub rollback: u32,
 }
 
 /// A snapshot as `GET /snapshot` exports it: the records with their schema ids and the offset
@@ -170,6 +170,9 @@ pub trait Process {
     fn deploy(&mut self, rng: &mut Rng) -> Option<Did>;
     /// Whether the upgraded release runs (or will, once restarted).
     fn upgraded(&self) -> bool;
+    /// Whether a consumer went back to a stricter release after a more lenient one applied
+    /// events: its replicas then hold what no single release would build.
+    fn mixed_history(&self) -> bool;
     /// `seam dlq redrive --consumer <this>`: starts a redrive of every parked letter.
     fn request_redrive(&mut self) -> Did;
     /// One step of a redrive in progress; `None` when none is.
@@ -182,6 +185,8 @@ pub trait Process {
     fn replay_step(&mut self, env: &mut Env<'_>) -> Option<Did>;
     /// The report of the last replay that finished.
     fn last_replay(&self) -> Option<&ReplayReport>;
+    /// Whether the consumer has read everything committed on `topic` (and handed it over).
+    fn caught_up(&self, kafka: &Kafka, topic: &str) -> bool;
 }
 
 /// The publisher's state.
@@ -287,6 +292,8 @@ pub struct Node<S: Service> {
     failures: Vec<String>,
     sources: Vec<String>,
     upgraded: bool,
+    /// Whether it ever went back to the first release after the next one ran.
+    rolled_back: bool,
     last_replay: Option<ReplayReport>,
 }
 
@@ -333,6 +340,7 @@ impl<S: Service> Node<S> {
             failures: Vec::new(),
             sources,
             upgraded: false,
+            rolled_back: false,
             last_replay: None,
         }
     }
@@ -417,7 +425,8 @@ impl<S: Service> Node<S> {
             }
         }
         let partitions = match env.kafka.partitions(&topic) {
-            Ok(n) => n,
+            Ok(n) => seam::runtime::publisher::hashing_partitions(self.spec.name, &up.store, &topic, n)
+                .map_err(|e| e.to_string())?,
             Err(KafkaError::Unavailable) => return Ok(None),
             Err(e) => return Err(format!("{e:?}")),
         };
@@ -1165,6 +1174,12 @@ impl<S: Service> Process for Node<S> {
         let taken = report.lock().ok().and_then(|mut r| r.take());
         Some(match taken {
             Some(Ok(r)) => {
+                if r.swapped && r.shadow_dead_letter_count > 0 {
+                    self.failures.push(format!(
+                        "{}: a replay swapped in a rebuild that dead-lettered {} event(s) the live store took in, without --accept-dead-letters",
+                        self.spec.name, r.shadow_dead_letter_count
+                    ));
+                }
                 let did = format!(
                     "replay {}: {} keys differ, {} letters resolved, {} only in the shadow{}",
                     if r.swapped {
@@ -1196,11 +1211,14 @@ impl<S: Service> Process for Node<S> {
 
     fn deploy(&mut self, rng: &mut Rng) -> Option<Did> {
         let release = self.spec.upgrade.as_ref()?;
-        if self.upgraded && !release.rollback {
+        if self.upgraded && !rng.chance(release.rollback) {
             return None;
         }
         let crashed = self.crash(rng);
         self.upgraded = !self.upgraded;
+        if !self.upgraded {
+            self.rolled_back = true;
+        }
         Some(format!(
             "DEPLOY {} ({crashed})",
             if self.upgraded {
@@ -1213,6 +1231,29 @@ impl<S: Service> Process for Node<S> {
 
     fn upgraded(&self) -> bool {
         self.upgraded
+    }
+
+    fn caught_up(&self, kafka: &Kafka, topic: &str) -> bool {
+        let Some(up) = &self.up else { return false };
+        if !self.sources.iter().any(|t| t == topic) {
+            return true;
+        }
+        let Ok(positions) = up.store.positions() else {
+            return false;
+        };
+        let Ok(partitions) = kafka.partitions(topic) else {
+            return false;
+        };
+        up.consumer.started
+            && (0..partitions).all(|p| {
+                kafka
+                    .last_stable(topic, p)
+                    .is_ok_and(|end| positions.position(topic, p) >= end || end == 0)
+            })
+    }
+
+    fn mixed_history(&self) -> bool {
+        self.rolled_back && !self.sources.is_empty()
     }
 
     fn request_redrive(&mut self) -> Did {

@@ -39,11 +39,15 @@ pub enum Fault {
     /// The operator replays a consumer's replicas while traffic goes on (a dry run now and
     /// then): a shadow store rebuilt from offset 0, compared and swapped in one exclusive step.
     Replay,
+    /// A topic grows by a partition, as `seam deploy` allows while every consumer of it is
+    /// caught up (its warning); the publisher hashes with the new count once it restarts, and
+    /// consumers are assigned the new partition at their next rebalance.
+    PartitionGrowth,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::Crash,
         Fault::Redelivery,
         Fault::Rebalance,
@@ -54,6 +58,7 @@ impl Fault {
         Fault::PutRace,
         Fault::Deploy,
         Fault::Replay,
+        Fault::PartitionGrowth,
     ];
 
     /// Its name on the command line and in reports.
@@ -69,6 +74,7 @@ impl Fault {
             Fault::PutRace => "put-race",
             Fault::Deploy => "deploy",
             Fault::Replay => "replay",
+            Fault::PartitionGrowth => "partition-growth",
         }
     }
 
@@ -90,6 +96,7 @@ impl Fault {
             Fault::PutRace => 15,
             Fault::Deploy => 4,
             Fault::Replay => 3,
+            Fault::PartitionGrowth => 2,
         }
     }
 }
@@ -307,6 +314,27 @@ impl Sim {
         *self.outcome.faults.entry(fault.name()).or_default() += 1;
         let i = self.rng.below(self.nodes.len());
         match fault {
+            Fault::PartitionGrowth => {
+                let topic = seam::translator::events_topic(self.nodes[i].name());
+                let caught_up = self.nodes.iter().all(|n| n.caught_up(&self.kafka, &topic));
+                if caught_up && !self.kafka.down {
+                    self.kafka.grow(&topic, 1);
+                    for j in 0..self.nodes.len() {
+                        if self.nodes[j].sources().contains(&topic) {
+                            self.env_step(j, |n, env| n.rebalance(env, false));
+                        }
+                    }
+                    self.log(
+                        "kafka",
+                        format!("PARTITIONS {topic} grows by one; its consumers rebalance"),
+                    );
+                } else {
+                    self.log(
+                        "operator",
+                        format!("{topic} not grown: a consumer is behind (the deploy warning)"),
+                    );
+                }
+            }
             Fault::Replay => {
                 let dry_run = self.rng.chance(30);
                 self.env_step(i, |n, env| n.request_replay(env, dry_run));

@@ -58,6 +58,8 @@ mod prefix {
 mod meta {
     pub const LAST_SEQ: &str = "last-seq";
     pub const PUBLISHED_SEQ: &str = "published-seq";
+    /// The partition count the journal's subjects are hashed over.
+    pub const PUBLISH_PARTITIONS: &str = "publish-partitions";
     pub const COUNTER: &str = "counter";
     pub const JOURNAL_ID: &str = "journal-id";
     /// Per source topic and class: how many dead letters are parked (`dlq-count\0<topic>\0<class>`).
@@ -467,6 +469,23 @@ impl Store {
         self.engine.write(vec![(
             key(prefix::META, &[meta::PUBLISHED_SEQ.as_bytes()]),
             Some(seq.to_be_bytes().to_vec()),
+        )])?;
+        self.engine.flush()
+    }
+
+    /// The partition count the publisher hashes this journal's subjects over, once it has
+    /// published: kept when the topic grows, so a subject never moves partition.
+    pub fn publish_partitions(&self) -> Result<Option<i32>, StoreError> {
+        let n = self.meta_u64(meta::PUBLISH_PARTITIONS)?;
+        Ok((n > 0).then_some(n as i32))
+    }
+
+    /// Records the partition count the publisher hashes over, durably (before anything is
+    /// published with it).
+    pub fn set_publish_partitions(&self, partitions: i32) -> Result<(), StoreError> {
+        self.engine.write(vec![(
+            key(prefix::META, &[meta::PUBLISH_PARTITIONS.as_bytes()]),
+            Some((partitions.max(0) as u64).to_be_bytes().to_vec()),
         )])?;
         self.engine.flush()
     }

@@ -137,8 +137,11 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_delete: &BTreeSet<Stri
                 if o.partitions < t.partitions {
                     diff.insert("partitions".into(), field(o.partitions, t.partitions));
                     warning = Some(format!(
-                        "{} grows from {} to {} partitions: existing subjects hash to new partitions, so events of one subject written before and after may be read out of order by a consumer that is behind; deploy while consumers are caught up",
-                        t.name, o.partitions, t.partitions
+                        "{} grows from {} to {} partitions: a seam service keeps publishing each subject to the partition it always used (so every reader keeps its events in order), and the {} added partitions stay empty for it; to spread a service over more partitions, give it a new topic",
+                        t.name,
+                        o.partitions,
+                        t.partitions,
+                        t.partitions - o.partitions
                     ));
                 } else if o.partitions > t.partitions {
                     p.problems.push(format!(

@@ -89,7 +89,7 @@ impl Publisher {
                 }
             }
         }
-        let partitions = self.partition_count(&topic)?;
+        let partitions = hashing_partitions(&self.service, &self.store, &topic, self.partition_count(&topic)?)?;
         let producer: ThreadedProducer<InFlight> = self
             .client
             .clone()
@@ -387,6 +387,29 @@ pub struct Tail {
     pub journals: HashMap<i32, Option<JournalId>>,
 }
 
+/// How many partitions the publisher hashes subjects over, given the topic's `actual` count:
+/// the count the journal was first published with, kept when the topic grows. A subject's
+/// events then never move partition, so every reader sees them in order: a consumer that is
+/// behind, a replay, a new consumer reading from offset 0. Partitions added later stay empty
+/// for this service (a warning says so); a topic with fewer partitions than that is refused.
+pub fn hashing_partitions(service: &str, store: &Store, topic: &str, actual: i32) -> Result<i32, RuntimeError> {
+    match store.publish_partitions()? {
+        None => {
+            store.set_publish_partitions(actual)?;
+            Ok(actual)
+        }
+        Some(kept) if kept == actual => Ok(kept),
+        Some(kept) if kept < actual => {
+            warn!(%service, %topic, kept, actual, "the topic grew; subjects stay hashed over the partitions the journal started with, so each subject's events stay in order; the added partitions stay empty for this service");
+            Ok(kept)
+        }
+        Some(kept) => Err(RuntimeError::Config(format!(
+            "{topic} has {actual} partitions, but {service}'s journal was published over {kept}: the topic was recreated smaller. \
+             Recreate it with {kept} partitions (set partitions: {kept} in the topology and deploy)"
+        ))),
+    }
+}
+
 /// Where publishing resumes after a start: every entry at or below the returned seq is out.
 /// Refuses a store that is not the one that published to the topic, since publishing from it
 /// would skip its entries as already out or repeat event ids.
@@ -502,4 +525,31 @@ fn classify(e: KafkaError) -> Failure {
         }
     }
     Failure::Retry(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grown_topic_keeps_the_partition_count_the_journal_started_with() {
+        let store = Store::in_memory();
+        assert_eq!(
+            hashing_partitions("orders", &store, "orders.events", 3).expect("first"),
+            3
+        );
+        assert_eq!(
+            hashing_partitions("orders", &store, "orders.events", 4).expect("grown"),
+            3
+        );
+        assert_eq!(
+            hashing_partitions("orders", &store, "orders.events", 3).expect("same"),
+            3
+        );
+        let smaller = hashing_partitions("orders", &store, "orders.events", 2).expect_err("smaller");
+        assert!(
+            smaller.to_string().contains("Recreate it with 3 partitions"),
+            "{smaller}"
+        );
+    }
 }

@@ -124,7 +124,7 @@ fn more_partitions_and_a_new_config_value_are_alters_with_old_and_new() {
     assert!(c
         .warning
         .as_deref()
-        .is_some_and(|w| w.contains("subjects hash to new partitions")));
+        .is_some_and(|w| w.contains("the 3 added partitions stay empty")));
 }
 
 #[test]
