@@ -12,7 +12,8 @@
 //!
 //! A schedule ([`schedule::run`]) sends commands, steps every part in a seeded order, injects
 //! faults, then settles and checks the oracles ([`oracle`]). The same seed replays the same
-//! schedule; `seam-sim --seed N --trace` prints it step by step.
+//! schedule with the same build of the simulator and the runtime (whatever ran before it in
+//! the process); `seam-sim --seed N --trace` prints it step by step.
 //!
 //! Why not madsim or turmoil: madsim's simulated rdkafka has no transactions, fencing,
 //! read_committed, retention or explicit partitions, and madsim (like turmoil, which simulates

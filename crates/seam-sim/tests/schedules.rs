@@ -52,7 +52,7 @@ fn every_schedule_keeps_every_invariant() {
 /// seed that no longer reproduces its defect is replaced by one that does.
 const REGRESSIONS: &[(u64, &str)] = &[
     (
-        5469,
+        11,
         "a snapshot right after an unflushed group raised the durable seq without a flush; a crash took back entries already published",
     ),
     (
