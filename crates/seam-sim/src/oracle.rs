@@ -42,6 +42,7 @@ pub fn check(sim: &mut Sim, outcome: &mut Outcome) {
     }
     topics_hold_each_entry_once(sim, outcome);
     acknowledged_commands_are_kept(sim, outcome);
+    placeholders_are_kept(sim, outcome);
     flows_agree(sim, outcome);
     replicas_are_folds(sim, outcome);
     poison_is_parked(sim, outcome);
@@ -225,6 +226,27 @@ fn acknowledged_commands_are_kept(sim: &Sim, outcome: &mut Outcome) {
                         node.name()
                     ));
                 }
+            }
+        }
+    }
+}
+
+/// A placeholder an acknowledged own command created stays until its foreign data arrives:
+/// replays and redrives must not drop it (getOrCreate for own commands).
+fn placeholders_are_kept(sim: &Sim, outcome: &mut Outcome) {
+    for node in &sim.nodes {
+        let Some(store) = node.store() else { continue };
+        for id in node.acknowledged().keys() {
+            let Some((_, command)) = sim.sent.get(id) else { continue };
+            if command["command"] != "expect" {
+                continue;
+            }
+            let key = format!("parcel/{}", command["order"].as_str().unwrap_or_default());
+            if store.model_get(&key).ok().flatten().is_none() {
+                outcome.violations.push(format!(
+                    "{}: command #{id} {command} was acknowledged, but {key} is gone",
+                    node.name()
+                ));
             }
         }
     }

@@ -175,6 +175,8 @@ pub struct Sim {
     /// Undecodable records the rogue producer wrote: `(topic, partition, offset)`.
     pub(crate) rogue: Vec<(String, i32, i64)>,
     workload: Workload,
+    /// Every command sent, by id: what the oracles check acknowledged commands against.
+    pub(crate) sent: BTreeMap<u64, (&'static str, serde_json::Value)>,
     pub(crate) registration: Registration,
     snapshots: std::path::PathBuf,
     command_ids: u64,
@@ -198,7 +200,12 @@ impl Sim {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .map_err(|e| format!("building the registry client's runtime: {e}"))?;
-        let snapshots = std::env::temp_dir().join(format!("seam-sim-{}-{seed}", std::process::id()));
+        // One directory per schedule run, even when the same seed runs twice at once in one
+        // process (the test runs regression seeds next to the 1,000): a shared directory let
+        // one run delete the other's snapshot spool.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshots = std::env::temp_dir().join(format!("seam-sim-{}-{seed}-{run}", std::process::id()));
         std::fs::create_dir_all(&snapshots).map_err(|e| format!("creating {}: {e}", snapshots.display()))?;
         let mut kafka = Kafka::default();
         for (topic, partitions) in world::topics() {
@@ -216,6 +223,7 @@ impl Sim {
             runtime,
             rogue: Vec::new(),
             workload: Workload::default(),
+            sent: BTreeMap::new(),
             command_ids: 0,
             outcome: Outcome {
                 seed,
@@ -580,6 +588,7 @@ impl Sim {
                 self.outcome.commands += 1;
                 let id = self.command_ids;
                 let did = self.nodes[j].command(&command, id);
+                self.sent.insert(id, (service, command));
                 self.log(service, did);
             }
             return;

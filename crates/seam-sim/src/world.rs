@@ -178,7 +178,7 @@ pub fn nodes() -> Vec<Box<dyn Process>> {
                     explode_qty: Some(EXPLODE_QTY),
                 })]
             },
-            command: none,
+            command: parse_fulfilment,
             shared: parcel_rows,
             registered: &[],
             // The translator fix: every line is picked; an operator then redrives what was parked.
@@ -309,11 +309,22 @@ fn orders_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
     }
 }
 
+/// Fulfilment's one command a client sends: expect an order not announced yet (a placeholder
+/// parcel, which replay must keep until the order arrives).
+fn parse_fulfilment(v: &serde_json::Value) -> Option<fulfilment::Command> {
+    (v["command"] == "expect").then(|| fulfilment::Command::Expect {
+        order: v["order"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
 fn parcel_rows(store: &Store, flow: &str) -> Option<Vec<String>> {
     (flow.trim_end_matches(FIXED) == "orders->fulfilment").then(|| {
         fulfilment::parcels(store)
             .unwrap_or_default()
             .into_iter()
+            // An expected order that has not arrived is fulfilment's own placeholder, not a
+            // row of the flow.
+            .filter(|(_, p)| *p != fulfilment::Parcel::default())
             .map(|(id, p)| {
                 let picked: Vec<String> = p.picked.iter().map(i32::to_string).collect();
                 format!(
@@ -363,7 +374,7 @@ impl Workload {
             "theory-group"
         };
         let order = format!("o{}", rng.below(6));
-        match rng.below(13) {
+        match rng.below(14) {
             0 => (
                 "students-office",
                 json!({"command": "create_student", "student": student, "name": format!("Student {student}"), "program": "cs"}),
@@ -399,6 +410,10 @@ impl Workload {
             8 => (
                 if rng.chance(50) { "se-group" } else { "theory-group" },
                 json!({"command": "hire", "student": student}),
+            ),
+            13 => (
+                "fulfilment",
+                json!({"command": "expect", "order": format!("o{}", rng.below(8))}),
             ),
             9 => (
                 "orders",
