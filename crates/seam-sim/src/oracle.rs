@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use seam::translator::events_topic;
 
-use crate::node::Env;
 use crate::schedule::{Outcome, Sim};
 
 fn sorted(mut rows: Vec<String>) -> Vec<String> {
@@ -65,13 +64,7 @@ fn replays_find_nothing(sim: &mut Sim, outcome: &mut Outcome) {
                 .push(format!("{name}: dry-run replay not checked, {why}"));
             continue;
         }
-        let mut env = Env {
-            kafka: &mut sim.kafka,
-            registry: &sim.registry,
-            rng: &mut sim.rng,
-            runtime: &sim.runtime,
-        };
-        let asked = sim.nodes[i].request_replay(&mut env, true);
+        let asked = sim.on_node(i, |n, env| n.request_replay(env, true));
         if !asked.starts_with("REPLAY") {
             if asked.starts_with("replay refused") {
                 outcome.skipped.push(format!("{name}: {asked}"));
@@ -79,7 +72,7 @@ fn replays_find_nothing(sim: &mut Sim, outcome: &mut Outcome) {
             continue;
         }
         let mut steps = 0;
-        while sim.nodes[i].replay_step(&mut env).is_some() {
+        while sim.on_node(i, |n, env| n.replay_step(env)).is_some() {
             steps += 1;
             if steps > 100_000 {
                 outcome
@@ -348,15 +341,7 @@ fn replicas_are_folds(sim: &mut Sim, outcome: &mut Outcome) {
                 records.push((topic.clone(), partition, sim.kafka.history(topic, partition)));
             }
         }
-        let folded = {
-            let mut env = Env {
-                kafka: &mut sim.kafka,
-                registry: &sim.registry,
-                rng: &mut sim.rng,
-                runtime: &sim.runtime,
-            };
-            sim.nodes[i].fold(&mut env, &records)
-        };
+        let folded = sim.on_node(i, |n, env| n.fold(env, &records));
         let folded = match folded {
             Ok(store) => store,
             Err(e) => {

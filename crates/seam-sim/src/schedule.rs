@@ -246,14 +246,19 @@ impl Sim {
         seam::envelope::set_virtual_clock(Some(1_800_000_000_000 + self.step as i64 * TICK_MS));
     }
 
-    fn env_step(&mut self, i: usize, what: impl FnOnce(&mut dyn Process, &mut Env<'_>) -> String) {
+    /// Runs `what` on node `i` with the world around it.
+    pub(crate) fn on_node<T>(&mut self, i: usize, what: impl FnOnce(&mut dyn Process, &mut Env<'_>) -> T) -> T {
         let mut env = Env {
             kafka: &mut self.kafka,
             registry: &self.registry,
             rng: &mut self.rng,
             runtime: &self.runtime,
         };
-        let did = what(self.nodes[i].as_mut(), &mut env);
+        what(self.nodes[i].as_mut(), &mut env)
+    }
+
+    fn env_step(&mut self, i: usize, what: impl FnOnce(&mut dyn Process, &mut Env<'_>) -> String) {
+        let did = self.on_node(i, what);
         let who = self.nodes[i].name().to_string();
         self.log(&who, did);
     }
@@ -288,15 +293,7 @@ impl Sim {
     /// One ordinary step of node `i`: the work a running process does on its own.
     fn work(&mut self, i: usize) {
         if self.rng.chance(30) {
-            let did = {
-                let mut env = Env {
-                    kafka: &mut self.kafka,
-                    registry: &self.registry,
-                    rng: &mut self.rng,
-                    runtime: &self.runtime,
-                };
-                self.nodes[i].replay_step(&mut env)
-            };
+            let did = self.on_node(i, |n, env| n.replay_step(env));
             if let Some(did) = did {
                 let who = self.nodes[i].name().to_string();
                 self.log(&who, did);
@@ -460,15 +457,7 @@ impl Sim {
                     self.log(REGISTER.1, did);
                     return;
                 }
-                let got = {
-                    let mut env = Env {
-                        kafka: &mut self.kafka,
-                        registry: &self.registry,
-                        rng: &mut self.rng,
-                        runtime: &self.runtime,
-                    };
-                    self.nodes[source].snapshot_step(&mut env)
-                };
+                let got = self.on_node(source, |n, env| n.snapshot_step(env));
                 match got {
                     None => {}
                     Some(Ok(snap)) => {
@@ -493,15 +482,7 @@ impl Sim {
                     return;
                 }
                 let snap = snap.clone();
-                let boot = {
-                    let mut env = Env {
-                        kafka: &mut self.kafka,
-                        registry: &self.registry,
-                        rng: &mut self.rng,
-                        runtime: &self.runtime,
-                    };
-                    self.nodes[consumer].bootstrap_step(&mut env, &snap)
-                };
+                let boot = self.on_node(consumer, |n, env| n.bootstrap_step(env, &snap));
                 match boot {
                     crate::node::Boot::Going(did) => self.log(REGISTER.0, did),
                     crate::node::Boot::Done => {
@@ -564,19 +545,7 @@ impl Sim {
             }
             return;
         }
-        if let Some(did) = {
-            let mut env = Env {
-                kafka: &mut self.kafka,
-                registry: &self.registry,
-                rng: &mut self.rng,
-                runtime: &self.runtime,
-            };
-            if env.rng.chance(5) {
-                self.nodes[i].zombie(&mut env)
-            } else {
-                None
-            }
-        } {
+        if let Some(did) = self.on_node(i, |n, env| if env.rng.chance(5) { n.zombie(env) } else { None }) {
             let who = self.nodes[i].name().to_string();
             self.log(&who, did);
             return;
@@ -636,15 +605,7 @@ impl Sim {
             for i in 0..self.nodes.len() {
                 self.tick();
                 // Lingering zombies finish (and are fenced) too.
-                let did = {
-                    let mut env = Env {
-                        kafka: &mut self.kafka,
-                        registry: &self.registry,
-                        rng: &mut self.rng,
-                        runtime: &self.runtime,
-                    };
-                    self.nodes[i].zombie(&mut env)
-                };
+                let did = self.on_node(i, |n, env| n.zombie(env));
                 if let Some(did) = did {
                     let who = self.nodes[i].name().to_string();
                     self.log(&who, did);
