@@ -9,32 +9,48 @@ use seam_core::store::{JournalEntry, JournalId};
 
 /// The headers of a journal entry as published by `service` from `journal`.
 pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry) -> OwnedHeaders {
-    to_headers(&pairs(service, journal, entry))
+    let mut headers = OwnedHeaders::new_with_capacity(8);
+    each(service, journal, entry, |key, value| {
+        headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
+            key,
+            value: Some(value),
+        });
+    });
+    headers
 }
 
-/// [`headers`] as owned pairs: what the simulator's log stores, and the one definition of them.
+/// [`headers`] as owned pairs: what the simulator's log stores.
 pub fn pairs(service: &str, journal: &JournalId, entry: &JournalEntry) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut pairs = Vec::with_capacity(8);
+    each(service, journal, entry, |key, value| {
+        pairs.push((key.to_string(), Some(value.to_vec())));
+    });
+    pairs
+}
+
+/// The one definition of a published entry's headers, visited in order (no copies on the
+/// publisher's path).
+fn each(service: &str, journal: &JournalId, entry: &JournalEntry, mut put: impl FnMut(&str, &[u8])) {
     let id = event_id(service, entry.seq);
     let time = rfc3339(entry.time_ms);
-    let correlation = entry.correlation_id.clone().unwrap_or_else(|| id.clone());
-    let text = |key: &str, value: String| (key.to_string(), Some(value.into_bytes()));
-    let mut pairs = Vec::with_capacity(8);
-    pairs.push(text(EVENT_ID, id));
-    pairs.push(text(EVENT_TYPE, entry.record.clone()));
-    pairs.push(text(SOURCE, service.to_string()));
-    pairs.push(text(TIME, time));
-    pairs.push(text(CORRELATION_ID, correlation));
+    put(EVENT_ID, id.as_bytes());
+    put(EVENT_TYPE, entry.record.as_bytes());
+    put(SOURCE, service.as_bytes());
+    put(TIME, time.as_bytes());
+    put(
+        CORRELATION_ID,
+        entry.correlation_id.as_deref().unwrap_or(&id).as_bytes(),
+    );
     if let Some(causation) = &entry.causation_id {
-        pairs.push(text(CAUSATION_ID, causation.clone()));
+        put(CAUSATION_ID, causation.as_bytes());
     }
     // Entries journaled before journals were named keep their older headers.
     if entry.seq >= journal.start {
-        pairs.push(text(JOURNAL, journal.header()));
+        put(JOURNAL, journal.header().as_bytes());
     }
     if let Some(prev) = entry.prev {
-        pairs.push(text(PREV_SEQ, prev.to_string()));
+        put(PREV_SEQ, prev.to_string().as_bytes());
     }
-    pairs
 }
 
 /// The value of a UTF-8 header, if present and valid.

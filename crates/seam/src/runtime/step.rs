@@ -43,6 +43,13 @@ fn answer<T>() -> (oneshot::Sender<T>, Answer<T>) {
     (tx, Answer(rx))
 }
 
+fn inbound<C>(items: Vec<(RawEvent, Prepared<C>)>) -> Vec<Inbound<C>> {
+    items
+        .into_iter()
+        .map(|(raw, prepared)| Inbound { raw, prepared })
+        .collect()
+}
+
 /// A service's writer, stepped by the caller.
 pub struct Stepper<S: Service> {
     writer: Writer<S>,
@@ -108,10 +115,7 @@ impl<S: Service> Stepper<S> {
         items: Vec<(RawEvent, Prepared<S::Command>)>,
     ) -> Result<Answer<Result<(), RuntimeError>>, RuntimeError> {
         let (reply, answer) = answer();
-        let items = items
-            .into_iter()
-            .map(|(raw, prepared)| Inbound { raw, prepared })
-            .collect();
+        let items = inbound(items);
         self.handle(Request::Foreign {
             items,
             applied: None,
@@ -126,10 +130,7 @@ impl<S: Service> Stepper<S> {
         items: Vec<(RawEvent, Prepared<S::Command>)>,
     ) -> Result<Answer<Result<Vec<PutOutcome>, RuntimeError>>, RuntimeError> {
         let (reply, answer) = answer();
-        let items = items
-            .into_iter()
-            .map(|(raw, prepared)| Inbound { raw, prepared })
-            .collect();
+        let items = inbound(items);
         self.handle(Request::Put { items, reply })?;
         Ok(answer)
     }
@@ -161,10 +162,7 @@ impl<S: Service> Stepper<S> {
         finish: Option<(OffsetMap, Option<(JournalId, u64)>)>,
     ) -> Result<Answer<Result<(), RuntimeError>>, RuntimeError> {
         let (reply, answer) = answer();
-        let items = items
-            .into_iter()
-            .map(|(raw, prepared)| Inbound { raw, prepared })
-            .collect();
+        let items = inbound(items);
         self.handle(Request::Bootstrap {
             topic: topic.to_string(),
             marker,
