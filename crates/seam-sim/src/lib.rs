@@ -24,6 +24,7 @@ pub mod engine;
 pub mod kafka;
 pub mod node;
 pub mod oracle;
+pub mod producer;
 pub mod registry;
 pub mod rng;
 pub mod schedule;

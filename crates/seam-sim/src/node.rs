@@ -10,20 +10,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use seam::codec::{wire, Catalog, Registry};
-use seam::fault::{Class, Classify};
 use seam::runtime::consumer::another_journal;
 use seam::runtime::journal_schemas::JournalSchemas;
-use seam::runtime::publisher::{placements, resume, Tail};
+use seam::runtime::relay::{Limits, Relay, Step};
 use seam::runtime::{
     compare_and_swap, retention, Answer, ExecuteError, Pipeline, Prepared, RawEvent, Ready, ReplayReport, RuntimeError,
     Stepper, Swap,
 };
 use seam::service::{Cause, Service};
-use seam::store::{JournalEntry, JournalId, Store};
+use seam::store::{JournalId, Store};
 use seam::translator::{events_topic, Translator};
 
 use crate::engine::SimEngine;
-use crate::kafka::{Kafka, KafkaError, Message};
+use crate::kafka::{Kafka, KafkaError};
+use crate::producer::Producing;
 use crate::registry::SimRegistry;
 use crate::rng::Rng;
 
@@ -189,40 +189,17 @@ pub trait Process {
     fn caught_up(&self, kafka: &Kafka, topic: &str) -> bool;
 }
 
-/// The publisher's state.
-enum Publisher {
-    /// Registering schemas, fencing earlier incarnations, recovering the tail.
-    Starting,
-    /// Publishing.
-    Ready(Box<Publishing>),
+/// The publisher: the runtime's relay and the epoch its transactional producer got.
+struct Publisher {
+    relay: Relay,
+    epoch: Option<u32>,
 }
 
-struct Publishing {
-    /// An abort that did not finish (the cluster was away): it is retried before anything else,
-    /// as the publisher does, since the producer refuses to begin until it finishes.
-    aborting: bool,
-    epoch: u32,
-    partitions: i32,
-    next: u64,
-    last: HashMap<i32, u64>,
-    batch: Option<Batch>,
-}
-
-/// A transaction in flight.
-struct Batch {
-    entries: Vec<JournalEntry>,
-    ids: Vec<u32>,
-    todo: Vec<(usize, i32)>,
-    sent: Vec<(i32, u64)>,
-    end: u64,
-}
-
-/// An earlier incarnation's publisher that was not dead when its successor started.
+/// An earlier incarnation's publisher that was not dead when its successor started: it goes
+/// on with the transaction it had open until that ends, committed or fenced.
 struct Zombie {
-    epoch: u32,
-    partitions: i32,
-    batch: Batch,
-    journal: JournalId,
+    publisher: Publisher,
+    durable: u64,
 }
 
 #[derive(Default)]
@@ -239,7 +216,6 @@ struct Up<S: Service> {
     stepper: Stepper<S>,
     pipeline: Pipeline<S::Command>,
     registry: Arc<Registry>,
-    schemas: JournalSchemas,
     publisher: Publisher,
     consumer: Consumer,
     commands: Vec<Waiting>,
@@ -387,8 +363,20 @@ impl<S: Service> Node<S> {
             "sim-registry",
             Arc::clone(env.registry) as Arc<dyn seam::codec::RegistryBackend>,
         ));
-        let schemas = JournalSchemas::new(&self.topic(), store.clone(), &catalog, Arc::clone(&registry))
-            .map_err(|e| e.to_string())?;
+        let schemas = Arc::new(
+            JournalSchemas::new(&self.topic(), store.clone(), &catalog, Arc::clone(&registry))
+                .map_err(|e| e.to_string())?,
+        );
+        let publisher = Publisher {
+            relay: Relay::new(
+                name,
+                store.clone(),
+                Arc::clone(&catalog),
+                Arc::clone(&registry),
+                Arc::clone(&schemas),
+            ),
+            epoch: None,
+        };
         let stepper =
             Stepper::new(name, store.clone(), Arc::new(self.service()), catalog).map_err(|e| e.to_string())?;
         let pipeline = Pipeline::new(self.translators(), Arc::clone(&registry), env.runtime.handle().clone())
@@ -399,8 +387,7 @@ impl<S: Service> Node<S> {
             stepper,
             pipeline,
             registry,
-            schemas,
-            publisher: Publisher::Starting,
+            publisher,
             consumer: Consumer::default(),
             commands: Vec::new(),
             batches: Vec::new(),
@@ -409,86 +396,6 @@ impl<S: Service> Node<S> {
             redrive: None,
             replay: None,
         })
-    }
-
-    /// Registers the catalog, fences earlier incarnations and recovers the tail, as the
-    /// publisher does when it starts.
-    fn start_publisher(&mut self, env: &mut Env<'_>) -> Result<Option<Publishing>, String> {
-        let topic = self.topic();
-        let catalog = self.catalog();
-        let Some(up) = self.up.as_mut() else { return Ok(None) };
-        for record in catalog.records() {
-            match env.runtime.block_on(up.registry.register(&topic, record)) {
-                Ok(_) => {}
-                Err(e) if e.class() == Class::Retryable => return Ok(None),
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        let partitions = match env.kafka.partitions(&topic) {
-            Ok(n) => seam::runtime::publisher::hashing_partitions(self.spec.name, &up.store, &topic, n)
-                .map_err(|e| e.to_string())?,
-            Err(KafkaError::Unavailable) => return Ok(None),
-            Err(e) => return Err(format!("{e:?}")),
-        };
-        let epoch = match env.kafka.init_producer(&format!("seam-publisher-{}", self.spec.name)) {
-            Ok(epoch) => epoch,
-            Err(KafkaError::Unavailable) => return Ok(None),
-            Err(e) => return Err(format!("{e:?}")),
-        };
-        let mut tail = Tail {
-            topic: topic.clone(),
-            empty: true,
-            ..Tail::default()
-        };
-        for partition in 0..partitions {
-            let (low, high) = match env.kafka.watermarks(&topic, partition) {
-                Ok(marks) => marks,
-                Err(_) => return Ok(None),
-            };
-            let mut last = 0;
-            if high > low {
-                tail.empty = false;
-                let mut from = low;
-                loop {
-                    let fetched = match env.kafka.read(&topic, partition, from, usize::MAX) {
-                        Ok(f) => f,
-                        Err(_) => return Ok(None),
-                    };
-                    for r in &fetched.records {
-                        let event = raw(&topic, partition, r);
-                        let ours = event
-                            .event_id()
-                            .and_then(seam::envelope::parse_event_id)
-                            .filter(|(service, _)| *service == self.spec.name);
-                        if let Some((_, seq)) = ours {
-                            last = seq;
-                            let journal = event
-                                .headers
-                                .iter()
-                                .find(|(k, _)| k == seam::envelope::JOURNAL)
-                                .and_then(|(_, v)| v.as_deref())
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(JournalId::parse);
-                            tail.journals.insert(partition, journal);
-                        }
-                    }
-                    if fetched.next <= from {
-                        break;
-                    }
-                    from = fetched.next;
-                }
-            }
-            tail.last.insert(partition, last);
-        }
-        let floor = resume(self.spec.name, &up.store, &tail).map_err(|e| e.to_string())?;
-        Ok(Some(Publishing {
-            aborting: false,
-            epoch,
-            partitions,
-            next: floor + 1,
-            last: tail.last,
-            batch: None,
-        }))
     }
 }
 
@@ -575,129 +482,28 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn publish(&mut self, env: &mut Env<'_>) -> Did {
-        let name = self.spec.name;
-        let topic = self.topic();
+        let id = format!("seam-publisher-{}", self.spec.name);
         let Some(up) = self.up.as_mut() else {
             return "down".into();
         };
-        if matches!(up.publisher, Publisher::Starting) {
-            return match self.start_publisher(env) {
-                Ok(Some(p)) => {
-                    let next = p.next;
-                    if let Some(up) = self.up.as_mut() {
-                        up.publisher = Publisher::Ready(Box::new(p));
-                    }
-                    format!("publisher started; tail recovered, next {next}")
-                }
-                Ok(None) => "publisher start waits (cluster or registry unavailable)".into(),
-                Err(e) => self.fail(format!("the publisher refused to start: {e}")),
-            };
-        }
         let durable = up.stepper.durable_seq();
-        let Publisher::Ready(p) = &mut up.publisher else {
-            return "starting".into();
+        let limits = Limits {
+            batch: 1 + env.rng.below(MAX_BATCH),
+            sends: 1 + env.rng.below(4),
         };
-        let producer = format!("seam-publisher-{name}");
-        if p.aborting {
-            return match env.kafka.abort(&producer, p.epoch) {
-                Ok(()) => {
-                    p.aborting = false;
-                    "publisher finished its abort".into()
-                }
-                Err(KafkaError::Unavailable) => "publisher retries its abort (cluster unavailable)".into(),
-                Err(e) => self.fail(format!("aborting: {e:?}")),
-            };
-        }
-        if p.batch.is_none() {
-            if p.next > durable {
-                return "publisher idle".into();
-            }
-            let max = 1 + env.rng.below(MAX_BATCH);
-            let entries: Vec<JournalEntry> = match up.store.journal_from(p.next, max) {
-                Ok(entries) => entries.into_iter().filter(|e| e.seq <= durable).collect(),
-                Err(e) => return self.fail(format!("reading the journal: {e}")),
-            };
-            let Some(end) = entries.last().map(|e| e.seq) else {
-                let next = p.next;
-                return self.fail(format!("journal entry {next} is missing"));
-            };
-            let mut ids = Vec::with_capacity(entries.len());
-            for entry in &entries {
-                match env.runtime.block_on(up.schemas.id(entry)) {
-                    Ok(id) => ids.push(id),
-                    Err(e) if e.class() == Class::Retryable => return "publisher waits for the registry".into(),
-                    Err(e) => return self.fail(format!("the writer schema of entry {}: {e}", entry.seq)),
-                }
-            }
-            match env.kafka.begin(&producer, p.epoch) {
-                Ok(()) => {}
-                Err(KafkaError::Unavailable) => return "publisher waits for the cluster".into(),
-                Err(e) => return self.fail(format!("beginning a transaction: {e:?}")),
-            }
-            let todo = placements(&entries, p.partitions, &p.last);
-            let from = p.next;
-            p.batch = Some(Batch {
-                entries,
-                ids,
-                todo,
-                sent: Vec::new(),
-                end,
-            });
-            return format!("publisher began a transaction for {from}..={end}");
-        }
-        let Some(batch) = p.batch.as_mut() else {
-            return "no batch".into();
+        let mut log = Producing {
+            kafka: &mut *env.kafka,
+            id: &id,
+            epoch: &mut up.publisher.epoch,
         };
-        let journal = up.store.journal_id().clone();
-        let sends = 1 + env.rng.below(4);
-        for _ in 0..sends {
-            let Some(&(i, partition)) = batch.todo.first() else {
-                break;
-            };
-            let entry = &batch.entries[i];
-            let headers = seam::headers::pairs(name, &journal, entry);
-            let value = wire::frame(batch.ids[i], &entry.body);
-            let message = Message {
-                key: Some(entry.subject.clone().into_bytes()),
-                value: Some(value),
-                headers,
-            };
-            match env.kafka.send(&producer, p.epoch, &topic, partition, message) {
-                Ok(_) => {
-                    batch.todo.remove(0);
-                    batch.sent.push((partition, entry.seq));
-                }
-                Err(KafkaError::Unavailable) => {
-                    // The publisher aborts and retries the batch.
-                    p.aborting = env.kafka.abort(&producer, p.epoch).is_err();
-                    p.batch = None;
-                    return "publisher send failed (cluster unavailable); batch aborted".into();
-                }
-                Err(e) => return self.fail(format!("sending: {e:?}")),
-            }
+        match up.publisher.relay.step(&mut log, env.runtime.handle(), durable, limits) {
+            Ok(Step::Started { next }) => format!("publisher started; tail recovered, next {next}"),
+            Ok(Step::Idle) => "publisher idle".into(),
+            Ok(Step::Progress(did)) => format!("publisher: {did}"),
+            Ok(Step::Wait(why)) => format!("publisher waits: {why}"),
+            Ok(Step::Committed { end, count }) => format!("publisher committed up to {end} ({count} sent)"),
+            Err(e) => self.fail(format!("the publisher stopped: {e}")),
         }
-        if !batch.todo.is_empty() {
-            return format!("publisher sent; {} to go", batch.todo.len());
-        }
-        match env.kafka.commit(&producer, p.epoch) {
-            Ok(()) => {}
-            Err(KafkaError::Unavailable) => {
-                p.aborting = env.kafka.abort(&producer, p.epoch).is_err();
-                p.batch = None;
-                return "publisher commit failed (cluster unavailable); batch aborted".into();
-            }
-            Err(e) => return self.fail(format!("committing: {e:?}")),
-        }
-        let end = batch.end;
-        for (partition, seq) in std::mem::take(&mut batch.sent) {
-            p.last.insert(partition, seq);
-        }
-        p.batch = None;
-        p.next = end + 1;
-        if let Err(e) = up.store.set_published_seq(end) {
-            return self.fail(format!("storing the published seq: {e}"));
-        }
-        format!("publisher committed up to {end}")
     }
 
     fn consume(&mut self, env: &mut Env<'_>) -> Did {
@@ -870,17 +676,11 @@ impl<S: Service> Process for Node<S> {
         let kept = rng.below(unflushed + 1);
         self.disk = Arc::new(up.engine.crashed(kept));
         // A publisher mid-transaction may not be dead yet (a paused process, a partition).
-        if let Publisher::Ready(p) = up.publisher {
-            if let Some(batch) = p.batch {
-                if rng.chance(50) {
-                    self.zombie = Some(Zombie {
-                        epoch: p.epoch,
-                        partitions: p.partitions,
-                        batch,
-                        journal: up.store.journal_id().clone(),
-                    });
-                }
-            }
+        if up.publisher.relay.in_transaction() && rng.chance(50) {
+            self.zombie = Some(Zombie {
+                durable: up.stepper.durable_seq(),
+                publisher: up.publisher,
+            });
         }
         format!("CRASH (kept {kept} of {unflushed} unflushed groups)")
     }
@@ -919,13 +719,8 @@ impl<S: Service> Process for Node<S> {
         {
             return true;
         }
-        match &up.publisher {
-            Publisher::Starting => return true,
-            Publisher::Ready(p) => {
-                if p.aborting || p.batch.is_some() || p.next <= up.stepper.durable_seq() {
-                    return true;
-                }
-            }
+        if up.publisher.relay.has_work(up.stepper.durable_seq()) {
+            return true;
         }
         if !self.sources.is_empty() && !up.consumer.started {
             return true;
@@ -1382,10 +1177,8 @@ impl<S: Service> Process for Node<S> {
             },
         };
         let spool = held.spool.clone();
-        let published = match &up.publisher {
-            Publisher::Ready(p) => p.next - 1,
-            Publisher::Starting => return None,
-        };
+        // Not started: nothing is known to be out yet.
+        let published = up.publisher.relay.next()? - 1;
         if published < seq {
             return None;
         }
@@ -1531,33 +1324,27 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did> {
+        let id = format!("seam-publisher-{}", self.spec.name);
         let zombie = self.zombie.as_mut()?;
-        let producer = format!("seam-publisher-{}", self.spec.name);
-        let topic = events_topic(self.spec.name);
-        let _ = zombie.partitions;
-        if let Some(&(i, partition)) = zombie.batch.todo.first() {
-            let entry = &zombie.batch.entries[i];
-            let message = Message {
-                key: Some(entry.subject.clone().into_bytes()),
-                value: Some(wire::frame(zombie.batch.ids[i], &entry.body)),
-                headers: seam::headers::pairs(self.spec.name, &zombie.journal, entry),
-            };
-            let sent = env.kafka.send(&producer, zombie.epoch, &topic, partition, message);
-            let seq = entry.seq;
-            zombie.batch.todo.remove(0);
-            return Some(match sent {
-                Ok(_) => format!("zombie publisher sent entry {seq}"),
-                Err(e) => {
-                    self.zombie = None;
-                    format!("zombie publisher fenced ({e:?})")
-                }
-            });
+        let mut log = Producing {
+            kafka: &mut *env.kafka,
+            id: &id,
+            epoch: &mut zombie.publisher.epoch,
+        };
+        let limits = Limits {
+            batch: MAX_BATCH,
+            sends: 1,
+        };
+        let step = zombie
+            .publisher
+            .relay
+            .step(&mut log, env.runtime.handle(), zombie.durable, limits);
+        if step.is_err() || !zombie.publisher.relay.in_transaction() {
+            self.zombie = None;
         }
-        let committed = env.kafka.commit(&producer, zombie.epoch);
-        self.zombie = None;
-        Some(match committed {
-            Ok(()) => "zombie publisher committed its transaction".into(),
-            Err(e) => format!("zombie publisher fenced at commit ({e:?})"),
+        Some(match step {
+            Ok(step) => format!("zombie publisher: {step:?}"),
+            Err(e) => format!("zombie publisher stopped: {e}"),
         })
     }
 }
