@@ -1,10 +1,10 @@
 //! One service instance in the simulation: its store on a [`SimEngine`], the runtime's writer
-//! stepped by the scheduler ([`Stepper`]), its publisher and its consumer. The decisions are the
-//! runtime's own: where publishing resumes (`publisher::resume`), which entries of a batch go
-//! out (`publisher::placements`), the headers and framing they carry, the retention verdict,
-//! the recreated-topic check, decoding and translating (`Pipeline::try_prepare`), and
-//! everything the writer does with what arrives. What is simulated are the edges: the Kafka
-//! calls, the registry, the disk, and when each step runs.
+//! stepped by the scheduler ([`Stepper`]), the runtime's publisher ([`Relay`], on the simulated
+//! log) and its consumer. The decisions are the runtime's own: the publisher's whole
+//! transaction loop, the retention verdict, the recreated-topic check, decoding and translating
+//! (`Pipeline::try_prepare`), getEvents' page, and everything the writer does with what
+//! arrives. What is simulated are the edges: the Kafka calls, the registry, the disk, and when
+//! each step runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -130,6 +130,11 @@ pub trait Process {
     fn consume(&mut self, env: &mut Env<'_>) -> Did;
     /// Posts an event of a source topic with putEvents, racing the consumer.
     fn put(&mut self, env: &mut Env<'_>) -> Did;
+    /// getEvents near the journal's end (a relay that keeps up): what the page serves, as
+    /// putEvents takes it in.
+    fn events_page(&mut self, env: &mut Env<'_>) -> Result<Vec<RawEvent>, String>;
+    /// putEvents of what a relay fetched.
+    fn put_events(&mut self, env: &mut Env<'_>, events: Vec<RawEvent>) -> Did;
     /// A rebalance: the consumer is assigned its partitions again and seeks to the stored
     /// positions; with `rewind`, it also re-fetches a few records (redelivery).
     fn rebalance(&mut self, env: &mut Env<'_>, rewind: bool) -> Did;
@@ -216,6 +221,8 @@ struct Up<S: Service> {
     stepper: Stepper<S>,
     pipeline: Pipeline<S::Command>,
     registry: Arc<Registry>,
+    /// Each journal entry's writer schema (getEvents frames entries with it).
+    schemas: Arc<JournalSchemas>,
     publisher: Publisher,
     consumer: Consumer,
     commands: Vec<Waiting>,
@@ -387,6 +394,7 @@ impl<S: Service> Node<S> {
             stepper,
             pipeline,
             registry,
+            schemas,
             publisher,
             consumer: Consumer::default(),
             commands: Vec::new(),
@@ -636,14 +644,58 @@ impl<S: Service> Process for Node<S> {
             return "nothing to put".into();
         };
         let event = raw(&topic, partition, r);
-        let prepared = match up.pipeline.try_prepare(&event) {
-            Ok(Ready::Done(p)) => p,
-            Ok(Ready::Transient(_)) => return "put waits for the registry".into(),
-            Err(e) => return self.fail(format!("preparing a put: {e}")),
+        self.put_events(env, vec![event])
+    }
+
+    fn events_page(&mut self, env: &mut Env<'_>) -> Result<Vec<RawEvent>, String> {
+        let name = self.spec.name;
+        let Some(up) = self.up.as_ref() else {
+            return Err("down".into());
         };
-        let id = event.event_id().unwrap_or("?").to_string();
-        match up.stepper.put(vec![(event, prepared)]) {
-            Ok(_) => format!("putEvents {id}"),
+        let end = up.store.last_seq().map_err(|e| e.to_string())?;
+        let after = end.saturating_sub(env.rng.below(6) as u64);
+        let limit = 1 + env.rng.below(4);
+        let (entries, _) = seam::http::events_page(&up.store, up.stepper.durable_seq(), after, limit, (None, None))
+            .map_err(|e| e.to_string())?;
+        let mut events = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let id = env
+                .runtime
+                .block_on(up.schemas.id(entry))
+                .map_err(|e| format!("the writer schema of entry {}: {e}", entry.seq))?;
+            let wire = seam::http::WireEvent::from_entry(name, up.store.journal_id(), entry, id);
+            events.push(wire.into_raw(i).map_err(|e| e.error)?);
+        }
+        Ok(events)
+    }
+
+    fn put_events(&mut self, env: &mut Env<'_>, events: Vec<RawEvent>) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if up.held.is_some() {
+            return "waits: the writer holds for a snapshot".into();
+        }
+        let mut items = Vec::with_capacity(events.len());
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            if !self.sources.contains(&event.topic) {
+                return format!("putEvents refused: {} is not a source", event.topic);
+            }
+            let prepared = match up.pipeline.try_prepare(&event) {
+                Ok(Ready::Done(p)) => p,
+                Ok(Ready::Transient(_)) => return "putEvents waits for the registry".into(),
+                Err(e) => return self.fail(format!("preparing a put: {e}")),
+            };
+            ids.push(event.event_id().unwrap_or("?").to_string());
+            items.push((event, prepared));
+        }
+        let _ = env;
+        if items.is_empty() {
+            return "putEvents of nothing".into();
+        }
+        match up.stepper.put(items) {
+            Ok(_) => format!("putEvents {}", ids.join(" ")),
             Err(e) => self.fail(format!("the writer failed on a put: {e}")),
         }
     }

@@ -1,9 +1,11 @@
 //! A Confluent-compatible schema registry in memory, behind the runtime's real registry client
 //! (`seam::codec::Registry::with_backend`): ids are global and an identical schema keeps its id
-//! across subjects, as in Confluent's. An outage makes every call fail as unavailable.
+//! across subjects, as in Confluent's. An outage makes every call fail as unavailable; a slow
+//! registry answers every other call after the client gave up on it (a registration it took
+//! is kept, so the client's retry must find the same id).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use seam::codec::RegistryBackend;
@@ -19,7 +21,12 @@ struct Schemas {
 pub struct SimRegistry {
     schemas: Mutex<Schemas>,
     down: AtomicBool,
+    slow: AtomicBool,
+    calls: AtomicU64,
 }
+
+/// What the client reports when an answer comes after its timeout.
+const TIMED_OUT: &str = "no answer within 10 s (simulated slow registry)";
 
 impl SimRegistry {
     fn schemas(&self) -> Result<std::sync::MutexGuard<'_, Schemas>, String> {
@@ -27,6 +34,21 @@ impl SimRegistry {
             return Err("connection refused (simulated outage)".into());
         }
         Ok(self.schemas.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether this call's answer comes too late: every other call while slow.
+    fn too_late(&self) -> bool {
+        self.slow.load(Ordering::SeqCst) && self.calls.fetch_add(1, Ordering::SeqCst).is_multiple_of(2)
+    }
+
+    /// Starts or ends a slow period.
+    pub fn set_slow(&self, slow: bool) {
+        self.slow.store(slow, Ordering::SeqCst);
+    }
+
+    /// Whether the registry is slow.
+    pub fn is_slow(&self) -> bool {
+        self.slow.load(Ordering::SeqCst)
     }
 
     /// Starts or ends an outage.
@@ -42,7 +64,11 @@ impl SimRegistry {
 
 impl RegistryBackend for SimRegistry {
     fn schema(&self, id: u32) -> Result<Option<String>, String> {
-        Ok(self.schemas()?.by_id.get(&id).cloned())
+        let found = self.schemas()?.by_id.get(&id).cloned();
+        if self.too_late() {
+            return Err(TIMED_OUT.into());
+        }
+        Ok(found)
     }
 
     fn register(&self, subject: &str, text: &str) -> Result<u32, String> {
@@ -59,14 +85,26 @@ impl RegistryBackend for SimRegistry {
         if !versions.contains(&id) {
             versions.push(id);
         }
+        drop(s);
+        // Taken, but the answer is lost: the client sees a timeout and retries.
+        if self.too_late() {
+            return Err(TIMED_OUT.into());
+        }
         Ok(id)
     }
 
     fn subjects(&self) -> Result<Vec<String>, String> {
-        Ok(self.schemas()?.subjects.keys().cloned().collect())
+        let subjects = self.schemas()?.subjects.keys().cloned().collect();
+        if self.too_late() {
+            return Err(TIMED_OUT.into());
+        }
+        Ok(subjects)
     }
 
     fn versions(&self, subject: &str) -> Result<Vec<(u32, String)>, String> {
+        if self.too_late() {
+            return Err(TIMED_OUT.into());
+        }
         let s = self.schemas()?;
         Ok(s.subjects
             .get(subject)
@@ -97,5 +135,16 @@ mod tests {
         r.set_down(false);
         assert_eq!(r.schema(a), Ok(Some("{a}".into())));
         assert_eq!(r.schema(99), Ok(None));
+    }
+
+    #[test]
+    fn a_slow_registry_keeps_what_it_took_although_the_answer_came_too_late() {
+        let r = SimRegistry::default();
+        r.set_slow(true);
+        assert!(r.register("t-A", "{a}").is_err(), "the first answer is late");
+        let id = r.register("t-A", "{a}").expect("the retry is answered");
+        assert!(r.versions("t-A").is_err(), "late again");
+        r.set_slow(false);
+        assert_eq!(r.versions("t-A").expect("versions"), vec![(id, "{a}".to_string())]);
     }
 }

@@ -28,10 +28,16 @@ pub enum Fault {
     ClusterDown,
     /// The registry is unavailable for a while.
     RegistryDown,
+    /// The registry answers every other call after the client's timeout, registrations
+    /// included (taken, but reported as failed).
+    RegistrySlow,
     /// A rogue producer writes undecodable records.
     Poison,
     /// An event of a source topic is posted with putEvents while the consumer reads it too.
     PutRace,
+    /// A relay pulls the newest entries of a source with getEvents and posts them to a
+    /// consumer with putEvents, while the consumer reads the topic too.
+    Relay,
     /// A service is deployed in its other release (a killed process restarts on it): the
     /// orders service upgrades its schema and rolls back, fulfilment gets its translator fix
     /// and the operator redrives what was parked.
@@ -47,15 +53,17 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Crash,
         Fault::Redelivery,
         Fault::Rebalance,
         Fault::Retention,
         Fault::ClusterDown,
         Fault::RegistryDown,
+        Fault::RegistrySlow,
         Fault::Poison,
         Fault::PutRace,
+        Fault::Relay,
         Fault::Deploy,
         Fault::Replay,
         Fault::PartitionGrowth,
@@ -70,8 +78,10 @@ impl Fault {
             Fault::Retention => "retention",
             Fault::ClusterDown => "cluster-down",
             Fault::RegistryDown => "registry-down",
+            Fault::RegistrySlow => "registry-slow",
             Fault::Poison => "poison",
             Fault::PutRace => "put-race",
+            Fault::Relay => "relay",
             Fault::Deploy => "deploy",
             Fault::Replay => "replay",
             Fault::PartitionGrowth => "partition-growth",
@@ -92,8 +102,10 @@ impl Fault {
             Fault::Retention => 3,
             Fault::ClusterDown => 5,
             Fault::RegistryDown => 5,
+            Fault::RegistrySlow => 4,
             Fault::Poison => 6,
             Fault::PutRace => 15,
+            Fault::Relay => 10,
             Fault::Deploy => 4,
             Fault::Replay => 3,
             Fault::PartitionGrowth => 2,
@@ -359,6 +371,19 @@ impl Sim {
             Fault::Redelivery => self.env_step(i, |n, env| n.rebalance(env, true)),
             Fault::Rebalance => self.env_step(i, |n, env| n.rebalance(env, false)),
             Fault::PutRace => self.env_step(i, |n, env| n.put(env)),
+            Fault::Relay => {
+                let flows = world::flows();
+                let Some(&(source, consumer)) = self.rng.pick(&flows) else {
+                    return;
+                };
+                let (Some(s), Some(c)) = (self.index(source), self.index(consumer)) else {
+                    return;
+                };
+                match self.on_node(s, |n, env| n.events_page(env)) {
+                    Ok(events) => self.env_step(c, |n, env| n.put_events(env, events)),
+                    Err(e) => self.log(source, format!("getEvents failed: {e}")),
+                }
+            }
             Fault::Retention => {
                 let topics = self.kafka.topics();
                 if let Some((topic, partitions)) = self.rng.pick(&topics).cloned() {
@@ -379,6 +404,10 @@ impl Sim {
             Fault::RegistryDown => {
                 self.registry.set_down(true);
                 self.log("registry", "REGISTRY DOWN".into());
+            }
+            Fault::RegistrySlow => {
+                self.registry.set_slow(true);
+                self.log("registry", "REGISTRY SLOW".into());
             }
             Fault::Poison => {
                 let sources: Vec<String> = world::flows()
@@ -521,6 +550,10 @@ impl Sim {
             self.registry.set_down(false);
             self.log("registry", "registry back".into());
         }
+        if self.registry.is_slow() && self.rng.chance(10) {
+            self.registry.set_slow(false);
+            self.log("registry", "registry answers in time again".into());
+        }
         if self.rng.chance(20) {
             self.register_step();
             return;
@@ -569,6 +602,7 @@ impl Sim {
     fn settle(&mut self) -> Result<(), String> {
         self.kafka.down = false;
         self.registry.set_down(false);
+        self.registry.set_slow(false);
         for i in 0..self.nodes.len() {
             if !self.nodes[i].is_up() {
                 self.tick();

@@ -26,7 +26,7 @@ use crate::codec::wire;
 use crate::envelope;
 use crate::runtime::{ExecuteError, Node, PutOutcome, RawEvent, RuntimeError};
 use crate::service::{ApplyError, Service};
-use crate::store::JournalEntry;
+use crate::store::{JournalEntry, Store, StoreError};
 use crate::translator::events_topic;
 
 /// Most events one getEvents page returns.
@@ -180,10 +180,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Model values under a key prefix, decoded, for query endpoints.
-pub fn scan_model<T: serde::de::DeserializeOwned>(
-    store: &crate::store::Store,
-    prefix: &str,
-) -> Result<Vec<(String, T)>, ApiError> {
+pub fn scan_model<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> Result<Vec<(String, T)>, ApiError> {
     store
         .model_scan(prefix)
         .map_err(ApiError::store)?
@@ -193,10 +190,7 @@ pub fn scan_model<T: serde::de::DeserializeOwned>(
 }
 
 /// The model value at `key`, decoded, for query endpoints; `None` if there is none.
-pub fn model_value<T: serde::de::DeserializeOwned>(
-    store: &crate::store::Store,
-    key: &str,
-) -> Result<Option<T>, ApiError> {
+pub fn model_value<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>, ApiError> {
     store
         .model_get(key)
         .map_err(ApiError::store)?
@@ -424,16 +418,15 @@ async fn get_events<S: Service>(
         ),
         None => None,
     };
-    // Only durable entries: one a crash could still take back would have its seq reused.
     let durable = node.durable_seq();
     let store = node.store().clone();
     let (entries, last) = tokio::task::spawn_blocking(move || {
-        store.journal_page(
-            q.after,
+        events_page(
+            &store,
             durable,
+            q.after,
             limit,
             (record.as_deref(), q.subject.as_deref()),
-            100_000,
         )
     })
     .await
@@ -449,6 +442,21 @@ async fn get_events<S: Service>(
         next_after: last,
         more,
     }))
+}
+
+/// The journal entries getEvents serves after `after` (at most `limit`, of one record type
+/// and subject where given), and the seq its scan reached. Only durable ones: an entry a crash
+/// could still take back would have its seq reused for another event, and a relay into
+/// putEvents would keep the phantom and drop the real one as a repeat. The simulator relays
+/// through this too.
+pub fn events_page(
+    store: &Store,
+    durable: u64,
+    after: u64,
+    limit: usize,
+    filter: (Option<&str>, Option<&str>),
+) -> Result<(Vec<JournalEntry>, u64), StoreError> {
+    store.journal_page(after, durable, limit, filter, 100_000)
 }
 
 async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<WireEvent, ApiError> {
@@ -472,6 +480,35 @@ async fn to_wire<S: Service>(node: &Node<S>, entry: &JournalEntry) -> Result<Wir
 }
 
 impl WireEvent {
+    /// The event as the consumer takes it in from putEvents, at no Kafka offset; `i` is its
+    /// index in the request, for the error.
+    pub fn into_raw(self, i: usize) -> Result<RawEvent, ApiError> {
+        let value = BASE64.decode(self.value.as_bytes()).map_err(|err| {
+            ApiError::bad_request(
+                format!("events[{i}].value is not base64: {err}"),
+                "send the Confluent-framed Avro bytes, base64-encoded, as getEvents returns them",
+            )
+        })?;
+        if !self.headers.contains_key(envelope::EVENT_ID) {
+            return Err(ApiError::bad_request(
+                format!("events[{i}] has no {} header", envelope::EVENT_ID),
+                "putEvents is idempotent by event id; pass the headers getEvents returned",
+            ));
+        }
+        Ok(RawEvent {
+            topic: events_topic(&self.source),
+            partition: -1,
+            offset: -1,
+            key: Some(self.key.into_bytes()),
+            value: Some(value),
+            headers: self
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, Some(v.into_bytes())))
+                .collect(),
+        })
+    }
+
     /// A journal entry of `service`'s `journal` as getEvents returns it (and the publisher would
     /// frame it), with its writer schema's registry id; without the JSON payload.
     pub fn from_entry(service: &str, journal: &crate::store::JournalId, entry: &JournalEntry, schema_id: u32) -> Self {
@@ -506,26 +543,7 @@ async fn put_events<S: Service>(
                 format!("it reads {sources:?}"),
             ));
         }
-        let value = BASE64.decode(e.value.as_bytes()).map_err(|err| {
-            ApiError::bad_request(
-                format!("events[{i}].value is not base64: {err}"),
-                "send the Confluent-framed Avro bytes, base64-encoded, as getEvents returns them",
-            )
-        })?;
-        if !e.headers.contains_key(envelope::EVENT_ID) {
-            return Err(ApiError::bad_request(
-                format!("events[{i}] has no {} header", envelope::EVENT_ID),
-                "putEvents is idempotent by event id; pass the headers getEvents returned",
-            ));
-        }
-        raws.push(RawEvent {
-            topic,
-            partition: -1,
-            offset: -1,
-            key: Some(e.key.into_bytes()),
-            value: Some(value),
-            headers: e.headers.into_iter().map(|(k, v)| (k, Some(v.into_bytes()))).collect(),
-        });
+        raws.push(e.into_raw(i)?);
     }
     let outcomes = node.put_events(raws).await.map_err(|e| ApiError::from_runtime(&e))?;
     let rejected = outcomes
