@@ -12,7 +12,7 @@ use std::sync::Arc;
 use seam::codec::{wire, Catalog, Registry};
 use seam::runtime::consumer::another_journal;
 use seam::runtime::journal_schemas::JournalSchemas;
-use seam::runtime::relay::{Limits, Relay, Step};
+use seam::runtime::relay::{Limits, Relay, Step, Turn};
 use seam::runtime::{
     compare_and_swap, retention, Answer, ExecuteError, Pipeline, Prepared, RawEvent, Ready, ReplayReport, RuntimeError,
     Stepper, Swap,
@@ -504,7 +504,13 @@ impl<S: Service> Process for Node<S> {
             id: &id,
             epoch: &mut up.publisher.epoch,
         };
-        match up.publisher.relay.step(&mut log, env.runtime.handle(), durable, limits) {
+        let turn = Turn {
+            log: &mut log,
+            runtime: env.runtime.handle(),
+            durable,
+            limits,
+        };
+        match up.publisher.relay.step(turn) {
             Ok(Step::Started { next }) => format!("publisher started; tail recovered, next {next}"),
             Ok(Step::Idle) => "publisher idle".into(),
             Ok(Step::Progress(did)) => format!("publisher: {did}"),
@@ -1387,10 +1393,12 @@ impl<S: Service> Process for Node<S> {
             batch: MAX_BATCH,
             sends: 1,
         };
-        let step = zombie
-            .publisher
-            .relay
-            .step(&mut log, env.runtime.handle(), zombie.durable, limits);
+        let step = zombie.publisher.relay.step(Turn {
+            log: &mut log,
+            runtime: env.runtime.handle(),
+            durable: zombie.durable,
+            limits,
+        });
         if step.is_err() || !zombie.publisher.relay.in_transaction() {
             self.zombie = None;
         }

@@ -38,7 +38,7 @@ use crate::translator::events_topic;
 use super::in_flight::InFlight;
 use super::journal_schemas::JournalSchemas;
 use super::progress::Progress;
-use super::relay::{EventLog, Limits, LogError, Outgoing, Relay, Step, TailVisitor};
+use super::relay::{EventLog, Limits, LogError, Outgoing, Relay, Step, TailVisitor, Turn};
 use super::RuntimeError;
 
 /// How long a publish transaction may stay open before the coordinator aborts it. A batch
@@ -110,7 +110,12 @@ impl Publisher {
                     _ => {}
                 }
             }
-            match relay.step(&mut log, &self.runtime, durable, limits)? {
+            match relay.step(Turn {
+                log: &mut log,
+                runtime: &self.runtime,
+                durable,
+                limits,
+            })? {
                 Step::Started { next } => {
                     self.published.send_replace(next - 1);
                     info!(next, "publisher started; tail recovered");

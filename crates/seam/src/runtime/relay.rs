@@ -97,6 +97,19 @@ pub enum Step {
     },
 }
 
+/// What one step is given: the log, a runtime to wait on the registry client with, the
+/// writer's durable seq (nothing above it is read), and how much it may do.
+pub struct Turn<'a> {
+    /// The log.
+    pub log: &'a mut dyn EventLog,
+    /// Where the registry client's calls run.
+    pub runtime: &'a Handle,
+    /// The writer's durable seq.
+    pub durable: u64,
+    /// How much the step may do.
+    pub limits: Limits,
+}
+
 /// How much one step may do: the simulator takes small bites, a service whole batches.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -197,17 +210,11 @@ impl Relay {
 
     /// One step: at most one transaction call and `limits.sends` sends. Entries above
     /// `durable` are never read, so nothing a crash could take back goes out.
-    pub fn step(
-        &mut self,
-        log: &mut dyn EventLog,
-        runtime: &Handle,
-        durable: u64,
-        limits: Limits,
-    ) -> Result<Step, RuntimeError> {
+    pub fn step(&mut self, turn: Turn<'_>) -> Result<Step, RuntimeError> {
         match &mut self.state {
             State::Registering => {
                 for record in self.catalog.records() {
-                    match runtime.block_on(self.registry.register(&self.topic, record)) {
+                    match turn.runtime.block_on(self.registry.register(&self.topic, record)) {
                         Ok(_) => {}
                         Err(e) if e.class() == Class::Retryable => {
                             return Ok(Step::Wait(format!("registering the event schemas: {e}")))
@@ -218,8 +225,16 @@ impl Relay {
                 self.state = State::Starting;
                 Ok(Step::Progress("event schemas registered".into()))
             }
-            State::Starting => self.start(log),
-            State::Running(_) => self.run(log, runtime, durable, limits),
+            State::Starting => self.start(turn.log),
+            State::Running(r) => {
+                let journal = Journal {
+                    service: &self.service,
+                    topic: &self.topic,
+                    store: &self.store,
+                    schemas: &self.schemas,
+                };
+                r.step(&journal, turn)
+            }
         }
     }
 
@@ -245,52 +260,59 @@ impl Relay {
         }));
         Ok(Step::Started { next: floor + 1 })
     }
+}
 
-    fn run(
-        &mut self,
-        log: &mut dyn EventLog,
-        runtime: &Handle,
-        durable: u64,
-        limits: Limits,
-    ) -> Result<Step, RuntimeError> {
-        let State::Running(r) = &mut self.state else {
-            unreachable!("run is called on a running relay");
-        };
-        match std::mem::replace(&mut r.txn, Txn::None) {
+/// What a running relay reads and names: its service, topic, store and writer schemas.
+struct Journal<'a> {
+    service: &'a str,
+    topic: &'a str,
+    store: &'a Store,
+    schemas: &'a JournalSchemas,
+}
+
+impl Running {
+    fn step(&mut self, j: &Journal<'_>, turn: Turn<'_>) -> Result<Step, RuntimeError> {
+        let Turn {
+            log,
+            runtime,
+            durable,
+            limits,
+        } = turn;
+        match std::mem::replace(&mut self.txn, Txn::None) {
             Txn::Aborting => match log.abort() {
                 Ok(()) => Ok(Step::Progress("transaction aborted".into())),
                 Err(LogError::Again(e)) => {
-                    r.txn = Txn::Aborting;
+                    self.txn = Txn::Aborting;
                     Ok(Step::Wait(format!(
                         "aborting the publish transaction did not finish ({e}); retrying the abort"
                     )))
                 }
                 Err(LogError::Abort(e)) => {
-                    warn!(service = %self.service, error = %e, "aborting the publish transaction failed");
+                    warn!(service = %j.service, error = %e, "aborting the publish transaction failed");
                     Ok(Step::Progress("transaction abort failed".into()))
                 }
                 Err(LogError::Fatal(e)) => Err(e),
             },
             Txn::None => {
-                if r.next > durable {
+                if self.next > durable {
                     return Ok(Step::Idle);
                 }
-                let entries: Vec<JournalEntry> = self
+                let entries: Vec<JournalEntry> = j
                     .store
-                    .journal_from(r.next, limits.batch)?
+                    .journal_from(self.next, limits.batch)?
                     .into_iter()
                     .filter(|e| e.seq <= durable)
                     .collect();
                 let Some(end) = entries.last().map(|e| e.seq) else {
-                    return Err(RuntimeError::Store(format!("journal entry {} is missing", r.next)));
+                    return Err(RuntimeError::Store(format!("journal entry {} is missing", self.next)));
                 };
                 let mut ids = Vec::with_capacity(entries.len());
                 for entry in &entries {
-                    if let Some(id) = self.schemas.cached_id(entry) {
+                    if let Some(id) = j.schemas.cached_id(entry) {
                         ids.push(id);
                         continue;
                     }
-                    match runtime.block_on(self.schemas.id(entry)) {
+                    match runtime.block_on(j.schemas.id(entry)) {
                         Ok(id) => ids.push(id),
                         Err(e) if e.class() == Class::Retryable => {
                             return Ok(Step::Wait(format!(
@@ -304,9 +326,9 @@ impl Relay {
                 if let Err(e) = log.begin() {
                     return waiting(e, "beginning a publish transaction");
                 }
-                let todo = placements(&entries, r.partitions, &r.last).into();
-                let from = r.next;
-                r.txn = Txn::Open(Batch {
+                let todo = placements(&entries, self.partitions, &self.last).into();
+                let from = self.next;
+                self.txn = Txn::Open(Batch {
                     entries,
                     ids,
                     todo,
@@ -317,7 +339,7 @@ impl Relay {
                 Ok(Step::Progress(format!("transaction begun for {from}..={end}")))
             }
             Txn::Open(mut batch) => {
-                let journal = self.store.journal_id().clone();
+                let journal = j.store.journal_id().clone();
                 for _ in 0..limits.sends {
                     let Some(&(i, partition)) = batch.todo.front() else {
                         break;
@@ -325,9 +347,9 @@ impl Relay {
                     let entry = &batch.entries[i];
                     let payload = wire::frame(batch.ids[i], &entry.body);
                     let out = Outgoing {
-                        topic: &self.topic,
+                        topic: j.topic,
                         partition,
-                        service: &self.service,
+                        service: j.service,
                         journal: &journal,
                         entry,
                         payload: &payload,
@@ -336,7 +358,7 @@ impl Relay {
                         Ok(()) => {}
                         Err(LogError::Fatal(e)) => return Err(e),
                         Err(LogError::Again(e) | LogError::Abort(e)) => {
-                            r.txn = Txn::Aborting;
+                            self.txn = Txn::Aborting;
                             return Ok(Step::Wait(format!(
                                 "sending entry {} failed ({e}); aborting and sending the batch again",
                                 entry.seq
@@ -353,20 +375,20 @@ impl Relay {
                 if batch.todo.is_empty() {
                     failpoint::hit("publisher.before-commit");
                     let sent = batch.count;
-                    r.txn = Txn::Committing(batch);
+                    self.txn = Txn::Committing(batch);
                     Ok(Step::Progress(format!("{sent} sent; committing")))
                 } else {
                     let left = batch.todo.len();
-                    r.txn = Txn::Open(batch);
+                    self.txn = Txn::Open(batch);
                     Ok(Step::Progress(format!("{left} to send")))
                 }
             }
             Txn::Committing(batch) => match log.commit() {
                 Ok(()) => {
                     failpoint::hit("publisher.after-commit");
-                    r.last.extend(batch.sent);
-                    self.store.set_published_seq(batch.end)?;
-                    r.next = batch.end + 1;
+                    self.last.extend(batch.sent);
+                    j.store.set_published_seq(batch.end)?;
+                    self.next = batch.end + 1;
                     Ok(Step::Committed {
                         end: batch.end,
                         count: batch.count,
@@ -374,13 +396,13 @@ impl Relay {
                 }
                 // The outcome is unknown; the commit is retried, not the batch.
                 Err(LogError::Again(e)) => {
-                    r.txn = Txn::Committing(batch);
+                    self.txn = Txn::Committing(batch);
                     Ok(Step::Wait(format!(
                         "committing the publish transaction ({e}); retrying the commit"
                     )))
                 }
                 Err(LogError::Abort(e)) => {
-                    r.txn = Txn::Aborting;
+                    self.txn = Txn::Aborting;
                     Ok(Step::Wait(format!(
                         "the publish transaction failed ({e}); aborting and sending the batch again"
                     )))
