@@ -53,10 +53,16 @@ fn every_schedule_keeps_every_invariant() {
 /// longer reproduces its defect is replaced by one that does (or dropped, if none of 10,000
 /// does; the durable-seq defect was found by seed 5469 of the first version, seed 11 of a
 /// later one, and is now covered by its focused test).
-const REGRESSIONS: &[(u64, &str)] = &[(
-    147,
-    "after the topic grew, subjects hashed to new partitions: a reader of the history applied a subject's events out of order",
-)];
+const REGRESSIONS: &[(u64, &str)] = &[
+    (
+        263,
+        "after the topic grew, subjects hashed to new partitions: a reader of the history applied a subject's events out of order",
+    ),
+    (
+        6488,
+        "a placeholder that a putEvents relay had filled with events not on the topic yet was kept by a replay that forgot those events; they applied twice",
+    ),
+];
 
 #[test]
 fn seeds_that_found_defects_pass() {

@@ -762,6 +762,7 @@ impl Store {
         }
         set.entries.clear();
         set.parked_in_store = None;
+        set.placeholders_in_store = None;
         if !writes.is_empty() {
             self.engine.write(writes)?;
         }
@@ -820,6 +821,7 @@ impl Store {
             entries: Vec::new(),
             counter: self.meta_u64(meta::COUNTER)?,
             parked_in_store: None,
+            placeholders_in_store: None,
             journal: self.journal,
             // Subjects first seen by a journal that began before subjects were tracked may
             // have earlier entries: their predecessor is unknown.
@@ -827,6 +829,18 @@ impl Store {
             touched: BTreeMap::new(),
             staged_fresh: Vec::new(),
         })
+    }
+
+    /// Whether any model key is marked as a placeholder: one probe, so the usual store skips a
+    /// lookup per written key.
+    fn any_placeholder(&self) -> Result<bool, StoreError> {
+        let start = [prefix::PLACEHOLDER];
+        Ok(self
+            .engine
+            .range(&start, &prefix_end(&start))
+            .next()
+            .transpose()?
+            .is_some())
     }
 
     /// Whether any subject is parked at all: one probe, so the usual store (none parked) skips
@@ -855,6 +869,9 @@ pub struct WriteSet {
     /// Whether the store (not this set) has a parked subject; learnt on first need, forgotten
     /// at each commit.
     parked_in_store: Option<bool>,
+    /// Whether the store (not this set) has a placeholder mark; learnt on first need,
+    /// forgotten at each commit.
+    placeholders_in_store: Option<bool>,
     journal: bool,
     /// Whether a subject without an index entry is new (its first entry has prev 0).
     new_subjects_first: bool,
@@ -1028,6 +1045,41 @@ impl WriteSet {
     ) -> Result<(), StoreError> {
         let through = self.through(store, topic, journal)?.max(seq);
         self.stage(through_key(topic, &journal.id), Some(through.to_be_bytes().to_vec()));
+        Ok(())
+    }
+
+    /// Unmarks every placeholder whose model key the current command wrote. Called after a
+    /// foreign event's commands: the key holds the replica's data now, so a replay rebuilds it
+    /// like any other key instead of keeping it when the rebuild lacks it. (A kept key whose
+    /// events the rebuild had not seen, e.g. taken in through putEvents ahead of the topic, was
+    /// applied again once the swap reset what the source had taken in.)
+    pub fn settle_placeholders(&mut self, store: &Store) -> Result<(), StoreError> {
+        let marks: Vec<Vec<u8>> = self
+            .staged
+            .keys()
+            .filter(|k| k.first() == Some(&prefix::MODEL))
+            .map(|k| {
+                let mut mark = k.clone();
+                mark[0] = prefix::PLACEHOLDER;
+                mark
+            })
+            .collect();
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let any = match self.placeholders_in_store {
+            Some(any) => any,
+            None => *self.placeholders_in_store.insert(store.any_placeholder()?),
+        };
+        for mark in marks {
+            let marked = match self.staged.get(&mark).or_else(|| self.committed.get(&mark)) {
+                Some(v) => v.is_some(),
+                None => any && store.engine.get(&mark)?.is_some(),
+            };
+            if marked {
+                self.stage(mark, None);
+            }
+        }
         Ok(())
     }
 
@@ -1215,6 +1267,42 @@ mod tests {
         assert_eq!(journal.len(), 1);
         assert_eq!(journal[0].subject, "s/2");
         assert_eq!(store.positions().expect("positions").position("t", 3), 10);
+    }
+
+    /// Found by the simulator (seed 6488): a kept placeholder a relay had filled was applied
+    /// again after a replay. A placeholder a foreign event writes is the replica's from then on;
+    /// one the event does not touch, stored or staged in the same set, stays a placeholder.
+    #[test]
+    fn a_placeholder_a_foreign_event_writes_stops_being_one() {
+        let (store, _engine) = temp_store();
+        let mut set = store.write_set().expect("write set");
+        for key in ["parcel/o1", "parcel/o2"] {
+            set.model_put(key, Some(b"expected".to_vec()));
+            set.mark_placeholder(key, true);
+        }
+        set.keep();
+        store.commit(&mut set, true).expect("commit");
+
+        let mut set = store.write_set().expect("write set");
+        set.model_put("parcel/o3", Some(b"expected".to_vec()));
+        set.mark_placeholder("parcel/o3", true);
+        set.keep();
+        set.model_put("parcel/o1", Some(b"placed".to_vec()));
+        set.model_put("parcel/o3", Some(b"placed".to_vec()));
+        set.settle_placeholders(&store).expect("settle");
+        set.keep();
+        set.model_put("parcel/o9", Some(b"placed".to_vec()));
+        set.settle_placeholders(&store).expect("nothing marked");
+        set.keep();
+        store.commit(&mut set, true).expect("commit");
+
+        assert!(!store.is_placeholder("parcel/o1").expect("o1"), "written by the event");
+        assert!(
+            !store.is_placeholder("parcel/o3").expect("o3"),
+            "staged mark, then written"
+        );
+        assert!(store.is_placeholder("parcel/o2").expect("o2"), "untouched");
+        assert!(!store.is_placeholder("parcel/o9").expect("o9"));
     }
 
     #[test]

@@ -486,6 +486,13 @@ impl<S: Service> Writer<S> {
         Ok(ctx.take_emitted())
     }
 
+    /// A foreign event's commands: a placeholder key they write is the replica's from then on.
+    fn apply_foreign(&self, set: &mut WriteSet, commands: &[S::Command], cause: &Cause) -> Result<(), ApplyError> {
+        self.apply_all(set, commands, cause)?;
+        set.settle_placeholders(&self.store)?;
+        Ok(())
+    }
+
     pub(crate) fn command(
         &self,
         set: &mut WriteSet,
@@ -682,8 +689,8 @@ impl<S: Service> Writer<S> {
                 }
                 Prepared::Commands(commands) => {
                     let cause = cause_of(raw);
-                    match self.apply_all(&mut group.set, &commands, &cause) {
-                        Ok(_) => TakenIn::Applied,
+                    match self.apply_foreign(&mut group.set, &commands, &cause) {
+                        Ok(()) => TakenIn::Applied,
                         Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
                         Err(e) => {
                             group.set.discard();
@@ -760,8 +767,8 @@ impl<S: Service> Writer<S> {
             let failure = match prepared {
                 Prepared::Filtered | Prepared::Unhandled { .. } => None,
                 Prepared::Poison { reason, .. } => Some(reason),
-                Prepared::Commands(commands) => match self.apply_all(&mut group.set, &commands, &cause_of(&raw)) {
-                    Ok(_) => None,
+                Prepared::Commands(commands) => match self.apply_foreign(&mut group.set, &commands, &cause_of(&raw)) {
+                    Ok(()) => None,
                     Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
                     Err(e) => Some(format!("applying the translated command failed: {e}")),
                 },
