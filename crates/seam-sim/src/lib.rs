@@ -3,8 +3,9 @@
 //!
 //! What runs is the runtime's own: the writer (`seam::runtime::Stepper` steps the same
 //! `Writer::handle` and the flusher's `settle`), the store and its apply path, decoding and
-//! translating (`Pipeline::try_prepare`), the publisher's resume and placement decisions, the
-//! retention verdict and the recreated-topic check, the registry client. What is simulated are
+//! translating (`Pipeline::try_prepare`), the publisher (`seam::runtime::relay::Relay`, on the
+//! simulated log through [`producer`]), getEvents' page, the retention verdict and the
+//! recreated-topic check, the registry client. What is simulated are
 //! the edges: a store engine that loses unflushed writes on a crash ([`engine`]), a Kafka log
 //! with transactions, fencing, read_committed and retention ([`kafka`]), a registry
 //! ([`registry`]), and time (a virtual clock). The services are the five Student Affairs
