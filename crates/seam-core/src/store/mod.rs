@@ -834,19 +834,18 @@ impl Store {
     /// Whether any model key is marked as a placeholder: one probe, so the usual store skips a
     /// lookup per written key.
     fn any_placeholder(&self) -> Result<bool, StoreError> {
-        let start = [prefix::PLACEHOLDER];
-        Ok(self
-            .engine
-            .range(&start, &prefix_end(&start))
-            .next()
-            .transpose()?
-            .is_some())
+        self.any_under(prefix::PLACEHOLDER)
     }
 
     /// Whether any subject is parked at all: one probe, so the usual store (none parked) skips
     /// a lookup per event.
     fn any_parked_subject(&self) -> Result<bool, StoreError> {
-        let start = [prefix::PARKED_SUBJECT];
+        self.any_under(prefix::PARKED_SUBJECT)
+    }
+
+    /// Whether any key starts with `prefix`.
+    fn any_under(&self, prefix: u8) -> Result<bool, StoreError> {
+        let start = [prefix];
         Ok(self
             .engine
             .range(&start, &prefix_end(&start))
