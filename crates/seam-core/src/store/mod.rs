@@ -763,6 +763,7 @@ impl Store {
         set.entries.clear();
         set.parked_in_store = None;
         set.placeholders_in_store = None;
+        set.placeholders_in_set = false;
         if !writes.is_empty() {
             self.engine.write(writes)?;
         }
@@ -822,6 +823,7 @@ impl Store {
             counter: self.meta_u64(meta::COUNTER)?,
             parked_in_store: None,
             placeholders_in_store: None,
+            placeholders_in_set: false,
             journal: self.journal,
             // Subjects first seen by a journal that began before subjects were tracked may
             // have earlier entries: their predecessor is unknown.
@@ -871,6 +873,8 @@ pub struct WriteSet {
     /// Whether the store (not this set) has a placeholder mark; learnt on first need,
     /// forgotten at each commit.
     placeholders_in_store: Option<bool>,
+    /// Whether this set marked a placeholder since its last commit.
+    placeholders_in_set: bool,
     journal: bool,
     /// Whether a subject without an index entry is new (its first entry has prev 0).
     new_subjects_first: bool,
@@ -964,6 +968,7 @@ impl WriteSet {
     /// Stages a placeholder mark for a model key (`false` removes it).
     pub fn mark_placeholder(&mut self, model_key: &str, placeholder: bool) {
         let k = key(prefix::PLACEHOLDER, &[model_key.as_bytes()]);
+        self.placeholders_in_set |= placeholder;
         self.stage(k, placeholder.then(Vec::new));
     }
 
@@ -1053,27 +1058,28 @@ impl WriteSet {
     /// events the rebuild had not seen, e.g. taken in through putEvents ahead of the topic, was
     /// applied again once the swap reset what the source had taken in.)
     pub fn settle_placeholders(&mut self, store: &Store) -> Result<(), StoreError> {
+        // The usual store has no placeholder at all: one probe per commit, nothing per event.
+        let in_store = match self.placeholders_in_store {
+            Some(any) => any,
+            None => *self.placeholders_in_store.insert(store.any_placeholder()?),
+        };
+        if !in_store && !self.placeholders_in_set {
+            return Ok(());
+        }
+        let models = [prefix::MODEL];
         let marks: Vec<Vec<u8>> = self
             .staged
-            .keys()
-            .filter(|k| k.first() == Some(&prefix::MODEL))
-            .map(|k| {
+            .range(models.to_vec()..prefix_end(&models))
+            .map(|(k, _)| {
                 let mut mark = k.clone();
                 mark[0] = prefix::PLACEHOLDER;
                 mark
             })
             .collect();
-        if marks.is_empty() {
-            return Ok(());
-        }
-        let any = match self.placeholders_in_store {
-            Some(any) => any,
-            None => *self.placeholders_in_store.insert(store.any_placeholder()?),
-        };
         for mark in marks {
             let marked = match self.staged.get(&mark).or_else(|| self.committed.get(&mark)) {
                 Some(v) => v.is_some(),
-                None => any && store.engine.get(&mark)?.is_some(),
+                None => in_store && store.engine.get(&mark)?.is_some(),
             };
             if marked {
                 self.stage(mark, None);
