@@ -110,12 +110,16 @@ impl Publisher {
                     _ => {}
                 }
             }
-            match relay.step(Turn {
+            let step = relay.step(Turn {
                 log: &mut log,
                 runtime: &self.runtime,
                 durable,
                 limits,
-            })? {
+            })?;
+            if !matches!(step, Step::Wait(_)) {
+                pause = FIRST_PAUSE;
+            }
+            match step {
                 Step::Started { next } => {
                     self.published.send_replace(next - 1);
                     info!(next, "publisher started; tail recovered");
@@ -135,7 +139,6 @@ impl Publisher {
                 Step::Committed { end, count } => {
                     self.published.send_replace(end);
                     self.metrics.published(count);
-                    pause = FIRST_PAUSE;
                 }
             }
         }
