@@ -134,7 +134,7 @@ pub trait Process {
     /// putEvents takes it in.
     fn events_page(&mut self, env: &mut Env<'_>) -> Result<Vec<RawEvent>, String>;
     /// putEvents of what a relay fetched.
-    fn put_events(&mut self, env: &mut Env<'_>, events: Vec<RawEvent>) -> Did;
+    fn put_events(&mut self, events: Vec<RawEvent>) -> Did;
     /// A rebalance: the consumer is assigned its partitions again and seeks to the stored
     /// positions; with `rewind`, it also re-fetches a few records (redelivery).
     fn rebalance(&mut self, env: &mut Env<'_>, rewind: bool) -> Did;
@@ -650,7 +650,7 @@ impl<S: Service> Process for Node<S> {
             return "nothing to put".into();
         };
         let event = raw(&topic, partition, r);
-        self.put_events(env, vec![event])
+        self.put_events(vec![event])
     }
 
     fn events_page(&mut self, env: &mut Env<'_>) -> Result<Vec<RawEvent>, String> {
@@ -675,7 +675,7 @@ impl<S: Service> Process for Node<S> {
         Ok(events)
     }
 
-    fn put_events(&mut self, env: &mut Env<'_>, events: Vec<RawEvent>) -> Did {
+    fn put_events(&mut self, events: Vec<RawEvent>) -> Did {
         let Some(up) = self.up.as_mut() else {
             return "down".into();
         };
@@ -696,7 +696,6 @@ impl<S: Service> Process for Node<S> {
             ids.push(event.event_id().unwrap_or("?").to_string());
             items.push((event, prepared));
         }
-        let _ = env;
         if items.is_empty() {
             return "putEvents of nothing".into();
         }

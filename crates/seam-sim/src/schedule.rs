@@ -380,7 +380,10 @@ impl Sim {
                     return;
                 };
                 match self.on_node(s, |n, env| n.events_page(env)) {
-                    Ok(events) => self.env_step(c, |n, env| n.put_events(env, events)),
+                    Ok(events) => {
+                        let did = self.nodes[c].put_events(events);
+                        self.log(consumer, did);
+                    }
                     Err(e) => self.log(source, format!("getEvents failed: {e}")),
                 }
             }
