@@ -5,7 +5,9 @@
 //! `Writer::handle` and the flusher's `settle`), the store and its apply path, decoding and
 //! translating (`Pipeline::try_prepare`), the publisher (`seam::runtime::relay::Relay`, on the
 //! simulated log through [`producer`]), getEvents' page, the retention verdict and the
-//! recreated-topic check, the registry client. What is simulated are
+//! recreated-topic check, the registry client, and the registration's decisions and bootstrap
+//! (`seam::runtime::register::admit`, `spool::resume`, `bootstrap::Load`) on a real spool
+//! folder. What is simulated are
 //! the edges: a store engine that loses unflushed writes on a crash ([`engine`]), a Kafka log
 //! with transactions, fencing, read_committed and retention ([`kafka`]), a registry
 //! ([`registry`]), and time (a virtual clock). The services are the five Student Affairs

@@ -24,7 +24,8 @@ struct Args {
     #[arg(long, default_value_t = 600)]
     steps: usize,
     /// Faults to inject, comma-separated, or `all` / `none`: crash, redelivery, rebalance,
-    /// retention, cluster-down, registry-down, poison, put-race, deploy, replay, partition-growth.
+    /// retention, cluster-down, registry-down, registry-slow, poison, put-race, relay, deploy,
+    /// replay, register-again, partition-growth.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Print the schedule step by step.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use seam::codec::{wire, Catalog, Registry};
+use seam::codec::{Catalog, Registry};
 use seam::runtime::consumer::another_journal;
 use seam::runtime::journal_schemas::JournalSchemas;
 use seam::runtime::relay::{Limits, Relay, Step, Turn};
@@ -27,6 +27,8 @@ use crate::producer::Producing;
 use crate::registry::SimRegistry;
 use crate::rng::Rng;
 
+mod registering;
+
 /// What a step of a node needs from the world around it.
 pub struct Env<'a> {
     /// The cluster.
@@ -37,6 +39,8 @@ pub struct Env<'a> {
     pub rng: &'a mut Rng,
     /// A runtime for the registry client's futures (they never wait on real IO here).
     pub runtime: &'a tokio::runtime::Runtime,
+    /// The schedule's folder: each node's store directory (its snapshot spool) is in it.
+    pub dir: &'a std::path::Path,
 }
 
 /// The translators of a service, built afresh for each incarnation.
@@ -94,17 +98,6 @@ pub struct Snap {
     pub schemas: BTreeMap<u32, String>,
     /// `(subject, schema id, body)` per record.
     pub records: Vec<(String, u32, Vec<u8>)>,
-}
-
-/// Where a bootstrap stands after a step.
-#[derive(Debug)]
-pub enum Boot {
-    /// It goes on (or waits for a flush, the registry, or the node).
-    Going(Did),
-    /// The source is read from the snapshot's offsets now.
-    Done,
-    /// The runtime refused it for a reason an operator must act on (named).
-    Refused(String),
 }
 
 /// What a step did, for the trace.
@@ -168,8 +161,25 @@ pub trait Process {
     fn snapshot_step(&mut self, env: &mut Env<'_>) -> Option<Result<Snap, String>>;
     /// Gives a held snapshot up (its deadline passed); commits go on.
     fn abandon_snapshot(&mut self) -> Did;
-    /// One step of loading `snap` for a registration.
-    fn bootstrap_step(&mut self, env: &mut Env<'_>, snap: &Snap) -> Boot;
+    /// One step of the bootstrap the node loads (a registration's, or a start's); `None` when
+    /// none runs.
+    fn bootstrap_step(&mut self, env: &mut Env<'_>) -> Option<Did>;
+    /// `seam register <this> --source <source>` with `snapshot` (a snapshot file's bytes).
+    fn register(&mut self, env: &mut Env<'_>, source: &str, snapshot: &[u8]) -> Did;
+    /// Answers the download of a start that waits for its `--bootstrap` URL.
+    fn deliver(&mut self, env: &mut Env<'_>, snapshot: &[u8]) -> Did;
+    /// Whether a start waits for its `--bootstrap` URL to answer.
+    fn starting(&self) -> bool;
+    /// Whether an operator path runs on it now (a bootstrap, replay, redrive or held
+    /// snapshot): where crashes are aimed at half the time.
+    fn mid_operation(&self) -> bool;
+    /// The operator restarts the node with `--bootstrap <source>=URL`: killed now, started
+    /// again with the flag.
+    fn serve_with_bootstrap(&mut self, rng: &mut Rng, source: &str) -> Did;
+    /// How the registration of `source` stands; `None` while down.
+    fn registration(&self, source: &str) -> Option<seam::runtime::Registration>;
+    /// The seq and offset map of the snapshot a registration finished loading.
+    fn loaded(&self) -> Option<(u64, seam::offsets::OffsetMap)>;
     /// Deploys the other release: the process is killed and starts again on it later. `None`
     /// when the service has no other release to go to.
     fn deploy(&mut self, rng: &mut Rng) -> Option<Did>;
@@ -235,6 +245,10 @@ struct Up<S: Service> {
     redrive: Option<Redrive>,
     /// A replay in progress.
     replay: Option<Replaying<S>>,
+    /// How each registration since this start stands.
+    registrations: BTreeMap<String, seam::runtime::Registration>,
+    /// A bootstrap being loaded.
+    booting: Option<registering::Booting>,
 }
 
 /// A replay in progress: the shadow store with its own writer, and how far it has read.
@@ -278,6 +292,14 @@ pub struct Node<S: Service> {
     /// Whether it ever went back to the first release after the next one ran.
     rolled_back: bool,
     last_replay: Option<ReplayReport>,
+    /// The operator's `--bootstrap` flag, kept across restarts.
+    given: Option<seam::runtime::SnapshotSource>,
+    /// A start waiting for its `--bootstrap` URL.
+    starting: Option<registering::Starting<S>>,
+    /// The last chunk of a bootstrap sent to the writer: its source, seq and offset map.
+    finishing: Option<(String, u64, seam::offsets::OffsetMap)>,
+    /// The seq and offset map of the snapshot a bootstrap finished loading.
+    loaded: Option<(u64, seam::offsets::OffsetMap)>,
 }
 
 /// How a replay ends when retention deleted events it had not read yet (the real reader's
@@ -325,6 +347,10 @@ impl<S: Service> Node<S> {
             upgraded: false,
             rolled_back: false,
             last_replay: None,
+            given: None,
+            starting: None,
+            finishing: None,
+            loaded: None,
         }
     }
 
@@ -403,6 +429,8 @@ impl<S: Service> Node<S> {
             loading: None,
             redrive: None,
             replay: None,
+            registrations: BTreeMap::new(),
+            booting: None,
         })
     }
 }
@@ -414,6 +442,21 @@ impl<S: Service> Process for Node<S> {
 
     fn is_up(&self) -> bool {
         self.up.is_some()
+    }
+
+    fn starting(&self) -> bool {
+        self.starting.is_some()
+    }
+
+    fn mid_operation(&self) -> bool {
+        self.starting.is_some()
+            || self.up.as_ref().is_some_and(|up| {
+                up.booting.is_some()
+                    || up.loading.is_some()
+                    || up.replay.is_some()
+                    || up.redrive.is_some()
+                    || up.held.is_some()
+            })
     }
 
     fn sources(&self) -> Vec<String> {
@@ -726,7 +769,7 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn crash(&mut self, rng: &mut Rng) -> Did {
-        let Some(up) = self.up.take() else {
+        let Some(up) = self.up.take().or_else(|| self.starting.take().map(|s| s.up)) else {
             return "already down".into();
         };
         let unflushed = up.engine.unflushed();
@@ -746,22 +789,32 @@ impl<S: Service> Process for Node<S> {
         if self.up.is_some() {
             return "already up".into();
         }
+        if self.starting.is_some() {
+            return "starting: waits for its --bootstrap URL".into();
+        }
         self.incarnation += 1;
-        match self.open(env) {
-            Ok(up) => {
-                // A registered source is read once its bootstrap stored positions and no marker.
-                for source in self.spec.registered {
-                    let topic = events_topic(source);
-                    let reads = up.store.positions().is_ok_and(|p| p.iter().any(|(t, _, _)| t == topic));
-                    let loading = up.store.bootstrap_marker(&topic).ok().flatten().is_some();
-                    if reads && !loading && !self.sources.contains(&topic) {
-                        self.sources.push(topic);
-                    }
-                }
+        let up = match self.open(env) {
+            Ok(up) => up,
+            Err(e) => return self.fail(format!("reopening the store: {e}")),
+        };
+        match self.resume_registrations(env, up) {
+            Ok(Ok(up)) => {
+                let booting = up.booting.is_some();
                 self.up = Some(up);
-                format!("RESTART #{}", self.incarnation)
+                format!(
+                    "RESTART #{}{}",
+                    self.incarnation,
+                    if booting { " (resumes a bootstrap)" } else { "" }
+                )
             }
-            Err(e) => self.fail(format!("reopening the store: {e}")),
+            Ok(Err(starting)) => {
+                self.starting = Some(starting);
+                format!(
+                    "RESTART #{}: downloads its --bootstrap snapshot first",
+                    self.incarnation
+                )
+            }
+            Err(e) => self.fail(format!("the start failed: {e}")),
         }
     }
 
@@ -771,6 +824,7 @@ impl<S: Service> Process for Node<S> {
             || !up.commands.is_empty()
             || !up.batches.is_empty()
             || up.loading.is_some()
+            || up.booting.is_some()
             || up.redrive.is_some()
             || up.replay.is_some()
         {
@@ -1289,95 +1343,33 @@ impl<S: Service> Process for Node<S> {
         }
     }
 
-    fn bootstrap_step(&mut self, env: &mut Env<'_>, snap: &Snap) -> Boot {
-        let Some(up) = self.up.as_mut() else {
-            return Boot::Going("down".into());
-        };
-        if let Some(answer) = up.loading.as_mut() {
-            match answer.poll() {
-                None => return Boot::Going("bootstrap chunk waits for its flush".into()),
-                Some(Some(Ok(()))) | Some(None) => up.loading = None,
-                Some(Some(Err(e))) => return Boot::Going(self.fail(format!("a bootstrap chunk failed: {e}"))),
-            }
-        }
-        let topic = &snap.topic;
-        let marker = match up.store.bootstrap_marker(topic) {
-            Ok(m) => m,
-            Err(e) => return Boot::Going(self.fail(format!("reading the bootstrap marker: {e}"))),
-        };
-        let reads = up.store.positions().is_ok_and(|p| p.iter().any(|(t, _, _)| t == topic));
-        if reads && marker.is_none() {
-            if !self.sources.contains(topic) {
-                self.sources.push(topic.clone());
-                up.consumer.started = false;
-            }
-            return Boot::Done;
-        }
-        if let Some((seq, _)) = marker {
-            if seq != snap.seq {
-                return Boot::Going(self.fail(format!(
-                    "a bootstrap of {topic} from the snapshot at seq {seq} was interrupted, and the registration resumed with another (seq {})",
-                    snap.seq
-                )));
-            }
-        } else {
-            // The retention guard checks the map before anything is loaded.
-            let Ok(partitions) = env.kafka.partitions(topic) else {
-                return Boot::Going("bootstrap waits for the cluster".into());
-            };
-            if snap.offsets.iter().count() != partitions as usize {
-                return Boot::Refused(format!(
-                    "the snapshot's map does not cover the {partitions} partitions of {topic}"
-                ));
-            }
-            for (t, partition, next) in snap.offsets.iter() {
-                let Ok((low, high)) = env.kafka.watermarks(t, partition) else {
-                    return Boot::Going("bootstrap waits for the cluster".into());
-                };
-                if let Err(e) = retention::verdict(t, partition, next, low, high) {
-                    return Boot::Refused(e.to_string());
-                }
-            }
-        }
-        for (id, schema) in &snap.schemas {
-            if let Err(e) = up.registry.preload(*id, schema) {
-                return Boot::Going(self.fail(format!("preloading the snapshot's schemas: {e}")));
-            }
-        }
-        let total = snap.records.len() as u64;
-        let start = marker.map_or(0, |(_, next)| next).min(total);
-        let take = 1 + env.rng.below(4);
-        let tag = format!("{}@{}", topic.trim_end_matches(".events"), snap.seq);
-        let mut items = Vec::new();
-        let mut next = start;
-        for (subject, id, body) in snap.records.iter().skip(start as usize).take(take) {
-            let event = RawEvent {
-                topic: topic.clone(),
-                partition: -1,
-                offset: next as i64,
-                key: Some(subject.clone().into_bytes()),
-                value: Some(wire::frame(*id, body)),
-                headers: vec![(seam::dlq::SNAPSHOT_HEADER.into(), Some(tag.clone().into_bytes()))],
-            };
-            match up.pipeline.try_prepare(&event) {
-                Ok(Ready::Done(prepared)) => items.push((event, prepared)),
-                Ok(Ready::Transient(_)) => return Boot::Going("bootstrap waits for the registry".into()),
-                Err(e) => return Boot::Going(self.fail(format!("preparing a snapshot record: {e}"))),
-            }
-            next += 1;
-        }
-        let finish = (next >= total).then(|| (snap.offsets.clone(), Some((snap.journal.clone(), snap.seq))));
-        let last = finish.is_some();
-        match up.stepper.bootstrap(topic, (snap.seq, next), items, finish) {
-            Ok(answer) => {
-                up.loading = Some(answer);
-                Boot::Going(format!(
-                    "bootstrap loaded records {start}..{next} of {total}{}",
-                    if last { " (last chunk)" } else { "" }
-                ))
-            }
-            Err(e) => Boot::Going(self.fail(format!("the writer failed on a bootstrap chunk: {e}"))),
-        }
+    fn bootstrap_step(&mut self, env: &mut Env<'_>) -> Option<Did> {
+        self.boot_step(env)
+    }
+
+    fn register(&mut self, env: &mut Env<'_>, source: &str, snapshot: &[u8]) -> Did {
+        self.register_snapshot(env, source, snapshot)
+    }
+
+    fn deliver(&mut self, env: &mut Env<'_>, snapshot: &[u8]) -> Did {
+        self.deliver_snapshot(env, snapshot)
+    }
+
+    fn serve_with_bootstrap(&mut self, rng: &mut Rng, source: &str) -> Did {
+        self.set_bootstrap(source);
+        let crashed = self.crash(rng);
+        format!(
+            "operator restarts it with --bootstrap {source}={}: {crashed}",
+            registering::snapshot_url(source)
+        )
+    }
+
+    fn registration(&self, source: &str) -> Option<seam::runtime::Registration> {
+        self.registration_of(source)
+    }
+
+    fn loaded(&self) -> Option<(u64, seam::offsets::OffsetMap)> {
+        self.loaded.clone()
     }
 
     fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did> {

@@ -45,6 +45,8 @@ pub enum Fault {
     /// The operator replays a consumer's replicas while traffic goes on (a dry run now and
     /// then): a shadow store rebuilt from offset 0, compared and swapped in one exclusive step.
     Replay,
+    /// The operator runs `seam register` again while the registration's bootstrap runs.
+    RegisterAgain,
     /// A topic grows by a partition, as `seam deploy` allows while every consumer of it is
     /// caught up (its warning); the publisher hashes with the new count once it restarts, and
     /// consumers are assigned the new partition at their next rebalance.
@@ -53,7 +55,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 14] = [
         Fault::Crash,
         Fault::Redelivery,
         Fault::Rebalance,
@@ -66,6 +68,7 @@ impl Fault {
         Fault::Relay,
         Fault::Deploy,
         Fault::Replay,
+        Fault::RegisterAgain,
         Fault::PartitionGrowth,
     ];
 
@@ -84,6 +87,7 @@ impl Fault {
             Fault::Relay => "relay",
             Fault::Deploy => "deploy",
             Fault::Replay => "replay",
+            Fault::RegisterAgain => "register-again",
             Fault::PartitionGrowth => "partition-growth",
         }
     }
@@ -108,6 +112,7 @@ impl Fault {
             Fault::Relay => 10,
             Fault::Deploy => 4,
             Fault::Replay => 3,
+            Fault::RegisterAgain => 3,
             Fault::PartitionGrowth => 2,
         }
     }
@@ -156,16 +161,19 @@ pub struct Outcome {
 }
 
 /// `seam register scholarship-office --source students-office`, run once per schedule while
-/// traffic and faults go on: the source exports a snapshot (its writer held until the offsets
-/// are read), then the consumer loads it in chunks and reads on from its offset map.
+/// traffic and faults go on, one of two ways: the source exports a snapshot (its writer held
+/// until the offsets are read) and the operator posts it to the consumer, or the operator
+/// restarts the consumer with `--bootstrap students-office=URL` and its start downloads one.
+/// The consumer then loads it in chunks and reads on from its offset map.
 #[derive(Debug)]
 pub(crate) enum Registration {
-    /// Not started; starts at this step.
+    /// Not started; the operator registers at this step.
     Waiting(usize),
-    /// The source exports; steps spent holding.
+    /// The source exports a snapshot (`GET /snapshot`); steps spent holding. What it gives
+    /// answers the consumer's waiting start, or else is posted to the consumer.
     Exporting(usize),
-    /// The consumer loads the snapshot.
-    Loading(Box<crate::node::Snap>),
+    /// The consumer has the snapshot (or its start will ask for one) and bootstraps.
+    Loading,
     /// The consumer reads the source, from this offset map on.
     Done(seam::offsets::OffsetMap),
     /// Refused, for this reason.
@@ -265,6 +273,7 @@ impl Sim {
             registry: &self.registry,
             rng: &mut self.rng,
             runtime: &self.runtime,
+            dir: &self.snapshots,
         };
         what(self.nodes[i].as_mut(), &mut env)
     }
@@ -304,6 +313,14 @@ impl Sim {
 
     /// One ordinary step of node `i`: the work a running process does on its own.
     fn work(&mut self, i: usize) {
+        if self.rng.chance(40) {
+            let did = self.on_node(i, |n, env| n.bootstrap_step(env));
+            if let Some(did) = did {
+                let who = self.nodes[i].name().to_string();
+                self.log(&who, did);
+                return;
+            }
+        }
         if self.rng.chance(30) {
             let did = self.on_node(i, |n, env| n.replay_step(env));
             if let Some(did) = did {
@@ -352,6 +369,7 @@ impl Sim {
                     );
                 }
             }
+            Fault::RegisterAgain => self.register_again(),
             Fault::Replay => {
                 let dry_run = self.rng.chance(30);
                 self.env_step(i, |n, env| n.request_replay(env, dry_run));
@@ -364,6 +382,14 @@ impl Sim {
                 self.log(&who, did);
             }
             Fault::Crash => {
+                // Half the crashes strike a process in the middle of an operator path.
+                let busy: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&j| self.nodes[j].mid_operation())
+                    .collect();
+                let i = match self.rng.pick(&busy) {
+                    Some(&j) if self.rng.chance(50) => j,
+                    _ => i,
+                };
                 let did = self.nodes[i].crash(&mut self.rng);
                 let who = self.nodes[i].name().to_string();
                 self.log(&who, did);
@@ -459,17 +485,36 @@ impl Sim {
         self.nodes.iter().position(|n| n.name() == name)
     }
 
+    /// Starts the source's `GET /snapshot`.
+    fn export(&mut self, source: usize) {
+        let did = self.nodes[source].begin_snapshot(&self.snapshots);
+        self.registration = Registration::Exporting(0);
+        self.log(REGISTER.1, did);
+    }
+
     /// Advances the registration by one step.
     fn register_step(&mut self) {
         let (Some(consumer), Some(source)) = (self.index(REGISTER.0), self.index(REGISTER.1)) else {
             return;
         };
+        // A start of the consumer that waits for its --bootstrap URL asks the source.
+        if self.nodes[consumer].starting()
+            && self.nodes[source].is_up()
+            && !matches!(self.registration, Registration::Exporting(_))
+        {
+            self.export(source);
+            return;
+        }
         match &mut self.registration {
             Registration::Waiting(at) => {
-                if self.step >= *at && self.nodes[source].is_up() {
-                    let did = self.nodes[source].begin_snapshot(&self.snapshots);
-                    self.registration = Registration::Exporting(0);
-                    self.log(REGISTER.1, did);
+                if self.step >= *at && self.nodes[source].is_up() && self.nodes[consumer].is_up() {
+                    if self.rng.chance(50) {
+                        self.export(source);
+                    } else {
+                        let did = self.nodes[consumer].serve_with_bootstrap(&mut self.rng, REGISTER.1);
+                        self.registration = Registration::Loading;
+                        self.log(REGISTER.0, did);
+                    }
                 }
             }
             Registration::Exporting(held) => {
@@ -501,7 +546,25 @@ impl Sim {
                                 snap.records.len()
                             ),
                         );
-                        self.registration = Registration::Loading(Box::new(snap));
+                        let bytes = match snapshot_file(&snap) {
+                            Ok(bytes) => bytes,
+                            Err(e) => {
+                                self.outcome.violations.push(e);
+                                self.registration = Registration::Refused("no snapshot file".into());
+                                return;
+                            }
+                        };
+                        let did = if self.nodes[consumer].starting() {
+                            self.on_node(consumer, |n, env| n.deliver(env, &bytes))
+                        } else if self.nodes[consumer].is_up() {
+                            self.on_node(consumer, |n, env| n.register(env, REGISTER.1, &bytes))
+                        } else {
+                            self.registration = Registration::Waiting(self.step + 20);
+                            self.log("register", "the consumer is down; registering again".into());
+                            return;
+                        };
+                        self.registration = Registration::Loading;
+                        self.log(REGISTER.0, did);
                     }
                     Some(Err(e)) => {
                         self.log(REGISTER.1, format!("snapshot failed: {e}"));
@@ -509,35 +572,54 @@ impl Sim {
                     }
                 }
             }
-            Registration::Loading(snap) => {
-                if !self.nodes[consumer].is_up() {
-                    return;
+            Registration::Loading => match self.nodes[consumer].registration(REGISTER.1) {
+                None | Some(seam::runtime::Registration::Bootstrapping { .. }) => {}
+                Some(seam::runtime::Registration::Reading { .. }) => {
+                    let map = self.nodes[consumer].loaded().map(|(_, m)| m).unwrap_or_default();
+                    self.log(
+                        REGISTER.0,
+                        "registered: reads the source from the snapshot's offsets".into(),
+                    );
+                    self.registration = Registration::Done(map);
                 }
-                let snap = snap.clone();
-                let boot = self.on_node(consumer, |n, env| n.bootstrap_step(env, &snap));
-                match boot {
-                    crate::node::Boot::Going(did) => self.log(REGISTER.0, did),
-                    crate::node::Boot::Done => {
-                        self.log(
-                            REGISTER.0,
-                            format!("registered: reads {} from the snapshot's offsets", snap.topic),
-                        );
-                        self.registration = Registration::Done(snap.offsets.clone());
-                    }
-                    crate::node::Boot::Refused(why) => {
-                        self.log(REGISTER.0, format!("registration refused: {why}"));
-                        self.registration = Registration::Refused(why);
-                    }
+                Some(seam::runtime::Registration::Failed { error }) => {
+                    self.log(REGISTER.0, format!("registration refused: {error}"));
+                    self.registration = Registration::Refused(error);
                 }
-            }
+                Some(other) => {
+                    self.log(
+                        "register",
+                        format!("the registration stands {other:?} (lost with a process); registering again"),
+                    );
+                    self.registration = Registration::Waiting(self.step + 20);
+                }
+            },
             Registration::Done(_) | Registration::Refused(_) => {}
+        }
+    }
+
+    /// The operator runs `seam register` again while the consumer bootstraps (a retry after a
+    /// timeout, a second operator): the source exports a newer snapshot and posts it too.
+    fn register_again(&mut self) {
+        let (Some(consumer), Some(source)) = (self.index(REGISTER.0), self.index(REGISTER.1)) else {
+            return;
+        };
+        let booting = matches!(
+            self.nodes[consumer].registration(REGISTER.1),
+            Some(seam::runtime::Registration::Bootstrapping { .. })
+        );
+        if matches!(self.registration, Registration::Loading) && booting && self.nodes[source].is_up() {
+            self.log("operator", "runs seam register again during the bootstrap".into());
+            self.export(source);
+        } else {
+            self.log("operator", "nothing to register again".into());
         }
     }
 
     fn registering(&self) -> bool {
         matches!(
             self.registration,
-            Registration::Waiting(_) | Registration::Exporting(_) | Registration::Loading(_)
+            Registration::Waiting(_) | Registration::Exporting(_) | Registration::Loading
         )
     }
 
@@ -615,8 +697,16 @@ impl Sim {
         let mut idle_rounds = 0;
         let mut redrives = 0;
         for _ in 0..SETTLE_LIMIT {
-            if self.nodes.iter().any(|n| !n.is_up()) {
-                return Err("a node stopped while settling".into());
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].is_up() || self.nodes[i].starting() {
+                    continue;
+                }
+                if !self.nodes[i].failures().is_empty() {
+                    return Err("a node stopped while settling".into());
+                }
+                // Stopped by the operator (a start refused its --bootstrap): started again.
+                self.tick();
+                self.env_step(i, |n, env| n.restart(env));
             }
             if self.registering() {
                 self.tick();
@@ -704,4 +794,28 @@ fn run_checked(seed: u64, options: &Options) -> Outcome {
     let _ = std::fs::remove_dir_all(&sim.snapshots);
     seam::envelope::set_virtual_clock(None);
     outcome
+}
+
+/// The snapshot file `GET /snapshot` serves for `snap`.
+fn snapshot_file(snap: &crate::node::Snap) -> Result<Vec<u8>, String> {
+    use seam::snapshot::file::SnapshotRecord;
+    let meta = seam::snapshot::SnapshotMeta {
+        service: snap.topic.trim_end_matches(".events").to_string(),
+        seq: snap.seq,
+        offsets: snap.offsets.clone(),
+        created: "simulated".into(),
+        schemas: snap.schemas.clone(),
+        records: snap.records.len() as u64,
+        journal: Some(snap.journal.clone()),
+    };
+    let records: Vec<SnapshotRecord> = snap
+        .records
+        .iter()
+        .map(|(subject, schema_id, body)| SnapshotRecord {
+            subject: subject.clone(),
+            schema_id: *schema_id,
+            body: body.clone(),
+        })
+        .collect();
+    seam::snapshot::file::write(Vec::new(), &meta, &records).map_err(|e| format!("writing the snapshot file: {e}"))
 }

@@ -7,7 +7,7 @@
 //! commits what is queued, the publisher and shipper drain what is durable within a deadline.
 
 mod applier;
-mod bootstrap;
+pub mod bootstrap;
 mod config;
 pub mod consumer;
 mod discard;
@@ -22,11 +22,11 @@ mod progress;
 mod publisher;
 mod rebuild;
 pub mod redrive;
-mod register;
+pub mod register;
 pub mod relay;
 mod replay;
 pub mod retention;
-mod spool;
+pub mod spool;
 mod start;
 pub mod step;
 mod swap;

@@ -92,6 +92,18 @@ impl Registration {
     }
 }
 
+/// What a registration request finds already done, from how the source's registration stands
+/// (`now`) and whether the store holds an interrupted bootstrap of it; `None` when it starts one.
+/// A running bootstrap is never replaced: a second snapshot would not fit the records the first
+/// loaded, nor the resume marker a crash leaves. The simulator asks the same question.
+pub fn admit(now: Option<Registration>, interrupted: bool) -> Option<Registered> {
+    match now? {
+        r @ Registration::Bootstrapping { .. } => Some(Registered::Running(r)),
+        r @ Registration::Reading { .. } if !interrupted => Some(Registered::Already(r)),
+        _ => None,
+    }
+}
+
 impl<S: Service> Node<S> {
     /// How the registration of `source` stands; for a source read since start, its positions;
     /// `None` when this build has no translator for it.
@@ -168,12 +180,9 @@ impl<S: Service> Node<S> {
             .registrations
             .lock()
             .map_err(|_| RuntimeError::Panicked("registrations".into()))?;
-        match self.registration_of(source, &registrations)? {
-            Some(r @ Registration::Bootstrapping { .. }) => return Ok(Registered::Running(r)),
-            Some(r @ Registration::Reading { .. }) if self.store.bootstrap_marker(&topic)?.is_none() => {
-                return Ok(Registered::Already(r));
-            }
-            _ => {}
+        let now = self.registration_of(source, &registrations)?;
+        if let Some(done) = admit(now, self.store.bootstrap_marker(&topic)?.is_some()) {
+            return Ok(done);
         }
         let pipeline = self.pipeline.clone().ok_or_else(|| {
             RuntimeError::Refused(format!(
@@ -202,10 +211,7 @@ impl<S: Service> Node<S> {
                         arrival.meta.service
                     )));
                 }
-                let seq = arrival.meta.seq;
-                let path = arrival.claim(&self.store_dir)?;
-                spool::unspool(&self.store_dir, source, Some(seq));
-                Some(path)
+                Some(arrival.claim(&self.store_dir)?)
             }
             RegisterFrom::Beginning => None,
         };

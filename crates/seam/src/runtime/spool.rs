@@ -15,23 +15,24 @@ use std::path::{Path, PathBuf};
 
 use crate::snapshot::{file, SnapshotMeta};
 
+use super::bootstrap::SnapshotSource;
 use super::RuntimeError;
 
 /// Spooled snapshots larger than this are refused (the store's disk is the limit that matters).
 pub const MAX_BYTES: u64 = 64 << 30;
 
 /// The folder holding snapshots of bootstraps in progress, inside the store directory.
-pub(crate) fn dir(store_dir: &Path) -> PathBuf {
+pub fn dir(store_dir: &Path) -> PathBuf {
     store_dir.join("seam-bootstrap")
 }
 
 /// The spooled snapshot of `source` at `seq`.
-pub(crate) fn spooled(store_dir: &Path, source: &str, seq: u64) -> PathBuf {
+pub fn spooled(store_dir: &Path, source: &str, seq: u64) -> PathBuf {
     dir(store_dir).join(format!("{source}@{seq}.avro"))
 }
 
 /// Every spooled snapshot of `source`, by seq.
-pub(crate) fn spools(store_dir: &Path, source: &str) -> BTreeMap<u64, PathBuf> {
+pub fn spools(store_dir: &Path, source: &str) -> BTreeMap<u64, PathBuf> {
     let prefix = format!("{source}@");
     std::fs::read_dir(dir(store_dir))
         .into_iter()
@@ -46,7 +47,7 @@ pub(crate) fn spools(store_dir: &Path, source: &str) -> BTreeMap<u64, PathBuf> {
 }
 
 /// Removes every spooled snapshot of `source` but the one at `keep`.
-pub(crate) fn unspool(store_dir: &Path, source: &str, keep: Option<u64>) {
+pub fn unspool(store_dir: &Path, source: &str, keep: Option<u64>) {
     for (seq, path) in spools(store_dir, source) {
         if Some(seq) != keep {
             let _ = std::fs::remove_file(path);
@@ -55,11 +56,81 @@ pub(crate) fn unspool(store_dir: &Path, source: &str, keep: Option<u64>) {
 }
 
 /// Removes arrivals no registration claimed (left by a crash).
-pub(crate) fn sweep(store_dir: &Path) {
+pub fn sweep(store_dir: &Path) {
     for entry in std::fs::read_dir(dir(store_dir)).into_iter().flatten().flatten() {
         if entry.path().extension().is_some_and(|e| e == "arriving") {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// What a start does about a source's bootstrap: the decision of [`resume`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing to load: the source is read from its stored positions, or was never registered.
+    Nothing,
+    /// Load this file: the spooled copy of the interrupted (or claimed) bootstrap, or a given file.
+    Load(PathBuf),
+    /// Download the snapshot from this URL and spool it first; when `seq` is set, an interrupted
+    /// bootstrap needs exactly that snapshot, and any other is refused.
+    Download {
+        /// The source's `GET /snapshot`.
+        url: String,
+        /// The seq of the interrupted bootstrap, if one was.
+        seq: Option<u64>,
+    },
+    /// The interrupted bootstrap's snapshot is nowhere: the start stops with this message.
+    Lost(String),
+}
+
+/// Decides, at a start, which snapshot the bootstrap of `source` loads, from the store's resume
+/// marker, whether the store reads the source, the spooled copies and the snapshot the operator
+/// gave (`--bootstrap`). An interrupted bootstrap resumes from the spooled copy at its seq, so a
+/// URL that serves a newer snapshot by now is not asked again. Spools of a source that is read
+/// are removed.
+pub fn resume(
+    store_dir: &Path,
+    source: &str,
+    marker: Option<(u64, u64)>,
+    reads: bool,
+    given: Option<&SnapshotSource>,
+) -> Resume {
+    let topic = crate::translator::events_topic(source);
+    if reads && marker.is_none() {
+        unspool(store_dir, source, None);
+        return Resume::Nothing;
+    }
+    let spools = spools(store_dir, source);
+    match (marker, given) {
+        (Some((seq, _)), _) if spools.contains_key(&seq) => Resume::Load(spools[&seq].clone()),
+        (Some(_), Some(SnapshotSource::File(path))) => Resume::Load(path.clone()),
+        (Some((seq, _)), Some(SnapshotSource::Url(url))) => Resume::Download {
+            url: url.clone(),
+            seq: Some(seq),
+        },
+        (Some((seq, _)), None) => Resume::Lost(format!(
+            "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy {} is gone; start with the same snapshot (`--bootstrap {source}=FILE`)",
+            spooled(store_dir, source, seq).display()
+        )),
+        (None, Some(SnapshotSource::File(path))) => Resume::Load(path.clone()),
+        (None, Some(SnapshotSource::Url(url))) => Resume::Download {
+            url: url.clone(),
+            seq: None,
+        },
+        // A registration claimed this before the crash; the newest one wins.
+        (None, None) => spools.values().next_back().cloned().map_or(Resume::Nothing, Resume::Load),
+    }
+}
+
+/// Refuses a downloaded snapshot that cannot finish the interrupted bootstrap at `seq`.
+pub fn downloaded_fits(source: &str, url: &str, seq: Option<u64>, arrival: &Arrival) -> Result<(), RuntimeError> {
+    match seq {
+        Some(seq) if arrival.meta.seq != seq => Err(RuntimeError::Config(format!(
+            "the bootstrap of {} from the snapshot at seq {seq} was interrupted and its spooled copy is gone; {url} now serves seq {}; start with that same snapshot (`--bootstrap {source}=FILE`)",
+            crate::translator::events_topic(source),
+            arrival.meta.seq
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -78,13 +149,15 @@ pub struct Arrival {
 }
 
 impl Arrival {
-    /// Makes it the spooled snapshot of its source (replacing an older copy at the same seq).
-    pub(crate) fn claim(mut self, store_dir: &Path) -> Result<PathBuf, RuntimeError> {
+    /// Makes it the spooled snapshot of its source: replaces a copy at the same seq and removes
+    /// those at other seqs (only the snapshot a bootstrap loads is kept).
+    pub fn claim(mut self, store_dir: &Path) -> Result<PathBuf, RuntimeError> {
         let source = self.meta.service.clone();
         let to = spooled(store_dir, &source, self.meta.seq);
         std::fs::rename(&self.path, &to).map_err(io(&source))?;
         sync_dir(&dir(store_dir)).map_err(io(&source))?;
         self.claimed = true;
+        unspool(store_dir, &source, Some(self.meta.seq));
         Ok(to)
     }
 }
@@ -104,12 +177,7 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Receives a snapshot of `source` from `chunks` (an upload or a download) into a file next to
 /// the store, syncs it and checks it whole; refuses more than `limit` bytes.
-pub(crate) async fn receive<S, E>(
-    store_dir: &Path,
-    source: &str,
-    mut chunks: S,
-    limit: u64,
-) -> Result<Arrival, RuntimeError>
+pub async fn receive<S, E>(store_dir: &Path, source: &str, mut chunks: S, limit: u64) -> Result<Arrival, RuntimeError>
 where
     S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,

@@ -12,7 +12,7 @@ use tracing::{info, warn};
 
 use super::{
     bootstrap, consumer, dlq, journal_schemas, pipeline, publisher, rebuild, redrive, retention, spawn, spool, writer,
-    Node, NodeConfig, Progress, RetentionError, RuntimeError, SnapshotSource, SNAPSHOTS_DIR,
+    Node, NodeConfig, Progress, RetentionError, RuntimeError, SNAPSHOTS_DIR,
 };
 use crate::codec::{Catalog, Registry};
 use crate::metrics::Metrics;
@@ -93,43 +93,15 @@ impl<S: Service> Node<S> {
             let source = topic.trim_end_matches(".events").to_string();
             let marker = store.bootstrap_marker(&topic)?;
             let reads = stored.iter().any(|(t, _, _)| t == topic);
-            if reads && marker.is_none() {
-                spool::unspool(&config.store_dir, &source, None);
-                continue;
-            }
-            let spools = spool::spools(&config.store_dir, &source);
-            let chosen = match marker {
-                Some((seq, _)) => match spools.get(&seq) {
-                    Some(path) => Some(path.clone()),
-                    None => match config.bootstrap.get(&source) {
-                        Some(SnapshotSource::File(path)) => Some(path.clone()),
-                        Some(SnapshotSource::Url(url)) => {
-                            let arrival = spool::download(&config.store_dir, &source, url).await?;
-                            if arrival.meta.seq != seq {
-                                return Err(RuntimeError::Config(format!(
-                                    "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy is gone; {url} now serves seq {}; start with that same snapshot (`--bootstrap {source}=FILE`)",
-                                    arrival.meta.seq
-                                )));
-                            }
-                            Some(arrival.claim(&config.store_dir)?)
-                        }
-                        None => {
-                            return Err(RuntimeError::Config(format!(
-                                "the bootstrap of {topic} from the snapshot at seq {seq} was interrupted and its spooled copy {} is gone; start with the same snapshot (`--bootstrap {source}=FILE`)",
-                                spool::spooled(&config.store_dir, &source, seq).display()
-                            )))
-                        }
-                    },
-                },
-                None => match config.bootstrap.get(&source) {
-                    Some(SnapshotSource::File(path)) => Some(path.clone()),
-                    Some(SnapshotSource::Url(url)) => {
-                        let arrival = spool::download(&config.store_dir, &source, url).await?;
-                        Some(arrival.claim(&config.store_dir)?)
-                    }
-                    // A registration claimed this before the crash; the newest one wins.
-                    None => spools.values().next_back().cloned(),
-                },
+            let chosen = match spool::resume(&config.store_dir, &source, marker, reads, config.bootstrap.get(&source)) {
+                spool::Resume::Nothing => None,
+                spool::Resume::Load(path) => Some(path),
+                spool::Resume::Download { url, seq } => {
+                    let arrival = spool::download(&config.store_dir, &source, &url).await?;
+                    spool::downloaded_fits(&source, &url, seq, &arrival)?;
+                    Some(arrival.claim(&config.store_dir)?)
+                }
+                spool::Resume::Lost(why) => return Err(RuntimeError::Config(why)),
             };
             if let Some(path) = chosen {
                 bootstraps.insert(source, path);
