@@ -62,6 +62,10 @@ const REGRESSIONS: &[(u64, &str)] = &[
         6488,
         "a placeholder that a putEvents relay had filled with events not on the topic yet was kept by a replay that forgot those events; they applied twice",
     ),
+    (
+        593,
+        "a registration whose snapshot was refused (the topic grew after the cut) kept its spooled copy; every later start loaded it again and stopped",
+    ),
 ];
 
 #[test]

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use seam::runtime::bootstrap::{Load, SnapshotSource};
+use seam::runtime::bootstrap::{self, Load, SnapshotSource};
 use seam::runtime::register::{self, Registered};
 use seam::runtime::{spool, Ready, Registration, RuntimeError};
 
@@ -354,18 +354,18 @@ impl<S: Service> Node<S> {
 
     /// The runtime refused to load a snapshot (its map is behind retention, or does not cover
     /// the topic), as the runtime's start and registration do: the registration fails and the
-    /// node runs on without the source; a start stops, and the operator starts it again without
-    /// `--bootstrap` if it was given.
+    /// node runs on without the source; a start the operator gave `--bootstrap` stops instead,
+    /// and the operator starts it again without the flag.
     fn refuse_bootstrap(&mut self, dir: &Path, source: &str, why: RuntimeError, at_start: bool) -> Did {
-        let _ = dir;
         let Some(up) = self.up.as_mut() else {
             return "down".into();
         };
+        let gave_up = bootstrap::give_up(dir, &up.store, source, &why);
         if at_start && self.given.take().is_some() {
             self.up = None;
             return format!("START refused the snapshot: {why}; the operator starts it without --bootstrap");
         }
-        if at_start {
+        if at_start && !gave_up {
             return self.fail(format!("the start failed: {why}"));
         }
         up.registrations

@@ -182,6 +182,19 @@ impl Load {
     }
 }
 
+/// After a bootstrap of `source` failed with `error`: one refused before it loaded anything (its
+/// map behind retention or short of partitions, a file that does not read) can never load, so
+/// its spooled copy is removed and no later start tries it again. Returns whether it was such a
+/// refusal; anything else (a shutdown, an interrupted bootstrap) keeps the copy to resume from.
+pub fn give_up(store_dir: &Path, store: &Store, source: &str, error: &RuntimeError) -> bool {
+    let refused = matches!(error, RuntimeError::Config(_) | RuntimeError::Retention(_));
+    let loaded = !matches!(store.bootstrap_marker(&events_topic(source)), Ok(None));
+    if refused && !loaded {
+        super::spool::unspool(store_dir, source, None);
+    }
+    refused && !loaded
+}
+
 /// Bootstraps `source` from the snapshot file `from` unless the store already reads it; returns
 /// the snapshot's cut if it did. Records are read from the file a chunk at a time (a snapshot
 /// never sits in memory whole), each chunk decoded and translated off the async workers and

@@ -284,6 +284,7 @@ impl<S: Service> Node<S> {
                     set(Registration::reading(&topic, &positions, seq, false));
                 }
                 Err(e) => {
+                    bootstrap::give_up(&store_dir, &store, &source, &e);
                     error!(service = %name, %topic, error = %e, "registration failed");
                     set(Registration::Failed { error: e.to_string() });
                 }

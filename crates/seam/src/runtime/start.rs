@@ -242,6 +242,7 @@ impl<S: Service> Node<S> {
             rebuilds.mark(e);
         }
         let mut bootstrapped = BTreeMap::new();
+        let mut refused = BTreeMap::new();
         if let Some(p) = &pipeline {
             for (source, from) in &bootstraps {
                 let done = bootstrap::run(
@@ -264,7 +265,20 @@ impl<S: Service> Node<S> {
                             bootstrapped.insert(source.clone(), meta);
                         }
                     }
+                    // A registration's snapshot that can never load fails that registration,
+                    // not the start: the node runs without the source until it is registered
+                    // again. One the operator gave stops the start with the reason.
+                    Err(e)
+                        if !config.bootstrap.contains_key(source)
+                            && bootstrap::give_up(&config.store_dir, &store, source, &e) =>
+                    {
+                        let topic = events_topic(source);
+                        tracing::error!(service = %name, %topic, error = %e, "the registration's snapshot cannot be loaded; running without the source until it is registered again");
+                        topics_tx.send_modify(|t| t.retain(|read| *read != topic));
+                        refused.insert(source.clone(), super::Registration::Failed { error: e.to_string() });
+                    }
                     Err(e) => {
+                        bootstrap::give_up(&config.store_dir, &store, source, &e);
                         cancel.cancel();
                         return Err(e);
                     }
@@ -338,7 +352,7 @@ impl<S: Service> Node<S> {
             spares: Mutex::new(spares),
             topics: topics_tx,
             rebuilds,
-            registrations: Arc::default(),
+            registrations: Arc::new(Mutex::new(refused)),
             replay: Arc::default(),
             client: config.client(),
             name,
