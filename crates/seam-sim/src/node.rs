@@ -435,6 +435,37 @@ impl<S: Service> Node<S> {
     }
 }
 
+impl<S: Service> Node<S> {
+    /// What a start does about sources whose next events are gone: the runtime's
+    /// `retention::set_aside`, each partition judged by the runtime's verdict on the log's
+    /// watermarks. The sources set aside are not read until the operator's remedy.
+    fn set_aside(&self, env: &mut Env<'_>, mut up: Up<S>) -> Result<Up<S>, RuntimeError> {
+        let positions = up.store.positions()?;
+        let unavailable = |what: String| RuntimeError::Kafka {
+            what,
+            detail: "no broker answers".into(),
+        };
+        let kafka = &*env.kafka;
+        let gone = retention::set_aside(&self.sources, |topic| {
+            let partitions = kafka
+                .partitions(topic)
+                .map_err(|_| unavailable(format!("reading metadata of {topic}")))?;
+            for partition in 0..partitions {
+                let (low, high) = kafka
+                    .watermarks(topic, partition)
+                    .map_err(|_| unavailable(format!("reading the watermarks of {topic}/{partition}")))?;
+                retention::verdict(topic, partition, positions.position(topic, partition), low, high)
+                    .map_err(RuntimeError::Retention)?;
+            }
+            Ok(())
+        })?;
+        for e in gone {
+            up.consumer.stopped.insert(e.topic().to_string(), e.to_string());
+        }
+        Ok(up)
+    }
+}
+
 impl<S: Service> Process for Node<S> {
     fn name(&self) -> &str {
         self.spec.name
@@ -796,6 +827,13 @@ impl<S: Service> Process for Node<S> {
         let up = match self.open(env) {
             Ok(up) => up,
             Err(e) => return self.fail(format!("reopening the store: {e}")),
+        };
+        let up = match self.set_aside(env, up) {
+            Ok(up) => up,
+            Err(RuntimeError::Kafka { what, detail }) => {
+                return format!("the start failed ({what}: {detail}); it is started again later");
+            }
+            Err(e) => return self.fail(format!("the start failed: {e}")),
         };
         match self.resume_registrations(env, up) {
             Ok(Ok(up)) => {

@@ -152,6 +152,25 @@ pub fn check<C: ConsumerContext>(
     Ok(())
 }
 
+/// At a start: the sources whose next events are gone, each set aside for a rebuild (the node
+/// runs on without them and names the way out) instead of stopping the node, which would leave
+/// no node to carry the remedy out; any other failure of `check` (one source topic at a time)
+/// stops the start. The simulator's starts ask the same.
+pub fn set_aside<'a>(
+    sources: impl IntoIterator<Item = &'a String>,
+    mut check: impl FnMut(&str) -> Result<(), RuntimeError>,
+) -> Result<Vec<RetentionError>, RuntimeError> {
+    let mut gone = Vec::new();
+    for topic in sources {
+        match check(topic) {
+            Ok(()) => {}
+            Err(RuntimeError::Retention(e)) => gone.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(gone)
+}
+
 /// The decision for one partition, separate from the broker call so it can be tested alone.
 pub fn verdict(topic: &str, partition: i32, needed: i64, earliest: i64, end: i64) -> Result<(), RetentionError> {
     if needed < earliest {

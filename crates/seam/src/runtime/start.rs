@@ -145,18 +145,10 @@ impl<S: Service> Node<S> {
                     .create()
                     .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
                 retention::partitions_of(&probe, &needed)?;
-                // A source whose next events this consumer needs are gone is not read (the
-                // node names the way out); the others are.
-                let mut gone = Vec::new();
-                for topic in &sources {
-                    let partitions = retention::partitions_of(&probe, std::slice::from_ref(topic))?;
-                    match retention::check(&probe, &partitions, &positions) {
-                        Ok(()) => {}
-                        Err(RuntimeError::Retention(e)) => gone.push(e),
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(gone)
+                retention::set_aside(&sources, |topic| {
+                    let partitions = retention::partitions_of(&probe, &[topic.to_string()])?;
+                    retention::check(&probe, &partitions, &positions)
+                })
             })
             .await
             .map_err(|_| RuntimeError::Panicked("topic-check".into()))??
