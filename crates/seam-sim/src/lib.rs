@@ -29,6 +29,7 @@ pub mod node;
 pub mod oracle;
 pub mod producer;
 pub mod registry;
+pub mod remedy;
 pub mod rng;
 pub mod schedule;
 pub mod world;

@@ -27,6 +27,7 @@ use crate::producer::Producing;
 use crate::registry::SimRegistry;
 use crate::rng::Rng;
 
+mod rebuilding;
 mod registering;
 
 /// What a step of a node needs from the world around it.
@@ -200,6 +201,13 @@ pub trait Process {
     fn replay_step(&mut self, env: &mut Env<'_>) -> Option<Did>;
     /// The report of the last replay that finished.
     fn last_replay(&self) -> Option<&ReplayReport>;
+    /// The sources a replay from snapshots must have a snapshot of to rebuild what this
+    /// consumer lost to retention; `None` when nothing waits for a rebuild it can do.
+    fn to_rebuild(&self) -> Option<Vec<String>>;
+    /// Where the snapshots of a replay from snapshots cut each rebuilt source (0 elsewhere).
+    fn rebuilt_cut(&self, topic: &str, partition: i32) -> i64;
+    /// `seam replay <this> --source <gone> --from-snapshot`, given those snapshots' bytes.
+    fn replay_from_snapshots(&mut self, env: &mut Env<'_>, snapshots: &BTreeMap<String, Vec<u8>>) -> Did;
     /// Whether the consumer has read everything committed on `topic` (and handed it over).
     fn caught_up(&self, kafka: &Kafka, topic: &str) -> bool;
 }
@@ -259,6 +267,23 @@ struct Replaying<S: Service> {
     topics: Vec<String>,
     prefixes: Vec<String>,
     dry_run: bool,
+    /// Sources rebuilt after their events were lost (from snapshots): read to `ends`.
+    rebuilding: std::collections::BTreeSet<String>,
+    /// Where the sources being rebuilt end, taken when the replay began.
+    ends: BTreeMap<(String, i32), i64>,
+    /// The shadow's positions after its snapshots: the live store must reach them first.
+    start: seam::offsets::OffsetMap,
+}
+
+impl<S: Service> Replaying<S> {
+    /// How far the shadow reads `(topic, partition)`: a rebuilt source to its end, any other to
+    /// the live store's position.
+    fn until(&self, live: &seam::offsets::OffsetMap, topic: &str, partition: i32) -> i64 {
+        match self.ends.get(&(topic.to_string(), partition)) {
+            Some(end) => *end,
+            None => live.position(topic, partition),
+        }
+    }
 }
 
 /// A redrive in progress: where its pages are, what failed again, the chunk in flight.
@@ -300,6 +325,9 @@ pub struct Node<S: Service> {
     finishing: Option<(String, u64, seam::offsets::OffsetMap)>,
     /// The seq and offset map of the snapshot a bootstrap finished loading.
     loaded: Option<(u64, seam::offsets::OffsetMap)>,
+    /// The snapshots' maps of the sources a replay rebuilt from snapshots: what came before
+    /// is the snapshots' business.
+    cuts: seam::offsets::OffsetMap,
 }
 
 /// How a replay ends when retention deleted events it had not read yet (the real reader's
@@ -351,6 +379,7 @@ impl<S: Service> Node<S> {
             starting: None,
             finishing: None,
             loaded: None,
+            cuts: Default::default(),
         }
     }
 
@@ -995,6 +1024,9 @@ impl<S: Service> Process for Node<S> {
             topics,
             prefixes,
             dry_run,
+            rebuilding: Default::default(),
+            ends: BTreeMap::new(),
+            start: Default::default(),
         });
         format!("REPLAY requested{}", if dry_run { " (dry run)" } else { "" })
     }
@@ -1013,7 +1045,7 @@ impl<S: Service> Process for Node<S> {
         let readable: Vec<(String, i32)> = replay
             .fetch
             .iter()
-            .filter(|((t, p), from)| live.position(t, *p) > **from)
+            .filter(|((t, p), from)| replay.until(&live, t, *p) > **from)
             .map(|(k, _)| k.clone())
             .collect();
         if !readable.is_empty() && env.rng.chance(75) {
@@ -1027,7 +1059,7 @@ impl<S: Service> Process for Node<S> {
                 }
                 Err(_) => return Some("replay waits for the cluster".into()),
             };
-            let until = live.position(&key.0, key.1);
+            let until = replay.until(&live, &key.0, key.1);
             let mut items = Vec::new();
             let mut next = from;
             for r in fetched.records.iter().filter(|r| r.offset < until) {
@@ -1051,6 +1083,14 @@ impl<S: Service> Process for Node<S> {
             let next = if fetched.next <= until { fetched.next } else { next };
             replay.fetch.insert(key.clone(), next);
             return Some(format!("replay read {count} from {}/{} into the shadow", key.0, key.1));
+        }
+        // The live store must have reached the snapshots' cut before the two can be compared.
+        if replay
+            .start
+            .iter()
+            .any(|(t, p, o)| !replay.rebuilding.contains(t) && live.position(t, p) < o)
+        {
+            return Some("replay waits: the live store is behind the snapshots".into());
         }
         // The exclusive step: what is left up to the live positions of this moment, then the
         // comparison and the swap, with nothing committing in between.
@@ -1079,6 +1119,9 @@ impl<S: Service> Process for Node<S> {
             topics,
             prefixes,
             dry_run,
+            rebuilding,
+            ends,
+            start,
             ..
         } = up.replay.take()?;
         let report: Arc<std::sync::Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
@@ -1090,6 +1133,9 @@ impl<S: Service> Process for Node<S> {
                 for (t, p, o) in positions.iter().filter(|(t, _, _)| topics.iter().any(|x| x == t)) {
                     target.set(t, p, o);
                 }
+                for ((t, p), end) in &ends {
+                    target.set(t, *p, *end);
+                }
                 let catch_up: Vec<_> = rest
                     .into_iter()
                     .filter(|(e, _)| e.offset < target.position(&e.topic, e.partition))
@@ -1100,7 +1146,7 @@ impl<S: Service> Process for Node<S> {
                 let plan = Swap {
                     prefixes: &prefixes,
                     topics: &topics,
-                    rebuilding: &std::collections::BTreeSet::new(),
+                    rebuilding: &rebuilding,
                     dry_run,
                     accept_dead_letters: false,
                 };
@@ -1141,6 +1187,15 @@ impl<S: Service> Process for Node<S> {
                         .map(|why| format!(" (refused: {why})"))
                         .unwrap_or_default()
                 );
+                if let Some(up) = self.up.as_mut() {
+                    for topic in &r.rebuilt {
+                        up.consumer.stopped.remove(topic);
+                        up.consumer.started = false;
+                        for (t, p, o) in start.iter().filter(|(t, _, _)| t == topic) {
+                            self.cuts.set(t, p, o);
+                        }
+                    }
+                }
                 self.last_replay = Some(r);
                 did
             }
@@ -1408,6 +1463,18 @@ impl<S: Service> Process for Node<S> {
 
     fn loaded(&self) -> Option<(u64, seam::offsets::OffsetMap)> {
         self.loaded.clone()
+    }
+
+    fn rebuilt_cut(&self, topic: &str, partition: i32) -> i64 {
+        self.cuts.position(topic, partition)
+    }
+
+    fn to_rebuild(&self) -> Option<Vec<String>> {
+        Node::to_rebuild(self).map(|(_, reads)| reads.into_iter().collect())
+    }
+
+    fn replay_from_snapshots(&mut self, env: &mut Env<'_>, snapshots: &BTreeMap<String, Vec<u8>>) -> Did {
+        Node::replay_from_snapshots(self, env, snapshots)
     }
 
     fn zombie(&mut self, env: &mut Env<'_>) -> Option<Did> {

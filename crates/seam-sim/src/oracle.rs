@@ -389,6 +389,9 @@ fn poison_is_parked(sim: &Sim, outcome: &mut Outcome) {
                     continue;
                 }
             }
+            if *offset < node.rebuilt_cut(topic, *partition) {
+                continue;
+            }
             let Some(store) = node.store() else { continue };
             let parked =
                 store.parked(None).unwrap_or_default().into_iter().any(|p| {

@@ -181,7 +181,7 @@ pub(crate) enum Registration {
 }
 
 /// Steps a snapshot may hold its writer before it is given up (`GET /snapshot`'s deadline).
-const SNAPSHOT_DEADLINE: usize = 400;
+pub(crate) const SNAPSHOT_DEADLINE: usize = 400;
 /// The registering consumer and its source.
 pub(crate) const REGISTER: (&str, &str) = ("scholarship-office", "students-office");
 
@@ -198,9 +198,11 @@ pub struct Sim {
     /// Every command sent, by id: what the oracles check acknowledged commands against.
     pub(crate) sent: BTreeMap<u64, (&'static str, serde_json::Value)>,
     pub(crate) registration: Registration,
-    snapshots: std::path::PathBuf,
+    /// The operator's remedy for a consumer that lost events to retention, while it runs.
+    pub(crate) remedy: Option<crate::remedy::Remedy>,
+    pub(crate) snapshots: std::path::PathBuf,
     command_ids: u64,
-    outcome: Outcome,
+    pub(crate) outcome: Outcome,
     trace: bool,
     step: usize,
 }
@@ -235,6 +237,7 @@ impl Sim {
         let registration = Registration::Waiting(rng.below(400));
         Ok(Self {
             registration,
+            remedy: None,
             snapshots,
             nodes: world::nodes(),
             kafka,
@@ -254,7 +257,7 @@ impl Sim {
         })
     }
 
-    fn log(&mut self, who: &str, did: String) {
+    pub(crate) fn log(&mut self, who: &str, did: String) {
         if self.trace {
             self.outcome.trace.push(format!("{:>6} {who:<18} {did}", self.step));
         }
@@ -298,6 +301,7 @@ impl Sim {
     /// The operator settles a consumer whose fix is deployed: `seam dlq redrive`, or first a
     /// `seam replay` that rebuilds the replica with the fix (and resolves the letters it applied).
     fn operator(&mut self) {
+        self.begin_remedy();
         for i in 0..self.nodes.len() {
             if self.nodes[i].is_up() && self.redrivable(i) {
                 if self.rng.chance(40) {
@@ -414,6 +418,28 @@ impl Sim {
                 }
             }
             Fault::Retention => {
+                // Half the time a consumer has been down longer than a source topic's retention:
+                // what it needs next is deleted, however young (a rebuild is the way out).
+                let down: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.is_up())
+                    .flat_map(|n| n.sources())
+                    .collect();
+                if let Some(topic) = self.rng.pick(&down).cloned().filter(|_| self.rng.chance(50)) {
+                    let partitions = self.kafka.partitions(&topic).unwrap_or(0);
+                    let partition = self.rng.below(partitions.max(1) as usize) as i32;
+                    if let Ok((low, high)) = self.kafka.watermarks(&topic, partition) {
+                        // The active segment stays: retention never empties a partition.
+                        let to = (high - 1).max(low);
+                        self.kafka.truncate(&topic, partition, to, self.step as u64);
+                        self.log(
+                            "kafka",
+                            format!("RETENTION {topic}/{partition} deleted below {to} while a consumer was down"),
+                        );
+                    }
+                    return;
+                }
                 let topics = self.kafka.topics();
                 if let Some((topic, partitions)) = self.rng.pick(&topics).cloned() {
                     let partition = self.rng.below(partitions as usize) as i32;
@@ -497,6 +523,9 @@ impl Sim {
         let (Some(consumer), Some(source)) = (self.index(REGISTER.0), self.index(REGISTER.1)) else {
             return;
         };
+        if self.remedy.as_ref().is_some_and(|r| r.exports_from(source)) {
+            return;
+        }
         // A start of the consumer that waits for its --bootstrap URL asks the source.
         if self.nodes[consumer].starting()
             && self.nodes[source].is_up()
@@ -643,6 +672,10 @@ impl Sim {
             self.register_step();
             return;
         }
+        if self.remedy.is_some() && self.rng.chance(20) {
+            self.remedy_step();
+            return;
+        }
         if self.rng.chance(1) {
             self.operator();
             return;
@@ -696,6 +729,7 @@ impl Sim {
         }
         let mut idle_rounds = 0;
         let mut redrives = 0;
+        let mut remedies = 0;
         for _ in 0..SETTLE_LIMIT {
             for i in 0..self.nodes.len() {
                 if self.nodes[i].is_up() || self.nodes[i].starting() {
@@ -715,7 +749,17 @@ impl Sim {
                 }
                 self.register_step();
             }
-            if !self.registering() && self.nodes.iter().all(|n| !n.busy(&self.kafka)) {
+            if self.remedy.is_some() {
+                self.tick();
+                self.remedy_step();
+            }
+            let quiet = !self.registering() && self.remedy.is_none() && self.nodes.iter().all(|n| !n.busy(&self.kafka));
+            if quiet && remedies < MAX_REDRIVES && self.begin_remedy() {
+                remedies += 1;
+                idle_rounds = 0;
+                continue;
+            }
+            if quiet {
                 if (0..self.nodes.len()).any(|i| self.redrivable(i)) && redrives < MAX_REDRIVES {
                     redrives += 1;
                     self.operator();
@@ -797,7 +841,7 @@ fn run_checked(seed: u64, options: &Options) -> Outcome {
 }
 
 /// The snapshot file `GET /snapshot` serves for `snap`.
-fn snapshot_file(snap: &crate::node::Snap) -> Result<Vec<u8>, String> {
+pub(crate) fn snapshot_file(snap: &crate::node::Snap) -> Result<Vec<u8>, String> {
     use seam::snapshot::file::SnapshotRecord;
     let meta = seam::snapshot::SnapshotMeta {
         service: snap.topic.trim_end_matches(".events").to_string(),

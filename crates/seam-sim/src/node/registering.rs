@@ -50,7 +50,7 @@ pub(super) fn store_dir(env: &Env<'_>, name: &str) -> PathBuf {
 }
 
 /// A snapshot's bytes received the way the runtime receives an upload or a download.
-fn receive(env: &Env<'_>, dir: &Path, source: &str, snapshot: &[u8]) -> Result<spool::Arrival, String> {
+pub(super) fn receive(env: &Env<'_>, dir: &Path, source: &str, snapshot: &[u8]) -> Result<spool::Arrival, String> {
     let chunk: Result<axum::body::Bytes, std::convert::Infallible> = Ok(axum::body::Bytes::from(snapshot.to_vec()));
     env.runtime
         .block_on(spool::receive(
