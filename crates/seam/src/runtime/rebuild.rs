@@ -55,9 +55,24 @@ impl Rebuilds {
             .iter()
             .any(|r| r.sources.is_empty() || r.sources.contains(&source));
         match (rebuildable, error) {
-            (true, RetentionError::Deleted { .. }) => format!(
-                "its replica of {source} is rebuilt from {source}'s snapshot: `seam replay {consumer} --source {source} --from-snapshot`"
-            ),
+            (true, RetentionError::Deleted { .. }) => {
+                let mut from: Vec<&str> = self
+                    .replicas
+                    .iter()
+                    .filter(|r| r.sources.is_empty() || r.sources.contains(&source))
+                    .flat_map(|r| r.sources.iter().copied())
+                    .collect();
+                from.sort_unstable();
+                from.dedup();
+                let from = if from.len() > 1 {
+                    format!("snapshots of {}", from.join(", "))
+                } else {
+                    format!("{source}'s snapshot")
+                };
+                format!(
+                    "its replica of {source} is rebuilt from {from}: `seam replay {consumer} --source {source} --from-snapshot`; where a service it needs a snapshot of exports none, an operator restores {consumer}'s store from a backup older than the gap, or reads on knowingly with `seam register {consumer} --source {source} --accept-gap`"
+                )
+            }
             (true, RetentionError::BeyondEnd { .. } | RetentionError::Recreated { .. }) => format!(
                 "its replica of {source} is rebuilt from the recreated topic: `seam replay {consumer} --source {source} --from-beginning`"
             ),
@@ -105,5 +120,43 @@ impl Rebuilds {
                 t.dedup();
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rebuilds(replicas: Vec<Replica>) -> Rebuilds {
+        let (topics, _) = watch::channel(Vec::new());
+        Rebuilds::new("ta-pool", replicas, Arc::new(topics), Metrics::new("ta-pool"))
+    }
+
+    fn deleted(topic: &str) -> RetentionError {
+        super::super::retention::verdict(topic, 0, 3, 10, 20).expect_err("a gap")
+    }
+
+    /// The simulator found a replica built from two sources, one of which exports no snapshots:
+    /// the remedy named only the lost source's snapshot, and the replay it named could not run.
+    #[test]
+    fn the_remedy_names_every_snapshot_the_rebuild_needs_and_the_way_out_without_them() {
+        let text = rebuilds(vec![Replica {
+            prefix: "ta/",
+            sources: &["se-group", "theory-group"],
+        }])
+        .remedy(&deleted("se-group.events"));
+        assert!(text.contains("snapshots of se-group, theory-group"), "{text}");
+        assert!(
+            text.contains("`seam replay ta-pool --source se-group --from-snapshot`"),
+            "{text}"
+        );
+        assert!(text.contains("--accept-gap"), "{text}");
+    }
+
+    #[test]
+    fn a_consumer_without_a_replica_of_the_source_is_told_to_decide() {
+        let text = rebuilds(Vec::new()).remedy(&deleted("orders.events"));
+        assert!(text.contains("keeps no replica of orders"), "{text}");
+        assert!(text.contains("--accept-gap"), "{text}");
     }
 }
