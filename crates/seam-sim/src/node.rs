@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use seam::codec::{Catalog, Registry};
-use seam::runtime::consumer::another_journal;
+use seam::runtime::consumer::take_in;
 use seam::runtime::journal_schemas::JournalSchemas;
 use seam::runtime::relay::{Limits, Relay, Step, Turn};
 use seam::runtime::{
@@ -688,28 +688,26 @@ impl<S: Service> Process for Node<S> {
             }
             Err(_) => return "consumer waits for the cluster".into(),
         };
-        let mut items = Vec::new();
+        let events: Vec<RawEvent> = fetched.records.iter().map(|r| raw(&topic, partition, r)).collect();
+        let pipeline = &up.pipeline;
+        let intake = take_in(&up.store, events, &mut up.consumer.journals, |event| {
+            Ok(match pipeline.try_prepare(event)? {
+                Ready::Done(prepared) => Some(prepared),
+                Ready::Transient(_) => None,
+            })
+        });
+        let intake = match intake {
+            Ok(intake) => intake,
+            Err(e) => return self.fail(format!("taking in a batch: {e}")),
+        };
         let mut next = fetched.next;
-        for r in &fetched.records {
-            let event = raw(&topic, partition, r);
-            match another_journal(&up.store, &event, &mut up.consumer.journals) {
-                Ok(Some(e)) => {
-                    up.consumer.stopped.insert(topic.clone(), e.to_string());
-                    next = r.offset;
-                    break;
-                }
-                Ok(None) => {}
-                Err(e) => return self.fail(format!("checking the journal: {e}")),
-            }
-            match up.pipeline.try_prepare(&event) {
-                Ok(Ready::Done(prepared)) => items.push((event, prepared)),
-                Ok(Ready::Transient(_)) => {
-                    next = r.offset;
-                    break;
-                }
-                Err(e) => return self.fail(format!("preparing: {e}")),
-            }
+        if let Some(e) = intake.recreated.first() {
+            up.consumer.stopped.insert(topic.clone(), e.to_string());
         }
+        if let Some((_, _, offset)) = intake.held_at {
+            next = offset;
+        }
+        let items = intake.items;
         let count = items.len();
         if up.held.is_some() {
             // The batch waits in the writer's queue; it is read again once released.

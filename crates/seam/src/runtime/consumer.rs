@@ -400,29 +400,22 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         let first = batch.first().map(|r| (r.topic.clone(), r.partition, r.offset));
         let _span = info_span!("batch", service = %self.service, events = batch.len(), first = ?first).entered();
         failpoint::hit("consumer.polled");
-        let mut latest: HashMap<(String, i32), i64> = HashMap::new();
-        let mut items = Vec::with_capacity(batch.len());
-        let mut recreated: Vec<RetentionError> = Vec::new();
-        for raw in batch {
-            if recreated.iter().any(|e| e.topic() == raw.topic) {
-                continue;
-            }
-            if let Some(e) = another_journal(&self.store, &raw, journals)? {
-                recreated.push(e);
-                continue;
-            }
-            let prepared = self.pipeline.prepare(&raw, &self.cancel)?;
-            latest.insert((raw.topic.clone(), raw.partition), raw.offset);
-            items.push(Inbound { raw, prepared });
-        }
+        let intake = take_in(&self.store, batch, journals, |raw| {
+            self.pipeline.prepare(raw, &self.cancel).map(Some)
+        })?;
         // A recreated topic is set aside before anything of it reaches the store; the loop
         // then reads its other sources without it.
-        for e in recreated {
+        for e in intake.recreated {
             self.rebuilds.mark(e);
         }
-        if items.is_empty() {
+        if intake.items.is_empty() {
             return Ok(());
         }
+        let items: Vec<Inbound<C>> = intake
+            .items
+            .into_iter()
+            .map(|(raw, prepared)| Inbound { raw, prepared })
+            .collect();
         let (applied_tx, applied) = oneshot::channel();
         let (reply, durable) = oneshot::channel();
         self.writer
@@ -442,7 +435,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         if let Ok(mut s) = ctx.state.lock() {
             s.pending.push_back(Pending {
                 durable,
-                next: latest.into_iter().map(|((t, p), o)| (t, p, o + 1)).collect(),
+                next: intake.next.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
             });
         }
         if ctx.pending() > MAX_PENDING {
@@ -474,6 +467,55 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             }
         }
     }
+}
+
+/// What a polled batch gives the writer, decided the same way by the service's consumer loop
+/// and by the simulator's.
+#[derive(Debug)]
+pub struct Intake<P> {
+    /// The events to apply, in order, each with what `prepare` made of it.
+    pub items: Vec<(RawEvent, P)>,
+    /// Per partition, the offset after the last event taken: the position once applied.
+    pub next: HashMap<(String, i32), i64>,
+    /// Topics found recreated under this consumer: nothing of them is taken, they wait for a
+    /// rebuild.
+    pub recreated: Vec<RetentionError>,
+    /// Where `prepare` could not go on yet (the registry is out; the simulator's prepare only):
+    /// this event and what follows in the batch are not taken, and are read again.
+    pub held_at: Option<(String, i32, i64)>,
+}
+
+/// Takes in a polled batch: each event's journal is checked against its partition's (a
+/// recreated topic is set aside whole, before anything of it reaches the store), then decoded
+/// and translated by `prepare`. `prepare` answers `None` when it cannot go on now.
+pub fn take_in<P>(
+    store: &Store,
+    batch: impl IntoIterator<Item = RawEvent>,
+    journals: &mut HashMap<(String, i32), Option<String>>,
+    mut prepare: impl FnMut(&RawEvent) -> Result<Option<P>, RuntimeError>,
+) -> Result<Intake<P>, RuntimeError> {
+    let mut intake = Intake {
+        items: Vec::new(),
+        next: HashMap::new(),
+        recreated: Vec::new(),
+        held_at: None,
+    };
+    for raw in batch {
+        if intake.recreated.iter().any(|e| e.topic() == raw.topic) {
+            continue;
+        }
+        if let Some(e) = another_journal(store, &raw, journals)? {
+            intake.recreated.push(e);
+            continue;
+        }
+        let Some(prepared) = prepare(&raw)? else {
+            intake.held_at = Some((raw.topic.clone(), raw.partition, raw.offset));
+            break;
+        };
+        intake.next.insert((raw.topic.clone(), raw.partition), raw.offset + 1);
+        intake.items.push((raw, prepared));
+    }
+    Ok(intake)
 }
 
 /// The event's journal against the one its partition was read from so far (`journals`, filled
