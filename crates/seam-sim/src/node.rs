@@ -204,7 +204,12 @@ pub trait Process {
     /// The sources a replay from snapshots must have a snapshot of to rebuild what this
     /// consumer lost to retention; `None` when nothing waits for a rebuild it can do.
     fn to_rebuild(&self) -> Option<Vec<String>>;
-    /// Where the snapshots of a replay from snapshots cut each rebuilt source (0 elsewhere).
+    /// `seam register <this> --source S --accept-gap` for a source it stopped reading; `None`
+    /// when none waits.
+    fn accept_gaps(&mut self, env: &mut Env<'_>) -> Option<Did>;
+    /// Source topics whose gap was accepted.
+    fn accepted(&self) -> Vec<String>;
+    /// Where a replay from snapshots, or an accepted gap, cut each source (0 elsewhere).
     fn rebuilt_cut(&self, topic: &str, partition: i32) -> i64;
     /// `seam replay <this> --source <gone> --from-snapshot`, given those snapshots' bytes.
     fn replay_from_snapshots(&mut self, env: &mut Env<'_>, snapshots: &BTreeMap<String, Vec<u8>>) -> Did;
@@ -253,11 +258,16 @@ struct Up<S: Service> {
     redrive: Option<Redrive>,
     /// A replay in progress.
     replay: Option<Replaying<S>>,
+    /// An accepted gap's write, until it is durable: the topic and the writer's answer.
+    accepting: Option<Accepting>,
     /// How each registration since this start stands.
     registrations: BTreeMap<String, seam::runtime::Registration>,
     /// A bootstrap being loaded.
     booting: Option<registering::Booting>,
 }
+
+/// An accepted gap's write in flight: the topic, the positions it moves, the writer's answer.
+type Accepting = (String, Vec<(i32, i64)>, Answer<Result<(), RuntimeError>>);
 
 /// A replay in progress: the shadow store with its own writer, and how far it has read.
 struct Replaying<S: Service> {
@@ -325,9 +335,11 @@ pub struct Node<S: Service> {
     finishing: Option<(String, u64, seam::offsets::OffsetMap)>,
     /// The seq and offset map of the snapshot a bootstrap finished loading.
     loaded: Option<(u64, seam::offsets::OffsetMap)>,
-    /// The snapshots' maps of the sources a replay rebuilt from snapshots: what came before
-    /// is the snapshots' business.
+    /// The snapshots' maps of the sources a replay rebuilt from snapshots, and the log starts
+    /// an accepted gap moved to: what came before is not this consumer's to take in.
     cuts: seam::offsets::OffsetMap,
+    /// Source topics whose gap the operator accepted: their events in between are never taken in.
+    accepted: std::collections::BTreeSet<String>,
 }
 
 /// How a replay ends when retention deleted events it had not read yet (the real reader's
@@ -380,6 +392,7 @@ impl<S: Service> Node<S> {
             finishing: None,
             loaded: None,
             cuts: Default::default(),
+            accepted: Default::default(),
         }
     }
 
@@ -460,6 +473,7 @@ impl<S: Service> Node<S> {
             replay: None,
             registrations: BTreeMap::new(),
             booting: None,
+            accepting: None,
         })
     }
 }
@@ -513,6 +527,7 @@ impl<S: Service> Process for Node<S> {
             || self.up.as_ref().is_some_and(|up| {
                 up.booting.is_some()
                     || up.loading.is_some()
+                    || up.accepting.is_some()
                     || up.replay.is_some()
                     || up.redrive.is_some()
                     || up.held.is_some()
@@ -890,6 +905,7 @@ impl<S: Service> Process for Node<S> {
             || !up.batches.is_empty()
             || up.loading.is_some()
             || up.booting.is_some()
+            || up.accepting.is_some()
             || up.redrive.is_some()
             || up.replay.is_some()
         {
@@ -1435,7 +1451,16 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn bootstrap_step(&mut self, env: &mut Env<'_>) -> Option<Did> {
-        self.boot_step(env)
+        self.boot_step(env).or_else(|| self.gap_step())
+    }
+
+    fn accept_gaps(&mut self, env: &mut Env<'_>) -> Option<Did> {
+        let topic = self.up.as_ref()?.consumer.stopped.keys().next()?.clone();
+        Some(self.accept_gap(env, &topic))
+    }
+
+    fn accepted(&self) -> Vec<String> {
+        self.accepted.iter().cloned().collect()
     }
 
     fn register(&mut self, env: &mut Env<'_>, source: &str, snapshot: &[u8]) -> Did {

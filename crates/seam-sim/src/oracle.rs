@@ -259,6 +259,11 @@ fn excused(sim: &Sim, source: &str, consumer: &str) -> Option<String> {
         }
     }
     let node = sim.nodes.iter().find(|n| n.name() == consumer)?;
+    if node.accepted().contains(&topic) {
+        return Some(format!(
+            "{source}->{consumer}: the operator accepted a gap (seam register --accept-gap)"
+        ));
+    }
     if let Some(why) = node.stopped().get(&topic) {
         return Some(format!("{source}->{consumer}: the consumer stopped reading ({why})"));
     }

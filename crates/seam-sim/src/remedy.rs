@@ -29,10 +29,20 @@ impl Remedy {
 }
 
 impl Sim {
-    /// The operator starts the remedy for a consumer that needs one, if none runs.
+    /// The operator starts the remedy for a consumer that needs one, if none runs: a rebuild
+    /// from snapshots where the consumer keeps a replica of the source, else `--accept-gap`.
     pub(crate) fn begin_remedy(&mut self) -> bool {
         if self.remedy.is_some() {
             return false;
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_up() && !self.nodes[i].mid_operation() && self.nodes[i].to_rebuild().is_none() {
+                if let Some(did) = self.on_node(i, |n, env| n.accept_gaps(env)) {
+                    let who = self.nodes[i].name().to_string();
+                    self.log(&who, did);
+                    return true;
+                }
+            }
         }
         let Some((consumer, sources)) = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].is_up())
@@ -84,9 +94,14 @@ impl Sim {
                         }
                     }
                     Some(Err(e)) => {
-                        // The operator gives the remedy up (a source that exports no snapshots
-                        // has none to give); it is started again later if it still applies.
+                        // A source that exports no snapshots has none to give: the operator
+                        // takes the other way out the consumer names, and reads on knowingly.
                         self.log(&name, format!("snapshot failed: {e}; the rebuild is given up"));
+                        let consumer = remedy.consumer;
+                        if let Some(did) = self.on_node(consumer, |n, env| n.accept_gaps(env)) {
+                            let who = self.nodes[consumer].name().to_string();
+                            self.log(&who, did);
+                        }
                         return;
                     }
                 }

@@ -5,11 +5,16 @@
 //! the snapshots' maps; the sources being rebuilt to their current ends, the others to the live
 //! store's positions. The replay's exclusive step (in `Node::replay_step`) compares and swaps
 //! with those sources as `rebuilding`, after which the consumer reads them on.
+//!
+//! Where no rebuild can be had (no replica of the source, or a source it needs exports no
+//! snapshots), the operator reads on knowingly: `seam register C --source S --accept-gap`,
+//! through the runtime's `register::gap_moves` and `register::accept_gap_job`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use seam::runtime::bootstrap::Load;
+use seam::runtime::register::{accept_gap_job, gap_moves};
 use seam::runtime::{retention, spool, Ready, Stepper};
 use seam::service::Service;
 use seam::store::Store;
@@ -176,5 +181,62 @@ impl<S: Service> Node<S> {
             start,
         });
         format!("REPLAY from snapshots of {sources:?} ({records} records) to rebuild {gone:?}")
+    }
+
+    /// `seam register <this> --source <topic's service> --accept-gap`: the positions move to the
+    /// log start in one exclusive write; the source is read again once that is durable.
+    pub(super) fn accept_gap(&mut self, env: &mut Env<'_>, topic: &str) -> Did {
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
+        };
+        if !up.consumer.stopped.contains_key(topic) || up.accepting.is_some() {
+            return format!("no gap to accept in {topic}");
+        }
+        let Ok(positions) = up.store.positions() else {
+            return self.fail("reading the positions".into());
+        };
+        let Ok(partitions) = env.kafka.partitions(topic) else {
+            return "accept-gap fails: no broker answers".into();
+        };
+        let mut marks = Vec::new();
+        for partition in 0..partitions {
+            let Ok(mark) = env.kafka.watermarks(topic, partition) else {
+                return "accept-gap fails: no broker answers".into();
+            };
+            marks.push((partition, mark));
+        }
+        // The simulated topics are never recreated: a gap is a trimmed log, read on from its start.
+        let moved = gap_moves(topic, false, &positions, marks);
+        match up
+            .stepper
+            .exclusive(accept_gap_job(topic.to_string(), moved.clone(), false))
+        {
+            Ok(answer) => {
+                up.accepting = Some((topic.to_string(), moved.clone(), answer));
+                format!("ACCEPT-GAP {topic}: positions move to {moved:?}")
+            }
+            Err(e) => self.fail(format!("the writer failed accepting a gap: {e}")),
+        }
+    }
+
+    /// The accepted gap's write, once durable: the source is read again.
+    pub(super) fn gap_step(&mut self) -> Option<Did> {
+        let up = self.up.as_mut()?;
+        let (_, _, answer) = up.accepting.as_mut()?;
+        match answer.poll()? {
+            Some(Ok(())) => {
+                let (topic, moved, _) = up.accepting.take()?;
+                up.consumer.stopped.remove(&topic);
+                up.consumer.started = false;
+                // What the gap swallowed is never taken in, poison included.
+                for (partition, low) in moved {
+                    self.cuts.set(&topic, partition, low);
+                }
+                self.accepted.insert(topic.clone());
+                Some(format!("gap accepted in {topic}: read on from the log start"))
+            }
+            Some(Err(e)) => Some(self.fail(format!("accepting a gap failed: {e}"))),
+            None => Some(self.fail("the writer dropped the accept-gap write".into())),
+        }
     }
 }

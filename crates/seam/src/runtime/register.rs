@@ -104,6 +104,41 @@ pub fn admit(now: Option<Registration>, interrupted: bool) -> Option<Registered>
     }
 }
 
+/// Where `seam register --accept-gap` moves the positions in `topic`, from each partition's
+/// `(low, high)` watermarks: to the log start wherever the stored position is outside the log
+/// (or everywhere, for a recreated topic read whole). The simulator asks the same.
+pub fn gap_moves(
+    topic: &str,
+    whole: bool,
+    positions: &OffsetMap,
+    marks: impl IntoIterator<Item = (i32, (i64, i64))>,
+) -> Vec<(i32, i64)> {
+    marks
+        .into_iter()
+        .filter(|(p, (low, high))| {
+            let at = positions.position(topic, *p);
+            whole || at < *low || at > *high
+        })
+        .map(|(p, (low, _))| (p, low))
+        .collect()
+}
+
+/// The writer job that accepts a gap in `topic`: the positions move in one write, and for a
+/// recreated topic the journal ids its old incarnation left are forgotten with them.
+pub fn accept_gap_job(topic: String, moved: Vec<(i32, i64)>, whole: bool) -> writer::ExclusiveJob {
+    Box::new(move |store, set| {
+        for (p, offset) in &moved {
+            set.set_position(&topic, *p, *offset);
+        }
+        if whole {
+            for k in store.partition_journal_keys(&topic)? {
+                set.stage_raw(k, None);
+            }
+        }
+        Ok(())
+    })
+}
+
 impl<S: Service> Node<S> {
     /// How the registration of `source` stands; for a source read since start, its positions;
     /// `None` when this build has no translator for it.
@@ -312,34 +347,21 @@ impl<S: Service> Node<S> {
             let probe: BaseConsumer = client
                 .create()
                 .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
-            let mut moved = Vec::new();
+            let mut marks = Vec::new();
             for (_, p) in retention::partitions_of(&probe, std::slice::from_ref(&t))? {
-                let (low, high) = watermarks::watermarks(&probe, &t, p)?;
-                let at = positions.position(&t, p);
-                if whole || at < low || at > high {
-                    moved.push((p, low));
-                }
+                marks.push((p, watermarks::watermarks(&probe, &t, p)?));
             }
-            Ok(moved)
+            Ok(gap_moves(&t, whole, &positions, marks))
         })
         .await
         .map_err(|_| RuntimeError::Panicked("accept-gap".into()))??;
         let writer = self.writer.clone().ok_or(RuntimeError::WriterGone)?;
         let (reply, answer) = oneshot::channel();
-        let t = topic.clone();
-        let job: writer::ExclusiveJob = Box::new(move |store, set| {
-            for (p, offset) in &moved {
-                set.set_position(&t, *p, *offset);
-            }
-            if whole {
-                for k in store.partition_journal_keys(&t)? {
-                    set.stage_raw(k, None);
-                }
-            }
-            Ok(())
-        });
         writer
-            .send(writer::Request::Exclusive { job, reply })
+            .send(writer::Request::Exclusive {
+                job: accept_gap_job(topic.clone(), moved, whole),
+                reply,
+            })
             .await
             .map_err(|_| RuntimeError::WriterGone)?;
         answer.await.map_err(|_| RuntimeError::WriterGone)??;
