@@ -421,6 +421,29 @@ impl<S: Service> Node<S> {
         events_topic(self.spec.name)
     }
 
+    /// The source services it reads, as replay plans name them.
+    fn reading(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .map(|t| t.trim_end_matches(".events").to_string())
+            .collect()
+    }
+
+    /// A fresh shadow store for a replay, with its own writer and no journal.
+    fn shadow(&self) -> Result<(Store, Stepper<S>), String> {
+        let shadow = Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("shadow", s))
+            .map_err(|e| format!("opening a shadow store: {e}"))?
+            .without_journal();
+        let writer = Stepper::new(
+            self.spec.name,
+            shadow.clone(),
+            Arc::new(self.service()),
+            Arc::new(self.catalog()),
+        )
+        .map_err(|e| format!("starting the shadow writer: {e}"))?;
+        Ok((shadow, writer))
+    }
+
     /// Stops the node after a failure the runtime would stop on.
     fn fail(&mut self, what: String) -> Did {
         self.failures.push(format!("{}: {what}", self.spec.name));
@@ -983,23 +1006,18 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn request_replay(&mut self, env: &mut Env<'_>, dry_run: bool) -> Did {
-        let service = self.service();
-        let catalog = Arc::new(self.catalog());
-        let Some(up) = self.up.as_mut() else {
+        let replicas = self.service().replicas();
+        let reading = self.reading();
+        let Some(up) = self.up.as_ref() else {
             return "down".into();
         };
         if up.replay.is_some() {
             return "a replay is running".into();
         }
-        if service.replicas().is_empty() {
+        if replicas.is_empty() {
             return "declares no replicas to replay".into();
         }
-        let reading: Vec<String> = self
-            .sources
-            .iter()
-            .map(|t| t.trim_end_matches(".events").to_string())
-            .collect();
-        let (prefixes, sources) = match seam::runtime::replay_plan(self.spec.name, &service.replicas(), &[], &reading) {
+        let (prefixes, sources) = match seam::runtime::replay_plan(self.spec.name, &replicas, &[], &reading) {
             Ok(plan) => plan,
             Err(e) => return format!("replay refused: {e}"),
         };
@@ -1023,13 +1041,12 @@ impl<S: Service> Process for Node<S> {
                 }
             }
         }
-        let shadow = match Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("shadow", s)) {
-            Ok(store) => store.without_journal(),
-            Err(e) => return self.fail(format!("opening a shadow store: {e}")),
+        let (shadow, writer) = match self.shadow() {
+            Ok(shadow) => shadow,
+            Err(e) => return self.fail(e),
         };
-        let writer = match Stepper::new(self.spec.name, shadow.clone(), Arc::new(service), catalog) {
-            Ok(w) => w,
-            Err(e) => return self.fail(format!("starting the shadow writer: {e}")),
+        let Some(up) = self.up.as_mut() else {
+            return "down".into();
         };
         up.replay = Some(Replaying {
             shadow,
@@ -1493,7 +1510,7 @@ impl<S: Service> Process for Node<S> {
     }
 
     fn to_rebuild(&self) -> Option<Vec<String>> {
-        Node::to_rebuild(self).map(|(_, reads)| reads.into_iter().collect())
+        Node::to_rebuild(self).map(|(_, _, reads)| reads.into_iter().collect())
     }
 
     fn replay_from_snapshots(&mut self, env: &mut Env<'_>, snapshots: &BTreeMap<String, Vec<u8>>) -> Did {

@@ -11,27 +11,24 @@
 //! through the runtime's `register::gap_moves` and `register::accept_gap_job`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use seam::runtime::bootstrap::Load;
 use seam::runtime::register::{accept_gap_job, gap_moves};
-use seam::runtime::{retention, spool, Ready, Stepper};
+use seam::runtime::{retention, spool, Ready};
 use seam::service::Service;
-use seam::store::Store;
 use seam::translator::events_topic;
 
 use super::registering::{receive, store_dir};
-use super::{journal_name, Did, Env, Node, Replaying};
-use crate::engine::SimEngine;
+use super::{Did, Env, Node, Replaying};
 
 /// Records per shadow bootstrap chunk.
 const CHUNK: usize = 500;
 
 impl<S: Service> Node<S> {
-    /// The sources whose next events are gone and that a replica of this consumer is built from,
-    /// with every source a replay of those replicas reads (each needs a snapshot); `None` when
-    /// no source waits for a rebuild, or none can be rebuilt.
-    pub(super) fn to_rebuild(&self) -> Option<(Vec<String>, BTreeSet<String>)> {
+    /// What a rebuild needs: the sources whose next events are gone, the prefixes of the
+    /// replicas built from them, and every source a replay of those reads (each needs a
+    /// snapshot); `None` when no source waits for a rebuild, or none can be rebuilt.
+    pub(super) fn to_rebuild(&self) -> Option<(Vec<String>, Vec<String>, BTreeSet<String>)> {
         let up = self.up.as_ref()?;
         let gone: Vec<String> = up
             .consumer
@@ -42,48 +39,27 @@ impl<S: Service> Node<S> {
         if gone.is_empty() || up.replay.is_some() {
             return None;
         }
-        let reading: Vec<String> = self
-            .sources
-            .iter()
-            .map(|t| t.trim_end_matches(".events").to_string())
-            .collect();
-        let (_, reads) =
-            seam::runtime::replay_plan(self.spec.name, &self.service().replicas(), &gone, &reading).ok()?;
-        Some((gone, reads))
+        let (prefixes, reads) =
+            seam::runtime::replay_plan(self.spec.name, &self.service().replicas(), &gone, &self.reading()).ok()?;
+        Some((gone, prefixes, reads))
     }
 
     /// `seam replay <this> --source <gone> --from-snapshot` with a snapshot of every source the
     /// rebuild reads.
     pub(super) fn replay_from_snapshots(&mut self, env: &mut Env<'_>, snapshots: &BTreeMap<String, Vec<u8>>) -> Did {
-        let Some((gone, reads)) = self.to_rebuild() else {
+        let Some((gone, prefixes, sources)) = self.to_rebuild() else {
             return "nothing waits for a rebuild".into();
         };
-        let service = self.service();
-        let catalog = Arc::new(self.catalog());
+        if let Some(missing) = sources.iter().find(|s| !snapshots.contains_key(*s)) {
+            return format!("replay refused: no snapshot of {missing} (reads {sources:?})");
+        }
         let dir = store_dir(env, &format!("{}-shadow", self.spec.name));
+        let (shadow, mut writer) = match self.shadow() {
+            Ok(shadow) => shadow,
+            Err(e) => return self.fail(e),
+        };
         let Some(up) = self.up.as_mut() else {
             return "down".into();
-        };
-        let reading: Vec<String> = self
-            .sources
-            .iter()
-            .map(|t| t.trim_end_matches(".events").to_string())
-            .collect();
-        let (prefixes, sources) = match seam::runtime::replay_plan(self.spec.name, &service.replicas(), &gone, &reading)
-        {
-            Ok(plan) => plan,
-            Err(e) => return format!("replay refused: {e}"),
-        };
-        if let Some(missing) = sources.iter().find(|s| !snapshots.contains_key(*s)) {
-            return format!("replay refused: no snapshot of {missing} (reads {reads:?})");
-        }
-        let shadow = match Store::with_engine_named(Arc::new(SimEngine::default()), |s| journal_name("shadow", s)) {
-            Ok(store) => store.without_journal(),
-            Err(e) => return self.fail(format!("opening a shadow store: {e}")),
-        };
-        let mut writer = match Stepper::new(self.spec.name, shadow.clone(), Arc::new(service), catalog) {
-            Ok(w) => w,
-            Err(e) => return self.fail(format!("starting the shadow writer: {e}")),
         };
         let mut records = 0;
         for source in &sources {
