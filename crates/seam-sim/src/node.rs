@@ -1155,6 +1155,9 @@ impl<S: Service> Process for Node<S> {
             start,
             ..
         } = up.replay.take()?;
+        // Letters of a source being rebuilt are the rebuilt truth (the live store never took
+        // those events in); only the others' would be a swap that loses what the live store had.
+        let truth = rebuilding.clone();
         let report: Arc<std::sync::Mutex<Option<Result<ReplayReport, RuntimeError>>>> = Arc::default();
         let out = Arc::clone(&report);
         let job = Box::new(move |live: &Store, set: &mut seam::store::WriteSet| {
@@ -1195,10 +1198,16 @@ impl<S: Service> Process for Node<S> {
         let taken = report.lock().ok().and_then(|mut r| r.take());
         Some(match taken {
             Some(Ok(r)) => {
-                if r.swapped && r.shadow_dead_letter_count > 0 {
+                let lost = r
+                    .shadow_dead_letters
+                    .iter()
+                    .filter(|l| !truth.contains(&l.topic))
+                    .count()
+                    + (r.shadow_dead_letter_count as usize).saturating_sub(r.shadow_dead_letters.len());
+                if r.swapped && lost > 0 {
                     self.failures.push(format!(
-                        "{}: a replay swapped in a rebuild that dead-lettered {} event(s) the live store took in, without --accept-dead-letters",
-                        self.spec.name, r.shadow_dead_letter_count
+                        "{}: a replay swapped in a rebuild that dead-lettered {lost} event(s) the live store took in, without --accept-dead-letters",
+                        self.spec.name
                     ));
                 }
                 let did = format!(
