@@ -136,7 +136,8 @@ impl<S: Service> Node<S> {
     /// claimed and loaded unless the runtime finds the request already done.
     pub(super) fn register_snapshot(&mut self, env: &mut Env<'_>, source: &str, snapshot: &[u8]) -> Did {
         let dir = store_dir(env, self.spec.name);
-        let Some(up) = self.up.as_mut() else {
+        // Down: the request fails (nothing is received).
+        let Some(now) = self.registration_of(source) else {
             return "register: the consumer is down; the request fails".into();
         };
         let arrival = match receive(env, &dir, source, snapshot) {
@@ -144,18 +145,14 @@ impl<S: Service> Node<S> {
             Err(e) => return format!("register refused the upload: {e}"),
         };
         let topic = events_topic(source);
-        let now = up.registrations.get(source).cloned().or_else(|| {
-            self.sources.contains(&topic).then(|| Registration::Reading {
-                positions: Default::default(),
-                snapshot_seq: None,
-                already: true,
-            })
-        });
+        let Some(up) = self.up.as_ref() else {
+            return "down".into();
+        };
         let interrupted = match up.store.bootstrap_marker(&topic) {
             Ok(m) => m.is_some(),
             Err(e) => return self.fail(format!("reading the bootstrap marker: {e}")),
         };
-        if let Some(done) = register::admit(now, interrupted) {
+        if let Some(done) = register::admit(Some(now), interrupted) {
             let answer = match done {
                 Registered::Running(_) => "409: a bootstrap of it runs",
                 Registered::Already(_) => "200: already read",
