@@ -65,8 +65,6 @@ pub struct Load {
     at: u64,
     /// Where the interrupted bootstrap stopped: records before it were applied already.
     start: u64,
-    /// Whether the store held a resume marker of this snapshot.
-    resumed: bool,
 }
 
 impl Load {
@@ -95,7 +93,6 @@ impl Load {
         Ok(Some(Self {
             tag: format!("{source}@{}", meta.seq),
             start: marker.map_or(0, |(_, next)| next).min(meta.records),
-            resumed: marker.is_some(),
             at: 0,
             topic,
             records,
@@ -106,11 +103,6 @@ impl Load {
     /// The topic it fills.
     pub fn topic(&self) -> &str {
         &self.topic
-    }
-
-    /// Whether it goes on with a bootstrap a crash interrupted.
-    pub fn resumed(&self) -> bool {
-        self.resumed
     }
 
     /// Records already loaded (by an earlier incarnation, or by earlier chunks).
