@@ -244,7 +244,7 @@ async fn drive(node: &Arc<Node<Source>>, rate: u64, n: u64, first_seq: u64) {
 /// headed as a seam publisher would, under event ids of a service of its own.
 struct Feeder {
     topic: String,
-    service: String,
+    heads: Mutex<super::translator::Heads>,
     schema: u32,
     producer: ThreadedProducer<InFlight>,
 }
@@ -265,7 +265,7 @@ impl Feeder {
     fn new(client: &ClientConfig, topic: &str, service: &str, schema: u32) -> anyhow::Result<Self> {
         Ok(Self {
             topic: topic.to_string(),
-            service: service.to_string(),
+            heads: Mutex::new(super::translator::Heads::new(service)?),
             schema,
             producer: unbatched(client).create_with_context(InFlight::default())?,
         })
@@ -288,16 +288,10 @@ impl Feeder {
                 payload: "x".repeat(100),
             };
             let value = wire::frame(self.schema, &catalog.encode(synthetic::ITEM, &item)?);
-            let id = seam::envelope::event_id(&self.service, first + i);
-            let headers = rdkafka::message::OwnedHeaders::new()
-                .insert(rdkafka::message::Header {
-                    key: seam::envelope::EVENT_ID,
-                    value: Some(id.as_str()),
-                })
-                .insert(rdkafka::message::Header {
-                    key: seam::envelope::EVENT_TYPE,
-                    value: Some(synthetic::ITEM),
-                });
+            let headers = match self.heads.lock() {
+                Ok(mut heads) => heads.next(&item.subject),
+                Err(_) => anyhow::bail!("the feeder's headers were poisoned"),
+            };
             super::translator::send(
                 &self.producer,
                 BaseRecord::to(&self.topic)

@@ -3,12 +3,12 @@
 //! same input (BaseConsumer → ThreadedProducer, batched, acks=all, idempotent, no per-message
 //! await), interleaved round by round, at 1 KB and at 200 B.
 //!
-//! Each side's clock starts at its first consumed event and stops when the last output is
-//! durable on the cluster (the passthrough's flush; seam's published seq reaching the input
-//! count); group joins and process start are outside it. The events counted are those after
+//! Each side's clocks, wall and CPU, start at its first consumed event and stop when the last
+//! output is durable on the cluster (the passthrough's flush; seam's published seq reaching the
+//! input count); group joins and process start are outside them. The events counted are those after
 //! the first observation, so the first batch does not flatter either side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset};
 use serde_json::json;
@@ -27,6 +27,7 @@ use super::synthetic::{self, CopyService, ItemToCopy, ITEM};
 use seam::codec::{wire, Registry};
 use seam::runtime::in_flight::InFlight;
 use seam::runtime::Node;
+use seam::store::{JournalEntry, JournalId};
 use seam::translator::{dlq_topic, events_topic};
 use seam_local::cluster::Endpoints;
 
@@ -172,7 +173,9 @@ pub(super) async fn create_topics(client: &ClientConfig, topics: &[(String, i32)
     Ok(())
 }
 
-/// Writes the input: `events` items, as a seam publisher would frame them.
+/// Writes the input: `events` items, framed and headed exactly as a seam publisher would (the
+/// source's journal id and each subject's previous seq included), so the consumer takes them in
+/// as it takes in any seam source's events.
 pub(super) async fn fill(client: &ClientConfig, registry: &Registry, source: &str, s: &Settings) -> anyhow::Result<()> {
     let catalog = synthetic::source_catalog()?;
     let topic = events_topic(source);
@@ -180,26 +183,17 @@ pub(super) async fn fill(client: &ClientConfig, registry: &Registry, source: &st
     let (client, source, s) = (client.clone(), source.to_string(), s.clone());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let producer: ThreadedProducer<InFlight> = fast_producer(&client).create_with_context(InFlight::default())?;
+        let mut heads = Heads::new(&source)?;
         for i in 0..s.events {
             let subject = format!("s{}", i % s.subjects.max(1));
             let item = synthetic::item(subject.clone(), i as i64 + 1, s.size);
             let value = wire::frame(id, &catalog.encode(ITEM, &item)?);
-            let id_header = seam::envelope::event_id(&source, i + 1);
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: seam::envelope::EVENT_ID,
-                    value: Some(id_header.as_str()),
-                })
-                .insert(Header {
-                    key: seam::envelope::EVENT_TYPE,
-                    value: Some(ITEM),
-                });
             send(
                 &producer,
                 BaseRecord::to(&topic)
                     .key(subject.as_str())
                     .payload(value.as_slice())
-                    .headers(headers),
+                    .headers(heads.next(&subject)),
             )?;
         }
         acknowledged(&producer)?;
@@ -207,6 +201,50 @@ pub(super) async fn fill(client: &ClientConfig, registry: &Registry, source: &st
     })
     .await??;
     Ok(())
+}
+
+/// The headers a seam publisher puts on a source's events: one journal (distinct per run, as a
+/// new source store's is), consecutive seqs and each subject's previous seq, so a consumer takes
+/// the benchmark's input in as it takes in any seam source's events.
+pub(super) struct Heads {
+    service: String,
+    journal: JournalId,
+    last_seq: u64,
+    last_of_subject: HashMap<String, u64>,
+}
+
+impl Heads {
+    pub(super) fn new(service: &str) -> anyhow::Result<Self> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_i64(synthetic::now_us());
+        let journal = JournalId::parse(&format!("{:016x}:1", h.finish())).context("the benchmark's journal id")?;
+        Ok(Self {
+            service: service.to_string(),
+            journal,
+            last_seq: 0,
+            last_of_subject: HashMap::new(),
+        })
+    }
+
+    /// The headers of the next entry, about `subject` (seqs from 1, without gaps).
+    pub(super) fn next(&mut self, subject: &str) -> OwnedHeaders {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let prev = self.last_of_subject.insert(subject.to_string(), seq).unwrap_or(0);
+        let entry = JournalEntry {
+            seq,
+            subject: subject.to_string(),
+            record: ITEM.to_string(),
+            time_ms: seam::envelope::now_ms(),
+            correlation_id: None,
+            causation_id: None,
+            body: Vec::new(),
+            schema: None,
+            prev: Some(prev),
+        };
+        seam::headers::headers(&self.service, &self.journal, &entry)
+    }
 }
 
 /// A producer tuned for throughput: batched, acks=all, idempotent.
@@ -248,11 +286,10 @@ pub(super) fn acknowledged(producer: &ThreadedProducer<InFlight>) -> anyhow::Res
 
 /// The baseline: read every input event and produce it unchanged to `out`.
 fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> anyhow::Result<Run> {
-    let meter = Meter::start();
     let consumer = super::reader(client, &format!("{out}-reader"), input, Offset::Beginning)?;
     let producer: ThreadedProducer<InFlight> = fast_producer(client).create_with_context(InFlight::default())?;
     let mut seen = 0u64;
-    let mut first: Option<Instant> = None;
+    let mut first: Option<(Instant, Meter)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while seen < events {
         anyhow::ensure!(
@@ -263,7 +300,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
             continue;
         };
         let msg = msg.context("passthrough read")?;
-        first.get_or_insert_with(Instant::now);
+        first.get_or_insert_with(|| (Instant::now(), Meter::start()));
         let mut record = BaseRecord::to(out).payload(msg.payload().unwrap_or_default());
         if let Some(k) = msg.key() {
             record = record.key(std::str::from_utf8(k).unwrap_or_default());
@@ -275,17 +312,16 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
         seen += 1;
     }
     acknowledged(&producer)?;
-    let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let (start, meter) = first.context("the passthrough read nothing")?;
     Ok(Run {
         events: events.saturating_sub(1),
-        seconds,
+        seconds: start.elapsed().as_secs_f64(),
         cpu: meter.stop(),
     })
 }
 
 /// The subject: a seam consumer node copying every input event, until all it emitted is published.
 pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &str, events: u64) -> anyhow::Result<Run> {
-    let meter = Meter::start();
     let store_dir = scratch(consumer);
     let config = super::node_config(endpoints, consumer, store_dir.clone())?;
     let node = Node::start(
@@ -310,10 +346,12 @@ pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &st
             .unwrap_or(0)
     };
     let deadline = Instant::now() + Duration::from_secs(600);
-    let (start, counted_from) = loop {
+    // Both clocks (wall and CPU) start at the first event applied, as the baseline's and the
+    // Kafka Streams peer's do at their first record: the node's start is not per-event work.
+    let (start, meter, counted_from) = loop {
         let n = applied(&node);
         if n > 0 {
-            break (Instant::now(), n);
+            break (Instant::now(), Meter::start(), n);
         }
         anyhow::ensure!(Instant::now() < deadline, "seam applied nothing within 600 s");
         tokio::time::sleep(Duration::from_millis(1)).await;
