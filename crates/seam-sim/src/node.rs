@@ -465,18 +465,19 @@ impl<S: Service> Node<S> {
             JournalSchemas::new(&self.topic(), store.clone(), &catalog, Arc::clone(&registry))
                 .map_err(|e| e.to_string())?,
         );
+        let mut stepper = Stepper::new(name, store.clone(), Arc::new(self.service()), Arc::clone(&catalog))
+            .map_err(|e| e.to_string())?;
         let publisher = Publisher {
             relay: Relay::new(
                 name,
                 store.clone(),
-                Arc::clone(&catalog),
+                catalog,
                 Arc::clone(&registry),
                 Arc::clone(&schemas),
-            ),
+            )
+            .reading(stepper.hand_over()),
             epoch: None,
         };
-        let stepper =
-            Stepper::new(name, store.clone(), Arc::new(self.service()), catalog).map_err(|e| e.to_string())?;
         let pipeline = Pipeline::new(self.translators(), Arc::clone(&registry), env.runtime.handle().clone())
             .map_err(|e| e.to_string())?;
         Ok(Up {

@@ -749,8 +749,9 @@ impl Store {
 
     /// Applies a write set's kept writes atomically; with `durable`, flushes before returning.
     /// The set stays usable: it keeps counting seqs from where it is, so the next command of
-    /// the same writer continues the journal instead of reusing seqs.
-    pub fn commit(&self, set: &mut WriteSet, durable: bool) -> Result<(), StoreError> {
+    /// the same writer continues the journal instead of reusing seqs. Returns the journal
+    /// entries it wrote, so the writer can hand them to the publisher without a read back.
+    pub fn commit(&self, set: &mut WriteSet, durable: bool) -> Result<Vec<JournalEntry>, StoreError> {
         self.fold_taken(set)?;
         let mut writes: Vec<_> = std::mem::take(&mut set.committed).into_iter().collect();
         if !set.entries.is_empty() {
@@ -760,7 +761,12 @@ impl Store {
                 Some(set.last_seq.to_be_bytes().to_vec()),
             ));
         }
-        set.entries.clear();
+        let entries = if self.journal {
+            std::mem::take(&mut set.entries)
+        } else {
+            set.entries.clear();
+            Vec::new()
+        };
         set.parked_in_store = None;
         set.placeholders_in_store = None;
         set.placeholders_in_set = false;
@@ -770,7 +776,7 @@ impl Store {
         if durable {
             self.engine.flush()?;
         }
-        Ok(())
+        Ok(entries)
     }
 
     /// Folds the markers of each source journal the set touched into its `through` seq as far

@@ -35,6 +35,7 @@ impl<S: Service> Applier<S> {
                 metrics: Metrics::new(name),
                 durable: Arc::new(Progress::new(0)),
                 outbox: Arc::new(Progress::new(0)),
+                recent: None,
             },
             positions,
         })

@@ -21,6 +21,7 @@ mod pipeline;
 mod progress;
 mod publisher;
 mod rebuild;
+pub mod recent;
 pub mod redrive;
 pub mod register;
 pub mod relay;

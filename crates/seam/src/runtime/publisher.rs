@@ -38,6 +38,7 @@ use crate::translator::events_topic;
 use super::in_flight::InFlight;
 use super::journal_schemas::JournalSchemas;
 use super::progress::Progress;
+use super::recent::Recent;
 use super::relay::{EventLog, Limits, LogError, Outgoing, Relay, Step, TailVisitor, Turn};
 use super::RuntimeError;
 
@@ -62,6 +63,8 @@ pub(crate) struct Publisher {
     /// Each entry's own writer schema and id.
     pub schemas: Arc<JournalSchemas>,
     pub durable: Arc<Progress>,
+    /// The entries the writer committed, in memory.
+    pub recent: Arc<Recent>,
     /// The last seq known to be on the topic (snapshots wait for it to reach their cut).
     pub published: Arc<tokio::sync::watch::Sender<u64>>,
     pub metrics: Metrics,
@@ -83,7 +86,8 @@ impl Publisher {
             Arc::clone(&self.catalog),
             Arc::clone(&self.registry),
             Arc::clone(&self.schemas),
-        );
+        )
+        .reading(Arc::clone(&self.recent));
         let limits = Limits {
             batch: MAX_BATCH,
             sends: usize::MAX,

@@ -20,6 +20,7 @@ use crate::store::{JournalEntry, JournalId, Store};
 use crate::translator::events_topic;
 
 use super::journal_schemas::JournalSchemas;
+use super::recent::Recent;
 use super::RuntimeError;
 
 /// Kafka as the publisher uses it: one transactional producer (its `transactional.id` is the
@@ -127,6 +128,8 @@ pub struct Relay {
     catalog: Arc<Catalog>,
     registry: Arc<Registry>,
     schemas: Arc<JournalSchemas>,
+    /// The writer's latest entries in memory, read before the store.
+    recent: Option<Arc<Recent>>,
     state: State,
 }
 
@@ -183,8 +186,16 @@ impl Relay {
             catalog,
             registry,
             schemas,
+            recent: None,
             state: State::Registering,
         }
+    }
+
+    /// Takes the entries to publish from the writer's hand-over where it has them, and reads
+    /// the store only for what it does not have.
+    pub fn reading(mut self, recent: Arc<Recent>) -> Self {
+        self.recent = Some(recent);
+        self
     }
 
     /// The first seq not known to be on the topic, once started.
@@ -232,6 +243,7 @@ impl Relay {
                     topic: &self.topic,
                     store: &self.store,
                     schemas: &self.schemas,
+                    recent: self.recent.as_deref(),
                 };
                 r.step(&journal, turn)
             }
@@ -268,6 +280,7 @@ struct Journal<'a> {
     topic: &'a str,
     store: &'a Store,
     schemas: &'a JournalSchemas,
+    recent: Option<&'a Recent>,
 }
 
 impl Running {
@@ -297,12 +310,16 @@ impl Running {
                 if self.next > durable {
                     return Ok(Step::Idle);
                 }
-                let entries: Vec<JournalEntry> = j
-                    .store
-                    .journal_from(self.next, limits.batch)?
-                    .into_iter()
-                    .filter(|e| e.seq <= durable)
-                    .collect();
+                let handed = j.recent.and_then(|r| r.take(self.next, durable, limits.batch));
+                let entries: Vec<JournalEntry> = match handed {
+                    Some(entries) => entries,
+                    None => j
+                        .store
+                        .journal_from(self.next, limits.batch)?
+                        .into_iter()
+                        .filter(|e| e.seq <= durable)
+                        .collect(),
+                };
                 let Some(end) = entries.last().map(|e| e.seq) else {
                     return Err(RuntimeError::Store(format!("journal entry {} is missing", self.next)));
                 };

@@ -312,6 +312,7 @@ impl<S: Service> Replay<S> {
             metrics: Metrics::new(&self.name),
             durable: Arc::new(Progress::new(0)),
             outbox: Arc::new(Progress::new(0)),
+            recent: None,
         };
         let shadow_writer = std::thread::Builder::new()
             .name("seam-replay-writer".into())

@@ -175,6 +175,7 @@ impl<S: Service> Node<S> {
         let journal_schemas = Arc::new(journal_schemas);
         let durable = Arc::new(Progress::new(store.last_seq()?));
         let outbox = Arc::new(Progress::new(0));
+        let recent = Arc::new(super::recent::Recent::default());
         let (writer_tx, writer_rx) = mpsc::channel(1024);
         let name = config.service.clone();
 
@@ -188,6 +189,7 @@ impl<S: Service> Node<S> {
             metrics: metrics.clone(),
             durable: Arc::clone(&durable),
             outbox: Arc::clone(&outbox),
+            recent: Some(Arc::clone(&recent)),
         };
         let core = vec![spawn("writer", &name, &failed, &cancel, move || w.run(writer_rx))?];
 
@@ -205,6 +207,7 @@ impl<S: Service> Node<S> {
                 registry: Arc::clone(&registry),
                 schemas: Arc::clone(&journal_schemas),
                 durable: Arc::clone(&durable),
+                recent,
                 published: Arc::clone(&published_tx),
                 metrics: metrics.clone(),
                 cancel: cancel.clone(),

@@ -74,11 +74,22 @@ impl<S: Service> Stepper<S> {
                 metrics: Metrics::new(name),
                 durable,
                 outbox: Arc::new(Progress::new(0)),
+                recent: None,
             },
             positions,
             group: None,
             written: Vec::new(),
         })
+    }
+
+    /// Hands every entry this writer commits from now on to a publisher, in memory, as the
+    /// node's writer does; the relay reads them with [`super::relay::Relay::reading`].
+    pub fn hand_over(&mut self) -> Arc<super::recent::Recent> {
+        Arc::clone(
+            self.writer
+                .recent
+                .get_or_insert_with(|| Arc::new(super::recent::Recent::default())),
+        )
     }
 
     fn handle(&mut self, request: Request<S::Command>) -> Result<(), RuntimeError> {

@@ -27,6 +27,7 @@ use crate::store::{DeadLetter, EventKey, Store, WriteSet};
 use super::flusher::{Flusher, Job};
 use super::pipeline::{Prepared, RawEvent};
 use super::progress::Progress;
+use super::recent::Recent;
 use super::redrive;
 use super::RuntimeError;
 
@@ -188,6 +189,8 @@ pub(crate) struct Writer<S: Service> {
     pub metrics: Metrics,
     pub durable: Arc<Progress>,
     pub outbox: Arc<Progress>,
+    /// Where committed journal entries go for the publisher (none where nothing publishes).
+    pub recent: Option<Arc<Recent>>,
 }
 
 pub(crate) struct Group {
@@ -430,7 +433,8 @@ impl<S: Service> Writer<S> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
-            self.store.commit(&mut group.set, true)?;
+            let entries = self.store.commit(&mut group.set, true)?;
+            self.hand_over(entries);
             self.metrics.committed();
             failpoint::hit("writer.after-commit");
         } else {
@@ -452,6 +456,13 @@ impl<S: Service> Writer<S> {
         Ok(())
     }
 
+    /// Leaves committed entries for the publisher.
+    fn hand_over(&self, entries: Vec<crate::store::JournalEntry>) {
+        if let Some(recent) = &self.recent {
+            recent.push(entries);
+        }
+    }
+
     /// Writes what the group kept (visible at once), tells waiting consumers it is applied,
     /// and leaves the flush and the answers to the flusher.
     fn commit_written(&self, group: &mut Group, flusher: &Flusher) -> Result<(), RuntimeError> {
@@ -465,7 +476,8 @@ impl<S: Service> Writer<S> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
-            self.store.commit(&mut group.set, false)?;
+            let entries = self.store.commit(&mut group.set, false)?;
+            self.hand_over(entries);
             self.metrics.committed();
         }
         for applied in std::mem::take(&mut group.applied) {
@@ -907,6 +919,7 @@ mod tests {
                 metrics: Metrics::new("tally"),
                 durable: Arc::new(Progress::new(0)),
                 outbox: Arc::new(Progress::new(0)),
+                recent: None,
             };
             let (tx, rx) = mpsc::channel(8);
             let handle = std::thread::spawn(move || writer.run(rx));
@@ -987,6 +1000,7 @@ mod tests {
             metrics: Metrics::new("emitting"),
             durable: Arc::new(Progress::new(0)),
             outbox: Arc::new(Progress::new(0)),
+            recent: None,
         };
         (dir, store, writer)
     }
