@@ -36,8 +36,12 @@ mod prefix {
     pub const POSITION: u8 = b'p';
     /// Per-event markers: events of untracked (older) journals and other producers' ids.
     pub const APPLIED: u8 = b'a';
-    /// Markers of events of a tracked journal above its `through` seq.
+    /// Markers of events of a tracked journal above its `through` seq, one key per event
+    /// (stores of earlier versions; read, folded and deleted, no longer written).
     pub const TAKEN: u8 = b't';
+    /// Markers of events of a tracked journal above its `through` seq, as bitmaps of
+    /// [`super::BLOCK_SEQS`] seqs each.
+    pub const TAKEN_BLOCK: u8 = b'v';
     /// Per source journal: every seq up to this one was taken in.
     pub const THROUGH: u8 = b'u';
     /// Per subject of this service's own journal: the seq of its last entry.
@@ -121,6 +125,42 @@ fn taken_key(topic: &str, journal: &str, seq: u64) -> Vec<u8> {
         prefix::TAKEN,
         &[topic.as_bytes(), journal.as_bytes(), &seq.to_be_bytes()],
     )
+}
+
+/// Seqs per marker block: a block is 512 bytes, and a commit writes the few blocks its events
+/// above `through` fall in, instead of a key per event (an event read from one partition ahead
+/// of an earlier event in another is the usual case, not the exception).
+const BLOCK_SEQS: u64 = 4096;
+
+fn taken_block_key(topic: &str, journal: &str, block: u64) -> Vec<u8> {
+    key(
+        prefix::TAKEN_BLOCK,
+        &[topic.as_bytes(), journal.as_bytes(), &block.to_be_bytes()],
+    )
+}
+
+/// Whether `seq`'s bit is set in a stored block.
+fn block_has(bits: &[u8], seq: u64) -> bool {
+    let i = (seq % BLOCK_SEQS) as usize;
+    bits.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Sets `seq`'s bit in a block.
+fn block_set(bits: &mut Vec<u8>, seq: u64) {
+    let i = (seq % BLOCK_SEQS) as usize;
+    if bits.len() < i / 8 + 1 {
+        bits.resize(i / 8 + 1, 0);
+    }
+    bits[i / 8] |= 1 << (i % 8);
+}
+
+/// Clears the bits of a block's seqs up to `through` (which falls in the block).
+fn block_clear_through(bits: &mut [u8], through: u64) {
+    let last = (through % BLOCK_SEQS) as usize;
+    for (i, byte) in bits.iter_mut().enumerate().take(last / 8 + 1) {
+        let cleared = last + 1 - (i * 8).min(last + 1);
+        *byte &= if cleared >= 8 { 0 } else { !((1u8 << cleared) - 1) };
+    }
 }
 
 fn through_key(topic: &str, journal: &str) -> Vec<u8> {
@@ -692,10 +732,11 @@ impl Store {
     /// positions, which events were taken in, and which subjects are parked (a replay swaps
     /// them with the replica they belong to; the dead letters themselves are matched one by one).
     #[doc(hidden)] // for the runtime (seam), not for services
-    pub fn source_bookkeeping(topic: &str) -> [Vec<u8>; 5] {
+    pub fn source_bookkeeping(topic: &str) -> [Vec<u8>; 6] {
         [
             prefix::POSITION,
             prefix::TAKEN,
+            prefix::TAKEN_BLOCK,
             prefix::THROUGH,
             prefix::PARKED_SUBJECT,
             prefix::PARTITION_JOURNAL,
@@ -770,6 +811,7 @@ impl Store {
         set.parked_in_store = None;
         set.placeholders_in_store = None;
         set.placeholders_in_set = false;
+        set.known.clear();
         if !writes.is_empty() {
             self.engine.write(writes)?;
         }
@@ -780,10 +822,11 @@ impl Store {
     }
 
     /// Folds the markers of each source journal the set touched into its `through` seq as far
-    /// as they are contiguous: markers staged in this set are dropped before they are written,
-    /// stored ones are deleted. One `through` write per journal per commit.
+    /// as they are contiguous, and keeps the rest in marker blocks: one `through` write per
+    /// journal per commit, and one write per block the commit's remaining markers fall in.
+    /// Blocks `through` passed are deleted, as are per-event markers of older versions.
     fn fold_taken(&self, set: &mut WriteSet) -> Result<(), StoreError> {
-        for ((topic, journal), (start, fresh)) in std::mem::take(&mut set.touched) {
+        for ((topic, journal), (start, mut fresh)) in std::mem::take(&mut set.touched) {
             let through_at = through_key(&topic, &journal);
             let stored = match set.committed.get(&through_at) {
                 Some(Some(v)) => Some(be_u64(v, "through")?),
@@ -793,21 +836,72 @@ impl Store {
                     .map(|v| be_u64(&v, "through"))
                     .transpose()?,
             };
+            let mut blocks: BTreeMap<u64, Option<Vec<u8>>> = BTreeMap::new();
             let mut through = stored.unwrap_or(start.saturating_sub(1));
             loop {
                 let next = through + 1;
-                let marker = taken_key(&topic, &journal, next);
-                if fresh.contains(&next) {
-                    set.committed.remove(&marker);
-                } else if self.engine.get(&marker)?.is_some() {
-                    set.committed.insert(marker, None);
-                } else {
-                    break;
+                if !fresh.remove(&next) {
+                    let block = next / BLOCK_SEQS;
+                    let bits = match blocks.entry(block) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            e.insert(self.engine.get(&taken_block_key(&topic, &journal, block))?)
+                        }
+                    };
+                    let in_block = bits.as_deref().is_some_and(|bits| block_has(bits, next));
+                    if !in_block {
+                        let marker = taken_key(&topic, &journal, next);
+                        if self.engine.get(&marker)?.is_none() {
+                            break;
+                        }
+                        set.committed.insert(marker, None);
+                    }
                 }
                 through = next;
             }
+            // Blocks this commit rewrites: (whether it was stored, its bits).
+            let mut changed: BTreeMap<u64, (bool, Vec<u8>)> = BTreeMap::new();
+            let mut load = |block: u64| -> Result<(bool, Vec<u8>), StoreError> {
+                let bits = match blocks.remove(&block) {
+                    Some(bits) => bits,
+                    None => self.engine.get(&taken_block_key(&topic, &journal, block))?,
+                };
+                Ok((bits.is_some(), bits.unwrap_or_default()))
+            };
+            for seq in fresh {
+                let block = seq / BLOCK_SEQS;
+                if let std::collections::btree_map::Entry::Vacant(e) = changed.entry(block) {
+                    e.insert(load(block)?);
+                }
+                if let Some((_, bits)) = changed.get_mut(&block) {
+                    block_set(bits, seq);
+                }
+            }
             if stored != Some(through) {
+                // What `through` passed says nothing any more: whole blocks go, and the block
+                // it stops in keeps only the seqs above it.
+                let open = (through + 1) / BLOCK_SEQS;
+                if let std::collections::btree_map::Entry::Vacant(e) = changed.entry(open) {
+                    e.insert(load(open)?);
+                }
+                if let Some((_, bits)) = changed.get_mut(&open) {
+                    if through >= open * BLOCK_SEQS {
+                        block_clear_through(bits, through);
+                    }
+                }
+                let first = taken_block_key(&topic, &journal, 0);
+                let passed = taken_block_key(&topic, &journal, open);
+                for item in self.engine.range(&first, &passed) {
+                    set.committed.insert(item?.0, None);
+                }
                 set.committed.insert(through_at, Some(through.to_be_bytes().to_vec()));
+            }
+            for (block, (was_stored, bits)) in changed {
+                let any = bits.iter().any(|b| *b != 0);
+                if any || was_stored {
+                    set.committed
+                        .insert(taken_block_key(&topic, &journal, block), any.then_some(bits));
+                }
             }
         }
         Ok(())
@@ -836,6 +930,7 @@ impl Store {
             new_subjects_first: self.ident.start == 1,
             touched: BTreeMap::new(),
             staged_fresh: Vec::new(),
+            known: Vec::new(),
         })
     }
 
@@ -889,7 +984,30 @@ pub struct WriteSet {
     touched: BTreeMap<(String, String), (u64, std::collections::BTreeSet<u64>)>,
     /// Markers staged by the current command: kept or discarded with it.
     staged_fresh: Vec<(String, String, u64, u64)>,
+    /// What this set learnt of the store's markers, per (topic, journal id) read since its last
+    /// commit: the stored `through` seq and the stored markers above it, so the usual event
+    /// costs no store read at all. Forgotten at each commit.
+    known: Vec<Known>,
 }
+
+/// The store's dedupe state of one source journal, as a write set learnt it.
+#[derive(Debug)]
+struct Known {
+    topic: String,
+    journal: String,
+    /// The stored `through` seq (`None`: not read yet).
+    through: Option<u64>,
+    /// Every stored per-event marker of the journal (older versions), when there were at most
+    /// [`KNOWN_MARKERS`] (`None`: not read yet; `Some(None)`: more, so each is looked up).
+    stored: Option<Option<std::collections::BTreeSet<u64>>>,
+    /// Stored marker blocks read so far (`None`: no such block).
+    blocks: BTreeMap<u64, Option<Vec<u8>>>,
+}
+
+/// Stored markers of one journal a write set reads in one scan at most. Markers are stored only
+/// for events taken in ahead of an earlier one (another partition's, or one posted with
+/// putEvents), so there are usually a few hundred at most.
+const KNOWN_MARKERS: usize = 4096;
 
 impl WriteSet {
     fn read(&self, store: &Store, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -1011,19 +1129,105 @@ impl WriteSet {
     }
 
     /// The seq up to which every event of `journal` read from `topic` was taken in.
-    fn through(&self, store: &Store, topic: &str, journal: &JournalId) -> Result<u64, StoreError> {
-        match self.read(store, &through_key(topic, &journal.id))? {
-            Some(v) => be_u64(&v, "through"),
-            None => Ok(journal.start.saturating_sub(1)),
+    fn through(&mut self, store: &Store, topic: &str, journal: &JournalId) -> Result<u64, StoreError> {
+        let k = through_key(topic, &journal.id);
+        let staged = match self.staged.get(&k).or_else(|| self.committed.get(&k)) {
+            Some(Some(v)) => Some(be_u64(v, "through")?),
+            Some(None) => Some(journal.start.saturating_sub(1)),
+            None => None,
+        };
+        if let Some(through) = staged {
+            return Ok(through);
+        }
+        let known = self.known(topic, &journal.id);
+        if let Some(through) = known.through {
+            return Ok(through);
+        }
+        let through = match store.engine.get(&k)? {
+            Some(v) => be_u64(&v, "through")?,
+            None => journal.start.saturating_sub(1),
+        };
+        self.known(topic, &journal.id).through = Some(through);
+        Ok(through)
+    }
+
+    /// What this set knows of `journal`'s markers in the store (an entry made on first use).
+    fn known(&mut self, topic: &str, journal: &str) -> &mut Known {
+        let at = match self.known.iter().position(|k| k.topic == topic && k.journal == journal) {
+            Some(at) => at,
+            None => {
+                self.known.push(Known {
+                    topic: topic.to_string(),
+                    journal: journal.to_string(),
+                    through: None,
+                    stored: None,
+                    blocks: BTreeMap::new(),
+                });
+                self.known.len() - 1
+            }
+        };
+        &mut self.known[at]
+    }
+
+    /// Whether the store holds the marker of `seq` of `journal`: the journal's stored markers
+    /// are read once per commit, so the usual event needs no read of its own.
+    fn marker_stored(&mut self, store: &Store, topic: &str, journal: &str, seq: u64) -> Result<bool, StoreError> {
+        let block = seq / BLOCK_SEQS;
+        let bits = match self.known(topic, journal).blocks.get(&block) {
+            Some(bits) => bits.clone(),
+            None => {
+                let bits = store.engine.get(&taken_block_key(topic, journal, block))?;
+                self.known(topic, journal).blocks.insert(block, bits.clone());
+                bits
+            }
+        };
+        if bits.is_some_and(|bits| block_has(&bits, seq)) {
+            return Ok(true);
+        }
+        if self.known(topic, journal).stored.is_none() {
+            let start = key(prefix::TAKEN, &[topic.as_bytes(), journal.as_bytes(), b""]);
+            let mut seqs = std::collections::BTreeSet::new();
+            let mut all = true;
+            for item in store.engine.range(&start, &prefix_end(&start)) {
+                if seqs.len() == KNOWN_MARKERS {
+                    all = false;
+                    break;
+                }
+                let (k, _) = item?;
+                seqs.insert(be_u64(
+                    k.get(k.len().saturating_sub(8)..).unwrap_or_default(),
+                    "marker",
+                )?);
+            }
+            self.known(topic, journal).stored = Some(all.then_some(seqs));
+        }
+        match &self.known(topic, journal).stored {
+            Some(Some(seqs)) => Ok(seqs.contains(&seq)),
+            _ => Ok(store.engine.get(&taken_key(topic, journal, seq))?.is_some()),
         }
     }
 
     /// Whether a foreign event was taken in already (stored or staged): applied, filtered,
     /// parked behind a dead letter, or covered by a bootstrap's snapshot.
-    pub fn is_taken(&self, store: &Store, event: &EventKey) -> Result<bool, StoreError> {
+    pub fn is_taken(&mut self, store: &Store, event: &EventKey) -> Result<bool, StoreError> {
         match event {
-            EventKey::Tracked { topic, journal, seq } => Ok(*seq <= self.through(store, topic, journal)?
-                || self.read(store, &taken_key(topic, &journal.id, *seq))?.is_some()),
+            EventKey::Tracked { topic, journal, seq } => {
+                if *seq <= self.through(store, topic, journal)? {
+                    return Ok(true);
+                }
+                let fresh = self
+                    .staged_fresh
+                    .iter()
+                    .any(|(t, j, _, s)| s == seq && t == topic && *j == journal.id)
+                    || self
+                        .touched
+                        .iter()
+                        .any(|((t, j), (_, seqs))| t == topic && *j == journal.id && seqs.contains(seq));
+                if fresh {
+                    return Ok(true);
+                }
+                self.marker_stored(store, topic, &journal.id, *seq)
+            }
             EventKey::Legacy { id } | EventKey::Other { id } => Ok(self.read(store, &applied_key(id))?.is_some()),
         }
     }
@@ -1035,7 +1239,6 @@ impl WriteSet {
         }
         match event {
             EventKey::Tracked { topic, journal, seq } => {
-                self.stage(taken_key(topic, &journal.id, *seq), Some(Vec::new()));
                 self.staged_fresh
                     .push((topic.clone(), journal.id.clone(), journal.start, *seq));
             }
@@ -1339,25 +1542,46 @@ mod tests {
     use proptest::prelude::*;
 
     fn tracked(seq: u64) -> EventKey {
+        tracked_from(1, seq)
+    }
+
+    fn tracked_from(start: u64, seq: u64) -> EventKey {
         EventKey::Tracked {
             topic: "src.events".into(),
             journal: JournalId {
                 id: "ab12".into(),
-                start: 1,
+                start,
             },
             seq,
         }
     }
 
-    /// Markers and `through` keys of a store, as (markers, through seq).
-    fn taken_state(store: &Store) -> (usize, Option<u64>) {
-        let markers = store.engine.range(&[prefix::TAKEN], &[prefix::TAKEN + 1]).count();
+    /// What a store keeps of the journal's markers: (seqs marked above `through`, marker keys
+    /// and blocks stored, the `through` seq).
+    fn taken_state(store: &Store) -> (usize, usize, Option<u64>) {
         let through = store
             .engine
             .get(&through_key("src.events", "ab12"))
             .expect("get")
             .map(|v| be_u64(&v, "through").expect("u64"));
-        (markers, through)
+        let above = |seq: u64| seq > through.unwrap_or(0);
+        let mut marked = 0;
+        let mut keys = 0;
+        for item in store.engine.range(&[prefix::TAKEN], &[prefix::TAKEN + 1]) {
+            let (k, _) = item.expect("marker");
+            keys += 1;
+            marked += usize::from(above(be_u64(&k[k.len() - 8..], "seq").expect("seq")));
+        }
+        for item in store.engine.range(&[prefix::TAKEN_BLOCK], &[prefix::TAKEN_BLOCK + 1]) {
+            let (k, bits) = item.expect("block");
+            keys += 1;
+            let block = be_u64(&k[k.len() - 8..], "block").expect("block");
+            marked += (0..BLOCK_SEQS)
+                .map(|i| block * BLOCK_SEQS + i)
+                .filter(|seq| above(*seq) && block_has(&bits, *seq))
+                .count();
+        }
+        (marked, keys, through)
     }
 
     #[test]
@@ -1394,17 +1618,27 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(32))]
 
         /// Whatever order seqs of a journal arrive in (across partitions, redelivered, in
-        /// batches), every seq taken in reads as taken, none other does, and once every seq up
-        /// to n was taken no marker is left: `through` is n.
+        /// batches, across marker blocks), every seq taken in reads as taken, none other does,
+        /// exactly the seqs above the first gap stay marked, in no more blocks than they span,
+        /// and once every seq up to n was taken nothing is left: `through` is n.
         #[test]
         fn taken_in_seqs_fold_into_through_whatever_their_order(
-            order in proptest::sample::subsequence((1u64..=40).collect::<Vec<_>>(), 0..=40)
+            order in proptest::sample::subsequence((0u64..40).collect::<Vec<_>>(), 0..=40)
                 .prop_shuffle(),
             repeats in proptest::collection::vec(0usize..40, 0..10),
             batch in 1usize..7,
+            start in proptest::sample::select(vec![1u64, BLOCK_SEQS - 20, 3 * BLOCK_SEQS - 1]),
+            spread in proptest::sample::select(vec![1u64, 7, BLOCK_SEQS / 3]),
         ) {
             let (store, _engine) = temp_store();
-            let mut deliveries = order.clone();
+            let seq_of = |i: u64| start + i * spread;
+            let order: Vec<u64> = order.into_iter().map(seq_of).collect();
+            // With a spread, the seqs between are taken first, as by another partition.
+            let mut deliveries: Vec<u64> = (0..40)
+                .flat_map(|i| (1..spread).map(move |k| start + i * spread + k))
+                .filter(|_| spread < 100)
+                .collect();
+            deliveries.extend(order.iter().copied());
             for r in repeats {
                 if let Some(seq) = order.get(r) {
                     deliveries.push(*seq);
@@ -1414,25 +1648,64 @@ mod tests {
             for chunk in deliveries.chunks(batch) {
                 let mut set = store.write_set().expect("set");
                 for seq in chunk {
-                    let taken = set.is_taken(&store, &tracked(*seq)).expect("is_taken");
+                    let taken = set.is_taken(&store, &tracked_from(start, *seq)).expect("is_taken");
                     prop_assert_eq!(taken, seen.contains(seq), "seq {} before taking it", seq);
-                    set.take(&store, &tracked(*seq)).expect("take");
+                    set.take(&store, &tracked_from(start, *seq)).expect("take");
                     set.keep();
                     seen.insert(*seq);
                 }
                 store.commit(&mut set, false).expect("commit");
             }
-            let set = store.write_set().expect("set");
-            for seq in 1..=45 {
-                prop_assert_eq!(set.is_taken(&store, &tracked(seq)).expect("is_taken"), seen.contains(&seq));
+            let mut set = store.write_set().expect("set");
+            for i in 0..45 * spread {
+                let seq = start + i;
+                prop_assert_eq!(set.is_taken(&store, &tracked_from(start, seq)).expect("is_taken"), seen.contains(&seq));
             }
-            let (markers, through) = taken_state(&store);
-            let contiguous = (1..).take_while(|s| seen.contains(s)).count() as u64;
-            prop_assert_eq!(markers, seen.len() - contiguous as usize, "only the seqs above the first gap stay marked");
-            prop_assert_eq!(through.unwrap_or(0), contiguous);
+            let (marked, keys, through) = taken_state(&store);
+            let contiguous = (start..).take_while(|s| seen.contains(s)).count() as u64;
+            prop_assert_eq!(marked, seen.len() - contiguous as usize, "only the seqs above the first gap stay marked");
+            prop_assert_eq!(through.unwrap_or(start - 1), start - 1 + contiguous);
+            let top = seen.iter().next_back().copied().unwrap_or(0);
+            let spanned = if marked == 0 { 1 } else { top / BLOCK_SEQS - (start + contiguous) / BLOCK_SEQS + 1 };
+            prop_assert!(keys as u64 <= spanned, "{} blocks for markers spanning {}", keys, spanned);
             drop(set);
             drop(store);
             }
+
+        /// A store of an earlier version marked each event above `through` under a key of its
+        /// own: those markers still read as taken, fold into `through` with new ones, and are
+        /// deleted as they fold.
+        #[test]
+        fn per_event_markers_of_older_stores_are_read_and_folded_away(
+            old in proptest::sample::subsequence((2u64..30).collect::<Vec<_>>(), 0..=28),
+            new in proptest::sample::subsequence((1u64..30).collect::<Vec<_>>(), 0..=29).prop_shuffle(),
+        ) {
+            let (store, engine) = temp_store();
+            engine
+                .write(old.iter().map(|seq| (taken_key("src.events", "ab12", *seq), Some(Vec::new()))).collect())
+                .expect("old markers");
+            let mut seen: std::collections::BTreeSet<u64> = old.iter().copied().collect();
+            for seq in new {
+                let mut set = store.write_set().expect("set");
+                prop_assert_eq!(set.is_taken(&store, &tracked(seq)).expect("is_taken"), seen.contains(&seq));
+                set.take(&store, &tracked(seq)).expect("take");
+                set.keep();
+                store.commit(&mut set, false).expect("commit");
+                seen.insert(seq);
+            }
+            let mut set = store.write_set().expect("set");
+            for seq in 1..32 {
+                prop_assert_eq!(set.is_taken(&store, &tracked(seq)).expect("is_taken"), seen.contains(&seq));
+            }
+            let (marked, _, through) = taken_state(&store);
+            let contiguous = (1..).take_while(|s| seen.contains(s)).count() as u64;
+            prop_assert_eq!(through.unwrap_or(0), if seen.contains(&1) { contiguous } else { 0 });
+            let old_left = store.engine.range(&[prefix::TAKEN], &[prefix::TAKEN + 1]).count();
+            let through = through.unwrap_or(0);
+            prop_assert_eq!(old_left, old.iter().filter(|s| **s > through).count(), "folded old markers are deleted");
+            prop_assert_eq!(marked, seen.iter().filter(|s| **s > through).count());
+            drop(set);
+        }
     }
 
     #[test]
@@ -1444,13 +1717,13 @@ mod tests {
         set.take(&store, &tracked(3)).expect("take");
         set.keep();
         store.commit(&mut set, false).expect("commit");
-        let set = store.write_set().expect("set");
+        let mut set = store.write_set().expect("set");
         assert!(
             !set.is_taken(&store, &tracked(1)).expect("1"),
             "discarded with its command"
         );
         assert!(set.is_taken(&store, &tracked(3)).expect("3"));
-        assert_eq!(taken_state(&store), (1, Some(0)));
+        assert_eq!(taken_state(&store), (1, 1, Some(0)));
         let mut set = store.write_set().expect("set");
         let journal = JournalId {
             id: "ab12".into(),
@@ -1462,8 +1735,8 @@ mod tests {
         store.commit(&mut set, false).expect("commit");
         assert_eq!(
             taken_state(&store),
-            (0, Some(4)),
-            "the floor closed the gap; 3 and 4 folded in"
+            (0, 0, Some(4)),
+            "the floor closed the gap; 3 and 4 folded in, and their block is gone"
         );
     }
 

@@ -625,7 +625,7 @@ impl<S: Service> Writer<S> {
     /// For an event posted with putEvents (no Kafka partition orders it): the event id of the
     /// previous event about its subject when that one was not taken in yet, or why the order
     /// cannot be checked; `None` when it may be taken in now (or is a duplicate).
-    fn missing_predecessor(&self, group: &Group, raw: &RawEvent) -> Result<Option<String>, RuntimeError> {
+    fn missing_predecessor(&self, group: &mut Group, raw: &RawEvent) -> Result<Option<String>, RuntimeError> {
         let Some(key) = raw.key() else {
             return Ok(Some("it has no seam-event-id".into()));
         };
