@@ -23,6 +23,11 @@ pub mod store;
 mod store_sled;
 pub mod topology;
 
+/// Every binary linking seam allocates with mimalloc (the `mimalloc` feature, on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The HTTP framework of the platform routes a service extends.
 pub use axum;
 /// Crates a service's code needs at exactly the versions seam uses (Avro derive, HTTP routes,
