@@ -59,8 +59,24 @@ pub const NAMES: [&str; 6] = [
     "footprint",
 ];
 
-/// Runs the benchmark called `name`.
+/// Runs the benchmark called `name`; every result (and each case of it) names the cluster's
+/// shape, since ratios swing with it (1 vs 3 brokers, replication).
 pub async fn run(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
+    let mut outcome = run_one(name, endpoints, quick, rounds).await?;
+    let brokers = brokers(&endpoints.client()).await?;
+    let shape = serde_json::json!(format!(
+        "{brokers} broker(s), replication {} ({})",
+        brokers.clamp(1, 3),
+        endpoints.origin
+    ));
+    outcome.settings.insert("cluster".into(), shape.clone());
+    for case in &mut outcome.cases {
+        case.settings.insert("cluster".into(), shape.clone());
+    }
+    Ok(outcome)
+}
+
+async fn run_one(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
     match name {
         "translator" => translator::run(endpoints, quick, rounds).await,
         "replay" => replay::run(endpoints, quick, rounds).await,
@@ -82,11 +98,16 @@ pub fn run_tag(kind: &str) -> String {
 
 /// Replication factor for bench topics: 3, or the broker count when fewer.
 pub async fn replication(client: &ClientConfig) -> anyhow::Result<i32> {
+    Ok(brokers(client).await?.clamp(1, 3))
+}
+
+/// How many brokers the cluster has.
+async fn brokers(client: &ClientConfig) -> anyhow::Result<i32> {
     let client = client.clone();
     tokio::task::spawn_blocking(move || -> anyhow::Result<i32> {
         let probe: BaseConsumer = client.create()?;
         let md = probe.fetch_metadata(None, Duration::from_secs(10))?;
-        Ok((md.brokers().len() as i32).clamp(1, 3))
+        Ok(md.brokers().len() as i32)
     })
     .await?
 }

@@ -91,7 +91,7 @@ async fn case(endpoints: &Endpoints, s: &Settings, target: f64) -> anyhow::Resul
 
         let consumer = format!("{tag}-cp{round}");
         copy_topics(&client, &consumer, s, rf, &mut topics).await?;
-        subject.push(seam_copy(endpoints, &source, &consumer, s.events).await?);
+        subject.push(seam_copy(endpoints, &source, &consumer, s.events, 0).await?);
     }
     super::delete_topics(&client, &topics).await;
 
@@ -320,8 +320,15 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
     })
 }
 
-/// The subject: a seam consumer node copying every input event, until all it emitted is published.
-pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &str, events: u64) -> anyhow::Result<Run> {
+/// The subject: a seam consumer node copying every input event, until all it emitted is published;
+/// timed from the first event applied after the first `warmup` ones.
+pub(super) async fn seam_copy(
+    endpoints: &Endpoints,
+    source: &str,
+    consumer: &str,
+    events: u64,
+    warmup: u64,
+) -> anyhow::Result<Run> {
     let store_dir = scratch(consumer);
     let config = super::node_config(endpoints, consumer, store_dir.clone())?;
     let node = Node::start(
@@ -350,7 +357,7 @@ pub(super) async fn seam_copy(endpoints: &Endpoints, source: &str, consumer: &st
     // Kafka Streams peer's do at their first record: the node's start is not per-event work.
     let (start, meter, counted_from) = loop {
         let n = applied(&node);
-        if n > 0 {
+        if n > warmup {
             break (Instant::now(), Meter::start(), n);
         }
         anyhow::ensure!(Instant::now() < deadline, "seam applied nothing within 600 s");
