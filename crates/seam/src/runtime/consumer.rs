@@ -53,7 +53,14 @@ struct State {
     ends: HashMap<(String, i32), i64>,
     /// Batches applied but not yet durable, oldest first.
     pending: VecDeque<Pending>,
+    /// Durable next offsets not yet committed to the group, and when the group last got some.
+    uncommitted: HashMap<(String, i32), i64>,
+    last_commit: Option<Instant>,
 }
+
+/// Group offsets are for tools to see progress (positions live in the store): committed at most
+/// this often while reading, and always before a revocation or a stop.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// A batch the writer applied whose flush is still running.
 struct Pending {
@@ -103,8 +110,23 @@ impl Context {
                 Err(e) => break Err(e),
             }
         };
+        let due = match self.state.lock() {
+            Ok(mut s) => {
+                for (topic, partition, next) in done {
+                    s.uncommitted.insert((topic, partition), next);
+                }
+                let due = wait || s.last_commit.is_none_or(|t| t.elapsed() >= COMMIT_EVERY);
+                if due && !s.uncommitted.is_empty() {
+                    s.last_commit = Some(Instant::now());
+                    std::mem::take(&mut s.uncommitted)
+                } else {
+                    HashMap::new()
+                }
+            }
+            Err(_) => HashMap::new(),
+        };
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in done {
+        for ((topic, partition), next) in due {
             let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(next));
         }
         if tpl.count() > 0 {
