@@ -67,6 +67,11 @@ fn check_outcome(outcome: &Value) {
     check_side(name, "subject", &outcome["subject"]);
     let settings = outcome["settings"].as_object().expect("settings");
     assert!(!settings.is_empty(), "{name}: prints its settings");
+    let cluster = settings.get("cluster").and_then(Value::as_str).unwrap_or_default();
+    assert!(
+        cluster.contains("broker(s)"),
+        "{name}: names the cluster's shape: {settings:?}"
+    );
     for case in outcome["cases"].as_array().into_iter().flatten() {
         check_outcome(case);
     }
@@ -96,6 +101,12 @@ fn every_benchmark_runs_in_quick_mode_and_prints_one_json_object() {
         let all_met = o["cases"].as_array().into_iter().flatten().all(|c| c["met"] == true);
         assert_eq!(o["met"], all_met, "{name} is met only when every case is");
     }
+    let streams = outcomes.iter().find(|o| o["name"] == "kafka-streams").expect("present");
+    let with_brokers = &streams["settings"]["including_broker_cpu"];
+    assert!(
+        with_brokers["ratio"].as_f64().is_some_and(|r| r > 0.0),
+        "kafka-streams states the ratio with the brokers' CPU counted: {with_brokers}"
+    );
 }
 
 #[test]
