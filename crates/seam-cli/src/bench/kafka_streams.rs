@@ -28,11 +28,15 @@ fn project() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/kafka-streams")
 }
 
-/// Builds the peer once (Maven, dependencies from Central into `target/lib`).
+/// Builds the peer (Maven, dependencies from Central into `target/lib`) once, and again when its
+/// source or pom changed since.
 fn build() -> anyhow::Result<PathBuf> {
     let dir = project();
     let jar = dir.join("target/kafka-streams-peer-1.jar");
-    if jar.is_file() && dir.join("target/lib").is_dir() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let sources = [dir.join("pom.xml"), dir.join("src/main/java/seam/peer/Copy.java")];
+    let fresh = modified(&jar).is_some_and(|built| sources.iter().all(|s| modified(s).is_some_and(|m| m <= built)));
+    if fresh && dir.join("target/lib").is_dir() {
         return Ok(dir);
     }
     let out = std::process::Command::new("mvn")

@@ -4,9 +4,9 @@
 //! (no coordinated omission). Clocks are microseconds, both ends in this process.
 //!
 //! Baseline: a bare producer (acks=all, idempotent, linger 0) and a consumer echoing receipt.
-//! seam: the same bare producer publishes framed items to a source topic and a seam copy
-//! consumer applies them (read_committed, decode, translate, apply in the writer); the latency
-//! is taken in the apply. The difference to the baseline is what the consumer side adds.
+//! seam: the same bare producer publishes framed items, headed as a seam publisher would, to a
+//! source topic of its own and a seam copy consumer applies them (read_committed, decode,
+//! translate, apply in the writer); the latency is taken in the apply. The difference to the baseline is what the consumer side adds.
 //!
 //! Also measured, without a target: service to service, where a seam source service executes
 //! each item as a command (store commit, then its transactional outbox publisher) and the copy
@@ -55,13 +55,17 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
     let tag = super::run_tag("lt");
     let client = endpoints.client();
     let rf = super::replication(&client).await?;
-    let (source, copy, echo) = (
+    // The bare feeder writes a topic of its own: a seam topic carries one source's journal,
+    // and a consumer sets aside a topic whose events switch journals (a recreated source).
+    let (source, bare, copy, echo) = (
         format!("{tag}-src"),
+        format!("{tag}-bare"),
         format!("{tag}-copy"),
         events_topic(&format!("{tag}-echo")),
     );
     let topics = vec![
         events_topic(&source),
+        events_topic(&bare),
         events_topic(&copy),
         dlq_topic(&copy),
         echo.clone(),
@@ -90,7 +94,10 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
             replica_of: None,
         },
         synthetic::copy_catalog()?,
-        vec![Box::new(ItemToCopy { source: source.clone() })],
+        vec![
+            Box::new(ItemToCopy { source: source.clone() }),
+            Box::new(ItemToCopy { source: bare.clone() }),
+        ],
     )
     .await?;
     let n = (rate as f64 * seconds) as u64;
@@ -109,16 +116,11 @@ async fn case(endpoints: &Endpoints, rate: u64, seconds: f64, rounds: usize) -> 
     let registry = Registry::new(endpoints.registry()?)?;
     let schema = registry
         .register(
-            &events_topic(&source),
+            &events_topic(&bare),
             synthetic::source_catalog()?.record(synthetic::ITEM)?,
         )
         .await?;
-    let feeder = Arc::new(Feeder::new(
-        &client,
-        &events_topic(&source),
-        &format!("{tag}-bare"),
-        schema,
-    )?);
+    let feeder = Arc::new(Feeder::new(&client, &events_topic(&bare), &bare, schema)?);
 
     let (mut base_p50, mut base_p99, mut seam_p50, mut seam_p99) = (vec![], vec![], vec![], vec![]);
     let (mut e2e_p50, mut e2e_p99) = (vec![], vec![]);
