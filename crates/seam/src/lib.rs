@@ -23,7 +23,8 @@ pub mod store;
 mod store_sled;
 pub mod topology;
 
-/// Every binary linking seam allocates with mimalloc (the `mimalloc` feature, on by default).
+/// Every binary linking seam allocates with mimalloc when the `mimalloc` feature is on (off by
+/// default: it costs resident memory, see BENCHMARKS.md).
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
