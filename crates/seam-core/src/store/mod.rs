@@ -847,7 +847,11 @@ impl Store {
     fn remember_subjects<'a>(&self, seqs: impl Iterator<Item = (&'a str, Option<u64>)>) {
         let Ok(mut known) = self.subjects.lock() else { return };
         for (subject, seq) in seqs {
-            if known.len() >= SUBJECTS_KEPT && !known.contains_key(subject) {
+            if let Some(last) = known.get_mut(subject) {
+                *last = seq;
+                continue;
+            }
+            if known.len() >= SUBJECTS_KEPT {
                 known.clear();
             }
             known.insert(subject.to_string(), seq);
@@ -1211,15 +1215,12 @@ impl WriteSet {
     /// are read once per commit, so the usual event needs no read of its own.
     fn marker_stored(&mut self, store: &Store, topic: &str, journal: &str, seq: u64) -> Result<bool, StoreError> {
         let block = seq / BLOCK_SEQS;
-        let bits = match self.known(topic, journal).blocks.get(&block) {
-            Some(bits) => bits.clone(),
-            None => {
-                let bits = store.engine.get(&taken_block_key(topic, journal, block))?;
-                self.known(topic, journal).blocks.insert(block, bits.clone());
-                bits
-            }
-        };
-        if bits.is_some_and(|bits| block_has(&bits, seq)) {
+        if !self.known(topic, journal).blocks.contains_key(&block) {
+            let bits = store.engine.get(&taken_block_key(topic, journal, block))?;
+            self.known(topic, journal).blocks.insert(block, bits);
+        }
+        let in_block = self.known(topic, journal).blocks.get(&block).and_then(Option::as_deref);
+        if in_block.is_some_and(|bits| block_has(bits, seq)) {
             return Ok(true);
         }
         if self.known(topic, journal).stored.is_none() {
