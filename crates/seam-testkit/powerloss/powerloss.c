@@ -100,9 +100,13 @@ static void mkdirs(const char *file) {
 static ssize_t (*real_read)(int, void *, size_t);
 static ssize_t (*real_write)(int, const void *, size_t);
 
-/* Copies the file's current contents to its shadow. */
+/* Copies the file's current contents to its shadow. A folder's fsync makes its entries durable,
+ * which this model takes as durable at once: there is nothing to copy (and a copy would stand
+ * as a file where the folder's files must go). */
 static void persist(int fd) {
     char target[PATH_MAX];
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) return;
     pthread_mutex_lock(&lock);
     char *path = (fd >= 0 && fd < MAX_FDS) ? paths[fd] : NULL;
     if (!path) { pthread_mutex_unlock(&lock); return; }

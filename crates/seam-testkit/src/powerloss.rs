@@ -31,14 +31,19 @@ impl PowerLoss {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let work = std::env::temp_dir().join(format!("seam-powerloss-{}", std::process::id()));
         std::fs::create_dir_all(&work).unwrap_or_else(|e| panic!("create {}: {e}", work.display()));
-        let source = work.join("powerloss.c");
         let lib = work.join("libpowerloss.so");
         if !lib.is_file() {
+            // Built under a name of its own and renamed into place: tests running at once in
+            // one process must never load a half-written library (the loader would skip it,
+            // and the process would run unwatched).
+            let own = crate::unique_name("pl");
+            let source = work.join(format!("powerloss-{own}.c"));
+            let building = work.join(format!("libpowerloss-{own}.so"));
             std::fs::write(&source, include_str!("../powerloss/powerloss.c"))
                 .unwrap_or_else(|e| panic!("write {}: {e}", source.display()));
             let out = Command::new("cc")
                 .args(["-shared", "-fPIC", "-O2", "-o"])
-                .arg(&lib)
+                .arg(&building)
                 .arg(&source)
                 .args(["-ldl", "-lpthread"])
                 .output()
@@ -48,6 +53,8 @@ impl PowerLoss {
                 "building the power-loss shim failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            std::fs::rename(&building, &lib).unwrap_or_else(|e| panic!("rename {}: {e}", building.display()));
+            let _ = std::fs::remove_file(&source);
         }
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let shadow = work.join(format!("shadow-{}", crate::unique_name("pl")));
