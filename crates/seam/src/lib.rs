@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod serve;
 pub mod store;
+mod store_fjall;
 mod store_sled;
 pub mod topology;
 

@@ -32,12 +32,12 @@ use crate::topology::{Topology, TopologyError};
 use crate::translator::Translator;
 
 /// The options every service process takes, lowest to highest precedence: a YAML file
-/// (`--config`), the environment (`SEAM_PORT`, `SEAM_HOST`, `SEAM_STORE`, `SEAM_TOPOLOGY`;
+/// (`--config`), the environment (`SEAM_PORT`, `SEAM_HOST`, `SEAM_STORE`, `SEAM_STORE_ENGINE`, `SEAM_TOPOLOGY`;
 /// `SEAM_BROKERS`, `SEAM_REGISTRY` for the cluster), flags. Flatten it into a binary's own
 /// arguments with `#[command(flatten)]`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// A YAML file with `port`, `store`, `topology` (flags and environment override it).
+    /// A YAML file with `port`, `store`, `store_engine`, `topology` (flags and environment override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// HTTP port (default: any free port, printed in the `ready` line).
@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Store directory (default: `$SEAM_HOME/services/<service>`).
     #[arg(long, env = "SEAM_STORE")]
     pub store: Option<PathBuf>,
+    /// The store's engine: fjall or sled. Unset, an existing store keeps the engine that created
+    /// it and a new one gets fjall; naming the other engine than an existing store's is refused.
+    #[arg(long, env = "SEAM_STORE_ENGINE", value_enum)]
+    pub store_engine: Option<crate::store::StoreEngine>,
     /// The topology file naming the service's sources and translators.
     #[arg(long, short = 't', env = "SEAM_TOPOLOGY")]
     pub topology: Option<PathBuf>,
@@ -71,6 +75,7 @@ fn parse_bootstrap(value: &str) -> Result<(String, SnapshotSource), String> {
 struct FileConfig {
     port: Option<u16>,
     store: Option<PathBuf>,
+    store_engine: Option<crate::store::StoreEngine>,
     topology: Option<PathBuf>,
 }
 
@@ -86,7 +91,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The `--config` file is not what a service config holds.
-    #[error("the service config {}: {detail}; it may hold `port`, `store` and `topology` only", path.display())]
+    #[error("the service config {}: {detail}; it may hold `port`, `store`, `store_engine` and `topology` only", path.display())]
     ConfigInvalid {
         /// The file.
         path: PathBuf,
@@ -272,6 +277,7 @@ where
     config.kafka = endpoints.kafka.0.clone();
     config.bootstrap = args.bootstrap.into_iter().collect();
     config.sources = Some(reads);
+    config.store_engine = args.store_engine.or(file.store_engine);
     let node = Arc::new(Node::start(config, def.service, catalog, translators).await?);
     let app = platform_routes(Arc::clone(&node)).merge((def.routes)(Arc::clone(&node)));
     let bind = SocketAddr::new(

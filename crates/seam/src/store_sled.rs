@@ -115,7 +115,7 @@ pub const CACHE_ENV: &str = "SEAM_STORE_CACHE_MB";
 /// How long opening a store waits for the lock of a store just closed in this process.
 const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn cache_bytes() -> u64 {
+pub(crate) fn cache_bytes() -> u64 {
     std::env::var(CACHE_ENV)
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -1,7 +1,8 @@
 //! The storage engine behind a service's store: ordered bytes, atomic multi-key writes, and an
-//! explicit flush. This is the whole interface, so another engine (redb, RocksDB) could replace
-//! sled (the runtime's, `seam::store::SledEngine`) by implementing these four methods;
-//! [`MemoryEngine`] is the one a service's unit tests and the simulator use.
+//! explicit flush. This is the whole interface: the runtime has two engines behind it
+//! (`seam::store::FjallEngine`, the default, and `seam::store::SledEngine`), another (redb,
+//! RocksDB) needs only these four methods; [`MemoryEngine`] is the one a service's unit tests
+//! and the simulator use.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -38,6 +39,20 @@ pub enum StoreError {
     Locked {
         /// Store directory.
         path: String,
+    },
+    /// The store was created by another engine than the one asked for.
+    #[error(
+        "the store at {path} was created by the {found} engine, but this service is set to use {asked}; \
+         set --store-engine {found} (or SEAM_STORE_ENGINE={found}) to keep it, or give the service a new \
+         --store directory and rebuild it (`seam replay`, or a bootstrap from a snapshot)"
+    )]
+    OtherEngine {
+        /// Store directory.
+        path: String,
+        /// The engine whose files are there.
+        found: &'static str,
+        /// The engine configured.
+        asked: &'static str,
     },
     /// A stored record does not decode; the store was written by an incompatible version or damaged.
     #[error("the store holds a damaged {what} record: {detail}")]

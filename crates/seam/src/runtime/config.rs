@@ -46,6 +46,10 @@ pub struct NodeConfig {
     /// The storage engine to use instead of opening sled in `store_dir` (another engine, or one
     /// that injects faults in tests). `store_dir` still holds spooled snapshots and replays.
     pub engine: Option<SharedEngine>,
+    /// The engine of the store in `store_dir`: `None` opens an existing store with the engine
+    /// that created it and creates a new one with the default; a named engine must match an
+    /// existing store's.
+    pub store_engine: Option<crate::store::StoreEngine>,
 }
 
 /// An engine handed to a node in its configuration.
@@ -74,6 +78,7 @@ impl NodeConfig {
             bootstrap: BTreeMap::new(),
             sources: None,
             engine: None,
+            store_engine: None,
         }
     }
 

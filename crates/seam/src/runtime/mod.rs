@@ -76,6 +76,8 @@ pub(super) struct Worker {
 pub struct Node<S: Service> {
     name: String,
     store_dir: PathBuf,
+    /// The engine of the store (and of a replay's shadow store).
+    store_engine: crate::store::StoreEngine,
     service: Arc<S>,
     client: ClientConfig,
     /// Translators of sources not read yet, waiting for a registration.

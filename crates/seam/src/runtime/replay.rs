@@ -218,6 +218,8 @@ pub(crate) struct Replay<S: Service> {
     pub live: Store,
     pub live_writer: mpsc::Sender<Request<S::Command>>,
     pub shadow_dir: PathBuf,
+    /// The live store's engine, which the shadow uses too.
+    pub shadow_engine: crate::store::StoreEngine,
     pub client: ClientConfig,
     pub cancel: CancellationToken,
     pub status: Arc<Mutex<Option<ReplayStatus>>>,
@@ -301,7 +303,7 @@ impl<S: Service> Replay<S> {
             std::fs::remove_dir_all(&self.shadow_dir)
                 .map_err(|e| RuntimeError::Store(format!("clearing {}: {e}", self.shadow_dir.display())))?;
         }
-        let shadow = crate::store::open(&self.shadow_dir)?.without_journal();
+        let shadow = crate::store::open_as(&self.shadow_dir, self.shadow_engine)?.without_journal();
         let (shadow_tx, shadow_rx) = mpsc::channel(16);
         let writer = Writer {
             journals: Default::default(),
@@ -759,6 +761,7 @@ impl<S: Service> Node<S> {
             live: self.store.clone(),
             live_writer: writer,
             shadow_dir: self.store_dir.join("seam-replay"),
+            shadow_engine: self.store_engine,
             client: self.client.clone(),
             cancel: self.cancel.clone(),
             status: Arc::clone(&self.replay),

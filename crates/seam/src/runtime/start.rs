@@ -34,14 +34,18 @@ impl<S: Service> Node<S> {
             Store::with_engine(Arc::clone(&engine.0))?
         } else {
             let dir = config.store_dir.clone();
-            tokio::task::spawn_blocking(move || crate::store::open(&dir))
-                .await
-                .map_err(|_| RuntimeError::Panicked("store-open".into()))?
-                .map_err(|e| {
-                    RuntimeError::Store(format!(
-                        "{e}; is another instance of this service using the same store directory?"
-                    ))
-                })?
+            let kind = config.store_engine;
+            tokio::task::spawn_blocking(move || match kind {
+                Some(kind) => crate::store::open_as(&dir, kind),
+                None => crate::store::open(&dir),
+            })
+            .await
+            .map_err(|_| RuntimeError::Panicked("store-open".into()))?
+            .map_err(|e| {
+                RuntimeError::Store(format!(
+                    "{e}; is another instance of this service using the same store directory?"
+                ))
+            })?
         };
         let registry = Arc::new(Registry::new(&config.registry).map_err(|e| RuntimeError::Config(e.to_string()))?);
         let catalog = Arc::new(catalog);
@@ -343,6 +347,7 @@ impl<S: Service> Node<S> {
         Ok(Self {
             bootstrapped: Arc::new(Mutex::new(bootstrapped)),
             store_dir: config.store_dir.clone(),
+            store_engine: crate::store::StoreEngine::found_in(&config.store_dir).unwrap_or_default(),
             service,
             spares: Mutex::new(spares),
             topics: topics_tx,
