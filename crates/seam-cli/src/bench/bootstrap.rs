@@ -16,13 +16,12 @@ use super::translator::{create_topics, scratch};
 use seam::runtime::{Node, SnapshotSource};
 use seam::service::Cause;
 use seam::translator::{dlq_topic, events_topic};
-use seam_local::cluster::Endpoints;
 
 /// Bootstrap must take at most this share of a full replay's time.
 const TARGET: f64 = 0.20;
 
 /// Runs the benchmark.
-pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
+pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
     let (events, subjects) = if quick {
         (100_000u64, 10_000u64)
     } else {

@@ -24,7 +24,7 @@ const IDLE_RSS_MB: f64 = 50.0;
 const READY_S: f64 = 1.0;
 
 /// Runs the benchmark.
-pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
+pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
     let tag = super::run_tag("fp");
     let client = endpoints.client();
     let rf = super::replication(&client).await?;
@@ -56,6 +56,7 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
         let mut child = tokio::process::Command::new(exe)
             .args(["bench", "serve-copy", "--name", &name, "--source", &source, "--store"])
             .arg(&store)
+            .args(["--store-engine", endpoints.engine.name()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -133,8 +134,16 @@ fn caught_up(store: &std::path::Path) -> u64 {
 
 /// `seam bench serve-copy`: runs the copy consumer until SIGTERM, printing `ready` once started
 /// and keeping `<store>/applied` at the number of events it has taken in.
-pub async fn serve_copy(name: &str, source: &str, store: std::path::PathBuf) -> anyhow::Result<()> {
-    let endpoints = Endpoints::discover_for(name)?;
+pub async fn serve_copy(
+    name: &str,
+    source: &str,
+    store: std::path::PathBuf,
+    engine: seam::store::StoreEngine,
+) -> anyhow::Result<()> {
+    let endpoints = super::Setup {
+        endpoints: Endpoints::discover_for(name)?,
+        engine,
+    };
     let config = super::node_config(&endpoints, name, store.join("db"))?;
     let node = seam::runtime::Node::start(
         config,

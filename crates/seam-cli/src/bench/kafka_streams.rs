@@ -18,7 +18,6 @@ use super::report::{Figure, Outcome, Run, Side};
 use super::translator::{copy_topics, create_topics, fill, scratch, seam_copy, Settings};
 use seam::codec::Registry;
 use seam::translator::events_topic;
-use seam_local::cluster::Endpoints;
 
 /// seam must do at least this many times the Streams app's events per CPU-second.
 const TARGET: f64 = 2.0;
@@ -55,7 +54,7 @@ fn build() -> anyhow::Result<PathBuf> {
 }
 
 /// Runs the benchmark.
-pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
+pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
     let dir = tokio::task::spawn_blocking(build).await??;
     let java = seam_local::java_for_kafka()?;
     let events = if quick { 30_000 } else { 300_000 };
@@ -188,7 +187,7 @@ fn warmup(events: u64) -> u64 {
 async fn run_peer(
     dir: &Path,
     java: &Path,
-    endpoints: &Endpoints,
+    endpoints: &super::Setup,
     input: &str,
     output: &str,
     app: &str,

@@ -2,10 +2,9 @@
 //! each ratio against its target, and each benchmark's full figures and settings.
 
 use super::report::Outcome;
-use seam_local::cluster::Endpoints;
 
 /// The whole document.
-pub fn document(outcomes: &[Outcome], endpoints: &Endpoints, quick: bool) -> String {
+pub fn document(outcomes: &[Outcome], endpoints: &super::Setup, quick: bool) -> String {
     let mut out = vec![
         "# Benchmarks".to_string(),
         String::new(),
@@ -20,6 +19,7 @@ pub fn document(outcomes: &[Outcome], endpoints: &Endpoints, quick: bool) -> Str
         format!("- commit: {}", commit()),
         format!("- machine: {}", machine()),
         format!("- cluster: {} ({})", endpoints.bootstrap_servers(), endpoints.origin),
+        format!("- store engine of seam's nodes: {}", endpoints.engine),
         format!("- mode: {}", if quick { "quick (`--quick`)" } else { "full" }),
         String::new(),
         "| benchmark | ratio | target | met |".to_string(),

@@ -23,12 +23,31 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use seam::runtime::NodeConfig;
+use seam::store::StoreEngine;
 use seam_local::cluster::Endpoints;
 
+/// What a benchmark runs against: the cluster, and the store engine of every seam node (and of
+/// the baselines that write a store), so engines are compared on the same workload.
+pub struct Setup {
+    /// The cluster.
+    pub endpoints: Endpoints,
+    /// The store engine.
+    pub engine: StoreEngine,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Endpoints;
+
+    fn deref(&self) -> &Endpoints {
+        &self.endpoints
+    }
+}
+
 /// A benchmark node's settings: its store in `store`, the cluster's client properties.
-pub(crate) fn node_config(endpoints: &Endpoints, name: &str, store: PathBuf) -> anyhow::Result<NodeConfig> {
+pub(crate) fn node_config(endpoints: &Setup, name: &str, store: PathBuf) -> anyhow::Result<NodeConfig> {
     let mut c = NodeConfig::new(name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
     c.kafka = endpoints.kafka.0.clone();
+    c.store_engine = Some(endpoints.engine);
     Ok(c)
 }
 
@@ -60,8 +79,8 @@ pub const NAMES: [&str; 6] = [
 ];
 
 /// Runs the benchmark called `name`; every result (and each case of it) names the cluster's
-/// shape, since ratios swing with it (1 vs 3 brokers, replication).
-pub async fn run(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
+/// shape, since ratios swing with it (1 vs 3 brokers, replication), and the store engine.
+pub async fn run(name: &str, endpoints: &Setup, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
     let mut outcome = run_one(name, endpoints, quick, rounds).await?;
     let brokers = brokers(&endpoints.client()).await?;
     let shape = serde_json::json!(format!(
@@ -69,14 +88,17 @@ pub async fn run(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) 
         brokers.clamp(1, 3),
         endpoints.origin
     ));
+    let engine = serde_json::json!(endpoints.engine.name());
     outcome.settings.insert("cluster".into(), shape.clone());
+    outcome.settings.insert("store_engine".into(), engine.clone());
     for case in &mut outcome.cases {
         case.settings.insert("cluster".into(), shape.clone());
+        case.settings.insert("store_engine".into(), engine.clone());
     }
     Ok(outcome)
 }
 
-async fn run_one(name: &str, endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
+async fn run_one(name: &str, endpoints: &Setup, quick: bool, rounds: usize) -> anyhow::Result<report::Outcome> {
     match name {
         "translator" => translator::run(endpoints, quick, rounds).await,
         "replay" => replay::run(endpoints, quick, rounds).await,

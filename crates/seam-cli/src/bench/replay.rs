@@ -1,11 +1,10 @@
 //! `seam bench replay`: `seam replay`'s rebuild of a replica from offset 0 (a shadow store fed
 //! through the translator and the writer, then compared key by key with the live one) against
 //! the least a rebuild must do: drain the topic with a raw consumer and batch-insert the same
-//! records into a fresh sled database. Both are timed from request to a durable result.
+//! records into a fresh database of the same engine (sled or fjall). Both are timed from request to a durable result.
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset};
 use serde_json::json;
@@ -16,14 +15,14 @@ use super::synthetic::{self, CopyService, ItemToCopy};
 use super::translator::{create_topics, fill, scratch, Settings};
 use seam::codec::Registry;
 use seam::runtime::{Node, ReplayRequest, ReplayStatus};
+use seam::store::{Engine, FjallEngine, SledEngine, StoreEngine};
 use seam::translator::{dlq_topic, events_topic};
-use seam_local::cluster::Endpoints;
 
 /// The target: seam's rebuild at least 0.8× the raw drain-and-insert rate.
 const TARGET: f64 = 0.80;
 
 /// Runs the benchmark.
-pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
+pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
     let tag = super::run_tag("rp");
     let client = endpoints.client();
     let rf = super::replication(&client).await?;
@@ -68,19 +67,23 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
 
     let (mut baseline, mut subject) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let (c, t, dir) = (
+        let (c, t, dir, engine) = (
             client.clone(),
             events_topic(&source),
             scratch(&format!("{tag}-raw{round}")),
+            endpoints.engine,
         );
-        baseline.push(tokio::task::spawn_blocking(move || drain_and_insert(&c, &t, &dir, events)).await??);
+        baseline.push(tokio::task::spawn_blocking(move || drain_and_insert(&c, &t, &dir, engine, events)).await??);
         subject.push(replay(&node).await?);
     }
     node.shutdown().await?;
     let _ = std::fs::remove_dir_all(&store_dir);
     super::delete_topics(&client, &topics).await;
 
-    let baseline = Side::throughput("raw consume drain + sled batch insert", &baseline);
+    let baseline = Side::throughput(
+        &format!("raw consume drain + {} batch insert", endpoints.engine),
+        &baseline,
+    );
     let subject = Side::throughput("seam replay: shadow rebuild + compare", &subject);
     let ratio = subject.figure.median / baseline.figure.median.max(f64::MIN_POSITIVE);
     Ok(Outcome {
@@ -100,7 +103,10 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
                 ),
                 (
                     "baseline".to_string(),
-                    json!("BaseConsumer assign from 0, sled::Batch per 2000 records, one flush"),
+                    json!(format!(
+                        "BaseConsumer assign from 0, one {} batch per 2000 records, one flush",
+                        endpoints.engine
+                    )),
                 ),
             ])
             .collect(),
@@ -134,15 +140,24 @@ async fn replay(node: &Node<CopyService>) -> anyhow::Result<Run> {
     }
 }
 
-/// The baseline: every record of `topic` into a fresh sled database, in batches, then flushed.
-fn drain_and_insert(client: &ClientConfig, topic: &str, dir: &std::path::Path, events: u64) -> anyhow::Result<Run> {
+/// The baseline: every record of `topic` into a fresh database of the engine seam uses, in
+/// batches, then flushed.
+fn drain_and_insert(
+    client: &ClientConfig,
+    topic: &str,
+    dir: &std::path::Path,
+    engine: StoreEngine,
+    events: u64,
+) -> anyhow::Result<Run> {
     let meter = Meter::start();
     let began = Instant::now();
-    let db = sled::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let db: Box<dyn Engine> = match engine {
+        StoreEngine::Sled => Box::new(SledEngine::open(dir)?),
+        StoreEngine::Fjall => Box::new(FjallEngine::open(dir)?),
+    };
     let consumer = super::reader(client, &format!("{topic}-drain"), topic, Offset::Beginning)?;
     let mut seen = 0u64;
-    let mut batch = sled::Batch::default();
-    let mut pending = 0;
+    let mut batch = Vec::with_capacity(2000);
     let deadline = Instant::now() + Duration::from_secs(900);
     while seen < events {
         anyhow::ensure!(Instant::now() < deadline, "the drain read {seen} of {events} in 900 s");
@@ -150,15 +165,16 @@ fn drain_and_insert(client: &ClientConfig, topic: &str, dir: &std::path::Path, e
             continue;
         };
         let msg = msg?;
-        batch.insert(msg.key().unwrap_or_default(), msg.payload().unwrap_or_default());
-        pending += 1;
+        batch.push((
+            msg.key().unwrap_or_default().to_vec(),
+            Some(msg.payload().unwrap_or_default().to_vec()),
+        ));
         seen += 1;
-        if pending == 2000 {
-            db.apply_batch(std::mem::take(&mut batch))?;
-            pending = 0;
+        if batch.len() == 2000 {
+            db.write(std::mem::replace(&mut batch, Vec::with_capacity(2000)))?;
         }
     }
-    db.apply_batch(batch)?;
+    db.write(batch)?;
     db.flush()?;
     let seconds = began.elapsed().as_secs_f64();
     drop(db);

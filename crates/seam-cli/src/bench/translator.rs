@@ -29,7 +29,6 @@ use seam::runtime::in_flight::InFlight;
 use seam::runtime::Node;
 use seam::store::{JournalEntry, JournalId};
 use seam::translator::{dlq_topic, events_topic};
-use seam_local::cluster::Endpoints;
 
 /// How a translator-shaped run (translator, replay, kafka-streams) is shaped.
 #[derive(Debug, Clone)]
@@ -47,7 +46,7 @@ pub struct Settings {
 }
 
 /// Runs the benchmark at 1 KB and 200 B; the top-level figures are the 1 KB case's.
-pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
+pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow::Result<Outcome> {
     let mut cases = Vec::new();
     for (size, events, target) in [
         (1024, if quick { 15_000 } else { 200_000 }, 0.50),
@@ -70,7 +69,7 @@ pub async fn run(endpoints: &Endpoints, quick: bool, rounds: usize) -> anyhow::R
     Ok(top)
 }
 
-async fn case(endpoints: &Endpoints, s: &Settings, target: f64) -> anyhow::Result<Outcome> {
+async fn case(endpoints: &super::Setup, s: &Settings, target: f64) -> anyhow::Result<Outcome> {
     let tag = super::run_tag("tr");
     let client = endpoints.client();
     let rf = super::replication(&client).await?;
@@ -323,7 +322,7 @@ fn passthrough(client: &ClientConfig, input: &str, out: &str, events: u64) -> an
 /// The subject: a seam consumer node copying every input event, until all it emitted is published;
 /// timed from the first event applied after the first `warmup` ones.
 pub(super) async fn seam_copy(
-    endpoints: &Endpoints,
+    endpoints: &super::Setup,
     source: &str,
     consumer: &str,
     events: u64,

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::bench;
+use seam::store::StoreEngine;
 use seam_local::cluster::Endpoints;
 use seam_ops::commands::output;
 
@@ -17,7 +18,7 @@ pub enum BenchCommand {
     Translator(Common),
     /// A service process: start to ready, idle memory, memory under a burst.
     Footprint(Common),
-    /// `seam replay`'s rebuild from offset 0 vs a raw drain into sled.
+    /// `seam replay`'s rebuild from offset 0 vs a raw drain into the same store engine.
     Replay(Common),
     /// Send → applied at a consumer at 1 K and 10 K events/s, open loop, vs a bare echo.
     Latency(Common),
@@ -46,6 +47,9 @@ pub enum BenchCommand {
         /// Store folder.
         #[arg(long)]
         store: PathBuf,
+        /// Store engine.
+        #[arg(long, value_enum, default_value_t)]
+        store_engine: StoreEngine,
     },
 }
 
@@ -61,13 +65,21 @@ pub struct Common {
     /// Print one JSON object: name, ratio, target, baseline, subject, settings (and cases).
     #[arg(long)]
     json: bool,
+    /// The store engine of seam's nodes, and of the replay baseline's raw store.
+    #[arg(long, env = "SEAM_STORE_ENGINE", value_enum, default_value_t)]
+    store_engine: StoreEngine,
 }
 
 /// Runs `seam bench`.
 pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     let (name, common) = match command {
-        BenchCommand::ServeCopy { name, source, store } => {
-            bench::footprint::serve_copy(&name, &source, store).await?;
+        BenchCommand::ServeCopy {
+            name,
+            source,
+            store,
+            store_engine,
+        } => {
+            bench::footprint::serve_copy(&name, &source, store, store_engine).await?;
             return Ok(ExitCode::SUCCESS);
         }
         BenchCommand::All { common, markdown } => return all(&common, markdown).await,
@@ -78,7 +90,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::KafkaStreams(c) => ("kafka-streams", c),
         BenchCommand::Footprint(c) => ("footprint", c),
     };
-    let outcome = bench::run(name, &Endpoints::discover()?, common.quick, common.rounds.into()).await?;
+    let setup = bench::Setup {
+        endpoints: Endpoints::discover()?,
+        engine: common.store_engine,
+    };
+    let outcome = bench::run(name, &setup, common.quick, common.rounds.into()).await?;
     if common.json {
         output::line(&serde_json::to_string(&outcome)?);
     } else {
@@ -89,7 +105,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
 
 /// Every benchmark in turn: text, JSON lines, or BENCHMARKS.md.
 async fn all(common: &Common, markdown: bool) -> anyhow::Result<ExitCode> {
-    let endpoints = Endpoints::discover()?;
+    let endpoints = bench::Setup {
+        endpoints: Endpoints::discover()?,
+        engine: common.store_engine,
+    };
     let mut outcomes = Vec::new();
     for name in bench::NAMES {
         eprintln!("seam bench {name}{} ...", if common.quick { " --quick" } else { "" });
