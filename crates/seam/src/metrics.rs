@@ -11,6 +11,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -36,6 +37,7 @@ struct Inner {
     outbox: Family<Labels, Gauge>,
     needs_rebuild: Family<Labels, Gauge>,
     commits: Family<Labels, Counter>,
+    flushes: Family<Labels, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +102,12 @@ impl Metrics {
             "seam_source_needs_rebuild",
             "1 while a source is not read because events this consumer needs were deleted (see GET /subscriptions)",
         );
+        let flushes = Family::<Labels, Histogram>::new_with_constructor(flush_buckets as fn() -> Histogram);
+        registry.register(
+            "seam_store_flush_seconds",
+            "Time to make written store groups durable (one fsync covers every group queued meanwhile)",
+            flushes.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 service: service.to_string(),
@@ -116,6 +124,7 @@ impl Metrics {
                 outbox,
                 needs_rebuild,
                 commits,
+                flushes,
             }),
         }
     }
@@ -181,6 +190,11 @@ impl Metrics {
         self.inner.commits.get_or_create(&self.labels(&[])).inc();
     }
 
+    /// One flush of the store took `seconds`.
+    pub fn flushed(&self, seconds: f64) {
+        self.inner.flushes.get_or_create(&self.labels(&[])).observe(seconds);
+    }
+
     /// The lag of one partition.
     pub fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         let p = partition.to_string();
@@ -226,6 +240,11 @@ impl Metrics {
     }
 }
 
+/// Flush time buckets: 100 µs to about 3 s, doubling.
+fn flush_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +262,16 @@ mod tests {
         assert!(text.contains("seam_consumer_lag_events{service=\"svc\",topic=\"a.events\",partition=\"2\"} 7"));
         m.remove_lag("a.events", 2);
         assert!(!m.render().contains("partition=\"2\""));
+        m.flushed(0.003);
+        let text = m.render();
+        assert!(
+            text.contains("seam_store_flush_seconds_count{service=\"svc\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seam_store_flush_seconds_sum{service=\"svc\"} 0.003"),
+            "{text}"
+        );
         for line in m.render().lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
             assert!(line.starts_with("seam_"), "{line}");
         }

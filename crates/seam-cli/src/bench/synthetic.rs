@@ -130,6 +130,8 @@ pub struct CopyService {
     /// The source whose items `copy/` replicates, for `seam replay` (leaked once per run: a
     /// replica names its sources statically).
     pub replica_of: Option<&'static [&'static str]>,
+    /// Emits nothing: the latency case whose consumer does no more than the bare echo.
+    pub silent: bool,
 }
 
 impl CopyService {
@@ -137,6 +139,7 @@ impl CopyService {
     pub fn replicating(source: &str) -> Self {
         Self {
             latencies: None,
+            silent: false,
             replica_of: Some(Box::leak(Box::new([&*Box::leak(source.to_string().into_boxed_str())]))),
         }
     }
@@ -158,14 +161,16 @@ impl Service for CopyService {
                 bytes: c.bytes,
             },
         )?;
-        ctx.emit(
-            &c.subject,
-            &Copied {
-                subject: c.subject.clone(),
-                seq: c.seq,
-                bytes: c.bytes,
-            },
-        )?;
+        if !self.silent {
+            ctx.emit(
+                &c.subject,
+                &Copied {
+                    subject: c.subject.clone(),
+                    seq: c.seq,
+                    bytes: c.bytes,
+                },
+            )?;
+        }
         if let Some(l) = &self.latencies {
             if let Ok(mut v) = l.lock() {
                 v.push(now_us() - c.sent_us);

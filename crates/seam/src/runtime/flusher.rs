@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::failpoint;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 use super::progress::Progress;
@@ -45,13 +46,14 @@ impl Flusher {
         store: Store,
         durable: Arc<Progress>,
         outbox: Arc<Progress>,
+        metrics: Metrics,
     ) -> Result<Self, RuntimeError> {
         let (tx, rx) = mpsc::sync_channel(QUEUED);
         let failed = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failed);
         let handle = std::thread::Builder::new()
             .name("seam-flusher".into())
-            .spawn(move || flush_loop(&rx, &store, &durable, &outbox, &slot))
+            .spawn(move || flush_loop(&rx, &store, &durable, &outbox, &slot, &metrics))
             .map_err(|e| RuntimeError::Store(format!("starting the flusher of {service}: {e}")))?;
         Ok(Self {
             tx: Some(tx),
@@ -115,13 +117,19 @@ fn flush_loop(
     durable: &Progress,
     outbox: &Progress,
     failed: &Mutex<Option<String>>,
+    metrics: &Metrics,
 ) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
         let result = match failed.lock().ok().and_then(|f| f.clone()) {
             Some(why) => Err(why),
-            None => store.flush().map_err(|e| e.to_string()),
+            None => {
+                let began = std::time::Instant::now();
+                let flushed = store.flush().map_err(|e| e.to_string());
+                metrics.flushed(began.elapsed().as_secs_f64());
+                flushed
+            }
         };
         if let Err(why) = &result {
             if let Ok(mut f) = failed.lock() {

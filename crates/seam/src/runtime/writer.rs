@@ -259,6 +259,7 @@ impl<S: Service> Writer<S> {
             self.store.clone(),
             Arc::clone(&self.durable),
             Arc::clone(&self.outbox),
+            self.metrics.clone(),
         )?;
         while let Some(first) = rx.blocking_recv() {
             flusher.check()?;
