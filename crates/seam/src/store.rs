@@ -1,5 +1,5 @@
-//! A service's store (see [`seam_core::store`]) on disk: sled (the default) or fjall, each
-//! synced for power loss, chosen per service.
+//! A service's store (see [`seam_core::store`]) on disk: fjall (the default for new stores) or
+//! sled, each synced for power loss, chosen per service.
 
 pub use seam_core::store::*;
 

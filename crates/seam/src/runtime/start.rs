@@ -41,10 +41,11 @@ impl<S: Service> Node<S> {
             })
             .await
             .map_err(|_| RuntimeError::Panicked("store-open".into()))?
-            .map_err(|e| {
-                RuntimeError::Store(format!(
+            .map_err(|e| match e {
+                crate::store::StoreError::OtherEngine { .. } => RuntimeError::Store(e.to_string()),
+                e => RuntimeError::Store(format!(
                     "{e}; is another instance of this service using the same store directory?"
-                ))
+                )),
             })?
         };
         let registry = Arc::new(Registry::new(&config.registry).map_err(|e| RuntimeError::Config(e.to_string()))?);
