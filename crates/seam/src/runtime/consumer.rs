@@ -1,12 +1,14 @@
 //! The consumer loop: one `BaseConsumer` on its own thread polls the service's source topics in
-//! batches, runs each record through decode and translate, hands the batch to the writer and
-//! waits until it is applied before polling again; its flush finishes meanwhile.
+//! batches, runs each record through decode and translate and hands the batch to the writer.
+//! It is pipelined: while the writer applies batch N the consumer polls, decodes and translates
+//! batch N+1, and waits for N's apply only before handing N+1 over; flushes finish meanwhile.
 //!
 //! Positions come from the store, not from the group: on every assignment the consumer seeks each
 //! partition to its stored position (after the retention guard), and group offsets are committed
-//! only so tools can see progress, once a batch is durable. Waiting for the apply bounds memory
-//! (a few batches awaiting their flush at most), and a revocation, which runs inside `poll`,
-//! first waits until every applied batch is durable, so it never finds half-applied work.
+//! only so tools can see progress, once a batch is durable. A batch counts as pending from the
+//! moment it is handed over, so a revocation, which runs inside `poll`, first waits until every
+//! batch handed over is applied and durable, and never finds half-applied work. At most one
+//! batch waits for its apply and a few for their flush, which bounds memory.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -69,7 +71,8 @@ struct Pending {
     next: Vec<(String, i32, i64)>,
 }
 
-/// Applied batches waiting for their flush, at most; then the consumer waits for the oldest.
+/// Batches handed to the writer and not yet durable, at most; then the consumer waits for the
+/// oldest.
 const MAX_PENDING: usize = 4;
 
 impl Context {
@@ -86,12 +89,24 @@ impl Context {
     /// Commits the group offsets of pending batches that became durable; with `wait`, waits
     /// for all of them (before a revocation or at the end). Fails on the writer's failure.
     fn settle(&self, consumer: &BaseConsumer<Self>, wait: bool) -> Result<(), RuntimeError> {
+        self.settle_to(consumer, if wait { 0 } else { usize::MAX })
+    }
+
+    /// Like [`Self::settle`], waiting for the oldest pending batches until at most `keep` are
+    /// left (`usize::MAX`: no waiting; 0: all).
+    fn settle_to(&self, consumer: &BaseConsumer<Self>, keep: usize) -> Result<(), RuntimeError> {
+        let wait = keep == 0;
         let mut done = Vec::new();
         let result = loop {
-            let Some(mut front) = self.state.lock().ok().and_then(|mut s| s.pending.pop_front()) else {
+            let Some((mut front, left)) = self
+                .state
+                .lock()
+                .ok()
+                .and_then(|mut s| s.pending.pop_front().map(|f| (f, s.pending.len())))
+            else {
                 break Ok(());
             };
-            let outcome = if wait {
+            let outcome = if left >= keep {
                 front.durable.blocking_recv().map_err(|_| RuntimeError::WriterGone)
             } else {
                 match front.durable.try_recv() {
@@ -348,6 +363,8 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         let mut last_lag = Instant::now();
         // Which source journal each partition was read from, as this member sends batches.
         let mut journals = HashMap::new();
+        // The last batch handed over, until the writer says it is applied.
+        let mut unapplied = None;
         let result = loop {
             if self.cancel.is_cancelled() {
                 break Ok(false);
@@ -363,7 +380,7 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                 Err(e) => break Err(e),
             };
             if !batch.is_empty() {
-                if let Err(e) = self.process(&consumer, batch, &mut journals) {
+                if let Err(e) = self.process(&consumer, batch, &mut journals, &mut unapplied) {
                     break Err(e);
                 }
             }
@@ -413,11 +430,14 @@ impl<C: Send + 'static> ConsumerLoop<C> {
         Ok(batch)
     }
 
+    /// Decodes and translates `batch` (while the writer may still apply the one before), waits
+    /// for that one's apply, then hands this one over and leaves it in `unapplied`.
     fn process(
         &self,
         consumer: &BaseConsumer<Context>,
         batch: Vec<RawEvent>,
         journals: &mut HashMap<(String, i32), Option<String>>,
+        unapplied: &mut Option<oneshot::Receiver<()>>,
     ) -> Result<(), RuntimeError> {
         let first = batch.first().map(|r| (r.topic.clone(), r.partition, r.offset));
         let _span = info_span!("batch", service = %self.service, events = batch.len(), first = ?first).entered();
@@ -438,8 +458,24 @@ impl<C: Send + 'static> ConsumerLoop<C> {
             .into_iter()
             .map(|(raw, prepared)| Inbound { raw, prepared })
             .collect();
+        let ctx = consumer.context();
+        if let Some(before) = unapplied.take() {
+            if before.blocking_recv().is_err() {
+                // That batch failed before it was applied: its reply says why.
+                ctx.settle(consumer, true)?;
+                return Err(RuntimeError::WriterGone);
+            }
+            failpoint::hit("consumer.applied");
+        }
         let (applied_tx, applied) = oneshot::channel();
         let (reply, durable) = oneshot::channel();
+        // Pending from now on: a revocation waits for it to be applied and durable.
+        if let Ok(mut s) = ctx.state.lock() {
+            s.pending.push_back(Pending {
+                durable,
+                next: intake.next.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+            });
+        }
         self.writer
             .blocking_send(Request::Foreign {
                 items,
@@ -447,21 +483,9 @@ impl<C: Send + 'static> ConsumerLoop<C> {
                 reply,
             })
             .map_err(|_| RuntimeError::WriterGone)?;
-        if applied.blocking_recv().is_err() {
-            // The batch failed before it was applied: the reply says why.
-            durable.blocking_recv().map_err(|_| RuntimeError::WriterGone)??;
-            return Err(RuntimeError::WriterGone);
-        }
-        failpoint::hit("consumer.applied");
-        let ctx = consumer.context();
-        if let Ok(mut s) = ctx.state.lock() {
-            s.pending.push_back(Pending {
-                durable,
-                next: intake.next.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
-            });
-        }
+        *unapplied = Some(applied);
         if ctx.pending() > MAX_PENDING {
-            ctx.settle(consumer, true)?;
+            ctx.settle_to(consumer, MAX_PENDING)?;
         }
         Ok(())
     }
