@@ -363,7 +363,7 @@ fn raw(topic: &str, partition: i32, r: &crate::kafka::Record) -> RawEvent {
         offset: r.offset,
         key: r.key.clone(),
         value: r.value.clone(),
-        headers: r.headers.clone(),
+        headers: r.headers.as_slice().into(),
     }
 }
 

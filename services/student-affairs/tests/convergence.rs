@@ -54,7 +54,7 @@ fn partitioned(source: &str, entries: &[JournalEntry]) -> BTreeMap<i32, Vec<Deli
                 offset: queue.len() as i64,
                 key: Some(e.subject.clone().into_bytes()),
                 value: None,
-                headers: vec![("seam-event-id".into(), Some(format!("{source}/{}", e.seq).into_bytes()))],
+                headers: vec![("seam-event-id".into(), Some(format!("{source}/{}", e.seq).into_bytes()))].into(),
             },
             record: e.record.clone(),
             body: e.body.clone(),

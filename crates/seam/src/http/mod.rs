@@ -505,7 +505,8 @@ impl WireEvent {
                 .headers
                 .into_iter()
                 .map(|(k, v)| (k, Some(v.into_bytes())))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         })
     }
 

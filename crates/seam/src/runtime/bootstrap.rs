@@ -147,7 +147,7 @@ impl Load {
                 offset: self.at as i64,
                 key: Some(record.subject.into_bytes()),
                 value: Some(wire::frame(record.schema_id, &record.body)),
-                headers: vec![(crate::dlq::SNAPSHOT_HEADER.into(), Some(self.tag.clone().into_bytes()))],
+                headers: vec![(crate::dlq::SNAPSHOT_HEADER.into(), Some(self.tag.clone().into_bytes()))].into(),
             });
             self.at += 1;
         }

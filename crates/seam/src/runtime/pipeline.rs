@@ -31,7 +31,7 @@ pub struct RawEvent {
     /// Value bytes.
     pub value: Option<Vec<u8>>,
     /// Headers.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: crate::headers::RawHeaders,
 }
 
 impl RawEvent {
@@ -44,7 +44,7 @@ impl RawEvent {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().map(<[u8]>::to_vec),
-            headers: crate::headers::owned_pairs(m.headers()),
+            headers: crate::headers::RawHeaders::from_borrowed(m.headers()),
         }
     }
 
@@ -56,7 +56,7 @@ impl RawEvent {
             offset: letter.offset,
             key: letter.key.clone(),
             value: letter.value.clone(),
-            headers: letter.headers.clone(),
+            headers: letter.headers.as_slice().into(),
         }
     }
 
@@ -66,11 +66,7 @@ impl RawEvent {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
+        self.headers.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// `seam-event-id`.

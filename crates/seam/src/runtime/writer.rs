@@ -735,7 +735,7 @@ impl<S: Service> Writer<S> {
             subject: raw.subject(),
             key: raw.key.clone(),
             value: raw.value.clone(),
-            headers: raw.headers.clone(),
+            headers: raw.headers.to_pairs(),
             class: Class::Poison,
             kind: kind.to_string(),
             reason,
@@ -889,7 +889,7 @@ mod tests {
                 offset: e.offset,
                 key: Some(e.subject.clone().into_bytes()),
                 value: None,
-                headers: vec![(envelope::EVENT_ID.into(), Some(e.id.clone().into_bytes()))],
+                headers: vec![(envelope::EVENT_ID.into(), Some(e.id.clone().into_bytes()))].into(),
             },
             prepared: Prepared::Commands(vec![(e.subject.clone(), e.qty)]),
         }
