@@ -217,3 +217,42 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Stores made against a stack that was purged since, with the topics deployed again by
+/// something else: they have read further than the topics now reach, so the demo must start
+/// them over instead of waiting out its timeout for a source that never catches up. (Found
+/// when `scripts/test` ran twice: the second run's stack was new, the test home's stores old.)
+#[test]
+fn a_store_that_read_past_its_topics_is_found() {
+    let cluster = TestCluster::connect();
+    let topology = seam::topology::Topology::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/student-affairs.yaml"
+    )))
+    .expect("topology");
+    let data = std::env::temp_dir().join(unique_name("sa-stale-data"));
+    let store = seam::store::open(&data.join("se-group")).expect("store");
+    let mut set = store.write_set().expect("write set");
+    set.set_position("students-office.events", 0, 0);
+    set.keep();
+    store.commit(&mut set, true).expect("commit");
+    drop(store);
+    let found =
+        student_affairs::demo::store_past_its_topics(&topology, &cluster.client_config(), &data).expect("check");
+    assert_eq!(found, None, "a store at offset 0 is behind every end");
+
+    let store = seam::store::open(&data.join("se-group")).expect("store");
+    let mut set = store.write_set().expect("write set");
+    set.set_position("students-office.events", 0, 1_000_000_000);
+    set.keep();
+    store.commit(&mut set, true).expect("commit");
+    drop(store);
+    let found = student_affairs::demo::store_past_its_topics(&topology, &cluster.client_config(), &data)
+        .expect("check")
+        .expect("found");
+    assert!(
+        found.contains("se-group") && found.contains("students-office.events") && found.contains("1000000000"),
+        "{found}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

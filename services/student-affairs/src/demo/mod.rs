@@ -113,10 +113,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     // A topic this deploy created is new (a purged or fresh stack): a store that published to
     // the earlier one, or read it, belongs to a cluster that is gone, so every store starts over.
-    let fresh = topology
+    // So does every store when one has read a topic further than it now reaches (the stack
+    // was purged and something else deployed the topics since): its source would never
+    // catch up, and the run would wait out its timeout.
+    let mut fresh = topology
         .services
         .iter()
         .any(|s| created(&seam::translator::events_topic(&s.name)));
+    if !fresh {
+        if let Some(stale) = store_past_its_topics(&topology, &client, &data)? {
+            bar.suspend(|| {
+                eprintln!(
+                    "{stale}: the stores under {} belong to topics that are gone; starting them over",
+                    data.display()
+                )
+            });
+            fresh = true;
+        }
+    }
     for service in &topology.services {
         let store = data.join(&service.name);
         if fresh && store.exists() {
@@ -288,6 +302,40 @@ fn working_topology(source: &std::path::Path, data: &std::path::Path) -> anyhow:
     std::fs::write(&working, copy).with_context(|| format!("writing {}", working.display()))?;
     Topology::load(&working)?;
     Ok(working)
+}
+
+/// The first store under `data` that has read a partition of the topology's topics past the
+/// partition's end, described; `None` when every store is behind or at the ends.
+pub fn store_past_its_topics(
+    topology: &Topology,
+    client: &rdkafka::ClientConfig,
+    data: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = client.create()?;
+    for s in &topology.services {
+        let dir = data.join(&s.name);
+        if seam::store::StoreEngine::found_in(&dir).is_none() {
+            continue;
+        }
+        let positions = seam::store::open(&dir)
+            .with_context(|| format!("opening the store {}", dir.display()))?
+            .positions()?;
+        for (topic, partition, next) in positions.iter() {
+            let end = match probe.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok((_, high)) => high,
+                Err(rdkafka::error::KafkaError::MetadataFetch(_)) => 0,
+                Err(e) => return Err(e).with_context(|| format!("reading the end of {topic}/{partition}")),
+            };
+            if next > end {
+                return Ok(Some(format!(
+                    "{} has read {topic} partition {partition} up to offset {next}, but the topic ends at {end}",
+                    s.name
+                )));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// A service's store and its topic belong together: a missing store next to a topic that
