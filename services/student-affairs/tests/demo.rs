@@ -231,25 +231,19 @@ fn a_store_that_read_past_its_topics_is_found() {
     )))
     .expect("topology");
     let data = std::env::temp_dir().join(unique_name("sa-stale-data"));
-    let store = seam::store::open(&data.join("se-group")).expect("store");
-    let mut set = store.write_set().expect("write set");
-    set.set_position("students-office.events", 0, 0);
-    set.keep();
-    store.commit(&mut set, true).expect("commit");
-    drop(store);
-    let found =
-        student_affairs::demo::store_past_its_topics(&topology, &cluster.client_config(), &data).expect("check");
-    assert_eq!(found, None, "a store at offset 0 is behind every end");
-
-    let store = seam::store::open(&data.join("se-group")).expect("store");
-    let mut set = store.write_set().expect("write set");
-    set.set_position("students-office.events", 0, 1_000_000_000);
-    set.keep();
-    store.commit(&mut set, true).expect("commit");
-    drop(store);
-    let found = student_affairs::demo::store_past_its_topics(&topology, &cluster.client_config(), &data)
-        .expect("check")
-        .expect("found");
+    // se-group's store, having read students-office.events partition 0 up to `next`.
+    let read_up_to = |next: i64| {
+        let store = seam::store::open(&data.join("se-group")).expect("store");
+        let mut set = store.write_set().expect("write set");
+        set.set_position("students-office.events", 0, next);
+        set.keep();
+        store.commit(&mut set, true).expect("commit");
+        // The check opens the store itself.
+        drop(store);
+        student_affairs::demo::store_past_its_topics(&topology, &cluster.client_config(), &data).expect("check")
+    };
+    assert_eq!(read_up_to(0), None, "a store at offset 0 is behind every end");
+    let found = read_up_to(1_000_000_000).expect("found");
     assert!(
         found.contains("se-group") && found.contains("students-office.events") && found.contains("1000000000"),
         "{found}"
