@@ -312,6 +312,7 @@ pub fn store_past_its_topics(
     data: &std::path::Path,
 ) -> anyhow::Result<Option<String>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::RDKafkaErrorCode;
     let probe: BaseConsumer = client.create()?;
     for s in &topology.services {
         let dir = data.join(&s.name);
@@ -324,7 +325,11 @@ pub fn store_past_its_topics(
         for (topic, partition, next) in positions.iter() {
             let end = match probe.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
                 Ok((_, high)) => high,
-                Err(rdkafka::error::KafkaError::MetadataFetch(_)) => 0,
+                // Only a partition that does not exist ends at 0: any other failure (a broker
+                // away) must not make the stores look stale, or they would be started over.
+                Err(rdkafka::error::KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition,
+                )) => 0,
                 Err(e) => return Err(e).with_context(|| format!("reading the end of {topic}/{partition}")),
             };
             if next > end {
