@@ -166,3 +166,30 @@ fn bad_bench_arguments_are_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--markdown"));
 }
+
+/// Brokers that do not answer are named, with what to do, before any benchmark starts: both for
+/// one benchmark and for `all`, whose `--markdown` output is usually redirected into a file.
+#[test]
+fn unreachable_brokers_are_named_with_what_to_do() {
+    for args in [
+        &["bench", "footprint", "--quick"][..],
+        &["bench", "all", "--quick", "--markdown"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_seam"))
+            .args(args)
+            .env("SEAM_BROKERS", "127.0.0.1:1")
+            .env_remove("SEAM_KAFKA_CONFIG")
+            .output()
+            .expect("run seam");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?} printed nothing to stdout");
+        for needle in [
+            "cannot reach the Kafka cluster at 127.0.0.1:1",
+            "SEAM_BROKERS",
+            "seam local up",
+        ] {
+            assert!(stderr.contains(needle), "{args:?}: `{needle}` in:\n{stderr}");
+        }
+    }
+}

@@ -123,6 +123,19 @@ pub async fn replication(client: &ClientConfig) -> anyhow::Result<i32> {
     Ok(brokers(client).await?.clamp(1, 3))
 }
 
+/// Fails with what to do when the cluster does not answer, before a benchmark creates anything:
+/// otherwise the first error is librdkafka's, deep in a baseline, naming neither the brokers
+/// tried nor how to start them.
+pub async fn check_reachable(setup: &Setup) -> anyhow::Result<()> {
+    brokers(&setup.client()).await.map(|_| ()).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the Kafka cluster at {} ({}): {e}. Start the local stack with `seam local up`, or point SEAM_BROKERS (and SEAM_REGISTRY) at a running cluster",
+            setup.brokers.join(","),
+            setup.origin
+        )
+    })
+}
+
 /// How many brokers the cluster has.
 async fn brokers(client: &ClientConfig) -> anyhow::Result<i32> {
     let client = client.clone();

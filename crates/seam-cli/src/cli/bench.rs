@@ -94,6 +94,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         endpoints: Endpoints::discover()?,
         engine: common.store_engine,
     };
+    bench::check_reachable(&setup).await?;
     let outcome = bench::run(name, &setup, common.quick, common.rounds.into()).await?;
     if common.json {
         output::line(&serde_json::to_string(&outcome)?);
@@ -109,6 +110,7 @@ async fn all(common: &Common, markdown: bool) -> anyhow::Result<ExitCode> {
         endpoints: Endpoints::discover()?,
         engine: common.store_engine,
     };
+    bench::check_reachable(&endpoints).await?;
     let mut outcomes = Vec::new();
     for name in bench::NAMES {
         eprintln!("seam bench {name}{} ...", if common.quick { " --quick" } else { "" });
