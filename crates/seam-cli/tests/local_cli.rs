@@ -66,8 +66,9 @@ fn free_port_pair() -> u16 {
     }
 }
 
-fn jvms_of(home: &Path) -> Vec<u32> {
-    seam_local::running_jvms(&seam_local::Home::at(home.to_path_buf()))
+/// Every process of the stack of `home`: its JVMs and its PostgreSQL.
+fn processes_of(home: &Path) -> Vec<u32> {
+    seam_local::running_processes(&seam_local::Home::at(home.to_path_buf()))
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn up_refuses_a_taken_port_naming_the_port_and_its_process() {
         stderr.contains("--kafka-port"),
         "says how to pick other ports: {stderr}"
     );
-    assert!(jvms_of(&home.0).is_empty(), "nothing was started");
+    assert!(processes_of(&home.0).is_empty(), "nothing was started");
     assert!(!home.seam(&["local", "status"]).status.success(), "no stack recorded");
 }
 
@@ -134,7 +135,7 @@ fn up_without_a_suitable_java_says_which_java_is_needed() {
     assert!(!out.status.success());
     assert!(stderr.contains("no Java 21+ found for the schema registry"), "{stderr}");
     assert!(stderr.contains("points at Java 17"), "{stderr}");
-    assert!(jvms_of(&home.0).is_empty(), "nothing was started");
+    assert!(processes_of(&home.0).is_empty(), "nothing was started");
 }
 
 /// A JDK home with the given feature release, from /usr/lib/jvm.
@@ -215,6 +216,57 @@ fn bad_arguments_are_refused_with_the_fix() {
         text(&out).1
     );
 
+    let out = home.seam(&["local", "up", "--postgres-port", "5433"]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--postgres"), "{}", text(&out).1);
+
+    let out = home.seam(&["local", "up", "--postgres", "--postgres-port", "9092"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .1
+            .contains("--postgres-port 9092 is taken by Kafka broker 1 client listener"),
+        "{}",
+        text(&out).1
+    );
+
+    let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    let held = holder.local_addr().expect("addr").port().to_string();
+    let (kp, rp) = (free_port_pair().to_string(), free_port_pair().to_string());
+    let out = home.seam(&[
+        "local",
+        "up",
+        "--kafka-port",
+        &kp,
+        "--registry-port",
+        &rp,
+        "--postgres",
+        "--postgres-port",
+        &held,
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains(&format!("port {held} on 127.0.0.1 (PostgreSQL) is already in use")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--postgres-port N"), "{stderr}");
+    assert!(processes_of(&home.0).is_empty(), "nothing was started");
+
+    let out = seam_in(
+        &home.0,
+        &["local", "status"],
+        &[("SEAM_BROKERS", "k:9092"), ("SEAM_POSTGRES", "db:5432")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .1
+            .contains("SEAM_POSTGRES=\"db:5432\" is not a PostgreSQL URL"),
+        "{}",
+        text(&out).1
+    );
+
     let out = home.seam(&["local", "down"]);
     assert!(out.status.success(), "down with nothing running is fine");
     assert!(text(&out).0.contains("no local stack was running"));
@@ -250,9 +302,37 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
     assert!(again.status.success());
     assert!(text(&again).0.contains("already running"), "{:?}", text(&again));
 
-    // A crashed broker: status says so, and `up` starts only what is down.
+    // PostgreSQL joins the running stack, and nothing else is started.
+    let postgres_port = free_port_pair().to_string();
+    let with_postgres: Vec<&str> = up
+        .iter()
+        .copied()
+        .chain(["--postgres", "--postgres-port", postgres_port.as_str()])
+        .collect();
+    let out = home.seam(&with_postgres);
+    assert!(out.status.success(), "up --postgres: {:?}", text(&out));
+    assert!(text(&out).1.contains("starting PostgreSQL"), "{:?}", text(&out));
+    assert!(!text(&out).1.contains("Kafka broker"), "{:?}", text(&out));
+    let status = status_json(&home);
+    assert_eq!(status["running"], true);
+    assert_eq!(status["components"].as_array().map(Vec::len), Some(3));
+    assert_eq!(status["components"][2]["name"], "postgres");
+    let postgres = status["postgres"].as_str().expect("postgres url").to_string();
+    assert_eq!(postgres, format!("postgres://seam@127.0.0.1:{postgres_port}/seam"));
+    let db = sql(&postgres).await;
+    let wal_level: String = db.query_one("SHOW wal_level", &[]).await.expect("show").get(0);
+    assert_eq!(wal_level, "logical", "CDC sources need logical decoding");
+    db.batch_execute("CREATE TABLE kept (n bigint); INSERT INTO kept VALUES (1)")
+        .await
+        .expect("create a table");
+    drop(db);
+
+    // A crashed broker and a crashed PostgreSQL: status says so, and `up` (without --postgres:
+    // the stack remembers it) starts only what is down.
     let registry_pid = status["components"][1]["pid"].clone();
-    seam_local::kill_broker(&seam_local::Home::at(home.0.clone()), 1).expect("kill broker 1");
+    let local_home = seam_local::Home::at(home.0.clone());
+    seam_local::kill_broker(&local_home, 1).expect("kill broker 1");
+    seam_local::kill_postgres(&local_home).expect("kill PostgreSQL");
     let crashed = home.seam(&["local", "status"]);
     assert!(!crashed.status.success(), "status fails while a component is down");
     assert!(text(&crashed).0.contains("stopped"), "{:?}", text(&crashed));
@@ -263,12 +343,24 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
         "{:?}",
         text(&restarted)
     );
+    assert!(
+        text(&restarted).1.contains("starting PostgreSQL"),
+        "{:?}",
+        text(&restarted)
+    );
     let status = status_json(&home);
     assert_eq!(status["running"], true);
     assert_eq!(
         status["components"][1]["pid"], registry_pid,
         "the registry was left alone"
     );
+    let n: i64 = sql(&postgres)
+        .await
+        .query_one("SELECT n FROM kept", &[])
+        .await
+        .expect("a committed row survives a crash")
+        .get(0);
+    assert_eq!(n, 1);
 
     let subject = unique_name("lifecycle-value");
     let schema =
@@ -284,10 +376,20 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
 
     let out = home.seam(&["local", "down"]);
     assert!(out.status.success(), "down: {:?}", text(&out));
-    assert!(jvms_of(&home.0).is_empty(), "down leaves no JVM of this home running");
+    assert!(
+        processes_of(&home.0).is_empty(),
+        "down leaves no JVM of this home running"
+    );
 
-    let out = home.seam(&up);
+    let out = home.seam(&with_postgres);
     assert!(out.status.success(), "second up: {:?}", text(&out));
+    let count: i64 = sql(&postgres)
+        .await
+        .query_one("SELECT count(*) FROM kept", &[])
+        .await
+        .expect("tables survive down/up")
+        .get(0);
+    assert_eq!(count, 1);
     // A new client: the pooled connection went down with the old registry process.
     let subjects = reqwest::Client::new()
         .get(format!("{registry}/subjects"))
@@ -302,11 +404,20 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
 
     let out = home.seam(&["local", "down", "--purge"]);
     assert!(out.status.success());
-    assert!(jvms_of(&home.0).is_empty());
+    assert!(processes_of(&home.0).is_empty());
     assert!(
         !home.0.join("local").join("brokers-1").exists(),
-        "purge removes the data"
+        "purge removes the data, PostgreSQL's too"
     );
+}
+
+/// A connection to `url`, its driver running in the background.
+async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
 }
 
 fn status_json(home: &TempHome) -> serde_json::Value {
@@ -328,7 +439,12 @@ fn status_json_lists_every_broker_and_the_registry_of_the_test_cluster() {
     assert_eq!(json["registry"].as_str(), Some(cluster.registry().as_str()));
     if json["source"] == "local" {
         let components = json["components"].as_array().expect("components");
-        assert_eq!(components.len(), brokers.len() + 1, "every broker and the registry");
+        let postgres = usize::from(json["postgres"].is_string());
+        assert_eq!(
+            components.len(),
+            brokers.len() + 1 + postgres,
+            "every broker, the registry and PostgreSQL if it runs"
+        );
         for c in components {
             assert_eq!(c["state"], "running", "{c}");
             assert!(c["pid"].as_u64().is_some(), "{c}");

@@ -6,6 +6,9 @@
 //! local stack of `SEAM_HOME` is used. One rule everywhere, so a command and a test
 //! never disagree about which cluster they talk to.
 //!
+//! PostgreSQL (for CRUD services, CDC sources and database sinks) is found the same way:
+//! `SEAM_POSTGRES` (a `postgres://` URL), else the local stack's (`seam local up --postgres`).
+//!
 //! Security settings are librdkafka properties: `SEAM_KAFKA_CONFIG` names a properties file
 //! (`security.protocol`, `sasl.*`, `ssl.ca.location`, ...). On a `seam local up --secure` stack
 //! the CLI uses the stack's admin credentials and a service its own principal's, written by
@@ -81,6 +84,12 @@ pub enum ClusterError {
     /// The properties file of SEAM_KAFKA_CONFIG (or a principal's) cannot be used.
     #[error(transparent)]
     BadProps(#[from] BadProps),
+    /// Neither SEAM_POSTGRES nor a local stack with PostgreSQL.
+    #[error("no PostgreSQL to talk to: start the local stack with `seam local up --postgres` (it adds PostgreSQL to a running stack), or set SEAM_POSTGRES=postgres://user:password@host:5432/database")]
+    NoPostgres,
+    /// SEAM_POSTGRES is malformed.
+    #[error("SEAM_POSTGRES={0:?} is not a PostgreSQL URL; give postgres://user[:password]@host[:port][/database]")]
+    BadPostgres(String),
     /// A service on the secure local stack has no credentials yet.
     #[error("no credentials for the Kafka principal {principal} on the secure local stack (looked for {}); run `seam deploy -t <topology>` first: it creates the service users and writes their credentials", path.display())]
     NoCredentials {
@@ -189,6 +198,101 @@ impl Endpoints {
     }
 }
 
+/// A PostgreSQL server to connect to. `Debug` and [`Postgres::redacted`] hide the password.
+#[derive(Clone)]
+pub struct Postgres {
+    url: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("url", &self.redacted())
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl Postgres {
+    /// `SEAM_POSTGRES` if set, else the PostgreSQL of the local stack of `SEAM_HOME`.
+    pub fn discover() -> Result<Self, ClusterError> {
+        if let Some(url) = env("SEAM_POSTGRES") {
+            return Ok(Self {
+                url: parse_postgres(&url)?,
+                origin: Origin::Environment,
+            });
+        }
+        let home = Home::from_env()?;
+        let st = StackState::load(&home)?.ok_or(ClusterError::NoPostgres)?;
+        let url = st
+            .shape
+            .postgres_url(crate::postgres::DEFAULT_DATABASE)
+            .ok_or(ClusterError::NoPostgres)?;
+        Ok(Self {
+            url,
+            origin: Origin::LocalStack {
+                brokers: st.shape.brokers,
+            },
+        })
+    }
+
+    /// The connection URL as given (it may hold a password: never log it; use `redacted`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of another database on the same server, e.g. each CRUD service's own.
+    pub fn database(&self, name: &str) -> String {
+        let (head, query) = match self.url.split_once('?') {
+            Some((h, q)) => (h, Some(q)),
+            None => (self.url.as_str(), None),
+        };
+        let scheme_end = head.find("://").map_or(0, |i| i + 3);
+        let server = match head[scheme_end..].find('/') {
+            Some(slash) => &head[..scheme_end + slash],
+            None => head,
+        };
+        match query {
+            Some(q) => format!("{server}/{name}?{q}"),
+            None => format!("{server}/{name}"),
+        }
+    }
+
+    /// The URL with its password replaced by `***`, for messages.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+/// `postgres://user:***@host/db` for `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!("{}{}:***{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+fn parse_postgres(value: &str) -> Result<String, ClusterError> {
+    let rest = value
+        .strip_prefix("postgres://")
+        .or_else(|| value.strip_prefix("postgresql://"))
+        .ok_or_else(|| ClusterError::BadPostgres(redact_url(value)))?;
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    if host.is_empty() {
+        return Err(ClusterError::BadPostgres(redact_url(value)));
+    }
+    Ok(value.to_string())
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
@@ -233,6 +337,33 @@ fn parse_registry(value: &str) -> Result<String, ClusterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_urls_name_a_host_and_hide_their_password() {
+        assert!(parse_postgres("postgres://u:p@db:5432/app").is_ok());
+        assert!(parse_postgres("postgresql://db").is_ok());
+        for bad in ["db:5432", "postgres://", "postgres:///app", "mysql://u:p@db/x"] {
+            let err = parse_postgres(bad).expect_err(bad).to_string();
+            assert!(err.contains("SEAM_POSTGRES"), "{err}");
+        }
+        let err = parse_postgres("mysql://u:s3cret@db/x").expect_err("mysql").to_string();
+        assert!(!err.contains("s3cret"), "{err}");
+        let pg = Postgres {
+            url: "postgres://u:s3cret@db:5432/app?sslmode=require".into(),
+            origin: Origin::Environment,
+        };
+        assert_eq!(
+            pg.database("orders"),
+            "postgres://u:s3cret@db:5432/orders?sslmode=require"
+        );
+        assert_eq!(pg.redacted(), "postgres://u:***@db:5432/app?sslmode=require");
+        assert!(!format!("{pg:?}").contains("s3cret"));
+        let bare = Postgres {
+            url: "postgres://seam@127.0.0.1:5432".into(),
+            origin: Origin::Environment,
+        };
+        assert_eq!(bare.database("seam"), "postgres://seam@127.0.0.1:5432/seam");
+    }
 
     #[test]
     fn broker_lists_need_host_and_numeric_port() {

@@ -25,12 +25,37 @@ pub enum LocalError {
     },
 
     /// `mvn` is not installed.
-    #[error("Maven (`mvn`) is needed once to fetch Kafka {kafka} and Apicurio Registry {apicurio} from Maven Central, but it is not on PATH; install it (e.g. `apt-get install maven`) and run the command again")]
+    #[error("Maven (`mvn`) is needed once to fetch {what} from Maven Central, but it is not on PATH; install it (e.g. `apt-get install maven`) and run the command again")]
     MavenMissing {
-        /// Kafka version to fetch.
-        kafka: &'static str,
-        /// Registry version to fetch.
-        apicurio: &'static str,
+        /// What was to be fetched, with versions.
+        what: String,
+    },
+
+    /// `--postgres-port` names a port the stack already uses.
+    #[error("--postgres-port {port} is taken by {used_by}; pick another port, e.g. --postgres-port 5432")]
+    PostgresPortClash {
+        /// The port asked for.
+        port: u16,
+        /// Which component of the stack uses it.
+        used_by: String,
+    },
+
+    /// PostgreSQL cannot run as root, and no way around it works on this machine.
+    #[error("PostgreSQL refuses to run as root, and seam runs it as an unprivileged user inside a user namespace (`unshare --user`), which failed here: {detail}\nRun seam as a non-root user, or allow user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0), or point SEAM_POSTGRES at an existing server")]
+    NoUnprivilegedPostgres {
+        /// What `unshare` said.
+        detail: String,
+    },
+
+    /// `initdb` failed.
+    #[error(
+        "creating the PostgreSQL cluster in {dir} failed: {detail}\nRun `seam local down --purge` to start afresh"
+    )]
+    InitdbFailed {
+        /// The data folder.
+        dir: PathBuf,
+        /// What initdb printed.
+        detail: String,
     },
 
     /// The Maven fetch failed.
@@ -161,7 +186,11 @@ fn ports_in_use(ports: &[PortInUse]) -> String {
         }
         msg.push_str(&p.to_string());
     }
-    msg.push_str(". Stop that process, or pick other ports with `seam local up --kafka-port N --registry-port M`");
+    if ports.iter().any(|p| p.role == "PostgreSQL") {
+        msg.push_str(". Stop that process, or pick another port with `--postgres-port N` (a PostgreSQL of your own can be used instead with SEAM_POSTGRES=postgres://…)");
+    } else {
+        msg.push_str(". Stop that process, or pick other ports with `seam local up --kafka-port N --registry-port M`");
+    }
     msg
 }
 

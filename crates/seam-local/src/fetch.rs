@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::error::LocalError;
-use super::layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
+use super::layout::{Home, APICURIO_VERSION, KAFKA_VERSION, POSTGRES_VERSION};
+
+/// The Maven plugin that fetches PostgreSQL (the same one deploy/local/pom.xml uses).
+const DEPENDENCY_PLUGIN: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1";
 
 /// The pom that tells Maven what to fetch (versions are passed as properties).
 const POM: &str = include_str!("../../../deploy/local/pom.xml");
@@ -61,8 +64,7 @@ fn run_maven(home: &Home, kafka_libs: &Path, apicurio: &Path) -> Result<(), Loca
     let which = Command::new("mvn").arg("--version").output();
     if !matches!(which, Ok(ref o) if o.status.success()) {
         return Err(LocalError::MavenMissing {
-            kafka: KAFKA_VERSION,
-            apicurio: APICURIO_VERSION,
+            what: format!("Kafka {KAFKA_VERSION} and Apicurio Registry {APICURIO_VERSION}"),
         });
     }
     let work = home.dist().join(".fetch");
@@ -110,6 +112,90 @@ fn run_maven(home: &Home, kafka_libs: &Path, apicurio: &Path) -> Result<(), Loca
     }
     let _ = std::fs::remove_dir_all(work.join("target"));
     Ok(())
+}
+
+/// Returns the folder of the unpacked PostgreSQL binaries (`bin/`, `lib/`, `share/`), fetching
+/// them first when missing: Maven unpacks the binaries jar, whose one entry is a `.txz` that
+/// `tar` unpacks. Staged like Kafka, so an interrupted fetch is redone.
+pub fn ensure_postgres(home: &Home, say: &mut dyn FnMut(&str)) -> Result<PathBuf, LocalError> {
+    let target = home.postgres_dist();
+    if target.join("bin").join("postgres").is_file() {
+        return Ok(target);
+    }
+    let what = format!("PostgreSQL {POSTGRES_VERSION}");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64v8",
+        other => {
+            return Err(LocalError::FetchFailed {
+                status: format!("no PostgreSQL binaries are published for {other}"),
+                tail: String::new(),
+                log: PathBuf::new(),
+            })
+        }
+    };
+    say(&format!(
+        "fetching {what} from Maven Central into {} (once)",
+        target.display()
+    ));
+    let which = Command::new("mvn").arg("--version").output();
+    if !matches!(which, Ok(ref o) if o.status.success()) {
+        return Err(LocalError::MavenMissing { what });
+    }
+    let staged = partial(&target);
+    remove_dir_if_exists(&staged)?;
+    let jar = staged.join("jar");
+    std::fs::create_dir_all(&jar).map_err(LocalError::io("cannot create", &jar))?;
+    let log = staged.join("fetch.log");
+    let log_file = std::fs::File::create(&log).map_err(LocalError::io("cannot create", &log))?;
+    let log_err = log_file.try_clone().map_err(LocalError::io("cannot create", &log))?;
+    let status = Command::new("mvn")
+        .current_dir(&staged)
+        .args(["-B", "-q"])
+        .arg(format!("{DEPENDENCY_PLUGIN}:unpack"))
+        .arg(format!(
+            "-Dartifact=io.zonky.test.postgres:embedded-postgres-binaries-linux-{arch}:{POSTGRES_VERSION}"
+        ))
+        .arg(format!("-DoutputDirectory={}", jar.display()))
+        .stdout(log_file)
+        .stderr(log_err)
+        .status()
+        .map_err(LocalError::io("cannot run", "mvn"))?;
+    let failed = |status: String| LocalError::FetchFailed {
+        status,
+        tail: super::process::tail(&log, 30),
+        log: log.clone(),
+    };
+    if !status.success() {
+        return Err(failed(format!("mvn {status}")));
+    }
+    let txz = std::fs::read_dir(&jar)
+        .map_err(LocalError::io("cannot read", &jar))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "txz"))
+        .ok_or_else(|| failed("the PostgreSQL binaries jar holds no .txz archive".into()))?;
+    let root = staged.join("root");
+    std::fs::create_dir_all(&root).map_err(LocalError::io("cannot create", &root))?;
+    let out = Command::new("tar")
+        .arg("-xJf")
+        .arg(&txz)
+        .arg("-C")
+        .arg(&root)
+        .output()
+        .map_err(LocalError::io("cannot run", "tar"))?;
+    if !out.status.success() || !root.join("bin").join("postgres").is_file() {
+        return Err(failed(format!(
+            "unpacking {} failed ({}): {}; `tar -J` needs xz (apt-get install xz-utils)",
+            txz.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    remove_dir_if_exists(&target)?;
+    std::fs::rename(&root, &target).map_err(LocalError::io("cannot move fetched files to", &target))?;
+    let _ = std::fs::remove_dir_all(&staged);
+    Ok(target)
 }
 
 fn partial(dir: &Path) -> PathBuf {

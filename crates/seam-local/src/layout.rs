@@ -11,6 +11,8 @@
 //! $SEAM_HOME/local/brokers-<n>/cluster.id         one KRaft cluster id per stack shape
 //! $SEAM_HOME/local/brokers-<n>/node-<id>/         server.properties, kafka.log, data/
 //! $SEAM_HOME/local/brokers-<n>/registry.log       the registry's log
+//! $SEAM_HOME/dist/postgres-<version>/             PostgreSQL's bin/, lib/, share/ (fetched once)
+//! $SEAM_HOME/local/brokers-<n>/postgres/          its data/ and postgres.log (`up --postgres`)
 //! $SEAM_HOME/run/<service>.url                    the HTTP address of a running service
 //! ```
 //!
@@ -26,6 +28,10 @@ use super::error::LocalError;
 pub const KAFKA_VERSION: &str = "4.4.0";
 /// Apicurio Registry release fetched from Maven Central (`io.apicurio:apicurio-registry-app`).
 pub const APICURIO_VERSION: &str = "3.3.3";
+
+/// PostgreSQL release fetched from Maven Central (`io.zonky.test.postgres:embedded-postgres-binaries-linux-<arch>`,
+/// relocatable binaries with their own libraries, `pgoutput` included).
+pub const POSTGRES_VERSION: &str = "17.7.0";
 
 /// The on-disk layout rooted at `SEAM_HOME`; every path the local stack touches comes from here.
 #[derive(Debug, Clone)]
@@ -80,6 +86,11 @@ impl Home {
         self.dist().join(format!("apicurio-{APICURIO_VERSION}"))
     }
 
+    /// The unpacked PostgreSQL binaries (holds `bin/postgres`, `bin/initdb`).
+    pub fn postgres_dist(&self) -> PathBuf {
+        self.dist().join(format!("postgres-{POSTGRES_VERSION}"))
+    }
+
     /// Running-stack bookkeeping and data.
     pub fn local(&self) -> PathBuf {
         self.root.join("local")
@@ -100,6 +111,11 @@ impl Home {
     /// One broker's folder inside a stack.
     pub fn node_dir(&self, shape: &Shape, node_id: u8) -> PathBuf {
         self.stack_dir(shape).join(format!("node-{node_id}"))
+    }
+
+    /// The stack's PostgreSQL: `data/` (the cluster `initdb` made) and `postgres.log`.
+    pub fn postgres_dir(&self, shape: &Shape) -> PathBuf {
+        self.stack_dir(shape).join("postgres")
     }
 
     /// The secure stack's CA, broker keystore, admin credentials and service users.

@@ -84,8 +84,14 @@ pub fn spawn_detached(mut cmd: Command, log: &Path) -> Result<Proc, LocalError> 
 /// SIGTERM to all, wait up to `grace`, then SIGKILL whatever is left. Returns the
 /// processes that had to be killed.
 pub fn stop_all(procs: &[Proc], grace: Duration) -> Vec<Proc> {
+    stop_all_with(procs, Signal::SIGTERM, grace)
+}
+
+/// Like [`stop_all`] with another polite signal first (PostgreSQL's fast shutdown is SIGINT;
+/// its SIGTERM waits for every client to disconnect).
+pub fn stop_all_with(procs: &[Proc], polite: Signal, grace: Duration) -> Vec<Proc> {
     for p in procs {
-        p.signal(Signal::SIGTERM);
+        p.signal(polite);
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && procs.iter().any(Proc::is_running) {
@@ -105,6 +111,11 @@ pub fn stop_all(procs: &[Proc], grace: Duration) -> Vec<Proc> {
 /// Every running process with `arg` as one of its arguments, exactly (used to find our
 /// JVMs when the state file is gone).
 pub fn find_by_argument(arg: &str) -> Vec<Proc> {
+    find_by(|a| a == arg.as_bytes())
+}
+
+/// Every running process with an argument for which `matches` holds.
+pub fn find_by(matches: impl Fn(&[u8]) -> bool) -> Vec<Proc> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -113,7 +124,9 @@ pub fn find_by_argument(arg: &str) -> Vec<Proc> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|pid| *pid != me)
-        .filter(|pid| has_argument(*pid, arg))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| raw.split(|b| *b == 0).any(&matches))
+        })
         .filter_map(|pid| {
             let (_, start_ticks) = stat(pid)?;
             let p = Proc { pid, start_ticks };

@@ -18,6 +18,10 @@ pub struct Shape {
     /// SASL_SSL (SCRAM-SHA-512 over TLS) listeners and the standard authorizer.
     #[serde(default)]
     pub secure: bool,
+    /// PostgreSQL's port, when the stack runs one (`seam local up --postgres`) for CRUD
+    /// services, CDC sources and database sinks.
+    #[serde(default)]
+    pub postgres_port: Option<u16>,
 }
 
 /// One broker's ports.
@@ -36,6 +40,8 @@ impl Shape {
     pub const DEFAULT_KAFKA_PORT: u16 = 9092;
     /// Confluent Schema Registry's customary port.
     pub const DEFAULT_REGISTRY_PORT: u16 = 8081;
+    /// PostgreSQL's customary port.
+    pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 
     /// Validates the broker count and that every derived port fits in 16 bits.
     pub fn new(brokers: u8, kafka_port: u16, registry_port: u16) -> Result<Self, LocalError> {
@@ -47,6 +53,7 @@ impl Shape {
             kafka_port,
             registry_port,
             secure: false,
+            postgres_port: None,
         };
         let top = u32::from(kafka_port) + if brokers == 1 { 1 } else { 100 * u32::from(brokers) + 1 };
         if top > u32::from(u16::MAX) || registry_port == u16::MAX || kafka_port == 0 || registry_port == 0 {
@@ -58,22 +65,50 @@ impl Shape {
         Ok(shape)
     }
 
-    /// `3 broker(s)`, `1 broker(s), secure`: for messages.
+    /// The same stack with PostgreSQL on `port`, which must not be one the stack already uses.
+    pub fn with_postgres(mut self, port: u16) -> Result<Self, LocalError> {
+        if let Some((_, used_by)) = self.ports().into_iter().find(|(p, _)| *p == port) {
+            return Err(LocalError::PostgresPortClash { port, used_by });
+        }
+        if port == 0 {
+            return Err(LocalError::PostgresPortClash {
+                port,
+                used_by: "no component: 0 is not a port a server can listen on".into(),
+            });
+        }
+        self.postgres_port = Some(port);
+        Ok(self)
+    }
+
+    /// `3 broker(s)`, `1 broker(s), secure, PostgreSQL on 5432`: for messages.
     pub fn describe(&self) -> String {
         format!(
-            "{} broker(s){}",
+            "{} broker(s){}{}",
             self.brokers,
-            if self.secure { ", secure" } else { "" }
+            if self.secure { ", secure" } else { "" },
+            self.postgres_port
+                .map(|p| format!(", PostgreSQL on {p}"))
+                .unwrap_or_default()
         )
     }
 
     /// The `seam local up` flags of this shape.
     pub fn flags(&self) -> String {
         format!(
-            "--brokers {}{}",
+            "--brokers {}{}{}",
             self.brokers,
-            if self.secure { " --secure" } else { "" }
+            if self.secure { " --secure" } else { "" },
+            self.postgres_port
+                .map(|p| format!(" --postgres --postgres-port {p}"))
+                .unwrap_or_default()
         )
+    }
+
+    /// The local PostgreSQL's connection URL for `database` (user `seam`, no password: the
+    /// server listens on 127.0.0.1 only and trusts local connections, as the brokers do).
+    pub fn postgres_url(&self, database: &str) -> Option<String> {
+        self.postgres_port
+            .map(|p| format!("postgres://seam@127.0.0.1:{p}/{database}"))
     }
 
     /// Every node's ports.
@@ -138,6 +173,9 @@ impl Shape {
         }
         out.push((self.registry_port, "schema registry API".into()));
         out.push((self.management_port(), "schema registry health".into()));
+        if let Some(p) = self.postgres_port {
+            out.push((p, "PostgreSQL".into()));
+        }
         out
     }
 }

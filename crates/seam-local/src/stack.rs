@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,11 @@ use super::java;
 use super::kafka;
 use super::layout::{Home, APICURIO_VERSION, KAFKA_VERSION};
 use super::ports;
+use super::postgres;
 use super::process::{self, Proc};
 use super::registry;
 use super::shape::Shape;
-use super::state::{self, NodeState, RegistryState, StackState};
+use super::state::{self, NodeState, PostgresState, RegistryState, StackState};
 
 /// How long brokers may take to register (three JVMs on two cores start slowly).
 const KAFKA_READY: Duration = Duration::from_secs(180);
@@ -33,6 +35,10 @@ const REGISTRY_READY: Duration = Duration::from_secs(240);
 const REGISTRY_GRACE: Duration = Duration::from_secs(30);
 /// Brokers do a controlled shutdown; give them longer.
 const BROKER_GRACE: Duration = Duration::from_secs(60);
+/// How long PostgreSQL may take to recover its WAL after a crash and answer.
+const POSTGRES_READY: Duration = Duration::from_secs(120);
+/// PostgreSQL's fast shutdown checkpoints and exits; a few seconds on a small database.
+const POSTGRES_GRACE: Duration = Duration::from_secs(30);
 
 /// What `up` did.
 #[derive(Debug, Clone, Serialize)]
@@ -45,6 +51,8 @@ pub struct UpReport {
     pub brokers: Vec<String>,
     /// Confluent-compatible registry URL.
     pub registry: String,
+    /// PostgreSQL's URL for the `seam` database, when the stack runs PostgreSQL.
+    pub postgres: Option<String>,
     /// The Java the brokers run on (when any was started).
     pub kafka_java: Option<String>,
     /// The Java the registry runs on (when it was started).
@@ -53,18 +61,36 @@ pub struct UpReport {
     pub elapsed_secs: f64,
 }
 
-/// Brings the stack of `requested` shape up, starting only what is not running.
+/// Brings the stack of `requested` shape up, starting only what is not running. PostgreSQL
+/// can join a running stack (`up --postgres` after `up`); an `up` without it leaves a
+/// recorded PostgreSQL in place.
 pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Result<UpReport, LocalError> {
     let began = Instant::now();
     let _lock = lock(home)?;
     let mut st = match StackState::load(home)? {
-        Some(s) if s.processes().iter().any(Proc::is_running) => {
-            if s.shape.brokers != requested.brokers || s.shape.secure != requested.secure {
+        Some(mut s) if s.processes().iter().any(Proc::is_running) => {
+            let other_postgres = matches!(
+                (s.shape.postgres_port, requested.postgres_port),
+                (Some(a), Some(b)) if a != b
+            );
+            if s.shape.brokers != requested.brokers || s.shape.secure != requested.secure || other_postgres {
                 return Err(LocalError::OtherShapeRunning {
                     running: s.shape.describe(),
                     requested: requested.describe(),
                     flags: requested.flags(),
                 });
+            }
+            if s.shape.postgres_port.is_none() && requested.postgres_port.is_some() {
+                if let Some((port, _)) = requested
+                    .postgres_port
+                    .and_then(|p| s.shape.ports().into_iter().find(|(q, _)| *q == p))
+                {
+                    return Err(LocalError::PostgresPortClash {
+                        port,
+                        used_by: "the running stack".into(),
+                    });
+                }
+                s.shape.postgres_port = requested.postgres_port;
             }
             s
         }
@@ -83,11 +109,18 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
         .as_ref()
         .and_then(|r| r.process)
         .is_some_and(|p| p.is_running());
+    let postgres_down = shape.postgres_port.is_some()
+        && !st
+            .postgres
+            .as_ref()
+            .and_then(|p| p.process)
+            .is_some_and(|p| p.is_running());
     let mut report = UpReport {
-        already_running: down_nodes.is_empty() && !registry_down,
+        already_running: down_nodes.is_empty() && !registry_down && !postgres_down,
         started: Vec::new(),
         brokers: shape.bootstrap(),
         registry: shape.registry_url(),
+        postgres: shape.postgres_url(postgres::DEFAULT_DATABASE),
         kafka_java: None,
         registry_java: None,
         elapsed_secs: 0.0,
@@ -117,12 +150,23 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
         wanted.push((shape.registry_port, "schema registry API".into()));
         wanted.push((shape.management_port(), "schema registry health".into()));
     }
+    if let Some(port) = shape.postgres_port.filter(|_| postgres_down) {
+        wanted.push((port, "PostgreSQL".into()));
+        postgres::preflight()?;
+    }
     let taken = ports::taken(&wanted);
     if !taken.is_empty() {
         return Err(LocalError::PortsInUse(taken));
     }
     let dist = fetch::ensure(home, say)?;
     kafka::prepare(home, &shape, &kafka_java, &dist)?;
+    let postgres_dist = if postgres_down {
+        let dist = fetch::ensure_postgres(home, say)?;
+        postgres::prepare(home, &shape, &dist)?;
+        Some(dist)
+    } else {
+        None
+    };
 
     let mut started: Vec<Proc> = Vec::new();
     if !down_nodes.is_empty() {
@@ -173,6 +217,28 @@ pub async fn up(home: &Home, requested: Shape, say: &mut dyn FnMut(&str)) -> Res
             return Err(abandon(home, &mut st, &started, e));
         }
     }
+    if let Some(dist) = postgres_dist {
+        say(&format!(
+            "starting PostgreSQL on 127.0.0.1:{} ({})",
+            shape.postgres_port.unwrap_or_default(),
+            dist.display()
+        ));
+        let (proc, log) = match postgres::start(home, &shape, &dist) {
+            Ok(r) => r,
+            Err(e) => return Err(abandon(home, &mut st, &started, e)),
+        };
+        st.postgres = Some(PostgresState {
+            process: Some(proc),
+            log: log.clone(),
+        });
+        started.push(proc);
+        report.started.push("postgres".into());
+        st.save(home)?;
+        if let Err(e) = postgres::wait_ready(&shape, &proc, &log, POSTGRES_READY).await {
+            return Err(abandon(home, &mut st, &started, e));
+        }
+    }
+    st.save(home)?;
     report.elapsed_secs = began.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -193,6 +259,7 @@ fn fresh_state(home: &Home, shape: Shape) -> StackState {
             })
             .collect(),
         registry: None,
+        postgres: None,
     }
 }
 
@@ -207,6 +274,11 @@ fn abandon(home: &Home, st: &mut StackState, started: &[Proc], error: LocalError
     if let Some(r) = &mut st.registry {
         if r.process.is_some_and(|p| started.contains(&p)) {
             r.process = None;
+        }
+    }
+    if let Some(p) = &mut st.postgres {
+        if p.process.is_some_and(|p| started.contains(&p)) {
+            p.process = None;
         }
     }
     let saved = if st.processes().iter().any(Proc::is_running) {
@@ -231,8 +303,9 @@ pub struct DownReport {
     pub purged: bool,
 }
 
-/// Stops every JVM of this SEAM_HOME (recorded or found by its marker flag): the
-/// registry first, then all brokers together; with `purge`, removes all stack data.
+/// Stops every process of this SEAM_HOME (recorded or found by its marker argument): the
+/// registry and PostgreSQL first, then all brokers together; with `purge`, removes all
+/// stack data.
 pub fn down(home: &Home, purge: bool) -> Result<DownReport, LocalError> {
     let _lock = lock(home)?;
     let recorded = match StackState::load(home) {
@@ -243,15 +316,18 @@ pub fn down(home: &Home, purge: bool) -> Result<DownReport, LocalError> {
         Err(e) => return Err(e),
     };
     let mut all: Vec<Proc> = recorded.into_iter().filter(Proc::is_running).collect();
-    for p in process::find_by_argument(&kafka::marker(home)) {
+    for p in running_processes_of(home) {
         if !all.iter().any(|q| q.pid == p.pid) {
             all.push(p);
         }
     }
+    let databases: Vec<Proc> = postgres_servers(home);
     let (registries, brokers): (Vec<Proc>, Vec<Proc>) = all
         .iter()
+        .filter(|p| !databases.iter().any(|d| d.pid == p.pid))
         .partition(|p| process::has_argument(p.pid, "-Dseam.component=registry"));
     let mut killed = process::stop_all(&registries, REGISTRY_GRACE);
+    killed.extend(process::stop_all_with(&databases, Signal::SIGINT, POSTGRES_GRACE));
     killed.extend(process::stop_all(&brokers, BROKER_GRACE));
     state::remove(home)?;
     if purge {
@@ -270,13 +346,25 @@ pub fn down(home: &Home, purge: bool) -> Result<DownReport, LocalError> {
     })
 }
 
-/// Pids of every running JVM that belongs to this SEAM_HOME, recorded or not: what
-/// `down` stops, and what must be empty after it.
-pub fn running_jvms(home: &Home) -> Vec<u32> {
-    process::find_by_argument(&kafka::marker(home))
-        .iter()
-        .map(|p| p.pid)
-        .collect()
+/// Pids of every running process of the stack of this SEAM_HOME (JVMs and PostgreSQL),
+/// recorded or not: what `down` stops, and what must be empty after it.
+pub fn running_processes(home: &Home) -> Vec<u32> {
+    running_processes_of(home).iter().map(|p| p.pid).collect()
+}
+
+fn running_processes_of(home: &Home) -> Vec<Proc> {
+    let mut all = process::find_by_argument(&kafka::marker(home));
+    all.extend(postgres_servers(home));
+    all
+}
+
+/// Every PostgreSQL server whose data folder is inside this home's stacks (`-D <dir>`).
+fn postgres_servers(home: &Home) -> Vec<Proc> {
+    let local = home.local();
+    process::find_by(|arg| {
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(arg));
+        path.starts_with(&local) && path.ends_with("postgres/data")
+    })
 }
 
 /// One component as `status` reports it.
@@ -303,6 +391,8 @@ pub struct StackStatus {
     pub brokers: Vec<String>,
     /// Confluent-compatible registry URL.
     pub registry: String,
+    /// PostgreSQL's URL for the `seam` database, when the stack runs PostgreSQL.
+    pub postgres: Option<String>,
     /// Kafka release.
     pub kafka_version: String,
     /// Registry release.
@@ -356,9 +446,21 @@ pub fn status(home: &Home) -> Result<Option<StackStatus>, LocalError> {
             .map(|r| r.log.clone())
             .unwrap_or_else(|| home.stack_dir(&st.shape).join("registry.log")),
     });
+    if let Some(port) = st.shape.postgres_port {
+        let process = st.postgres.as_ref().and_then(|p| p.process);
+        components.push(ComponentStatus {
+            name: "postgres".into(),
+            role: "database",
+            address: format!("127.0.0.1:{port}"),
+            pid: process.map(|p| p.pid),
+            state: state_of(process),
+            log: home.postgres_dir(&st.shape).join("postgres.log"),
+        });
+    }
     Ok(Some(StackStatus {
         brokers: st.shape.bootstrap(),
         registry: st.shape.registry_url(),
+        postgres: st.shape.postgres_url(postgres::DEFAULT_DATABASE),
         kafka_version: st.kafka_version,
         apicurio_version: st.apicurio_version,
         components,
@@ -373,6 +475,22 @@ pub fn kill_broker(home: &Home, node_id: u8) -> Result<(), LocalError> {
     let node = node(&st, node_id)?;
     if let Some(p) = node.process {
         p.signal(Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// Kills the stack's PostgreSQL with SIGKILL (a crash: no checkpoint, WAL recovery on the next
+/// start) and waits until the server and its backends are gone. `up` starts it again.
+pub fn kill_postgres(home: &Home) -> Result<(), LocalError> {
+    let _lock = lock(home)?;
+    let st = StackState::load(home)?.ok_or_else(|| LocalError::NotRunning(home.state_file()))?;
+    if let Some(p) = st.postgres.as_ref().and_then(|p| p.process).filter(Proc::is_running) {
+        // The whole process group: backends would otherwise linger until they notice.
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pid as i32), Signal::SIGKILL);
         let deadline = Instant::now() + Duration::from_secs(10);
         while p.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));

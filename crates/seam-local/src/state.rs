@@ -36,6 +36,15 @@ pub struct RegistryState {
     pub java: PathBuf,
 }
 
+/// The stack's PostgreSQL as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostgresState {
+    /// The server (postmaster), if started.
+    pub process: Option<Proc>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
 /// Everything `state.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackState {
@@ -51,6 +60,9 @@ pub struct StackState {
     pub nodes: Vec<NodeState>,
     /// The registry.
     pub registry: Option<RegistryState>,
+    /// PostgreSQL, when the stack runs one.
+    #[serde(default)]
+    pub postgres: Option<PostgresState>,
 }
 
 impl StackState {
@@ -78,6 +90,7 @@ impl StackState {
         self.registry
             .iter()
             .filter_map(|r| r.process)
+            .chain(self.postgres.iter().filter_map(|p| p.process))
             .chain(self.nodes.iter().filter_map(|n| n.process))
             .collect()
     }
@@ -136,5 +149,33 @@ mod tests {
             Shape::new(1, 9092, 65535),
             Err(LocalError::PortsOutOfRange { .. })
         ));
+    }
+
+    #[test]
+    fn postgres_gets_its_own_port_and_url() {
+        let s = Shape::new(3, 9092, 8081).expect("valid");
+        assert_eq!(s.postgres_url("seam"), None);
+        let s = s.with_postgres(5432).expect("free port");
+        assert_eq!(
+            s.postgres_url("orders").as_deref(),
+            Some("postgres://seam@127.0.0.1:5432/orders")
+        );
+        assert!(s.ports().contains(&(5432, "PostgreSQL".into())));
+        assert!(s.flags().ends_with("--postgres --postgres-port 5432"), "{}", s.flags());
+        match Shape::new(3, 9092, 8081).expect("valid").with_postgres(9292) {
+            Err(LocalError::PostgresPortClash { port: 9292, used_by }) => {
+                assert_eq!(used_by, "Kafka broker 2 client listener");
+            }
+            other => panic!("a port of broker 2 must be refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_state_file_from_before_postgres_still_loads() {
+        let old = r#"{"shape":{"brokers":1,"kafka_port":9092,"registry_port":8081},"kafka_version":"4.4.0",
+            "apicurio_version":"3.3.3","kafka_java":"/j","nodes":[],"registry":null}"#;
+        let st: StackState = serde_json::from_str(old).expect("old state parses");
+        assert_eq!(st.shape.postgres_port, None);
+        assert!(st.postgres.is_none());
     }
 }

@@ -11,8 +11,8 @@ use seam_local::{self as local, Home, Shape};
 /// The local stack's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
-    /// Start Kafka and the schema registry (fetched once into SEAM_HOME, default ~/.seam);
-    /// starts only what is not running yet.
+    /// Start Kafka and the schema registry, and with --postgres PostgreSQL (fetched once into
+    /// SEAM_HOME, default ~/.seam); starts only what is not running yet.
     Up(UpArgs),
     /// Stop the stack: SIGTERM, then SIGKILL after a grace period.
     Down(DownArgs),
@@ -38,6 +38,13 @@ pub struct UpArgs {
     /// in <SEAM_HOME>/local/brokers-N-secure/secure.
     #[arg(long)]
     secure: bool,
+    /// Also run PostgreSQL (wal_level=logical) for CRUD services, CDC sources and database
+    /// sinks: user `seam`, database `seam`, on 127.0.0.1 only. Adds it to a running stack.
+    #[arg(long)]
+    postgres: bool,
+    /// PostgreSQL's port.
+    #[arg(long, default_value_t = Shape::DEFAULT_POSTGRES_PORT, requires = "postgres")]
+    postgres_port: u16,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -46,7 +53,8 @@ pub struct UpArgs {
 /// Options of `seam local down`.
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Also delete all broker data and the registry's schemas (the downloads stay).
+    /// Also delete all broker data, the registry's schemas and PostgreSQL's databases (the
+    /// downloads stay).
     #[arg(long)]
     purge: bool,
 }
@@ -80,6 +88,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     let mut shape = Shape::new(args.brokers, args.kafka_port, args.registry_port)?;
     shape.secure = args.secure;
+    if args.postgres {
+        shape = shape.with_postgres(args.postgres_port)?;
+    }
     let home = Home::from_env()?;
     let report = local::up(&home, shape, &mut |msg| eprintln!("{msg}")).await?;
     if args.json {
@@ -93,6 +104,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  brokers:  {}", report.brokers.join(","));
     println!("  registry: {}", report.registry);
+    if let Some(url) = &report.postgres {
+        println!("  postgres: {url}  (PostgreSQL {})", local::POSTGRES_VERSION);
+    }
     if let Some(java) = &report.kafka_java {
         println!("  Kafka {} on {java}", local::KAFKA_VERSION);
     }
@@ -135,10 +149,15 @@ fn down(args: DownArgs) -> anyhow::Result<ExitCode> {
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if std::env::var_os("SEAM_BROKERS").is_some_and(|v| !v.is_empty()) {
         let endpoints = Endpoints::discover()?;
+        let postgres = match std::env::var_os("SEAM_POSTGRES") {
+            Some(_) => Some(seam_local::cluster::Postgres::discover()?.redacted()),
+            None => None,
+        };
         let json = serde_json::json!({
             "source": "environment",
             "brokers": endpoints.brokers,
             "registry": endpoints.registry,
+            "postgres": postgres,
             "components": [],
         });
         if args.json {
@@ -149,6 +168,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 "registry (SEAM_REGISTRY): {}",
                 endpoints.registry.as_deref().unwrap_or("not set")
             );
+            if let Some(url) = postgres {
+                println!("postgres (SEAM_POSTGRES): {url}");
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -176,6 +198,9 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("brokers:  {}", st.brokers.join(","));
         println!("registry: {}", st.registry);
+        if let Some(url) = &st.postgres {
+            println!("postgres: {url}");
+        }
         for c in &st.components {
             let pid = c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
             println!(
