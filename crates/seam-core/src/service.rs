@@ -128,6 +128,28 @@ impl<'a> SnapshotOut<'a> {
         Ok(())
     }
 
+    /// Adds a state-transfer record about `subject` that is already encoded with the catalog's
+    /// schema of `record`: for services whose records are not Rust types known at build time (a
+    /// CDC source derives them from its tables' columns).
+    pub fn emit_encoded(&mut self, subject: &str, record: &str, body: Vec<u8>) -> Result<(), ApplyError> {
+        self.catalog.record(record)?;
+        match &mut self.out {
+            Output::Memory(records) => records.push((subject.to_string(), record.to_string(), body)),
+            Output::Spool(spool) => spool.append(subject, record, &body).map_err(|e| {
+                ApplyError::Store(StoreError::Corrupt {
+                    what: "snapshot spool",
+                    detail: e.to_string(),
+                })
+            })?,
+        }
+        Ok(())
+    }
+
+    /// The service's catalog: the schemas records are encoded with.
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog
+    }
+
     /// The records collected in memory: `(subject, record full name, Avro body)` (none when
     /// they went to a spool).
     pub fn into_records(self) -> Vec<(String, String, Vec<u8>)> {
@@ -357,6 +379,34 @@ impl<'a> Apply<'a> {
         )?;
         self.emitted.push(seq);
         Ok(seq)
+    }
+
+    /// Appends an event about `subject` whose body is already encoded with the catalog's schema
+    /// of `record`: for services whose records are not Rust types known at build time (a CDC
+    /// source derives them from its tables' columns). Returns its seq.
+    pub fn emit_encoded(&mut self, subject: &str, record: &str, body: Vec<u8>) -> Result<u64, ApplyError> {
+        let schema = Some(self.catalog.record(record)?.fingerprint);
+        let seq = self.set.append(
+            self.store,
+            JournalEntry {
+                seq: 0,
+                subject: subject.to_string(),
+                record: record.to_string(),
+                time_ms: self.now_ms,
+                correlation_id: self.cause.correlation_id.clone(),
+                causation_id: self.cause.causation_id.clone(),
+                body,
+                prev: None,
+                schema,
+            },
+        )?;
+        self.emitted.push(seq);
+        Ok(seq)
+    }
+
+    /// The service's catalog: the schemas events are encoded with.
+    pub fn catalog(&self) -> &Catalog {
+        self.catalog
     }
 
     /// When the command is applied (milliseconds since the epoch); use it instead of the clock
