@@ -6,6 +6,7 @@
 //! durable.
 #![forbid(unsafe_code)]
 
+pub mod cdc;
 pub mod pgoutput;
 pub mod schema;
 pub mod source;

@@ -234,8 +234,8 @@ impl Reader<'_> {
             .iter()
             .position(|b| *b == 0)
             .ok_or_else(|| self.error("a name has no terminating zero byte".into()))?;
-        let text = String::from_utf8(self.rest[..end].to_vec())
-            .map_err(|_| self.error("a name is not UTF-8".into()))?;
+        let text =
+            String::from_utf8(self.rest[..end].to_vec()).map_err(|_| self.error("a name is not UTF-8".into()))?;
         self.rest = &self.rest[end + 1..];
         Ok(text)
     }
@@ -320,7 +320,10 @@ mod tests {
         let Message::Relation(rel) = decode(&msg.0).expect("decodes") else {
             panic!("a relation");
         };
-        assert_eq!((rel.id, rel.namespace.as_str(), rel.name.as_str()), (16384, "public", "customers"));
+        assert_eq!(
+            (rel.id, rel.namespace.as_str(), rel.name.as_str()),
+            (16384, "public", "customers")
+        );
         assert_eq!(rel.replica_identity, 'd');
         assert!(rel.columns[0].key && !rel.columns[1].key);
         assert_eq!((rel.columns[1].name.as_str(), rel.columns[1].type_oid), ("name", 1043));
@@ -328,7 +331,14 @@ mod tests {
 
     #[test]
     fn inserts_updates_and_deletes_carry_their_tuples() {
-        let insert = Bytes::default().u8(b'I').u32(7).u8(b'N').u16(3).text("1").u8(b'n').text("Ada");
+        let insert = Bytes::default()
+            .u8(b'I')
+            .u32(7)
+            .u8(b'N')
+            .u16(3)
+            .text("1")
+            .u8(b'n')
+            .text("Ada");
         assert_eq!(
             decode(&insert.0).expect("insert"),
             Message::Insert {

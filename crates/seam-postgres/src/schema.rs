@@ -95,7 +95,9 @@ pub enum ShapeError {
         table: String,
     },
     /// A declared key column does not exist.
-    #[error("table {table} has no column {column}, which the topology declares as its key; fix `key:` in the topology")]
+    #[error(
+        "table {table} has no column {column}, which the topology declares as its key; fix `key:` in the topology"
+    )]
     NoSuchKeyColumn {
         /// The table.
         table: String,
@@ -127,7 +129,7 @@ pub enum ShapeError {
         kind: Kind,
     },
     /// A table changed in a way old events cannot be read through the new schema.
-    #[error("table {table} changed incompatibly: {detail}. The source stopped before publishing anything with the new shape; revert the change, or publish the table under a new name (a new table, or a new source service) so consumers can move over")]
+    #[error("table {table} changed incompatibly: {detail}. The source stopped before publishing anything with the new shape: revert the change and run `seam cdc run <service> --resync` (it copies the tables again and publishes only the difference), or publish the table under a new name (a new table, or a new source service) so consumers can move over")]
     Incompatible {
         /// The table.
         table: String,
@@ -175,7 +177,9 @@ impl TableShape {
             }
         }
         if !shaped.iter().any(|c| c.key) {
-            return Err(ShapeError::NoKey { table: table.to_string() });
+            return Err(ShapeError::NoKey {
+                table: table.to_string(),
+            });
         }
         for (i, a) in shaped.iter().enumerate() {
             if let Some(b) = shaped[i + 1..].iter().find(|b| b.field == a.field) {
@@ -210,7 +214,13 @@ impl TableShape {
             table: self.table.clone(),
             detail,
         };
-        let keys = |s: &TableShape| s.columns.iter().filter(|c| c.key).map(|c| c.name.clone()).collect::<Vec<_>>();
+        let keys = |s: &TableShape| {
+            s.columns
+                .iter()
+                .filter(|c| c.key)
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        };
         if keys(self) != keys(new) {
             return Err(incompatible(format!(
                 "its key columns were {:?} and are now {:?}",
@@ -246,7 +256,11 @@ impl TableShape {
     /// The table's name as a type name: `order_lines` → `OrderLines`.
     pub fn type_name(&self) -> String {
         let mut out = String::new();
-        for part in self.table.split(|c: char| !c.is_ascii_alphanumeric()).filter(|p| !p.is_empty()) {
+        for part in self
+            .table
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|p| !p.is_empty())
+        {
             let mut chars = part.chars();
             if let Some(first) = chars.next() {
                 out.push(first.to_ascii_uppercase());
@@ -282,9 +296,21 @@ impl TableShape {
                 .to_string()
         };
         [
-            record("Inserted", format!("A row was inserted into {}: its values.", self.table), &all),
-            record("Updated", format!("A row of {} was updated: its values after the update.", self.table), &all),
-            record("Deleted", format!("A row was deleted from {}: its key.", self.table), &keys),
+            record(
+                "Inserted",
+                format!("A row was inserted into {}: its values.", self.table),
+                &all,
+            ),
+            record(
+                "Updated",
+                format!("A row of {} was updated: its values after the update.", self.table),
+                &all,
+            ),
+            record(
+                "Deleted",
+                format!("A row was deleted from {}: its key.", self.table),
+                &keys,
+            ),
         ]
     }
 
@@ -401,12 +427,20 @@ mod tests {
         for text in [&ins, &upd] {
             let schema = Schema::parse_str(text).expect("parses");
             let value = shape.avro(&row, false).expect("a record");
-            let body = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().expect("writer").write_value_to_vec(value).expect("fits");
+            let body = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+                .build()
+                .expect("writer")
+                .write_value_to_vec(value)
+                .expect("fits");
             assert!(!body.is_empty());
         }
         let schema = Schema::parse_str(&del).expect("parses");
         let key = shape.avro(&row, true).expect("the key");
-        apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().expect("writer").write_value_to_vec(key).expect("fits");
+        apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+            .build()
+            .expect("writer")
+            .write_value_to_vec(key)
+            .expect("fits");
         assert_eq!(shape.records("n")[0], "n.CustomersInserted");
         assert_eq!(shape.subject(&row).expect("subject"), "customers/7");
         assert!(ins.contains("\"credit_limit\""), "{ins}");
@@ -445,14 +479,25 @@ mod tests {
         assert!(matches!(none, Err(ShapeError::NoKey { .. })));
         let declared = TableShape::new("t", [("a".to_string(), 23, false)], Some(&["b".to_string()]));
         assert!(matches!(declared, Err(ShapeError::NoSuchKeyColumn { .. })));
-        let clash = TableShape::new("t", [("a b".to_string(), 23, true), ("a_b".to_string(), 23, false)], None);
+        let clash = TableShape::new(
+            "t",
+            [("a b".to_string(), 23, true), ("a_b".to_string(), 23, false)],
+            None,
+        );
         assert!(matches!(clash, Err(ShapeError::FieldClash { .. })));
-        let shape = TableShape::new("order_lines", [("k".to_string(), 25, true), ("n".to_string(), 23, false)], None)
-            .expect("shape");
+        let shape = TableShape::new(
+            "order_lines",
+            [("k".to_string(), 25, true), ("n".to_string(), 23, false)],
+            None,
+        )
+        .expect("shape");
         assert_eq!(shape.type_name(), "OrderLines");
         let row = [Value::Text("a/b%".into()), Value::Text("x".into())];
         assert_eq!(shape.subject(&row).expect("subject"), "order_lines/a%2Fb%25");
         assert!(matches!(shape.avro(&row, false), Err(ShapeError::BadValue { .. })));
-        assert!(matches!(shape.subject(&[Value::Null, Value::Null]), Err(ShapeError::NullKey { .. })));
+        assert!(matches!(
+            shape.subject(&[Value::Null, Value::Null]),
+            Err(ShapeError::NullKey { .. })
+        ));
     }
 }

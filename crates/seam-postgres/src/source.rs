@@ -148,7 +148,14 @@ impl CdcSource {
             .ok_or_else(|| ApplyError::rejected(format!("table {table} is not published by this source")))
     }
 
-    fn emit(&self, ctx: &mut Apply<'_>, shape: &TableShape, which: usize, subject: &str, row: &[Value]) -> Result<(), ApplyError> {
+    fn emit(
+        &self,
+        ctx: &mut Apply<'_>,
+        shape: &TableShape,
+        which: usize,
+        subject: &str,
+        row: &[Value],
+    ) -> Result<(), ApplyError> {
         let record = &shape.records(&self.namespace)[which];
         let value = shape.avro(row, which == 2).map_err(shape_error)?;
         let body = ctx.catalog().encode_value(record, value)?;
@@ -393,11 +400,12 @@ mod tests {
         for c in commands {
             let mut set = store.write_set().expect("set");
             apply_command(source, store, &mut set, catalog, c).expect("applies");
-            out.extend(
-                set.entries()
-                    .iter()
-                    .map(|e| (e.record.rsplit('.').next().unwrap_or_default().to_string(), e.subject.clone())),
-            );
+            out.extend(set.entries().iter().map(|e| {
+                (
+                    e.record.rsplit('.').next().unwrap_or_default().to_string(),
+                    e.subject.clone(),
+                )
+            }));
             store.commit(&mut set, true).expect("commit");
         }
         out
@@ -415,7 +423,10 @@ mod tests {
                 CdcCommand::BeginLoad { load: 1 },
                 CdcCommand::Load {
                     load: 1,
-                    rows: vec![("customers".into(), row("1", "Ada")), ("customers".into(), row("2", "Bob"))],
+                    rows: vec![
+                        ("customers".into(), row("1", "Ada")),
+                        ("customers".into(), row("2", "Bob")),
+                    ],
                 },
                 CdcCommand::LoadDone { load: 1, lsn: 100 },
                 CdcCommand::Transaction {
@@ -445,11 +456,21 @@ mod tests {
         let names: Vec<&str> = events.iter().map(|(r, _)| r.as_str()).collect();
         assert_eq!(
             names,
-            ["CustomersInserted", "CustomersInserted", "CustomersUpdated", "CustomersDeleted"]
+            [
+                "CustomersInserted",
+                "CustomersInserted",
+                "CustomersUpdated",
+                "CustomersDeleted"
+            ]
         );
         assert_eq!(events[2].1, "customers/1");
-        let kept: Row = serde_json::from_slice(&store.model_get("row/customers/1").expect("get").expect("row")).expect("json");
-        assert_eq!(kept.values["name"].as_deref(), Some("Ada"), "an unchanged TOAST value is kept");
+        let kept: Row =
+            serde_json::from_slice(&store.model_get("row/customers/1").expect("get").expect("row")).expect("json");
+        assert_eq!(
+            kept.values["name"].as_deref(),
+            Some("Ada"),
+            "an unchanged TOAST value is kept"
+        );
     }
 
     #[test]
@@ -464,7 +485,10 @@ mod tests {
                 CdcCommand::BeginLoad { load: 1 },
                 CdcCommand::Load {
                     load: 1,
-                    rows: vec![("customers".into(), row("1", "Ada")), ("customers".into(), row("2", "Bob"))],
+                    rows: vec![
+                        ("customers".into(), row("1", "Ada")),
+                        ("customers".into(), row("2", "Bob")),
+                    ],
                 },
             ],
         );
@@ -477,7 +501,10 @@ mod tests {
                 CdcCommand::BeginLoad { load: 2 },
                 CdcCommand::Load {
                     load: 2,
-                    rows: vec![("customers".into(), row("1", "Ada")), ("customers".into(), row("3", "Cy"))],
+                    rows: vec![
+                        ("customers".into(), row("1", "Ada")),
+                        ("customers".into(), row("3", "Cy")),
+                    ],
                 },
                 CdcCommand::LoadDone { load: 2, lsn: 500 },
             ],

@@ -2,6 +2,7 @@
 //! message on stderr and a non-zero exit code (never a panic or a backtrace).
 
 mod bench;
+mod cdc;
 mod local;
 
 use seam_ops::commands::{deploy, dlq, doctor, register, replay, snapshot, status};
@@ -46,6 +47,9 @@ enum Command {
     /// Benchmark seam against a baseline run side by side on the cluster in use.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a `postgres-cdc` source: a CRUD service's PostgreSQL row changes as seam events.
+    #[command(subcommand)]
+    Cdc(cdc::CdcCommand),
 }
 
 /// Entry point of the `seam` binary.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
             Command::Deploy(args) => deploy::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cdc(cmd) => cdc::run(cmd).await,
         }
     });
     match result {

@@ -204,10 +204,13 @@ impl Catalog {
     /// record's schema; a value that does not fit is refused, never written half-right.
     pub fn encode_value(&self, full_name: &str, value: apache_avro::types::Value) -> Result<Vec<u8>, CatalogError> {
         let record = self.record(full_name)?;
-        record.writer.write_value_to_vec(value).map_err(|e| CatalogError::Encode {
-            record: full_name.to_string(),
-            source: Box::new(e),
-        })
+        record
+            .writer
+            .write_value_to_vec(value)
+            .map_err(|e| CatalogError::Encode {
+                record: full_name.to_string(),
+                source: Box::new(e),
+            })
     }
 
     /// Checks that a Rust type derives exactly the schema of its catalog entry, so types and

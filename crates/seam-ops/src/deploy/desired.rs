@@ -65,7 +65,12 @@ impl Desired {
                     configs: configs(s.cleanup_policy(), s.min_insync_on(rf), s.retention_ms()),
                 },
             );
-            let catalog = Catalog::load_dir(&s.schemas)?;
+            // A postgres-cdc source registers the schemas it derives from its tables when it starts.
+            let catalog = if s.is_postgres_cdc() {
+                Catalog::default()
+            } else {
+                Catalog::load_dir(&s.schemas)?
+            };
             for record in catalog.records() {
                 let subject = subject_name(&topic, &record.full_name);
                 d.schemas.insert(

@@ -181,6 +181,24 @@ impl<S: Service> Node<S> {
         answer.await.map_err(|_| ExecuteError::Stopped)?
     }
 
+    /// Queues one of the service's own commands and returns once the writer has it, with a
+    /// future of its outcome: a driver that feeds commands in a fixed order (a CDC source, one per
+    /// transaction) keeps several in flight, so they share store flushes, while the writer still
+    /// applies them in the order submitted.
+    pub async fn submit(
+        &self,
+        command: S::Command,
+        cause: Cause,
+    ) -> Result<impl std::future::Future<Output = Result<Vec<u64>, ExecuteError>> + Send + 'static, ExecuteError> {
+        let writer = self.writer.as_ref().ok_or(ExecuteError::Stopped)?;
+        let (reply, answer) = oneshot::channel();
+        writer
+            .send(writer::Request::Command { command, cause, reply })
+            .await
+            .map_err(|_| ExecuteError::Stopped)?;
+        Ok(async move { answer.await.map_err(|_| ExecuteError::Stopped)? })
+    }
+
     /// Re-applies parked events in order (what a redrive request on the DLQ topic triggers).
     /// Letters are decoded off the writer, so a registry outage delays only the redrive.
     pub async fn redrive(&self, request: crate::dlq::RedriveRequest) -> Result<RedriveSummary, RuntimeError> {

@@ -52,8 +52,17 @@ pub struct ServiceSpec {
     /// `delete` (the default) or `compact`, or `compact,delete`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleanup_policy: Option<String>,
-    /// Directory of the service's `.avsc` files, relative to the topology file.
+    /// Directory of the service's `.avsc` files, relative to the topology file. A
+    /// `postgres-cdc` service has none: its schemas come from its tables' columns.
+    #[serde(default, skip_serializing_if = "is_empty_path")]
     pub schemas: PathBuf,
+    /// How the service's events arise: `seam` (a service on the runtime, the default) or
+    /// `postgres-cdc` (the row changes of a CRUD service's PostgreSQL tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For `kind: postgres-cdc`: the database and the tables to publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSpec>,
     /// The registry's compatibility level for the service's subjects; default
     /// `BACKWARD_TRANSITIVE`, so a translator reading any old event still resolves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +71,47 @@ pub struct ServiceSpec {
     /// its own topic and read only the sources it is registered for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+}
+
+/// The kind of a service whose events are its PostgreSQL tables' row changes.
+pub const POSTGRES_CDC: &str = "postgres-cdc";
+
+/// Where a `postgres-cdc` service reads from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// The database: a name on the server of `SEAM_POSTGRES` (or the local stack's), or a whole
+    /// `postgres://` URL.
+    pub database: String,
+    /// The tables' schema; default `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The tables to publish, each becoming `<Table>Inserted`, `<Table>Updated` and
+    /// `<Table>Deleted` events about the subject `<table>/<key>`.
+    pub tables: Vec<TableSpec>,
+}
+
+impl PostgresSpec {
+    /// The tables' schema.
+    pub fn schema(&self) -> &str {
+        self.schema.as_deref().unwrap_or("public")
+    }
+}
+
+/// One published table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    /// Its name.
+    pub name: String,
+    /// The columns whose values make the subject; default its primary key. A key other than
+    /// the primary key needs `REPLICA IDENTITY FULL`, so deletes carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Vec<String>>,
+}
+
+fn is_empty_path(p: &Path) -> bool {
+    p.as_os_str().is_empty()
 }
 
 /// Compatibility levels a Confluent-compatible registry accepts.
@@ -104,6 +154,11 @@ impl ServiceSpec {
     /// The Kafka principal, `User:<name>` unless declared.
     pub fn principal(&self) -> String {
         self.principal.clone().unwrap_or_else(|| format!("User:{}", self.name))
+    }
+
+    /// Whether its events are a PostgreSQL database's row changes (its schemas come from there).
+    pub fn is_postgres_cdc(&self) -> bool {
+        self.kind.as_deref() == Some(POSTGRES_CDC)
     }
 }
 
@@ -198,7 +253,7 @@ impl Topology {
         let mut topology = Self::parse(&file, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for service in &mut topology.services {
-            if service.schemas.is_relative() {
+            if service.schemas.is_relative() && !is_empty_path(&service.schemas) {
                 service.schemas = base.join(&service.schemas);
             }
         }
@@ -327,6 +382,88 @@ impl Topology {
                     ));
                 }
             }
+            match (s.kind.as_deref(), &s.postgres) {
+                (None | Some("seam"), None) => {
+                    if is_empty_path(&s.schemas) {
+                        return Err(invalid(
+                            format!("services[{i}].schemas"),
+                            "missing".into(),
+                            "name the directory of the service's .avsc files, relative to the topology file".into(),
+                        ));
+                    }
+                }
+                (None | Some("seam"), Some(_)) => {
+                    return Err(invalid(
+                        format!("services[{i}].postgres"),
+                        format!("{} is a seam service, so it reads no database", s.name),
+                        format!(
+                            "add `kind: {POSTGRES_CDC}` to publish the database's row changes, or remove `postgres:`"
+                        ),
+                    ));
+                }
+                (Some(POSTGRES_CDC), None) => {
+                    return Err(invalid(
+                        format!("services[{i}].postgres"),
+                        "missing".into(),
+                        "a postgres-cdc service needs `postgres:` with `database:` and `tables:` (each `- name: <table>`)".into(),
+                    ));
+                }
+                (Some(POSTGRES_CDC), Some(pg)) => {
+                    if !is_empty_path(&s.schemas) {
+                        return Err(invalid(
+                            format!("services[{i}].schemas"),
+                            format!("{} takes its schemas from its tables' columns", s.name),
+                            "remove `schemas:` from a postgres-cdc service".into(),
+                        ));
+                    }
+                    if pg.database.trim().is_empty() {
+                        return Err(invalid(
+                            format!("services[{i}].postgres.database"),
+                            "empty".into(),
+                            "name the database (e.g. `customers`) or give a postgres:// URL".into(),
+                        ));
+                    }
+                    if pg.tables.is_empty() {
+                        return Err(invalid(
+                            format!("services[{i}].postgres.tables"),
+                            "no tables".into(),
+                            "list the tables to publish, e.g. `- name: customers`".into(),
+                        ));
+                    }
+                    let mut tables = BTreeSet::new();
+                    for (j, t) in pg.tables.iter().enumerate() {
+                        if t.name.is_empty() || t.name.contains(['"', '.', '\0']) {
+                            return Err(invalid(
+                                format!("services[{i}].postgres.tables[{j}].name"),
+                                format!("`{}` is not a table name", t.name),
+                                "give the table's name without schema or quotes (the schema goes in `postgres.schema`)"
+                                    .into(),
+                            ));
+                        }
+                        if !tables.insert(t.name.as_str()) {
+                            return Err(invalid(
+                                format!("services[{i}].postgres.tables[{j}].name"),
+                                format!("`{}` is listed twice", t.name),
+                                "keep one entry per table".into(),
+                            ));
+                        }
+                        if t.key.as_ref().is_some_and(Vec::is_empty) {
+                            return Err(invalid(
+                                format!("services[{i}].postgres.tables[{j}].key"),
+                                "empty".into(),
+                                "name the key columns, or leave `key:` out to use the primary key".into(),
+                            ));
+                        }
+                    }
+                }
+                (Some(other), _) => {
+                    return Err(invalid(
+                        format!("services[{i}].kind"),
+                        format!("`{other}` is not a service kind"),
+                        format!("use `seam` (the default) or `{POSTGRES_CDC}`"),
+                    ));
+                }
+            }
             if let Some(p) = &s.principal {
                 let valid = p.split_once(':').is_some_and(|(kind, name)| {
                     !kind.is_empty() && !name.is_empty() && !name.contains(['*', ' ', ','])
@@ -387,6 +524,9 @@ impl Topology {
 
     fn check_schema_dirs(&self, file: &str) -> Result<(), TopologyError> {
         for (i, s) in self.services.iter().enumerate() {
+            if s.is_postgres_cdc() {
+                continue;
+            }
             let has_schemas = std::fs::read_dir(&s.schemas)
                 .map(|d| {
                     d.filter_map(Result::ok)
