@@ -18,6 +18,8 @@ use seam_testkit::{unique_name, wait_until, ReadRecord, TestCluster};
 struct Source {
     name: String,
     url: String,
+    /// `SEAM_POSTGRES` for the source's process, when it reads a server of its own.
+    server: Option<String>,
     dir: PathBuf,
     topology: PathBuf,
     child: Option<Child>,
@@ -26,13 +28,24 @@ struct Source {
 impl Source {
     /// A fresh database with `ddl` run in it, and a topology publishing `tables`.
     async fn new(prefix: &str, ddl: &str, tables: &[&str]) -> Self {
+        Self::on(None, prefix, ddl, tables).await
+    }
+
+    /// Like [`Source::new`], on the server at `server` (a URL without database) instead of the
+    /// test stack's.
+    async fn on(server: Option<String>, prefix: &str, ddl: &str, tables: &[&str]) -> Self {
         let name = unique_name(prefix);
-        let server = Postgres::discover().unwrap_or_else(|e| panic!("{e}"));
+        let admin = match &server {
+            Some(url) => format!("{url}/postgres"),
+            None => Postgres::discover()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .database("postgres"),
+        };
         let database = name.replace('-', "_");
-        seam_local::postgres::ensure_database(&server.database("postgres"), &database)
+        seam_local::postgres::ensure_database(&admin, &database)
             .await
             .unwrap_or_else(|e| panic!("create database {database}: {e}"));
-        let url = server.database(&database);
+        let url = format!("{}/{database}", admin.trim_end_matches("/postgres"));
         sql(&url).await.batch_execute(ddl).await.expect("ddl");
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).expect("dir");
@@ -50,6 +63,7 @@ impl Source {
         Self {
             name,
             url,
+            server,
             dir,
             topology,
             child: None,
@@ -73,6 +87,7 @@ impl Source {
             .arg("--store")
             .arg(self.dir.join("store"))
             .args(extra)
+            .envs(self.server.iter().map(|url| ("SEAM_POSTGRES", url.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -406,10 +421,26 @@ fn kill_rounds() -> usize {
     }
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 #[tokio::test]
 async fn fault_cdc_source_and_postgres_killed_mid_stream_lose_and_duplicate_nothing() {
     let cluster = TestCluster::connect();
-    let mut source = Source::new(
+    // A server of its own: killing the test stack's would fail every other test using it.
+    let home = seam_local::Home::from_env().expect("home");
+    let mut postgres =
+        seam_local::postgres::Server::start(&home, std::env::temp_dir().join(unique_name("cdc-pg")), free_port())
+            .await
+            .unwrap_or_else(|e| panic!("a PostgreSQL of its own: {e}"));
+    let server = postgres.url("");
+    let mut source = Source::on(
+        Some(server.trim_end_matches('/').to_string()),
         "cdc-fault",
         "CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
          INSERT INTO counters SELECT i, 0 FROM generate_series(1, 20) i;",
@@ -446,16 +477,16 @@ async fn fault_cdc_source_and_postgres_killed_mid_stream_lose_and_duplicate_noth
         }
         committed
     });
-    let home = seam_local::Home::from_env().expect("home");
-    let local = matches!(cluster.endpoints.origin, seam_local::cluster::Origin::LocalStack { .. });
     for round in 0..kill_rounds() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        source.kill();
-        if round == 1 && local {
-            seam_local::kill_postgres(&home).expect("kill PostgreSQL");
+        if round % 3 == 1 {
+            // PostgreSQL crashes under the running source, which reconnects by itself.
+            postgres.kill();
             tokio::time::sleep(Duration::from_millis(500)).await;
-            seam_local::restart_postgres(&home).await.expect("restart PostgreSQL");
+            postgres.restart().await.expect("restart PostgreSQL");
+            continue;
         }
+        source.kill();
         source.start(&[]);
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

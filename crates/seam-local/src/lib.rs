@@ -31,7 +31,7 @@ pub use layout::{Home, APICURIO_VERSION, KAFKA_VERSION, POSTGRES_VERSION};
 pub use props::{BadProps, KafkaProps};
 pub use shape::Shape;
 pub use stack::{
-    down, kill_broker, kill_postgres, restart_broker, restart_postgres, running_processes, status, up, ComponentStatus,
-    DownReport, StackStatus, UpReport,
+    down, kill_broker, kill_postgres, restart_broker, running_processes, status, up, ComponentStatus, DownReport,
+    StackStatus, UpReport,
 };
 pub use state::StackState;

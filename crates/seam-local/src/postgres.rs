@@ -26,7 +26,11 @@ pub fn data_dir(home: &Home, shape: &Shape) -> PathBuf {
 
 /// Creates the database cluster the first time (`initdb`), as the user the server runs as.
 pub fn prepare(home: &Home, shape: &Shape, dist: &Path) -> Result<(), LocalError> {
-    let data = data_dir(home, shape);
+    prepare_dir(&data_dir(home, shape), dist)
+}
+
+fn prepare_dir(data: &Path, dist: &Path) -> Result<(), LocalError> {
+    let data = data.to_path_buf();
     if data.join("PG_VERSION").is_file() {
         return Ok(());
     }
@@ -67,8 +71,13 @@ pub fn prepare(home: &Home, shape: &Shape, dist: &Path) -> Result<(), LocalError
 pub fn start(home: &Home, shape: &Shape, dist: &Path) -> Result<(Proc, PathBuf), LocalError> {
     let port = shape.postgres_port.unwrap_or(Shape::DEFAULT_POSTGRES_PORT);
     let log = home.postgres_dir(shape).join("postgres.log");
+    let proc = start_in(&data_dir(home, shape), &log, port, dist)?;
+    Ok((proc, log))
+}
+
+fn start_in(data: &Path, log: &Path, port: u16, dist: &Path) -> Result<Proc, LocalError> {
     let mut cmd = unprivileged(&dist.join("bin").join("postgres"))?;
-    cmd.arg("-D").arg(data_dir(home, shape));
+    cmd.arg("-D").arg(data);
     for setting in [
         "listen_addresses=127.0.0.1".to_string(),
         format!("port={port}"),
@@ -81,14 +90,18 @@ pub fn start(home: &Home, shape: &Shape, dist: &Path) -> Result<(Proc, PathBuf),
     ] {
         cmd.arg("-c").arg(setting);
     }
-    let proc = process::spawn_detached(cmd, &log)?;
-    Ok((proc, log))
+    process::spawn_detached(cmd, log)
 }
 
 /// Waits until the server answers SQL, then creates the `seam` database if it is missing.
 pub async fn wait_ready(shape: &Shape, proc: &Proc, log: &Path, timeout: Duration) -> Result<(), LocalError> {
+    let port = shape.postgres_port.unwrap_or(Shape::DEFAULT_POSTGRES_PORT);
+    wait_ready_on(port, proc, log, timeout).await
+}
+
+async fn wait_ready_on(port: u16, proc: &Proc, log: &Path, timeout: Duration) -> Result<(), LocalError> {
     let deadline = Instant::now() + timeout;
-    let admin = shape.postgres_url("postgres").unwrap_or_default();
+    let admin = format!("postgres://seam@127.0.0.1:{port}/postgres");
     loop {
         if !proc.is_running() {
             return Err(LocalError::DiedWhileStarting {
@@ -138,6 +151,74 @@ pub async fn ensure_database(admin_url: &str, database: &str) -> Result<(), Stri
     drop(client);
     let _ = driver.await;
     Ok(())
+}
+
+/// A PostgreSQL server of its own in `dir`, outside any stack: what a fault test crashes
+/// without touching the server other tests use. Killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    dir: PathBuf,
+    port: u16,
+    dist: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl Server {
+    /// Creates the cluster in `dir` (binaries from `home`'s downloads, fetched if missing) and
+    /// starts it on `port`.
+    pub async fn start(home: &Home, dir: PathBuf, port: u16) -> Result<Self, LocalError> {
+        preflight()?;
+        let dist = super::fetch::ensure_postgres(home, &mut |_| {})?;
+        std::fs::create_dir_all(&dir).map_err(LocalError::io("cannot create", &dir))?;
+        prepare_dir(&dir.join("data"), &dist)?;
+        let mut server = Self {
+            dir,
+            port,
+            dist,
+            proc: None,
+        };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    /// The URL of `database` on it (user `seam`).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://seam@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// SIGKILL to the server and its backends: a crash, WAL recovery on the next start.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.proc.take().filter(Proc::is_running) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(p.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while p.is_running() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // This process started it, so it is its parent: reap it, or PostgreSQL takes the
+            // zombie's pid in `postmaster.pid` for a live server and refuses to start again.
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(p.pid as i32), None);
+        }
+    }
+
+    /// Starts it (again) and waits until it answers.
+    pub async fn restart(&mut self) -> Result<(), LocalError> {
+        if self.proc.is_some_and(|p| p.is_running()) {
+            return Ok(());
+        }
+        let log = self.dir.join("postgres.log");
+        let proc = start_in(&self.dir.join("data"), &log, self.port, &self.dist)?;
+        self.proc = Some(proc);
+        wait_ready_on(self.port, &proc, &log, Duration::from_secs(120)).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Checks before anything starts that the server can be run as a non-root user here.

@@ -499,32 +499,6 @@ pub fn kill_postgres(home: &Home) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// Starts the stack's PostgreSQL again after [`kill_postgres`] (or a crash) and waits until it
-/// answers; it recovers its WAL first.
-pub async fn restart_postgres(home: &Home) -> Result<(), LocalError> {
-    let _lock = lock(home)?;
-    let mut st = StackState::load(home)?.ok_or_else(|| LocalError::NotRunning(home.state_file()))?;
-    if st.shape.postgres_port.is_none() {
-        return Err(LocalError::NotRunning(home.postgres_dir(&st.shape)));
-    }
-    if st
-        .postgres
-        .as_ref()
-        .and_then(|p| p.process)
-        .is_some_and(|p| p.is_running())
-    {
-        return Ok(());
-    }
-    let dist = fetch::ensure_postgres(home, &mut |_| {})?;
-    let (proc, log) = postgres::start(home, &st.shape, &dist)?;
-    st.postgres = Some(PostgresState {
-        process: Some(proc),
-        log: log.clone(),
-    });
-    st.save(home)?;
-    postgres::wait_ready(&st.shape, &proc, &log, POSTGRES_READY).await
-}
-
 /// Starts one stopped broker again with its old data and waits until it is registered.
 pub async fn restart_broker(home: &Home, node_id: u8) -> Result<(), LocalError> {
     let _lock = lock(home)?;
