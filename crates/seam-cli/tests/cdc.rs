@@ -124,6 +124,7 @@ impl Source {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("seam cdc run did not exit within {limit:?}");
     }
 
@@ -340,6 +341,74 @@ async fn cdc_copies_the_tables_then_publishes_every_committed_change_once_in_ord
     // Late consumers bootstrap from a snapshot of the source, as from any service.
     let snapshot = reqwest::get(format!("{url}/snapshot")).await.expect("GET /snapshot");
     assert!(snapshot.status().is_success(), "{:?}", snapshot.text().await);
+
+    // `seam status` shows the slot and the WAL it holds; a stopped source leaves it inactive.
+    let slot = |out: std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["cdc_slots"][0].clone()
+    };
+    let t = source.topology.to_str().expect("utf-8").to_string();
+    let running = slot(seam(&["status", "-t", &t, "--json"]));
+    assert_eq!(running["active"], true, "{running}");
+    assert!(running["lag_bytes"].as_i64().is_some_and(|b| b >= 0), "{running}");
+    source.kill();
+    db.batch_execute("UPDATE accounts SET balance = 0")
+        .await
+        .expect("more WAL");
+    let stopped = slot(seam(&["status", "-t", &t, "--json"]));
+    assert_eq!(stopped["active"], false, "{stopped}");
+    assert!(
+        stopped["lag_bytes"].as_i64().is_some_and(|b| b > 0),
+        "the slot holds WAL: {stopped}"
+    );
+    let text = seam(&["status", "-t", &t]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("WAL HELD (BYTES)") && text.contains("inactive"), "{text}");
+}
+
+#[tokio::test]
+async fn cdc_run_refuses_bad_inputs_naming_the_fix() {
+    let _cluster = TestCluster::connect();
+    let source = Source::new(
+        "cdc-bad",
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE nokey (a int);",
+        &["t"],
+    )
+    .await;
+    let t = source.topology.to_str().expect("utf-8").to_string();
+    let run = |args: &[&str]| {
+        let out = seam(args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["cdc", "run", "nosuch", "-t", &t]);
+    assert!(err.contains("declares no service nosuch"), "{err}");
+    let write = |body: &str| {
+        let path = source.dir.join("bad.yaml");
+        std::fs::write(&path, format!("apiVersion: seam/v1\nname: bad\nservices:\n{body}")).expect("write");
+        path.to_str().expect("utf-8").to_string()
+    };
+    let database = source.url.rsplit('/').next().expect("database").to_string();
+    let missing = write(&format!(
+        "  - name: bad\n    partitions: 1\n    kind: postgres-cdc\n    postgres:\n      database: {database}\n      tables:\n        - name: nosuch\n"
+    ));
+    let err = run(&["cdc", "run", "bad", "-t", &missing]);
+    assert!(err.contains("table nosuch does not exist"), "{err}");
+    let keyless = write(&format!(
+        "  - name: bad\n    partitions: 1\n    kind: postgres-cdc\n    postgres:\n      database: {database}\n      tables:\n        - name: nokey\n"
+    ));
+    let err = run(&["cdc", "run", "bad", "-t", &keyless]);
+    assert!(err.contains("table nokey has no key"), "{err}");
+    let no_section = write("  - name: bad\n    partitions: 1\n    kind: postgres-cdc\n");
+    let err = run(&["cdc", "run", "bad", "-t", &no_section]);
+    assert!(err.contains("services[0].postgres: missing"), "{err}");
+    let wrong_kind = write("  - name: bad\n    partitions: 1\n    kind: mysql-cdc\n");
+    let err = run(&["cdc", "run", "bad", "-t", &wrong_kind]);
+    assert!(err.contains("`mysql-cdc` is not a service kind"), "{err}");
+    let no_db = write("  - name: bad\n    partitions: 1\n    kind: postgres-cdc\n    postgres:\n      database: nosuchdb\n      tables:\n        - name: t\n");
+    let err = run(&["cdc", "run", "bad", "-t", &no_db]);
+    assert!(err.contains("database \"nosuchdb\" does not exist"), "{err}");
 }
 
 #[tokio::test]

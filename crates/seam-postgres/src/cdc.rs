@@ -146,10 +146,29 @@ impl Database {
         }
     }
 
+    /// An error with its causes: tokio-postgres says only "db error" and keeps the server's
+    /// message in its source.
+    fn fail(&self, e: impl std::error::Error) -> CdcError {
+        let mut detail = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            detail.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        self.error(detail)
+    }
+
     async fn connect(&self) -> Result<tokio_postgres::Client, CdcError> {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
-            .map_err(|e| self.error(format!("cannot connect: {e}")))?;
+            .map_err(|e| self.fail(e))
+            .map_err(|e| match e {
+                CdcError::Postgres { server, detail } => CdcError::Postgres {
+                    server,
+                    detail: format!("cannot connect: {detail}"),
+                },
+                other => other,
+            })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 warn!(error = %e, "PostgreSQL connection ended");
@@ -161,7 +180,7 @@ impl Database {
                  SET extra_float_digits = 3; SET bytea_output = hex",
             )
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.fail(e))?;
         Ok(client)
     }
 
@@ -209,7 +228,7 @@ impl Database {
         let level: String = client
             .query_one("SHOW wal_level", &[])
             .await
-            .map_err(|e| self.error(e))?
+            .map_err(|e| self.fail(e))?
             .get(0);
         if level != "logical" {
             return Err(self.error(format!(
@@ -230,7 +249,7 @@ impl Database {
                     &[&self.spec.schema(), &t.name],
                 )
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.fail(e))?;
             if rows.is_empty() {
                 return Err(self.error(format!(
                     "table {} does not exist (schema {}); create it, or fix `postgres.tables` in the topology",
@@ -265,7 +284,7 @@ impl Database {
         let exists = client
             .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&self.publication])
             .await
-            .map_err(|e| self.error(e))?
+            .map_err(|e| self.fail(e))?
             .is_some();
         let sql = if exists {
             format!(
@@ -291,7 +310,7 @@ impl Database {
         Ok(client
             .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&self.slot])
             .await
-            .map_err(|e| self.error(e))?
+            .map_err(|e| self.fail(e))?
             .is_some())
     }
 
@@ -302,7 +321,7 @@ impl Database {
                 &[&self.slot],
             )
             .await
-            .map_err(|e| self.error(e))?
+            .map_err(|e| self.fail(e))?
             .map(|r| r.get(0));
         match active {
             None => Ok(()),
@@ -314,9 +333,54 @@ impl Database {
                 .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
                 .await
                 .map(|_| ())
-                .map_err(|e| self.error(e)),
+                .map_err(|e| self.fail(e)),
         }
     }
+}
+
+/// Where a CDC source's replication slot stands on its database server: what `seam status`
+/// shows. A slot holds every WAL segment from its confirmed position on, so a source that is
+/// stopped or behind makes the server keep WAL (disk) until it catches up, or until
+/// `max_slot_wal_keep_size` invalidates the slot (`wal_status` `lost`; the source then copies
+/// the tables again and publishes the difference).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SlotStatus {
+    /// The source service.
+    pub service: String,
+    /// The slot's name.
+    pub slot: String,
+    /// The database, password hidden.
+    pub database: String,
+    /// Whether the slot exists (not before the source's first start).
+    pub exists: bool,
+    /// Whether a source is connected to it.
+    pub active: bool,
+    /// WAL bytes between the server's current position and the slot's confirmed one.
+    pub lag_bytes: Option<i64>,
+    /// PostgreSQL's `wal_status`: `reserved`, `extended`, `unreserved` or `lost`.
+    pub wal_status: Option<String>,
+}
+
+/// The replication slot of the `postgres-cdc` service `spec`.
+pub async fn slot_status(spec: &ServiceSpec) -> Result<SlotStatus, CdcError> {
+    let db = Database::resolve(spec)?;
+    let client = db.connect().await?;
+    let row = client
+        .query_opt(
+            "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::int8, wal_status::text              FROM pg_replication_slots WHERE slot_name = $1",
+            &[&db.slot],
+        )
+        .await
+        .map_err(|e| db.fail(e))?;
+    Ok(SlotStatus {
+        service: spec.name.clone(),
+        slot: db.slot.clone(),
+        database: db.redacted.clone(),
+        exists: row.is_some(),
+        active: row.as_ref().is_some_and(|r| r.get(0)),
+        lag_bytes: row.as_ref().and_then(|r| r.get(1)),
+        wal_status: row.as_ref().and_then(|r| r.get(2)),
+    })
 }
 
 fn quote(ident: &str) -> String {
@@ -464,7 +528,7 @@ async fn follow(
         let attempt = if state.streaming && slot {
             let repl = ReplicationClient::connect(db.replication(state.lsn)?)
                 .await
-                .map_err(|e| db.error(e))?;
+                .map_err(|e| db.fail(e))?;
             stream(db, node, repl, state.lsn, stop).await
         } else {
             if state.streaming {
@@ -517,7 +581,7 @@ async fn copy(
     db.drop_slot(control).await?;
     let mut repl = ReplicationClient::connect_gated(db.replication(0)?)
         .await
-        .map_err(|e| db.error(e))?;
+        .map_err(|e| db.fail(e))?;
     let rows = repl
         .simple_query(&format!(
             "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput (SNAPSHOT 'export')",
@@ -531,7 +595,7 @@ async fn copy(
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .ok_or_else(|| db.error("CREATE_REPLICATION_SLOT returned no consistent point"))
     };
-    let consistent = Lsn::parse(&text(1)?).map_err(|e| db.error(e))?.as_u64();
+    let consistent = Lsn::parse(&text(1)?).map_err(|e| db.fail(e))?.as_u64();
     let snapshot = text(2)?;
     info!(slot = %db.slot, load, consistent = %Lsn::from_u64(consistent), "copying the tables");
     node.execute(CdcCommand::BeginLoad { load }, cause(&format!("copy-{load}")))
@@ -551,8 +615,8 @@ async fn copy(
         cause(&format!("copy-{load}")),
     )
     .await?;
-    repl.start().await.map_err(|e| db.error(e))?;
-    repl.wait_started().await.map_err(|e| db.error(e))?;
+    repl.start().await.map_err(|e| db.fail(e))?;
+    repl.wait_started().await.map_err(|e| db.fail(e))?;
     Ok((repl, consistent))
 }
 
@@ -573,12 +637,12 @@ async fn copy_tables(
                 db.qualified(&shape.table)
             ))
             .await
-            .map_err(|e| db.error(e))?;
+            .map_err(|e| db.fail(e))?;
         loop {
             let messages = control
                 .simple_query(&format!("FETCH {COPY_BATCH} FROM seam_copy"))
                 .await
-                .map_err(|e| db.error(e))?;
+                .map_err(|e| db.fail(e))?;
             let rows: Vec<(String, Vec<Value>)> = messages
                 .iter()
                 .filter_map(|m| match m {
@@ -602,10 +666,7 @@ async fn copy_tables(
                 settle(pending.pop_front()).await?;
             }
         }
-        control
-            .batch_execute("CLOSE seam_copy")
-            .await
-            .map_err(|e| db.error(e))?;
+        control.batch_execute("CLOSE seam_copy").await.map_err(|e| db.fail(e))?;
     }
     while let Some(p) = pending.pop_front() {
         settle(Some(p)).await?;

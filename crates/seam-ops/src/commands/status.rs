@@ -75,9 +75,19 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let home = Home::from_env().ok();
     let url_of = |c: &str| explicit.get(c).cloned().or_else(|| home.as_ref()?.service_url(c));
     let mut consumers: Vec<(String, Vec<String>, Option<String>)> = Vec::new();
+    let mut slots: Vec<SlotRow> = Vec::new();
     match &args.topology {
         Some(path) => {
             let topology = Topology::load(path)?;
+            for s in topology.services.iter().filter(|s| s.is_postgres_cdc()) {
+                slots.push(match seam_postgres::cdc::slot_status(s).await {
+                    Ok(status) => SlotRow::Known(status),
+                    Err(e) => SlotRow::Unknown {
+                        service: s.name.clone(),
+                        error: e.to_string(),
+                    },
+                });
+            }
             for c in &topology.consumers {
                 let sources = c.sources.iter().map(|s| s.service.clone()).collect();
                 consumers.push((c.service.clone(), sources, url_of(&c.service)));
@@ -122,11 +132,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         let value = serde_json::json!({
             "consumers": report,
+            "cdc_slots": slots,
             "exceeded": exceeded.iter().map(|c| c.consumer.as_str()).collect::<Vec<_>>(),
         });
         output::line(&serde_json::to_string_pretty(&value)?);
     } else {
         output::line(&render(&report));
+        if !slots.is_empty() {
+            output::line(&render_slots(&slots));
+        }
         for c in &exceeded {
             eprintln!(
                 "{} lags more than --max-lag: {} events, {:.1} s behind",
@@ -141,6 +155,52 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(LAGGING)
     })
+}
+
+/// A CDC source's slot, or why it could not be read.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum SlotRow {
+    Known(seam_postgres::cdc::SlotStatus),
+    Unknown { service: String, error: String },
+}
+
+/// The replication slots of the topology's CDC sources and how much WAL each holds.
+fn render_slots(slots: &[SlotRow]) -> String {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for s in slots {
+        match s {
+            SlotRow::Known(s) => rows.push(vec![
+                s.service.clone(),
+                s.slot.clone(),
+                if !s.exists {
+                    "not created yet".into()
+                } else if s.active {
+                    "active".into()
+                } else {
+                    "inactive".into()
+                },
+                s.lag_bytes.map_or_else(|| "-".into(), |b| b.to_string()),
+                s.wal_status.clone().unwrap_or_else(|| "-".into()),
+            ]),
+            SlotRow::Unknown { service, error } => {
+                notes.push(format!("{service}: its slot could not be read: {error}"))
+            }
+        }
+    }
+    let mut text = String::from("\n");
+    text.push_str(&output::table(
+        &["CDC SOURCE", "SLOT", "STATE", "WAL HELD (BYTES)", "WAL STATUS"],
+        &rows,
+    ));
+    if rows.iter().any(|r| r[2] == "inactive") {
+        notes.push("an inactive slot keeps every WAL segment since its position on the database server: start the source (`seam cdc run`), or drop the slot if the source is gone for good".into());
+    }
+    for n in notes {
+        text.push_str(&format!("\nnote: {n}"));
+    }
+    text
 }
 
 async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {

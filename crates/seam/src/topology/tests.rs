@@ -129,3 +129,52 @@ fn every_topology_under_deploy_loads() {
     }
     assert!(found >= 1, "no topology files under deploy/");
 }
+
+#[test]
+fn a_postgres_cdc_service_names_its_database_and_tables_and_no_schemas() {
+    let head = "apiVersion: seam/v1\nname: crm\nservices:\n  - name: crm\n    partitions: 3\n";
+    let good = format!(
+        "{head}    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables:\n        - name: customers\n        - name: notes\n          key: [customer, at]\n"
+    );
+    let t = Topology::parse("t.yaml", &good).expect("a cdc topology");
+    let s = t.service("crm").expect("crm");
+    assert!(s.is_postgres_cdc());
+    let pg = s.postgres.as_ref().expect("postgres");
+    assert_eq!(
+        (pg.schema(), pg.tables[1].key.as_deref()),
+        ("public", Some(&["customer".to_string(), "at".to_string()][..]))
+    );
+    let bad = |body: &str, expected: &str| {
+        let err = Topology::parse("t.yaml", &format!("{head}{body}"))
+            .expect_err(body)
+            .to_string();
+        assert!(err.contains(expected), "{body}: {err}");
+    };
+    bad("    kind: postgres-cdc\n", "services[0].postgres: missing");
+    bad(
+        "    kind: postgres-cdc\n    schemas: s\n    postgres:\n      database: crm\n      tables: [{name: a}]\n",
+        "remove `schemas:`",
+    );
+    bad(
+        "    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables: []\n",
+        "postgres.tables: no tables",
+    );
+    bad(
+        "    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables: [{name: a}, {name: a}]\n",
+        "listed twice",
+    );
+    bad(
+        "    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables: [{name: a, key: []}]\n",
+        "tables[0].key: empty",
+    );
+    bad(
+        "    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables: [{name: public.a}]\n",
+        "is not a table name",
+    );
+    bad(
+        "    schemas: s\n    postgres:\n      database: crm\n      tables: [{name: a}]\n",
+        "add `kind: postgres-cdc`",
+    );
+    bad("    kind: kafka\n    schemas: s\n", "`kafka` is not a service kind");
+    bad("    partitions2: 1\n", "unknown field");
+}
