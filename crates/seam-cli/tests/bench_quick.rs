@@ -10,14 +10,15 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The six benchmarks the issue names, in `seam bench all` order.
-const NAMES: [&str; 6] = [
+/// The benchmarks, in `seam bench all` order (the test stack runs PostgreSQL, so `cdc` runs).
+const NAMES: [&str; 7] = [
     "translator",
     "replay",
     "bootstrap",
     "latency",
     "kafka-streams",
     "footprint",
+    "cdc",
 ];
 
 fn seam(args: &[&str]) -> Output {
@@ -128,6 +129,13 @@ fn every_benchmark_runs_in_quick_mode_and_prints_one_json_object() {
             );
         }
     }
+    let cdc = outcomes.iter().find(|o| o["name"] == "cdc").expect("present");
+    for side in ["baseline", "subject"] {
+        assert!(
+            cdc[side]["cpu_s_per_million"].as_f64().is_some_and(|c| c > 0.0),
+            "cdc reports the CPU per row change of its {side}: {cdc}"
+        );
+    }
     let streams = outcomes.iter().find(|o| o["name"] == "kafka-streams").expect("present");
     let with_brokers = &streams["settings"]["including_broker_cpu"];
     assert!(
@@ -191,5 +199,29 @@ fn unreachable_brokers_are_named_with_what_to_do() {
         ] {
             assert!(stderr.contains(needle), "{args:?}: `{needle}` in:\n{stderr}");
         }
+    }
+}
+
+/// `seam bench cdc` without a PostgreSQL says how to get one, before it creates anything.
+#[test]
+fn the_cdc_benchmark_without_postgres_says_how_to_get_one() {
+    let cluster = seam_testkit::TestCluster::connect();
+    let empty_home = std::env::temp_dir().join(seam_testkit::unique_name("no-stack-home"));
+    let out = Command::new(env!("CARGO_BIN_EXE_seam"))
+        .args(["bench", "cdc", "--quick"])
+        .env("SEAM_HOME", &empty_home)
+        .env("SEAM_BROKERS", cluster.bootstrap())
+        .env("SEAM_REGISTRY", cluster.registry())
+        .env_remove("SEAM_POSTGRES")
+        .output()
+        .expect("run seam");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "seam bench cdc needs PostgreSQL",
+        "seam local up --postgres",
+        "SEAM_POSTGRES",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` in:\n{stderr}");
     }
 }

@@ -821,8 +821,22 @@ async fn stream(
         confirmed = confirmed.max(f.end_lsn);
         repl.update_applied_lsn(Lsn::from_u64(confirmed));
     }
-    let _ = repl.shutdown().await;
+    close_confirmed(&mut repl, confirmed).await;
     result
+}
+
+/// Closes a replication session once the server has been told `lsn` is flushed (the client
+/// sends its status updates on its own schedule and not when stopped), or after 3 s.
+pub async fn close_confirmed(repl: &mut ReplicationClient, lsn: u64) {
+    repl.update_applied_lsn(Lsn::from_u64(lsn));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while repl.metrics().last_applied_lsn().as_u64() < lsn
+        && repl.is_running()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = repl.shutdown().await;
 }
 
 fn published(relations: &HashMap<u32, Relation>, id: u32, spec: &PostgresSpec) -> Option<String> {

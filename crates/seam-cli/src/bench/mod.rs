@@ -4,6 +4,7 @@
 //! here are noisy; only the ratio of two figures taken together means something.
 
 pub mod bootstrap;
+pub mod cdc;
 pub mod cpu;
 pub mod footprint;
 pub mod kafka_streams;
@@ -69,13 +70,14 @@ pub(crate) fn reader(client: &ClientConfig, group: &str, topic: &str, from: Offs
 }
 
 /// Every benchmark, in the order `seam bench all` runs them.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "translator",
     "replay",
     "bootstrap",
     "latency",
     "kafka-streams",
     "footprint",
+    "cdc",
 ];
 
 /// Runs the benchmark called `name`; every result (and each case of it) names the cluster's
@@ -106,6 +108,7 @@ async fn run_one(name: &str, endpoints: &Setup, quick: bool, rounds: usize) -> a
         "latency" => latency::run(endpoints, quick, rounds).await,
         "kafka-streams" => kafka_streams::run(endpoints, quick, rounds).await,
         "footprint" => footprint::run(endpoints, quick, rounds).await,
+        "cdc" => cdc::run(endpoints, quick, rounds).await,
         other => anyhow::bail!("no benchmark called {other}; there are {}", NAMES.join(", ")),
     }
 }

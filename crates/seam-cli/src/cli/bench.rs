@@ -26,6 +26,9 @@ pub enum BenchCommand {
     Bootstrap(Common),
     /// The translator workload as a Kafka Streams app vs seam, by events per CPU-second.
     KafkaStreams(Common),
+    /// A postgres-cdc source catching up on committed row changes vs a raw slot → Kafka relay
+    /// (needs PostgreSQL: `seam local up --postgres` or SEAM_POSTGRES).
+    Cdc(Common),
     /// Every benchmark in turn; `--markdown` prints BENCHMARKS.md (machine, commit, results).
     All {
         /// Options of each benchmark.
@@ -89,6 +92,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Latency(c) => ("latency", c),
         BenchCommand::KafkaStreams(c) => ("kafka-streams", c),
         BenchCommand::Footprint(c) => ("footprint", c),
+        BenchCommand::Cdc(c) => ("cdc", c),
     };
     let setup = bench::Setup {
         endpoints: Endpoints::discover()?,
@@ -113,6 +117,12 @@ async fn all(common: &Common, markdown: bool) -> anyhow::Result<ExitCode> {
     bench::check_reachable(&endpoints).await?;
     let mut outcomes = Vec::new();
     for name in bench::NAMES {
+        if name == "cdc" {
+            if let Err(e) = seam_local::cluster::Postgres::discover() {
+                eprintln!("seam bench cdc skipped: {e}");
+                continue;
+            }
+        }
         eprintln!("seam bench {name}{} ...", if common.quick { " --quick" } else { "" });
         let o = bench::run(name, &endpoints, common.quick, common.rounds.into()).await?;
         if common.json {
