@@ -113,14 +113,22 @@ struct Row {
 pub struct CdcSource {
     namespace: String,
     tables: BTreeMap<String, TableShape>,
+    /// Per table, its records' full names (Inserted, Updated, Deleted), made once.
+    records: BTreeMap<String, [String; 3]>,
 }
 
 impl CdcSource {
     /// A source publishing `tables` as records in `namespace`.
     pub fn new(namespace: &str, tables: impl IntoIterator<Item = TableShape>) -> Self {
+        let tables: BTreeMap<String, TableShape> = tables.into_iter().map(|t| (t.table.clone(), t)).collect();
+        let records = tables
+            .values()
+            .map(|t| (t.table.clone(), t.records(namespace)))
+            .collect();
         Self {
             namespace: namespace.to_string(),
-            tables: tables.into_iter().map(|t| (t.table.clone(), t)).collect(),
+            tables,
+            records,
         }
     }
 
@@ -156,7 +164,7 @@ impl CdcSource {
         subject: &str,
         row: &[Value],
     ) -> Result<(), ApplyError> {
-        let record = &shape.records(&self.namespace)[which];
+        let record = &self.records[&shape.table][which];
         let value = shape.avro(row, which == 2).map_err(shape_error)?;
         let body = ctx.catalog().encode_value(record, value)?;
         ctx.emit_encoded(subject, record, body)?;
@@ -184,7 +192,13 @@ impl CdcSource {
     ) -> Result<(), ApplyError> {
         let subject = shape.subject(values).map_err(shape_error)?;
         let key = format!("{ROWS}{subject}");
-        let old: Option<Row> = ctx.get(&key)?;
+        // An insert's row is new (the copy and the stream never overlap) and has every value:
+        // nothing to compare or fill in, so the mirror need not be read.
+        let old: Option<Row> = if force_insert && !only_if_changed && !values.contains(&Value::Unchanged) {
+            None
+        } else {
+            ctx.get(&key)?
+        };
         let mut merged = values.to_vec();
         for (i, c) in shape.columns.iter().enumerate() {
             if merged.get(i) == Some(&Value::Unchanged) {
@@ -357,7 +371,7 @@ impl Service for CdcSource {
             let Some(shape) = self.tables.get(table) else {
                 continue;
             };
-            let record = shape.records(&self.namespace)[0].clone();
+            let record = self.records[table][0].clone();
             let value = shape.avro(&Self::values_of(shape, &row), false).map_err(shape_error)?;
             let body = out.catalog().encode_value(&record, value)?;
             out.emit_encoded(&subject, &record, body)?;
