@@ -338,6 +338,25 @@ async fn cdc_copies_the_tables_then_publishes_every_committed_change_once_in_ord
         table(&source.url, "SELECT id, owner, balance, vip, note FROM accounts").await,
         "the topic rebuilds the table"
     );
+    // Its metrics count what it copied and streamed, and where its slot stands.
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(metric("seam_cdc_copied_rows_total"), 50.0, "{metrics}");
+    // The explicit block, then the three statements after it in the simple query's implicit one.
+    assert_eq!(metric("seam_cdc_transactions_total"), 2.0, "{metrics}");
+    assert_eq!(metric("seam_cdc_row_changes_total"), 23.0, "{metrics}");
+    assert!(metric("seam_cdc_confirmed_lsn") > 0.0, "{metrics}");
     // Late consumers bootstrap from a snapshot of the source, as from any service.
     let snapshot = reqwest::get(format!("{url}/snapshot")).await.expect("GET /snapshot");
     assert!(snapshot.status().is_success(), "{:?}", snapshot.text().await);

@@ -658,6 +658,7 @@ async fn copy_tables(
             if rows.is_empty() {
                 break;
             }
+            node.metrics().cdc_copied(rows.len() as u64);
             let done = node
                 .submit(CdcCommand::Load { load, rows }, cause(&format!("copy-{load}")))
                 .await?;
@@ -716,6 +717,7 @@ async fn stream(
     let mut changes: Vec<Change> = Vec::new();
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut confirmed = durable;
+    node.metrics().cdc_confirmed(confirmed);
     let result = loop {
         // Confirm every transaction that became durable, in order.
         while in_flight.front().is_some_and(|f| f.done.is_finished()) {
@@ -723,6 +725,7 @@ async fn stream(
                 settle(Some(f.done)).await?;
                 confirmed = confirmed.max(f.end_lsn);
                 repl.update_applied_lsn(Lsn::from_u64(confirmed));
+                node.metrics().cdc_confirmed(confirmed);
             }
         }
         let event = tokio::select! {
@@ -788,9 +791,11 @@ async fn stream(
                     if in_flight.is_empty() {
                         confirmed = confirmed.max(end_lsn);
                         repl.update_applied_lsn(Lsn::from_u64(confirmed));
+                        node.metrics().cdc_confirmed(confirmed);
                     }
                     continue;
                 }
+                node.metrics().cdc_transaction(changes.len() as u64);
                 let command = CdcCommand::Transaction {
                     end_lsn,
                     changes: std::mem::take(&mut changes),
@@ -807,6 +812,7 @@ async fn stream(
                         settle(Some(f.done)).await?;
                         confirmed = confirmed.max(f.end_lsn);
                         repl.update_applied_lsn(Lsn::from_u64(confirmed));
+                        node.metrics().cdc_confirmed(confirmed);
                     }
                 }
             }
@@ -820,6 +826,7 @@ async fn stream(
         settle(Some(f.done)).await?;
         confirmed = confirmed.max(f.end_lsn);
         repl.update_applied_lsn(Lsn::from_u64(confirmed));
+        node.metrics().cdc_confirmed(confirmed);
     }
     close_confirmed(&mut repl, confirmed).await;
     result

@@ -38,6 +38,10 @@ struct Inner {
     needs_rebuild: Family<Labels, Gauge>,
     commits: Family<Labels, Counter>,
     flushes: Family<Labels, Histogram>,
+    cdc_transactions: Family<Labels, Counter>,
+    cdc_row_changes: Family<Labels, Counter>,
+    cdc_copied_rows: Family<Labels, Counter>,
+    cdc_confirmed_lsn: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -81,6 +85,18 @@ impl Metrics {
             "seam_store_commits",
             "Atomic store writes (one per group commit; the flusher makes them durable)",
         );
+        let cdc_transactions = family(
+            "seam_cdc_transactions",
+            "Committed PostgreSQL transactions a postgres-cdc source applied (with changes to its tables)",
+        );
+        let cdc_row_changes = family(
+            "seam_cdc_row_changes",
+            "Row changes (insert, update, delete, truncate) in the transactions a postgres-cdc source applied",
+        );
+        let cdc_copied_rows = family(
+            "seam_cdc_copied_rows",
+            "Rows read by a postgres-cdc source's initial copies",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<Labels, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -101,6 +117,10 @@ impl Metrics {
         let needs_rebuild = gauge(
             "seam_source_needs_rebuild",
             "1 while a source is not read because events this consumer needs were deleted (see GET /subscriptions)",
+        );
+        let cdc_confirmed_lsn = gauge(
+            "seam_cdc_confirmed_lsn",
+            "The WAL position (LSN as a number) a postgres-cdc source made durable and confirmed to its slot",
         );
         let flushes = Family::<Labels, Histogram>::new_with_constructor(flush_buckets as fn() -> Histogram);
         registry.register(
@@ -125,6 +145,10 @@ impl Metrics {
                 needs_rebuild,
                 commits,
                 flushes,
+                cdc_transactions,
+                cdc_row_changes,
+                cdc_copied_rows,
+                cdc_confirmed_lsn,
             }),
         }
     }
@@ -230,6 +254,26 @@ impl Metrics {
         } else {
             self.inner.needs_rebuild.remove(&labels);
         }
+    }
+
+    /// A postgres-cdc source applied a transaction of `changes` row changes.
+    pub fn cdc_transaction(&self, changes: u64) {
+        let labels = self.labels(&[]);
+        self.inner.cdc_transactions.get_or_create(&labels).inc();
+        self.inner.cdc_row_changes.get_or_create(&labels).inc_by(changes);
+    }
+
+    /// A postgres-cdc source's initial copy read `rows` rows.
+    pub fn cdc_copied(&self, rows: u64) {
+        self.inner.cdc_copied_rows.get_or_create(&self.labels(&[])).inc_by(rows);
+    }
+
+    /// A postgres-cdc source confirmed `lsn` to its slot.
+    pub fn cdc_confirmed(&self, lsn: u64) {
+        self.inner
+            .cdc_confirmed_lsn
+            .get_or_create(&self.labels(&[]))
+            .set(i64::try_from(lsn).unwrap_or(i64::MAX));
     }
 
     /// Prometheus text exposition of every metric.
