@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use apache_avro::types::Value as Avro;
 use seam::codec::{wire, Registry};
 use seam_local::cluster::Postgres;
-use seam_testkit::{unique_name, wait_until, ReadRecord, TestCluster};
+use seam_testkit::{sql, unique_name, wait_until, ReadRecord, TestCluster};
 
 /// One CDC source under test: its database, topology, store and process.
 struct Source {
@@ -154,14 +154,6 @@ fn seam(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("run seam")
-}
-
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(connection);
-    client
 }
 
 /// A table as text values by key column text: what the topic must rebuild.

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use seam_testkit::{unique_name, TestCluster};
+use seam_testkit::{sql, unique_name, TestCluster};
 
 /// A private SEAM_HOME that reuses the downloads of the user's home when there are any.
 struct TempHome(PathBuf);
@@ -409,15 +409,6 @@ async fn up_down_up_keeps_registry_schemas_and_purge_removes_everything() {
         !home.0.join("local").join("brokers-1").exists(),
         "purge removes the data, PostgreSQL's too"
     );
-}
-
-/// A connection to `url`, its driver running in the background.
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(connection);
-    client
 }
 
 fn status_json(home: &TempHome) -> serde_json::Value {

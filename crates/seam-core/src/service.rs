@@ -116,16 +116,7 @@ impl<'a> SnapshotOut<'a> {
     /// Adds a state-transfer record about `subject`.
     pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<(), ApplyError> {
         let body = self.catalog.encode(E::RECORD, event)?;
-        match &mut self.out {
-            Output::Memory(records) => records.push((subject.to_string(), E::RECORD.to_string(), body)),
-            Output::Spool(spool) => spool.append(subject, E::RECORD, &body).map_err(|e| {
-                ApplyError::Store(StoreError::Corrupt {
-                    what: "snapshot spool",
-                    detail: e.to_string(),
-                })
-            })?,
-        }
-        Ok(())
+        self.emit_encoded(subject, E::RECORD, body)
     }
 
     /// Adds a state-transfer record about `subject` that is already encoded with the catalog's
@@ -362,23 +353,7 @@ impl<'a> Apply<'a> {
     /// durable. Returns its seq.
     pub fn emit<E: Event>(&mut self, subject: &str, event: &E) -> Result<u64, ApplyError> {
         let body = self.catalog.encode(E::RECORD, event)?;
-        let schema = Some(self.catalog.record(E::RECORD)?.fingerprint);
-        let seq = self.set.append(
-            self.store,
-            JournalEntry {
-                seq: 0,
-                subject: subject.to_string(),
-                record: E::RECORD.to_string(),
-                time_ms: self.now_ms,
-                correlation_id: self.cause.correlation_id.clone(),
-                causation_id: self.cause.causation_id.clone(),
-                body,
-                prev: None,
-                schema,
-            },
-        )?;
-        self.emitted.push(seq);
-        Ok(seq)
+        self.emit_encoded(subject, E::RECORD, body)
     }
 
     /// Appends an event about `subject` whose body is already encoded with the catalog's schema

@@ -279,6 +279,15 @@ impl BrokerFaults {
     }
 }
 
+/// A SQL connection to `url` (a test's PostgreSQL), its driver running in the background.
+pub async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
 /// A name no other test or earlier run uses: `<prefix>-<pid>-<time>-<n>`.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -172,13 +172,7 @@ impl<S: Service> Node<S> {
     /// Applies one of the service's own commands; returns the seqs of the events it emitted once
     /// they are durable.
     pub async fn execute(&self, command: S::Command, cause: Cause) -> Result<Vec<u64>, ExecuteError> {
-        let writer = self.writer.as_ref().ok_or(ExecuteError::Stopped)?;
-        let (reply, answer) = oneshot::channel();
-        writer
-            .send(writer::Request::Command { command, cause, reply })
-            .await
-            .map_err(|_| ExecuteError::Stopped)?;
-        answer.await.map_err(|_| ExecuteError::Stopped)?
+        self.submit(command, cause).await?.await
     }
 
     /// Queues one of the service's own commands and returns once the writer has it, with a
