@@ -450,9 +450,15 @@ pub async fn run(
         for (record, text) in &schemas {
             if let Err(e) = node.registry().register_text(&topic, record, text).await {
                 let _ = Node::shutdown_shared(node).await;
-                return Err(CdcError::Config(format!(
-                    "the registry refused the schema of {record}, derived from its table: {e}; the table changed in a way the subject's compatibility rule forbids: revert the change, or publish the table under a new name"
-                )));
+                // Only a refusal means the table changed incompatibly; an outage is just that.
+                return Err(CdcError::Config(match e {
+                    seam::codec::RegistryError::Refused { .. } => format!(
+                        "the registry refused the schema of {record}, derived from its table: {e}; the table changed in a way the subject's compatibility rule forbids: revert the change and run with --resync, or publish the table under a new name"
+                    ),
+                    other => format!(
+                        "registering the schema of {record}: {other}; check that the registry runs (`seam local status`, or SEAM_REGISTRY) and start the source again"
+                    ),
+                }));
             }
         }
         let bound = match listener.take() {
