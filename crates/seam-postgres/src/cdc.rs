@@ -100,6 +100,24 @@ pub struct CdcOptions {
     /// Drop the slot and copy the tables again before following the stream, publishing only
     /// the difference to what was published: the way past a change the source stopped at.
     pub resync: bool,
+    /// More of the same service served on the same address: its database sink.
+    pub extra: Option<Extra>,
+}
+
+/// Routes and metrics served in front of the CDC node's: the service's sink, so one address
+/// (the one `seam register` and `seam status` find) answers for the whole CRUD service.
+#[derive(Clone)]
+pub struct Extra {
+    /// Routes that take precedence over the node's.
+    pub routes: axum::Router,
+    /// Prometheus text appended to the node's `/metrics`.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl std::fmt::Debug for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Extra { .. }")
+    }
 }
 
 /// The resolved database of a source.
@@ -470,7 +488,34 @@ pub async fn run(
                     source,
                 })?,
         };
-        let app = seam::http::operator_routes(Arc::clone(&node));
+        let app = match &options.extra {
+            None => seam::http::operator_routes(Arc::clone(&node)),
+            Some(extra) => {
+                let (node_metrics, more) = (Arc::clone(&node), Arc::clone(&extra.metrics));
+                let metrics = axum::routing::get(move || {
+                    let (node_metrics, more) = (Arc::clone(&node_metrics), Arc::clone(&more));
+                    async move {
+                        let node_text = node_metrics.metrics().render();
+                        let (head, tail) = match node_text.trim_end().strip_suffix("# EOF") {
+                            Some(head) => (head.to_string(), "# EOF\n"),
+                            None => (node_text, ""),
+                        };
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            format!("{head}{}\n{tail}", more().trim_end()),
+                        )
+                    }
+                });
+                extra
+                    .routes
+                    .clone()
+                    .route("/metrics", metrics)
+                    .fallback_service(seam::http::operator_routes(Arc::clone(&node)))
+            }
+        };
         let serving = CancellationToken::new();
         let until = serving.clone().cancelled_owned();
         let server = tokio::spawn(async move { axum::serve(bound, app).with_graceful_shutdown(until).await });
@@ -497,6 +542,12 @@ pub async fn run(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The connection URL of a `postgres-cdc` service's database (a name on the discovered server,
+/// or the URL the topology gives).
+pub fn database_url(spec: &ServiceSpec) -> Result<String, CdcError> {
+    Database::resolve(spec).map(|db| db.url)
 }
 
 /// Why following the stream ended.

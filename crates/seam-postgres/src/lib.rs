@@ -6,7 +6,9 @@
 //! durable.
 #![forbid(unsafe_code)]
 
+pub mod adapter;
 pub mod cdc;
 pub mod pgoutput;
 pub mod schema;
+pub mod sink;
 pub mod source;

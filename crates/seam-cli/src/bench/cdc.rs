@@ -195,6 +195,7 @@ async fn seam_catch_up(
         store_engine: Some(endpoints.engine),
         bind: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
         resync: false,
+        extra: None,
     };
     let running = tokio::spawn(seam_postgres::cdc::run(options, stop.clone(), move |url| {
         let _ = tx.send(url.to_string());

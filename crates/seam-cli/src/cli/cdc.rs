@@ -57,6 +57,17 @@ pub async fn run(cmd: CdcCommand) -> anyhow::Result<ExitCode> {
             args.service
         )
     })?;
+    let reads: Vec<&str> = topology
+        .sources_of(&args.service)
+        .iter()
+        .map(|s| s.service.as_str())
+        .collect();
+    if !reads.is_empty() {
+        eprintln!(
+            "note: {} also reads {reads:?}; this process publishes its tables only. Its database sink runs in an adapter that links its translators (`seam_postgres::adapter`, as examples/customer-order does)",
+            args.service
+        );
+    }
     let store_dir = match args.store {
         Some(dir) => dir,
         None => seam_local::Home::from_env()?
@@ -83,6 +94,7 @@ pub async fn run(cmd: CdcCommand) -> anyhow::Result<ExitCode> {
         store_engine: args.store_engine,
         bind: SocketAddr::new(args.host, args.port),
         resync: args.resync,
+        extra: None,
     };
     cdc::run(options, stop, |url| println!("ready {url}")).await?;
     Ok(ExitCode::SUCCESS)

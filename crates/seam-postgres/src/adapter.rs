@@ -1,0 +1,69 @@
+//! A CRUD service's adapter: one process per service that publishes its tables' row changes
+//! (the CDC source) and applies what it reads from other services to its database (the sink),
+//! behind one HTTP address, so operators register, inspect and scrape the service as a whole.
+
+use std::sync::Arc;
+
+use seam::topology::Topology;
+use seam::translator::Translator;
+use seam_local::cluster::Endpoints;
+use tokio_util::sync::CancellationToken;
+
+use crate::cdc::{self, CdcError, CdcOptions, Extra};
+use crate::sink::{Sink, SinkCommand, SinkError, SinkOptions};
+
+/// What an adapter needs beyond a CDC source's options.
+pub struct AdapterOptions {
+    /// The CDC source's options (its `extra` is the sink's).
+    pub cdc: CdcOptions,
+    /// The topology, for the sources the service reads.
+    pub topology: Topology,
+    /// Every translator linked for the service's sink.
+    pub translators: Vec<Box<dyn Translator<SinkCommand>>>,
+}
+
+/// Why an adapter stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The source.
+    #[error(transparent)]
+    Cdc(#[from] CdcError),
+    /// The sink.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// Runs the service's CDC source and sink until `stop` is cancelled or the source fails.
+pub async fn run(
+    mut options: AdapterOptions,
+    stop: CancellationToken,
+    ready: impl FnOnce(&str) + Send,
+) -> Result<(), AdapterError> {
+    let spec = options.cdc.spec.clone();
+    let sources: Vec<String> = options
+        .topology
+        .sources_of(&spec.name)
+        .iter()
+        .map(|s| s.service.clone())
+        .collect();
+    let database = cdc::database_url(&spec)?;
+    let endpoints = Endpoints::discover_for(&spec.name).map_err(SinkError::from)?;
+    let sink = Sink::start(
+        SinkOptions {
+            service: spec.name.clone(),
+            database,
+            sources,
+            translators: std::mem::take(&mut options.translators),
+        },
+        &endpoints,
+    )?;
+    let shared = sink.shared();
+    let rendered = Arc::clone(&shared);
+    options.cdc.extra = Some(Extra {
+        routes: crate::sink::routes(shared),
+        metrics: Arc::new(move || rendered.metrics().render()),
+    });
+    let outcome = cdc::run(options.cdc, stop, ready).await;
+    sink.stop().await;
+    Ok(outcome?)
+}
