@@ -1,6 +1,5 @@
 //! The customer-order example against the real PostgreSQL, Kafka and registry of the test
-//! stack: the demo with its late registration (run twice: the second run is a no-op
-//! registration and still in sync), poison events dead-lettered by the sink while the rest
+//! stack: the demo with its late registration (run twice: each run starts over), poison events dead-lettered by the sink while the rest
 //! applies, and SIGKILLs of the adapters (CDC source and sink) and of PostgreSQL that lose and
 //! duplicate no row change. Both databases are compared row by row (digests), including how
 //! many changes each replica row received.
@@ -173,7 +172,7 @@ async fn in_sync(customers: &str, orders: &str, timeout: Duration) -> Vec<sync::
 }
 
 #[tokio::test]
-async fn the_demo_syncs_both_databases_with_a_late_registration_and_runs_again() {
+async fn the_demo_syncs_both_databases_with_a_late_registration_and_starts_over_when_run_again() {
     let _serial = SERIAL.lock().await;
     let cluster = TestCluster::connect();
     clean_topics(&cluster).await;
@@ -205,17 +204,13 @@ async fn the_demo_syncs_both_databases_with_a_late_registration_and_runs_again()
         assert_eq!(flow["in_sync"], true, "{flow}");
         assert!(flow["replica_rows"].as_i64().unwrap_or(0) > 0, "{flow}");
     }
-    // The same state, the same commands: the registration is a no-op and 400 more requests sync.
+    // Run again, it starts over: the report counts exactly its own requests.
     let second = run();
     assert_eq!(second["synced"], true, "{second:#}");
-    assert!(
-        second["registration"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("already registered"),
-        "{second:#}"
-    );
-    assert_eq!(second["flows"][0]["source_rows"], 200, "{second:#}");
+    let registration = second["registration"].as_str().unwrap_or_default();
+    assert!(registration.contains("bootstrapped from the snapshot"), "{second:#}");
+    assert_eq!(second["flows"][0]["source_rows"], 100, "{second:#}");
+    assert_eq!(second["flows"][1]["source_rows"], 300, "{second:#}");
     let _ = std::fs::remove_dir_all(&home);
 }
 
@@ -416,5 +411,126 @@ async fn fault_adapters_and_postgres_killed_mid_stream_lose_and_duplicate_no_row
     );
     example.stop().await;
     drop(postgres);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn fault_a_sink_killed_during_its_bootstrap_loads_the_same_snapshot_again_once() {
+    let _serial = SERIAL.lock().await;
+    let cluster = TestCluster::connect();
+    clean_topics(&cluster).await;
+    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
+    drop_databases(&server.database("postgres")).await;
+    let dir = std::env::temp_dir().join(unique_name("customer-order-bootstrap"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let topology = dir.join("topology.yaml");
+    std::fs::copy(repo().join("deploy/customer-order.yaml"), &topology).expect("topology");
+    deploy(&cluster, &topology).await;
+    let envs = child_env(&cluster, &dir, server.url());
+    let mut example = Example::start(&topology, &dir, &envs).await;
+    // Enough customers that loading them takes a while: written straight into the table, as
+    // a batch job would, and published by the CDC source.
+    let rows = 40_000i64;
+    sql(&server.database("customers"))
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO customers (name, email) SELECT 'Customer ' || i, 'c' || i || '@example.org' FROM generate_series(1, {rows}) i"
+        ))
+        .await
+        .expect("customers");
+    let source = example.url("adapter customer-service");
+    let http = reqwest::Client::new();
+    let probe: BaseConsumer = cluster.client_config().create().expect("probe");
+    wait_until(
+        Duration::from_secs(180),
+        "the CDC source to publish every customer",
+        || {
+            let published: i64 = (0..3)
+                .map(|p| {
+                    probe
+                        .fetch_watermarks("customer-service.events", p, Duration::from_secs(10))
+                        .map(|(low, high)| high - low)
+                        .unwrap_or(0)
+                })
+                .sum();
+            // Transaction markers take an offset each, so the end offsets pass the row count.
+            async move {
+                if published >= rows {
+                    Ok(())
+                } else {
+                    Err(format!("{published} records"))
+                }
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sink = example.url("adapter order-service");
+    let register = seam_ops::commands::register::RegisterArgs {
+        consumer: "order-service".into(),
+        source: "customer-service".into(),
+        snapshot: Some(format!("{source}/snapshot")),
+        from_beginning: false,
+        accept_gap: false,
+        topology: topology.clone(),
+        url: Some(sink.clone()),
+        json: true,
+    };
+    let first = tokio::spawn({
+        let register = register.clone();
+        async move { seam_ops::commands::register::register(&register).await }
+    });
+    let subscription = format!("{sink}/subscriptions/customer-service");
+    let loaded = wait_until(Duration::from_secs(120), "the bootstrap to be under way", || {
+        let (http, subscription) = (&http, &subscription);
+        async move {
+            let r: serde_json::Value = http
+                .get(subscription)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            match (r["state"].as_str(), r["loaded"].as_u64()) {
+                (Some("bootstrapping"), Some(n)) if n > 0 => Ok(n),
+                _ => Err(r.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    example.get("adapter order-service").kill().await;
+    let interrupted = first.await.expect("register task");
+    assert!(
+        interrupted.is_err(),
+        "the registration was cut short after {loaded} records"
+    );
+    // Nothing of the interrupted bootstrap is in the database: it was one transaction.
+    let orders = sql(&server.database("orders")).await;
+    let partial: i64 = orders
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(partial, 0, "an interrupted bootstrap leaves nothing behind");
+    example
+        .get("adapter order-service")
+        .restart(&exe())
+        .await
+        .expect("restart the adapter");
+    // The operator runs the command again: it follows the resumed bootstrap, or finds it done.
+    let again = seam_ops::commands::register::register(&register)
+        .await
+        .expect("register again");
+    assert_eq!(again.consumer, "order-service");
+    let flows = in_sync(
+        &server.database("customers"),
+        &server.database("orders"),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(flows[0].replica_rows, rows, "{flows:?}");
+    example.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,8 +1,9 @@
 //! `customer-order demo`: seed 002 end to end, and its open question answered ("how well does
 //! the event-driven approach sync when it has received 100 requests?"):
 //! 1. uses the configured cluster and PostgreSQL, or starts the local stack with PostgreSQL;
-//! 2. deploys `deploy/customer-order.yaml` (topics, ACLs; the CDC sources register their
-//!    schemas when they start);
+//! 2. starts over (deletes the example's topics, databases and stores of an earlier run, so
+//!    the report counts exactly this run's requests) and deploys `deploy/customer-order.yaml`
+//!    (topics, ACLs; the CDC sources register their schemas when they start);
 //! 3. starts the two CRUD services (no seam inside) and their adapters (CDC source + sink);
 //! 4. creates half the customers, then registers the order service late with `seam register`,
 //!    from the customer source's snapshot, while the other half is created;
@@ -91,7 +92,7 @@ impl Report {
         );
         println!("  late registration: {}", self.registration);
         println!(
-            "  in sync {:.2} s after the last request; {:.0} replicated rows/s overall",
+            "  in sync {:.2} s after the last request; {:.0} replicated rows/s from the first request until in sync (the late registration included)",
             self.sync_seconds_after_last_request, self.replicated_rows_per_second
         );
         for f in &self.flows {
@@ -126,6 +127,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let home = seam_local::Home::from_env()?;
     let data = home.root().join("customer-order");
     let topology_path = args.topology.clone().unwrap_or_else(crate::default_topology);
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let topology = Topology::load(&topology_path)?;
     for (service, _) in crate::SERVICES {
         if topology.service(service).is_none_or(|s| !s.is_postgres_cdc()) {
@@ -143,35 +145,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         secrets: endpoints.secrets.clone(),
         ..Default::default()
     };
-    // A working copy from an earlier run has the order service registered: deploy that.
-    let earlier = data.join("topology.yaml");
-    let deploying = if earlier.is_file() {
-        Topology::load(&earlier)?
-    } else {
-        topology.clone()
-    };
-    let deployed = seam_ops::deploy::deploy(&deploying, &client, &registry, &options).await?;
+    // Every run starts from nothing, so its report counts exactly its own requests.
+    bar.set_message("phase 2/6: starting over: the example's topics, databases and stores");
+    start_over(&client, &topology, &server, &data).await?;
+    bar.set_message("phase 2/6: seam deploy (topics, ACLs)");
+    let deployed = deploy_fresh(&topology, &client, &registry, &options).await?;
     if !deployed.problems.is_empty() {
         bail!(
             "{} cannot be deployed to this cluster:\n  {}",
             topology_path.display(),
             deployed.problems.join("\n  ")
-        );
-    }
-    let fresh = deployed
-        .changes
-        .iter()
-        .any(|c| c.action == seam_ops::deploy::Action::Create && c.resource == "topic/customer-service.events");
-    let stored = crate::SERVICES.iter().all(|(s, _)| data.join(s).exists());
-    if fresh || (!stored && events_in(&client, &topology)? == 0) {
-        // New (or empty) topics: whatever the databases and stores hold belongs to topics
-        // that are gone.
-        start_over(&server, &data).await?;
-    } else if !stored {
-        bail!(
-            "customer-service.events already holds what an earlier run published, but its store is not under {}: \
-             start over with `seam local down --purge` (local stack), or delete the example's topics",
-            data.display()
         );
     }
     let working = working_topology(&topology_path, &data)?;
@@ -237,8 +220,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let waited = load::orders(&http, &url("crud order-service"), &ids, orders).await?;
         let request_seconds = requests_started.elapsed().as_secs_f64();
         let last_request = Instant::now();
-        // The edited topology lists the order service as a consumer now: its DLQ topic.
-        seam_ops::deploy::deploy(&Topology::load(&working)?, &client, &registry, &options).await?;
 
         bar.set_message("phase 6/6: waiting until both databases agree");
         let (customers_db, orders_db) = (
@@ -254,6 +235,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let synced_at = last_request.elapsed().as_secs_f64();
+        // The edited topology lists the order service as a consumer now: its DLQ topic.
+        seam_ops::deploy::deploy(&Topology::load(&working)?, &client, &registry, &options).await?;
         let rows: i64 = flows.iter().take(2).map(|f| f.replica_rows).sum();
         anyhow::Ok(Report {
             synced: flows.iter().all(|f| f.in_sync),
@@ -304,25 +287,80 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Events on the topics of the topology's services.
-fn events_in(client: &rdkafka::ClientConfig, topology: &Topology) -> anyhow::Result<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let probe: BaseConsumer = client.create()?;
-    let mut events = 0;
-    for s in &topology.services {
-        let topic = seam::translator::events_topic(&s.name);
-        for p in 0..s.partitions {
-            let (low, high) = probe
-                .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                .with_context(|| format!("reading the offsets of {topic}"))?;
-            events += high - low;
+/// Deploys `topology` right after its topics were deleted: the brokers may still be
+/// finishing the deletion, so a refused creation is tried again for a while.
+async fn deploy_fresh(
+    topology: &Topology,
+    client: &rdkafka::ClientConfig,
+    registry: &seam_ops::deploy::Registry,
+    options: &seam_ops::deploy::Options,
+) -> anyhow::Result<seam_ops::deploy::Outcome> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match seam_ops::deploy::deploy(topology, client, registry, options).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "deploy refused right after the topics' deletion; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(events)
 }
 
-/// Drops the example's databases (and the replication slots in them) and the adapters' stores.
-async fn start_over(server: &seam_local::cluster::Postgres, data: &Path) -> anyhow::Result<()> {
+/// Deletes the example's topics (events and DLQs), its databases (with the replication slots
+/// in them) and the adapters' stores and working topology: what an earlier run left.
+async fn start_over(
+    client: &rdkafka::ClientConfig,
+    topology: &Topology,
+    server: &seam_local::cluster::Postgres,
+    data: &Path,
+) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let probe: BaseConsumer = client.create()?;
+    let wanted: Vec<String> = topology
+        .services
+        .iter()
+        .flat_map(|s| {
+            [
+                seam::translator::events_topic(&s.name),
+                seam::translator::dlq_topic(&s.name),
+            ]
+        })
+        .collect();
+    let listed = |probe: &BaseConsumer| -> anyhow::Result<Vec<String>> {
+        Ok(probe
+            .fetch_metadata(None, Duration::from_secs(10))
+            .context("listing the cluster's topics")?
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|t| wanted.contains(t))
+            .collect())
+    };
+    let existing = listed(&probe)?;
+    if !existing.is_empty() {
+        let admin: AdminClient<DefaultClientContext> = client.create()?;
+        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in admin.delete_topics(&names, &opts).await? {
+            if let Err((topic, e)) = result {
+                bail!("deleting {topic} of an earlier run: {e}");
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !listed(&probe)?.is_empty() {
+            if Instant::now() > deadline {
+                bail!(
+                    "the brokers still list {:?} a minute after deleting them",
+                    listed(&probe)?
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let admin = sync::connect(server.url()).await.context("connecting to PostgreSQL")?;
     for (service, database) in crate::SERVICES {
         admin
@@ -335,7 +373,11 @@ async fn start_over(server: &seam_local::cluster::Postgres, data: &Path) -> anyh
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
             .await
-            .with_context(|| format!("dropping the database {database} of an earlier run"))?;
+            .with_context(|| {
+                format!(
+                    "dropping the database {database} of an earlier run (is an adapter of it still running? stop it)"
+                )
+            })?;
         let store = data.join(service);
         if store.exists() {
             std::fs::remove_dir_all(&store).with_context(|| format!("clearing {}", store.display()))?;
@@ -346,7 +388,7 @@ async fn start_over(server: &seam_local::cluster::Postgres, data: &Path) -> anyh
 }
 
 /// The demo's working copy of the topology (`<data>/topology.yaml`), which `seam register`
-/// edits when the order service joins; made from `source` when there is none.
+/// edits when the order service joins; made from `source` (each run starts over without one).
 fn working_topology(source: &Path, data: &Path) -> anyhow::Result<PathBuf> {
     let working = data.join("topology.yaml");
     if !working.is_file() {
