@@ -8,12 +8,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use seam::codec::Registry;
 use seam::runtime::{Pipeline, Prepared, RawEvent};
-use seam::store::DeadLetter;
 use seam::translator::dlq_topic;
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -134,9 +132,9 @@ impl Worker {
             if self.stop.is_cancelled() {
                 return End::Stop;
             }
-            let batch = match poll(&consumer) {
+            let batch = match RawEvent::poll_batch(&consumer, BATCH, Duration::from_millis(100)) {
                 Ok(b) => b,
-                Err(e) => return End::Retry(e),
+                Err(e) => return End::Retry(format!("reading the source topics: {e}")),
             };
             if batch.is_empty() {
                 continue;
@@ -222,30 +220,10 @@ impl Worker {
     }
 
     fn dead_letter(&self, producer: &FutureProducer, raw: &RawEvent, kind: &str, reason: &str) -> Result<(), String> {
-        let letter = DeadLetter {
-            consumer: self.service.clone(),
-            topic: raw.topic.clone(),
-            partition: raw.partition,
-            offset: raw.offset,
-            subject: raw.subject(),
-            key: raw.key.clone(),
-            value: raw.value.clone(),
-            headers: raw.headers.to_pairs(),
-            class: seam::fault::Class::Poison,
-            kind: kind.to_string(),
-            reason: reason.to_string(),
-            time_ms: seam::envelope::now_ms(),
-        };
+        let letter = raw.dead_letter(&self.service, kind, reason.to_string());
         let record = seam::dlq::dead_letter_record(&letter);
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: value.as_deref(),
-            });
-        }
         let topic = dlq_topic(&self.service);
-        let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
+        let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(seam::headers::to_headers(&record.headers));
         if let Some(k) = record.key.as_deref() {
             out = out.key(k);
         }
@@ -259,20 +237,4 @@ impl Worker {
                 format!("producing a dead letter to {topic} (does it exist? `seam deploy` creates it): {e}")
             })
     }
-}
-
-/// Up to [`BATCH`] records: waits up to 100 ms for the first, then takes what is there.
-fn poll(consumer: &BaseConsumer) -> Result<Vec<RawEvent>, String> {
-    let mut out = Vec::new();
-    let mut wait = Duration::from_millis(100);
-    while out.len() < BATCH {
-        match consumer.poll(wait) {
-            None => break,
-            Some(Ok(m)) => out.push(RawEvent::from_message(&m)),
-            Some(Err(e)) if out.is_empty() => return Err(format!("reading the source topics: {e}")),
-            Some(Err(_)) => break,
-        }
-        wait = Duration::ZERO;
-    }
-    Ok(out)
 }

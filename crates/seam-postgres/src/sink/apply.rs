@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures_util::future::join_all;
 use seam::runtime::{Prepared, RawEvent};
-use seam::store::{DeadLetter, EventKey};
+use seam::store::EventKey;
 use tokio_postgres::{error::SqlState, Statement, Transaction};
 
 use super::command::SinkCommand;
@@ -230,7 +230,7 @@ pub async fn apply(
                 .insert((raw.topic.clone(), raw.partition), raw.offset + 1);
         }
         if let Plan::Poison { kind, reason } = plan {
-            letters.push(letter(consumer, raw, kind, reason));
+            letters.push(raw.dead_letter(consumer, kind, reason.clone()));
         }
     }
     tables::store_positions(tx, consumer, &outcome.positions)
@@ -277,23 +277,6 @@ fn tracked(raw: &RawEvent) -> Option<(String, i32, String, i64)> {
 fn seen(known: &Applied, staged: &Applied, at: &(String, i32, String, i64)) -> bool {
     let key = (at.0.clone(), at.1, at.2.clone());
     known.get(&key).is_some_and(|s| *s >= at.3) || staged.get(&key).is_some_and(|s| *s >= at.3)
-}
-
-fn letter(consumer: &str, raw: &RawEvent, kind: &str, reason: &str) -> DeadLetter {
-    DeadLetter {
-        consumer: consumer.to_string(),
-        topic: raw.topic.clone(),
-        partition: raw.partition,
-        offset: raw.offset,
-        subject: raw.subject(),
-        key: raw.key.clone(),
-        value: raw.value.clone(),
-        headers: raw.headers.to_pairs(),
-        class: seam::fault::Class::Poison,
-        kind: kind.to_string(),
-        reason: reason.to_string(),
-        time_ms: seam::envelope::now_ms(),
-    }
 }
 
 /// What became of one event of a batch (for metrics).

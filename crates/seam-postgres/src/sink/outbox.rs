@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use seam::store::DeadLetter;
 use seam::translator::dlq_topic;
@@ -41,14 +40,7 @@ pub(super) async fn flush(db: &tokio_postgres::Client, producer: &FutureProducer
             let letter: DeadLetter = serde_json::from_slice(&json)
                 .map_err(|e| End::Retry(format!("dead letter {id} in seam_dead_letters does not read: {e}")))?;
             let record = seam::dlq::dead_letter_record(&letter);
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: value.as_deref(),
-                });
-            }
-            let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(headers);
+            let mut out = FutureRecord::<[u8], [u8]>::to(&topic).headers(seam::headers::to_headers(&record.headers));
             if let Some(k) = record.key.as_deref() {
                 out = out.key(k);
             }

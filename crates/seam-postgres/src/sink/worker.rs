@@ -255,7 +255,11 @@ impl Worker {
                 self.assign(&consumer, &active, &positions)?;
                 *lock(&self.shared.positions) = positions.clone();
             }
-            let batch = self.poll(&consumer)?;
+            let batch = RawEvent::poll_batch(&consumer, BATCH, Duration::from_millis(100)).map_err(|e| {
+                End::Retry(format!(
+                    "reading the source topics: {e}; if a position fell behind the topic's retention, the events in between are gone: rebuild this database's replica"
+                ))
+            })?;
             if lag_at.elapsed() > Duration::from_secs(5) {
                 self.lag(&consumer, &positions);
                 if waiting != 0 {
@@ -333,28 +337,6 @@ impl Worker {
             };
             self.shared.metrics.events(&item.raw.topic, outcome, 1);
         }
-    }
-
-    /// Up to [`BATCH`] records: waits up to 100 ms for the first, then takes what is there.
-    fn poll(&self, consumer: &BaseConsumer) -> Result<Vec<RawEvent>, End> {
-        let mut out = Vec::new();
-        let mut wait = Duration::from_millis(100);
-        while out.len() < BATCH {
-            match consumer.poll(wait) {
-                None => break,
-                Some(Ok(m)) => out.push(RawEvent::from_message(&m)),
-                Some(Err(e)) => {
-                    if out.is_empty() {
-                        return Err(End::Retry(format!(
-                            "reading the source topics: {e}; if a position fell behind the topic's retention, the events in between are gone: rebuild this database's replica"
-                        )));
-                    }
-                    break;
-                }
-            }
-            wait = Duration::ZERO;
-        }
-        Ok(out)
     }
 
     /// Assigns every partition of the active sources' topics at its committed position (the

@@ -60,6 +60,46 @@ impl RawEvent {
         }
     }
 
+    /// Up to `max` records of `consumer`: waits up to `first` for one, then takes what is
+    /// already there. A failure is returned only when it comes before any record (the records
+    /// before it are worth applying first). For consumers that apply in batches (the sinks).
+    pub fn poll_batch<C: rdkafka::consumer::ConsumerContext>(
+        consumer: &rdkafka::consumer::BaseConsumer<C>,
+        max: usize,
+        first: Duration,
+    ) -> Result<Vec<Self>, rdkafka::error::KafkaError> {
+        let mut out = Vec::new();
+        let mut wait = first;
+        while out.len() < max {
+            match consumer.poll(wait) {
+                None => break,
+                Some(Ok(m)) => out.push(Self::from_message(&m)),
+                Some(Err(e)) if out.is_empty() => return Err(e),
+                Some(Err(_)) => break,
+            }
+            wait = Duration::ZERO;
+        }
+        Ok(out)
+    }
+
+    /// This event as a dead letter of `consumer`: the original bytes and coordinates, and why.
+    pub fn dead_letter(&self, consumer: &str, kind: &str, reason: String) -> crate::store::DeadLetter {
+        crate::store::DeadLetter {
+            consumer: consumer.to_string(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            subject: self.subject(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.to_pairs(),
+            class: Class::Poison,
+            kind: kind.to_string(),
+            reason,
+            time_ms: envelope::now_ms(),
+        }
+    }
+
     /// The subject: the key as text (lossy for non-UTF-8 keys, which still group consistently).
     pub fn subject(&self) -> Option<String> {
         self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())

@@ -22,7 +22,7 @@ use crate::fault::{Class, Classify};
 use crate::metrics::Metrics;
 use crate::offsets::{Delivery, OffsetMap};
 use crate::service::{Apply, ApplyError, Cause, Service};
-use crate::store::{DeadLetter, EventKey, Store, WriteSet};
+use crate::store::{EventKey, Store, WriteSet};
 
 use super::flusher::{Flusher, Job};
 use super::pipeline::{Prepared, RawEvent};
@@ -727,20 +727,7 @@ impl<S: Service> Writer<S> {
     }
 
     fn park(&self, group: &mut Group, raw: &RawEvent, kind: &str, reason: String) -> Result<(), RuntimeError> {
-        let letter = DeadLetter {
-            consumer: self.name.clone(),
-            topic: raw.topic.clone(),
-            partition: raw.partition,
-            offset: raw.offset,
-            subject: raw.subject(),
-            key: raw.key.clone(),
-            value: raw.value.clone(),
-            headers: raw.headers.to_pairs(),
-            class: Class::Poison,
-            kind: kind.to_string(),
-            reason,
-            time_ms: envelope::now_ms(),
-        };
+        let letter = raw.dead_letter(&self.name, kind, reason);
         group.set.park(&self.store, &letter, dlq::dead_letter_record(&letter))?;
         group.outbox_queued = true;
         Ok(())
