@@ -72,8 +72,35 @@ pub trait Translator<C>: Send + Sync + 'static {
     fn translate(&self, event: &ForeignEvent) -> Result<Vec<C>, TranslateError>;
 }
 
-/// The topic a service publishes to.
+/// Sources whose events are on a topic no seam service writes (`kind: external` in the
+/// topology), by service name: their topic is the one the topology names.
+fn external_topics() -> &'static std::sync::RwLock<std::collections::BTreeMap<String, String>> {
+    static TOPICS: std::sync::OnceLock<std::sync::RwLock<std::collections::BTreeMap<String, String>>> =
+        std::sync::OnceLock::new();
+    TOPICS.get_or_init(Default::default)
+}
+
+/// Declares, for this process, that `service` is an external source whose events are on
+/// `topic` (loading a topology declares its external services): every consumer, command and
+/// report of the process then reads `topic` where it would read `<service>.events`.
+pub fn route_external(service: &str, topic: &str) {
+    let mut topics = external_topics().write().unwrap_or_else(|p| p.into_inner());
+    topics.insert(service.to_string(), topic.to_string());
+}
+
+/// Whether `service` was declared an external source in this process.
+pub fn is_external(service: &str) -> bool {
+    external_topics()
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(service)
+}
+
+/// The topic a service publishes to: `<service>.events`, or an external source's own topic.
 pub fn events_topic(service: &str) -> String {
+    if let Some(topic) = external_topics().read().unwrap_or_else(|p| p.into_inner()).get(service) {
+        return topic.clone();
+    }
     format!("{service}.events")
 }
 

@@ -81,6 +81,7 @@ pub async fn run(endpoints: &super::Setup, quick: bool, rounds: usize) -> anyhow
                 key: None,
             }],
         }),
+        topic: None,
     };
     let store = scratch(&service);
     // The source's first start: its slot, publication and the (empty) copy.

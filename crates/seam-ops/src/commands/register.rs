@@ -150,6 +150,15 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
             );
         }
     }
+    if let Some(external) = before.service(&args.source).filter(|s| s.is_external()) {
+        if !args.from_beginning {
+            bail!(
+                "{} is an external source: no seam service exports its state, so it has no snapshot. Register with --from-beginning to read {} from its first offset",
+                args.source,
+                external.topic.as_deref().unwrap_or_default()
+            );
+        }
+    }
     let in_file = before
         .sources_of(&args.consumer)
         .iter()

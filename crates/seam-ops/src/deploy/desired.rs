@@ -47,6 +47,9 @@ pub struct Desired {
     pub acls: BTreeSet<Acl>,
     /// SCRAM user names of the `User:` principals.
     pub users: BTreeSet<String>,
+    /// External sources' topics (another producer writes them) with the partition count the
+    /// topology expects: checked, never created or changed.
+    pub external: BTreeMap<String, i32>,
 }
 
 impl Desired {
@@ -56,6 +59,10 @@ impl Desired {
         for s in &topology.services {
             let rf = s.replication_on(brokers);
             let topic = events_topic(&s.name);
+            if s.is_external() {
+                d.external.insert(s.topic.clone().unwrap_or(topic), s.partitions);
+                continue;
+            }
             d.topics.insert(
                 topic.clone(),
                 Topic {

@@ -190,7 +190,8 @@ fn users(topology: &Topology, desired: &Desired) -> Vec<Value> {
 
 fn services(topology: &Topology, target: &Target<'_>) -> Vec<Value> {
     let mut docs = Vec::new();
-    for s in &topology.services {
+    // An external source runs nowhere: another producer writes its topic.
+    for s in topology.services.iter().filter(|s| !s.is_external()) {
         let user = s.principal().strip_prefix("User:").unwrap_or(&s.name).to_string();
         let app = json!({ "app.kubernetes.io/name": s.name, "app.kubernetes.io/part-of": topology.name });
         let env = json!([

@@ -232,7 +232,13 @@ async fn observe(
         .iter()
         .filter_map(|id| id.strip_prefix("topic/").map(str::to_string))
         .collect();
-    let wanted: BTreeSet<String> = desired.topics.keys().cloned().chain(managed_topics).collect();
+    let wanted: BTreeSet<String> = desired
+        .topics
+        .keys()
+        .cloned()
+        .chain(desired.external.keys().cloned())
+        .chain(managed_topics)
+        .collect();
     let mut topics = {
         let client = client.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<BTreeMap<String, ObservedTopic>> {

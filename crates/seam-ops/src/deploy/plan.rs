@@ -176,6 +176,18 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_delete: &BTreeSet<Stri
             warning,
         });
     }
+    for (topic, partitions) in &desired.external {
+        match observed.topics.get(topic) {
+            None => p.problems.push(format!(
+                "topic/{topic}: the topology reads it as an external source, but it does not exist; seam does not create a topic another producer writes: create it (or start its producer), or fix `topic:`"
+            )),
+            Some(o) if o.partitions != *partitions => p.problems.push(format!(
+                "topic/{topic}: has {} partitions, the topology says {partitions}; set partitions: {} for the external source",
+                o.partitions, o.partitions
+            )),
+            Some(_) => {}
+        }
+    }
     for s in desired.schemas.values() {
         let resource = format!("schema/{}", s.subject);
         let o = observed.schemas.get(&s.subject).cloned().unwrap_or_default();

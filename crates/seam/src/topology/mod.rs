@@ -56,13 +56,18 @@ pub struct ServiceSpec {
     /// `postgres-cdc` service has none: its schemas come from its tables' columns.
     #[serde(default, skip_serializing_if = "is_empty_path")]
     pub schemas: PathBuf,
-    /// How the service's events arise: `seam` (a service on the runtime, the default) or
-    /// `postgres-cdc` (the row changes of a CRUD service's PostgreSQL tables).
+    /// How the service's events arise: `seam` (a service on the runtime, the default),
+    /// `postgres-cdc` (the row changes of a CRUD service's PostgreSQL tables) or `external` (a
+    /// topic another producer writes: Debezium's, a legacy service's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// For `kind: postgres-cdc`: the database and the tables to publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresSpec>,
+    /// For `kind: external`: the topic, written by something other than seam, that holds the
+    /// service's events (any name; `partitions` must be its partition count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     /// The registry's compatibility level for the service's subjects; default
     /// `BACKWARD_TRANSITIVE`, so a translator reading any old event still resolves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +80,9 @@ pub struct ServiceSpec {
 
 /// The kind of a service whose events are its PostgreSQL tables' row changes.
 pub const POSTGRES_CDC: &str = "postgres-cdc";
+
+/// The kind of a source whose events are on a topic no seam service writes.
+pub const EXTERNAL: &str = "external";
 
 /// Where a `postgres-cdc` service reads from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +167,12 @@ impl ServiceSpec {
     /// Whether its events are a PostgreSQL database's row changes (its schemas come from there).
     pub fn is_postgres_cdc(&self) -> bool {
         self.kind.as_deref() == Some(POSTGRES_CDC)
+    }
+
+    /// Whether its events are on a topic another producer writes (seam publishes nothing for
+    /// it, registers none of its schemas and creates none of its topics).
+    pub fn is_external(&self) -> bool {
+        self.kind.as_deref() == Some(EXTERNAL)
     }
 }
 
@@ -275,6 +289,11 @@ impl Topology {
             }
         })?;
         topology.validate(file)?;
+        for s in &topology.services {
+            if let (true, Some(topic)) = (s.is_external(), &s.topic) {
+                crate::translator::route_external(&s.name, topic);
+            }
+        }
         Ok(topology)
     }
 
@@ -456,13 +475,57 @@ impl Topology {
                         }
                     }
                 }
+                (Some(EXTERNAL), Some(_)) => {
+                    return Err(invalid(
+                        format!("services[{i}].postgres"),
+                        format!("{} is an external topic, so it reads no database", s.name),
+                        "remove `postgres:`".into(),
+                    ));
+                }
+                (Some(EXTERNAL), None) => {
+                    let Some(topic) = &s.topic else {
+                        return Err(invalid(
+                            format!("services[{i}].topic"),
+                            "missing".into(),
+                            "an external source names its topic: `topic: <the topic another producer writes>`".into(),
+                        ));
+                    };
+                    let legal = !topic.is_empty()
+                        && topic.len() <= 249
+                        && topic != "."
+                        && topic != ".."
+                        && topic
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                    if !legal {
+                        return Err(invalid(
+                            format!("services[{i}].topic"),
+                            format!("`{topic}` is not a Kafka topic name"),
+                            "use letters, digits, `.`, `_` and `-` (at most 249)".into(),
+                        ));
+                    }
+                    if !is_empty_path(&s.schemas) {
+                        return Err(invalid(
+                            format!("services[{i}].schemas"),
+                            format!("{}'s producer registers its own schemas", s.name),
+                            "remove `schemas:` from an external source; its records are decoded by the schema id they carry".into(),
+                        ));
+                    }
+                }
                 (Some(other), _) => {
                     return Err(invalid(
                         format!("services[{i}].kind"),
                         format!("`{other}` is not a service kind"),
-                        format!("use `seam` (the default) or `{POSTGRES_CDC}`"),
+                        format!("use `seam` (the default), `{POSTGRES_CDC}` or `{EXTERNAL}`"),
                     ));
                 }
+            }
+            if s.topic.is_some() && !s.is_external() {
+                return Err(invalid(
+                    format!("services[{i}].topic"),
+                    format!("{}'s topic is {}.events", s.name, s.name),
+                    format!("remove `topic:`, or add `kind: {EXTERNAL}` for a topic another producer writes"),
+                ));
             }
             if let Some(p) = &s.principal {
                 let valid = p.split_once(':').is_some_and(|(kind, name)| {
@@ -524,7 +587,7 @@ impl Topology {
 
     fn check_schema_dirs(&self, file: &str) -> Result<(), TopologyError> {
         for (i, s) in self.services.iter().enumerate() {
-            if s.is_postgres_cdc() {
+            if s.is_postgres_cdc() || s.is_external() {
                 continue;
             }
             let has_schemas = std::fs::read_dir(&s.schemas)

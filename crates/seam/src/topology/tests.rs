@@ -178,3 +178,31 @@ fn a_postgres_cdc_service_names_its_database_and_tables_and_no_schemas() {
     bad("    kind: kafka\n    schemas: s\n", "`kafka` is not a service kind");
     bad("    partitions2: 1\n", "unknown field");
 }
+
+#[test]
+fn an_external_source_names_its_topic_and_is_routed_to_it() {
+    let t = Topology::parse(
+        "t.yaml",
+        "apiVersion: seam/v1\nname: x\nservices:\n  - name: legacy-orders-route-test\n    kind: external\n    topic: crm.orders.v1\n    partitions: 6\n",
+    )
+    .expect("valid");
+    let s = t.service("legacy-orders-route-test").expect("declared");
+    assert!(s.is_external());
+    assert_eq!(
+        crate::translator::events_topic("legacy-orders-route-test"),
+        "crm.orders.v1"
+    );
+    assert!(crate::translator::is_external("legacy-orders-route-test"));
+    let bad = |service: &str, expected: &str| {
+        let text = format!("apiVersion: seam/v1\nname: x\nservices:\n  - name: a\n    partitions: 3\n{service}");
+        let e = Topology::parse("t.yaml", &text).expect_err("invalid").to_string();
+        assert!(e.contains(expected), "{e}");
+    };
+    bad("    kind: external\n", "services[0].topic: missing");
+    bad("    kind: external\n    topic: a b\n", "not a Kafka topic name");
+    bad(
+        "    kind: external\n    topic: t\n    schemas: s\n",
+        "registers its own schemas",
+    );
+    bad("    schemas: s\n    topic: t\n", "add `kind: external`");
+}
