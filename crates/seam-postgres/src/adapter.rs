@@ -33,7 +33,8 @@ pub enum AdapterError {
     Sink(#[from] SinkError),
 }
 
-/// Runs the service's CDC source and sink until `stop` is cancelled or the source fails.
+/// Runs the service's CDC source and sink until `stop` is cancelled or the source fails; a
+/// `postgres-sink` service runs its sink alone.
 pub async fn run(
     mut options: AdapterOptions,
     stop: CancellationToken,
@@ -58,6 +59,11 @@ pub async fn run(
         &endpoints,
     )?;
     let shared = sink.shared();
+    if spec.is_postgres_sink() {
+        let outcome = serve_sink(&spec.name, options.cdc.bind, shared, stop, ready).await;
+        sink.stop().await;
+        return outcome;
+    }
     let rendered = Arc::clone(&shared);
     options.cdc.extra = Some(Extra {
         routes: crate::sink::routes(shared),
@@ -66,4 +72,52 @@ pub async fn run(
     let outcome = cdc::run(options.cdc, stop, ready).await;
     sink.stop().await;
     Ok(outcome?)
+}
+
+/// A `postgres-sink` service publishes nothing: its sink's routes and metrics are the whole API.
+async fn serve_sink(
+    service: &str,
+    bind: std::net::SocketAddr,
+    shared: Arc<crate::sink::Shared>,
+    stop: CancellationToken,
+    ready: impl FnOnce(&str) + Send,
+) -> Result<(), AdapterError> {
+    let io = |what: String| move |source: std::io::Error| CdcError::Io { what, source };
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(io(format!(
+        "binding {bind}; is another process using it? Pass another --port"
+    )))?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(io("reading the bound address".into()))?
+    );
+    let rendered = Arc::clone(&shared);
+    let app = crate::sink::routes(shared).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let text = format!("{}\n# EOF\n", rendered.metrics().render().trim_end());
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    if let Ok(home) = seam_local::Home::from_env() {
+        if let Err(e) = home.announce(service, &url) {
+            tracing::warn!(error = %e, "cannot announce the address; seam register will need --url");
+        }
+    }
+    ready(&url);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(io(format!("serving {url}")))?;
+    if let Ok(home) = seam_local::Home::from_env() {
+        home.withdraw(service, &url);
+    }
+    Ok(())
 }

@@ -63,6 +63,13 @@ impl Desired {
                 d.external.insert(s.topic.clone().unwrap_or(topic), s.partitions);
                 continue;
             }
+            // It only consumes: its DLQ and reads come with its consumer entry below.
+            if s.is_postgres_sink() {
+                if let Some(user) = s.principal().strip_prefix("User:") {
+                    d.users.insert(user.to_string());
+                }
+                continue;
+            }
             d.topics.insert(
                 topic.clone(),
                 Topic {

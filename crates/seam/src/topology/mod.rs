@@ -84,6 +84,10 @@ pub const POSTGRES_CDC: &str = "postgres-cdc";
 /// The kind of a source whose events are on a topic no seam service writes.
 pub const EXTERNAL: &str = "external";
 
+/// The kind of a CRUD service that only consumes: its translated commands are SQL on its
+/// PostgreSQL database (a `postgres-cdc` service consumes the same way besides publishing).
+pub const POSTGRES_SINK: &str = "postgres-sink";
+
 /// Where a `postgres-cdc` service reads from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +99,8 @@ pub struct PostgresSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// The tables to publish, each becoming `<Table>Inserted`, `<Table>Updated` and
-    /// `<Table>Deleted` events about the subject `<table>/<key>`.
+    /// `<Table>Deleted` events about the subject `<table>/<key>` (none for a `postgres-sink`).
+    #[serde(default)]
     pub tables: Vec<TableSpec>,
 }
 
@@ -167,6 +172,11 @@ impl ServiceSpec {
     /// Whether its events are a PostgreSQL database's row changes (its schemas come from there).
     pub fn is_postgres_cdc(&self) -> bool {
         self.kind.as_deref() == Some(POSTGRES_CDC)
+    }
+
+    /// Whether it only consumes, into its PostgreSQL database (it has no events topic).
+    pub fn is_postgres_sink(&self) -> bool {
+        self.kind.as_deref() == Some(POSTGRES_SINK)
     }
 
     /// Whether its events are on a topic another producer writes (seam publishes nothing for
@@ -475,6 +485,36 @@ impl Topology {
                         }
                     }
                 }
+                (Some(POSTGRES_SINK), None) => {
+                    return Err(invalid(
+                        format!("services[{i}].postgres"),
+                        "missing".into(),
+                        "a postgres-sink service needs `postgres:` with the `database:` its translated statements run on".into(),
+                    ));
+                }
+                (Some(POSTGRES_SINK), Some(pg)) => {
+                    if pg.database.trim().is_empty() {
+                        return Err(invalid(
+                            format!("services[{i}].postgres.database"),
+                            "empty".into(),
+                            "name the database (e.g. `orders`) or give a postgres:// URL".into(),
+                        ));
+                    }
+                    if !pg.tables.is_empty() {
+                        return Err(invalid(
+                            format!("services[{i}].postgres.tables"),
+                            format!("{} only consumes, so it publishes no tables", s.name),
+                            format!("remove `tables:`, or make it `kind: {POSTGRES_CDC}` to publish them too"),
+                        ));
+                    }
+                    if !is_empty_path(&s.schemas) {
+                        return Err(invalid(
+                            format!("services[{i}].schemas"),
+                            format!("{} publishes no events", s.name),
+                            "remove `schemas:` from a postgres-sink service".into(),
+                        ));
+                    }
+                }
                 (Some(EXTERNAL), Some(_)) => {
                     return Err(invalid(
                         format!("services[{i}].postgres"),
@@ -516,7 +556,7 @@ impl Topology {
                     return Err(invalid(
                         format!("services[{i}].kind"),
                         format!("`{other}` is not a service kind"),
-                        format!("use `seam` (the default), `{POSTGRES_CDC}` or `{EXTERNAL}`"),
+                        format!("use `seam` (the default), `{POSTGRES_CDC}`, `{POSTGRES_SINK}` or `{EXTERNAL}`"),
                     ));
                 }
             }
@@ -558,6 +598,19 @@ impl Topology {
                         format!("declare it under services, or use one of {names:?}"),
                     ));
                 }
+                if self.service(&src.service).is_some_and(ServiceSpec::is_postgres_sink) {
+                    return Err(invalid(
+                        format!("{field}.service"),
+                        format!(
+                            "{} is a postgres-sink: it only consumes, so it has no events to read",
+                            src.service
+                        ),
+                        format!(
+                            "read another source, or make {} `kind: {POSTGRES_CDC}` to publish its tables",
+                            src.service
+                        ),
+                    ));
+                }
                 if src.service == c.service {
                     return Err(invalid(
                         format!("{field}.service"),
@@ -587,7 +640,7 @@ impl Topology {
 
     fn check_schema_dirs(&self, file: &str) -> Result<(), TopologyError> {
         for (i, s) in self.services.iter().enumerate() {
-            if s.is_postgres_cdc() || s.is_external() {
+            if s.is_postgres_cdc() || s.is_external() || s.is_postgres_sink() {
                 continue;
             }
             let has_schemas = std::fs::read_dir(&s.schemas)

@@ -206,3 +206,33 @@ fn an_external_source_names_its_topic_and_is_routed_to_it() {
     );
     bad("    schemas: s\n    topic: t\n", "add `kind: external`");
 }
+
+#[test]
+fn a_postgres_sink_names_its_database_publishes_nothing_and_is_read_by_nobody() {
+    let head = "apiVersion: seam/v1\nname: x\nservices:\n  - name: crm\n    partitions: 3\n    kind: postgres-cdc\n    postgres:\n      database: crm\n      tables: [{name: customers}]\n  - name: billing\n    partitions: 1\n    kind: postgres-sink\n";
+    let t = Topology::parse(
+        "t.yaml",
+        &format!("{head}    postgres:\n      database: billing\nconsumers:\n  - service: billing\n    sources:\n      - service: crm\n        translator: crm-to-billing\n"),
+    )
+    .expect("valid");
+    assert!(t.service("billing").expect("declared").is_postgres_sink());
+    let bad = |rest: &str, expected: &str| {
+        let e = Topology::parse("t.yaml", &format!("{head}{rest}"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(e.contains(expected), "{e}");
+    };
+    bad("", "services[1].postgres: missing");
+    bad(
+        "    postgres:\n      database: b\n      tables: [{name: t}]\n",
+        "publishes no tables",
+    );
+    bad(
+        "    schemas: s\n    postgres:\n      database: b\n",
+        "publishes no events",
+    );
+    bad(
+        "    postgres:\n      database: b\nconsumers:\n  - service: crm\n    sources:\n      - service: billing\n        translator: billing-to-crm\n",
+        "it only consumes",
+    );
+}

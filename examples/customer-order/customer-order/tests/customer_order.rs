@@ -534,3 +534,89 @@ async fn fault_a_sink_killed_during_its_bootstrap_loads_the_same_snapshot_again_
     example.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_postgres_sink_service_consumes_alone_and_serves_its_own_api() {
+    let _serial = SERIAL.lock().await;
+    let cluster = TestCluster::connect();
+    clean_topics(&cluster).await;
+    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
+    drop_databases(&server.database("postgres")).await;
+    let dir = std::env::temp_dir().join(unique_name("customer-order-sink-only"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    // The order service as a CRUD service that only consumes: no CDC of its orders.
+    let topology = dir.join("topology.yaml");
+    std::fs::write(
+        &topology,
+        "apiVersion: seam/v1\nname: sink-only\nservices:\n  - name: customer-service\n    partitions: 3\n    kind: postgres-cdc\n    postgres:\n      database: customers\n      tables:\n        - name: customers\n  - name: order-service\n    partitions: 1\n    kind: postgres-sink\n    postgres:\n      database: orders\nconsumers:\n  - service: order-service\n    sources:\n      - service: customer-service\n        translator: customer-service-to-order-service\n",
+    )
+    .expect("topology");
+    deploy(&cluster, &topology).await;
+    let probe: BaseConsumer = cluster.client_config().create().expect("probe");
+    let listed: Vec<String> = probe
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata")
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert!(listed.iter().any(|t| t == "order-service.dlq"), "its DLQ: {listed:?}");
+    assert!(
+        !listed.iter().any(|t| t == "order-service.events"),
+        "a postgres-sink publishes nothing, so it has no topic: {listed:?}"
+    );
+    let envs = child_env(&cluster, &dir, server.url());
+    let mut example = Example::start(&topology, &dir, &envs).await;
+    let http = reqwest::Client::new();
+    load::customers(&http, &example.url("crud customer-service"), 0, 50)
+        .await
+        .expect("customers");
+    let orders = sql(&server.database("orders")).await;
+    wait_until(Duration::from_secs(60), "50 customers in the order service", || {
+        let orders = &orders;
+        async move {
+            let n: i64 = orders
+                .query_one("SELECT count(*) FROM customers WHERE changes = 1", &[])
+                .await
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if n == 50 {
+                Ok(())
+            } else {
+                Err(format!("{n}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sink = example.url("adapter order-service");
+    let status: serde_json::Value = http
+        .get(format!("{sink}/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("status json");
+    let read: i64 = status["positions"]["customer-service.events"]
+        .as_object()
+        .map(|m| m.values().filter_map(serde_json::Value::as_i64).sum())
+        .unwrap_or(0);
+    assert!(read >= 50, "{status}");
+    let metrics = http
+        .get(format!("{sink}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("seam_sink_events_total{service=\"order-service\",topic=\"customer-service.events\",outcome=\"applied\"} 50"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("seam_cdc_"), "no CDC node: {metrics}");
+    assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
+    example.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
