@@ -75,8 +75,28 @@ async fn subscription(
 ) -> Result<Json<Registration>, ApiError> {
     shared
         .registration(&source)
-        .map(Json)
+        .map(|r| Json(now(&shared, &source, r)))
         .ok_or_else(|| unknown(&shared, &source))
+}
+
+/// A source being read from its first offset (the topology lists it, so no registration
+/// stored positions), with the positions committed by now instead of none.
+fn now(shared: &Shared, source: &str, r: Registration) -> Registration {
+    match r {
+        Registration::Reading {
+            positions,
+            snapshot_seq,
+            already,
+        } if positions.is_empty() => Registration::Reading {
+            positions: lock(&shared.positions)
+                .get(&seam::translator::events_topic(source))
+                .cloned()
+                .unwrap_or_default(),
+            snapshot_seq,
+            already,
+        },
+        other => other,
+    }
 }
 
 async fn register(
@@ -98,15 +118,18 @@ async fn register(
     match shared.registration(&source) {
         None => return Err(unknown(&shared, &source)),
         Some(r @ Registration::Bootstrapping { .. }) => return Ok(running(r)),
-        Some(Registration::Reading {
-            positions,
-            snapshot_seq,
-            ..
-        }) => {
-            let r = Registration::Reading {
-                positions,
-                snapshot_seq,
-                already: true,
+        Some(r @ Registration::Reading { .. }) => {
+            let r = match now(&shared, &source, r) {
+                Registration::Reading {
+                    positions,
+                    snapshot_seq,
+                    ..
+                } => Registration::Reading {
+                    positions,
+                    snapshot_seq,
+                    already: true,
+                },
+                other => other,
             };
             return Ok((StatusCode::OK, Json(r)).into_response());
         }
