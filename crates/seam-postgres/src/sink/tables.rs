@@ -90,3 +90,25 @@ pub async fn store_applied(
     }
     Ok(())
 }
+
+/// The advisory lock key of `consumer`'s sink: a stable 64-bit FNV-1a hash of its name, so
+/// every instance of every version computes the same one.
+pub fn lock_key(consumer: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "seam-sink/".bytes().chain(consumer.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lock_key_is_stable_and_per_consumer() {
+        assert_eq!(super::lock_key("order-service"), super::lock_key("order-service"));
+        assert_ne!(super::lock_key("order-service"), super::lock_key("customer-service"));
+        // FNV-1a of "seam-sink/", computed independently: the hash must never change.
+        assert_eq!(super::lock_key(""), -2_237_687_299_700_893_966);
+    }
+}

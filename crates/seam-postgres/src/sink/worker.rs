@@ -131,6 +131,18 @@ impl Worker {
             }
         });
         self.handle.block_on(db.batch_execute(tables::CREATE))?;
+        // One instance applies at a time: two would each apply every event. The lock lives as
+        // long as this session's connection, so a crashed instance's is released with it.
+        let key = tables::lock_key(&service);
+        let mine: bool = self
+            .handle
+            .block_on(db.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))?
+            .get(0);
+        if !mine {
+            return Err(End::Retry(format!(
+                "another instance of {service}'s sink is applying to this database (it holds pg_advisory_lock({key})); this one takes over when that one stops"
+            )));
+        }
         let producer: FutureProducer = self
             .client
             .clone()

@@ -617,6 +617,70 @@ async fn a_postgres_sink_service_consumes_alone_and_serves_its_own_api() {
     );
     assert!(!metrics.contains("seam_cdc_"), "no CDC node: {metrics}");
     assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
+
+    // A second instance of the same sink waits: two would each apply every event.
+    let store = dir.join("second").display().to_string();
+    let topology_arg = topology.display().to_string();
+    let second = Proc::start_with(
+        &exe(),
+        &["adapter", "order-service", "-t", &topology_arg, "--store", &store],
+        &dir.join("logs-second"),
+        envs.clone(),
+    )
+    .await
+    .expect("a second adapter");
+    let waiting = wait_until(Duration::from_secs(30), "the second instance to say it waits", || {
+        let (http, url) = (&http, &second.url);
+        async move {
+            let r = http
+                .get(format!("{url}/health"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let (status, text) = (r.status(), r.text().await.unwrap_or_default());
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && text.contains("another instance") {
+                Ok(text)
+            } else {
+                Err(format!("{status}: {text}"))
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(waiting.contains("pg_advisory_lock"), "{waiting}");
+    let count_once = |expected: i64| {
+        let orders = &orders;
+        wait_until(
+            Duration::from_secs(60),
+            "every customer once in the order service",
+            move || async move {
+                let (all, once): (i64, i64) = orders
+                    .query_one(
+                        "SELECT count(*), count(*) FILTER (WHERE changes = 1) FROM customers",
+                        &[],
+                    )
+                    .await
+                    .map(|r| (r.get(0), r.get(1)))
+                    .map_err(|e| e.to_string())?;
+                if all == expected && once == expected {
+                    Ok(())
+                } else {
+                    Err(format!("{all} customers, {once} with one change"))
+                }
+            },
+        )
+    };
+    load::customers(&http, &example.url("crud customer-service"), 50, 70)
+        .await
+        .expect("customers");
+    count_once(70).await.unwrap_or_else(|e| panic!("{e}"));
+    // The first one crashes: the second takes over from the committed positions.
+    example.get("adapter order-service").kill().await;
+    load::customers(&http, &example.url("crud customer-service"), 70, 80)
+        .await
+        .expect("customers");
+    count_once(80).await.unwrap_or_else(|e| panic!("{e}"));
+    second.stop().await;
     example.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
