@@ -101,6 +101,17 @@ async fn drop_databases(admin: &str) {
     }
 }
 
+/// No topics, no databases of the example on the test stack's PostgreSQL (returned), and a
+/// fresh directory for the test's topology, stores and logs.
+async fn from_nothing(cluster: &TestCluster, label: &str) -> (seam_local::cluster::Postgres, PathBuf) {
+    clean_topics(cluster).await;
+    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
+    drop_databases(&server.database("postgres")).await;
+    let dir = std::env::temp_dir().join(unique_name(label));
+    std::fs::create_dir_all(&dir).expect("dir");
+    (server, dir)
+}
+
 /// The two CRUD services and their adapters.
 struct Example {
     procs: Vec<Proc>,
@@ -218,11 +229,7 @@ async fn the_demo_syncs_both_databases_with_a_late_registration_and_starts_over_
 async fn a_sink_dead_letters_what_its_database_or_decoder_refuses_and_applies_the_rest() {
     let _serial = SERIAL.lock().await;
     let cluster = TestCluster::connect();
-    clean_topics(&cluster).await;
-    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
-    drop_databases(&server.database("postgres")).await;
-    let dir = std::env::temp_dir().join(unique_name("customer-order-poison"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let (server, dir) = from_nothing(&cluster, "customer-order-poison").await;
     let topology = both_ways(&dir);
     deploy(&cluster, &topology).await;
     let envs = child_env(&cluster, &dir, server.url());
@@ -418,11 +425,7 @@ async fn fault_adapters_and_postgres_killed_mid_stream_lose_and_duplicate_no_row
 async fn fault_a_sink_killed_during_its_bootstrap_loads_the_same_snapshot_again_once() {
     let _serial = SERIAL.lock().await;
     let cluster = TestCluster::connect();
-    clean_topics(&cluster).await;
-    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
-    drop_databases(&server.database("postgres")).await;
-    let dir = std::env::temp_dir().join(unique_name("customer-order-bootstrap"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let (server, dir) = from_nothing(&cluster, "customer-order-bootstrap").await;
     let topology = dir.join("topology.yaml");
     std::fs::copy(repo().join("deploy/customer-order.yaml"), &topology).expect("topology");
     deploy(&cluster, &topology).await;
@@ -539,11 +542,7 @@ async fn fault_a_sink_killed_during_its_bootstrap_loads_the_same_snapshot_again_
 async fn a_postgres_sink_service_consumes_alone_and_serves_its_own_api() {
     let _serial = SERIAL.lock().await;
     let cluster = TestCluster::connect();
-    clean_topics(&cluster).await;
-    let server = seam_local::cluster::Postgres::discover().expect("the test stack's PostgreSQL");
-    drop_databases(&server.database("postgres")).await;
-    let dir = std::env::temp_dir().join(unique_name("customer-order-sink-only"));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let (server, dir) = from_nothing(&cluster, "customer-order-sink-only").await;
     // The order service as a CRUD service that only consumes: no CDC of its orders.
     let topology = dir.join("topology.yaml");
     std::fs::write(
