@@ -190,6 +190,7 @@ impl Worker {
         let mut known = self.handle.block_on(tables::applied(&db, &service))?;
         for row in pending {
             let (source, snapshot): (String, Vec<u8>) = (row.get(0), row.get(1));
+            // Refused (it can never load), it is forgotten and its source stays unread.
             self.bootstrap(
                 &mut db,
                 &mut statements,
@@ -201,14 +202,11 @@ impl Worker {
             )?;
             flush(&db)?;
         }
+        // The topology's sources, and those a registration stored positions for.
         let mut active: Vec<String> = self.sources.clone();
-        for topic in positions.keys() {
-            if let Some(source) = topic.strip_suffix(".events") {
-                if (self.idle.contains_key(source) || self.reading.contains(source))
-                    && !active.iter().any(|s| s == source)
-                {
-                    active.push(source.to_string());
-                }
+        for source in self.idle.keys().chain(self.reading.iter()) {
+            if positions.contains_key(&events_topic(source)) && !active.contains(source) {
+                active.push(source.clone());
             }
         }
         for source in &active {
@@ -241,14 +239,14 @@ impl Worker {
             }
             while let Ok(request) = self.requests.try_recv() {
                 let Request::Register { source, snapshot } = request;
-                match snapshot {
+                let reads = match snapshot {
                     Some(bytes) => {
                         self.handle.block_on(db.execute(
                             "INSERT INTO seam_bootstraps (consumer, source, snapshot) VALUES ($1, $2, $3) \
                              ON CONFLICT (consumer, source) DO NOTHING",
                             &[&service, &source, &bytes],
                         ))?;
-                        self.bootstrap(
+                        let loaded = self.bootstrap(
                             &mut db,
                             &mut statements,
                             &consumer,
@@ -258,10 +256,17 @@ impl Worker {
                             &mut known,
                         )?;
                         waiting = flush(&db)?;
+                        loaded
                     }
                     None => {
                         self.read_from_beginning(&db, &consumer, &source, &mut positions)?;
+                        true
                     }
+                };
+                // A refused registration reads nothing: assigning its topic without positions
+                // would read it from the start with no translator and skip every event.
+                if !reads || active.contains(&source) {
+                    continue;
                 }
                 active.push(source);
                 self.assign(&consumer, &active, &positions)?;
@@ -427,7 +432,7 @@ impl Worker {
         snapshot: Vec<u8>,
         positions: &mut Positions,
         known: &mut Applied,
-    ) -> Result<(), End> {
+    ) -> Result<bool, End> {
         let service = self.shared.service.clone();
         let topic = events_topic(source);
         let what = format!("the snapshot of {source}");
@@ -441,7 +446,7 @@ impl Worker {
                 let error = refuse(&self.shared, e.to_string());
                 self.forget(db, source)?;
                 warn!(%service, %source, %error, "registration refused");
-                return Ok(());
+                return Ok(false);
             }
         };
         let meta = records.meta.clone();
@@ -459,14 +464,14 @@ impl Worker {
             let error = refuse(&self.shared, e.to_string());
             self.forget(db, source)?;
             warn!(%service, %source, %error, "registration refused");
-            return Ok(());
+            return Ok(false);
         }
         for (id, schema) in &meta.schemas {
             if let Err(e) = self.registry.preload(*id, schema) {
                 let error = refuse(&self.shared, format!("a schema in the snapshot: {e}"));
                 self.forget(db, source)?;
                 warn!(%service, %source, %error, "registration refused");
-                return Ok(());
+                return Ok(false);
             }
         }
         self.activate(source)?;
@@ -579,7 +584,7 @@ impl Worker {
             },
         );
         info!(%service, %source, seq = meta.seq, "bootstrap committed; reading from the snapshot's offsets");
-        Ok(())
+        Ok(true)
     }
 
     /// Drops a kept snapshot that can never load.

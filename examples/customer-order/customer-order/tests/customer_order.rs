@@ -683,3 +683,81 @@ async fn a_postgres_sink_service_consumes_alone_and_serves_its_own_api() {
     example.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_refused_registration_leaves_its_source_unread() {
+    let _serial = SERIAL.lock().await;
+    let cluster = TestCluster::connect();
+    let (server, dir) = from_nothing(&cluster, "customer-order-refused").await;
+    let topology = dir.join("topology.yaml");
+    std::fs::copy(repo().join("deploy/customer-order.yaml"), &topology).expect("topology");
+    deploy(&cluster, &topology).await;
+    let envs = child_env(&cluster, &dir, server.url());
+    let mut example = Example::start(&topology, &dir, &envs).await;
+    let http = reqwest::Client::new();
+    let customers = example.url("crud customer-service");
+    load::customers(&http, &customers, 0, 10).await.expect("customers");
+    // A snapshot whose offset map lies beyond the topic's end: the sink must refuse it.
+    let source = example.url("adapter customer-service");
+    let bytes = http
+        .get(format!("{source}/snapshot"))
+        .send()
+        .await
+        .expect("snapshot")
+        .bytes()
+        .await
+        .expect("snapshot bytes");
+    let (mut meta, records) = seam::snapshot::file::read(
+        std::io::Cursor::new(&bytes[..]),
+        "the snapshot",
+        Some("customer-service"),
+    )
+    .expect("a snapshot");
+    for offsets in meta.offsets.0.values_mut() {
+        for next in offsets.values_mut() {
+            *next += 1_000_000;
+        }
+    }
+    let ahead = dir.join("ahead.snapshot");
+    let file = std::fs::File::create(&ahead).expect("file");
+    seam::snapshot::file::write(file, &meta, &records).expect("write the snapshot");
+    let sink = example.url("adapter order-service");
+    let register = seam_ops::commands::register::RegisterArgs {
+        consumer: "order-service".into(),
+        source: "customer-service".into(),
+        snapshot: Some(ahead.display().to_string()),
+        from_beginning: false,
+        accept_gap: false,
+        topology: topology.clone(),
+        url: Some(sink.clone()),
+        json: true,
+    };
+    let refused = seam_ops::commands::register::register(&register)
+        .await
+        .expect_err("a snapshot beyond the topic's end is refused");
+    assert!(refused.to_string().contains("could not register"), "{refused:#}");
+    // Nothing of the source is read, however long it runs and whatever is published.
+    load::customers(&http, &customers, 10, 20).await.expect("customers");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let orders = sql(&server.database("orders")).await;
+    let (replicated, positions): (i64, i64) = orders
+        .query_one(
+            "SELECT (SELECT count(*) FROM customers), (SELECT count(*) FROM seam_positions WHERE consumer = 'order-service')",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .expect("count");
+    assert_eq!((replicated, positions), (0, 0), "the refused source must not be read");
+    let state: serde_json::Value = http
+        .get(format!("{sink}/subscriptions/customer-service"))
+        .send()
+        .await
+        .expect("subscription")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(state["state"], "failed", "{state}");
+    example.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
