@@ -43,7 +43,7 @@ pub async fn orders(http: &reqwest::Client, url: &str, customers: &[i64], n: u64
     Ok(waits.load(Ordering::Relaxed))
 }
 
-/// POSTs `body`; retries a refused connection or a 503 (a service restarting), and with
+/// POSTs `body`; retries a refused or dropped connection or a 503 (a service restarting), and with
 /// `waits` a 409 (a customer not replicated yet), for up to two minutes. Returns the new id.
 async fn post(
     http: &reqwest::Client,
@@ -79,7 +79,9 @@ async fn post(
                     r.text().await.unwrap_or_default()
                 )
             }
-            Err(e) if e.is_connect() || e.is_timeout() => e.to_string(),
+            // A service killed mid-request closes the connection: the request may or may not have
+            // been taken (a retried create then makes a second row, on both sides alike).
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => e.to_string(),
             Err(e) => return Err(e).with_context(|| format!("POST {url}")),
         };
         if Instant::now() > deadline {
