@@ -241,11 +241,21 @@ impl Worker {
                 let Request::Register { source, snapshot } = request;
                 let reads = match snapshot {
                     Some(bytes) => {
-                        self.handle.block_on(db.execute(
+                        let kept = self.handle.block_on(db.execute(
                             "INSERT INTO seam_bootstraps (consumer, source, snapshot) VALUES ($1, $2, $3) \
                              ON CONFLICT (consumer, source) DO NOTHING",
                             &[&service, &source, &bytes],
-                        ))?;
+                        ));
+                        if let Err(e) = kept {
+                            // Not kept, so no later session loads it: say so instead of
+                            // leaving the registration bootstrapping forever.
+                            let error = format!(
+                                "keeping the snapshot in seam_bootstraps failed ({}); run seam register again",
+                                describe(&e)
+                            );
+                            self.shared.set_registration(&source, Registration::Failed { error });
+                            return Err(e.into());
+                        }
                         let loaded = self.bootstrap(
                             &mut db,
                             &mut statements,
@@ -259,7 +269,13 @@ impl Worker {
                         loaded
                     }
                     None => {
-                        self.read_from_beginning(&db, &consumer, &source, &mut positions)?;
+                        if let Err(end) = self.read_from_beginning(&db, &consumer, &source, &mut positions) {
+                            if let End::Retry(why) = &end {
+                                let error = format!("{why}; run seam register again");
+                                self.shared.set_registration(&source, Registration::Failed { error });
+                            }
+                            return Err(end);
+                        }
                         true
                     }
                 };
