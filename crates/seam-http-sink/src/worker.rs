@@ -193,11 +193,9 @@ impl Worker {
         };
         for (i, call) in calls.iter().enumerate() {
             let key = format!("{base}/{i}");
-            let metrics = self.metrics.clone();
-            let service = self.service.clone();
-            let retried = move |why: &str| {
-                metrics.retry();
-                warn!(%service, error = %why, "the API did not take a call; sending it again");
+            let retried = |why: &str| {
+                self.metrics.retry();
+                warn!(service = %self.service, error = %why, "the API did not take a call; sending it again");
             };
             let outcome = self
                 .handle

@@ -12,7 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use seam::codec::{wire, Registry};
+use seam::codec::Registry;
 use seam::runtime::{retention, Pipeline, RawEvent, Registration};
 use seam::snapshot::file;
 use seam::translator::{events_topic, Translator};
@@ -303,15 +303,7 @@ impl Worker {
             if batch.is_empty() {
                 continue;
             }
-            let mut items = Vec::with_capacity(batch.len());
-            for raw in batch {
-                let prepared = match self.pipeline.prepare(&raw, &self.stop) {
-                    Ok(p) => p,
-                    Err(seam::runtime::RuntimeError::Cancelled) => return Ok(()),
-                    Err(e) => return Err(End::Retry(e.to_string())),
-                };
-                items.push(Item { raw, prepared });
-            }
+            let items = self.prepare(batch)?;
             let outcome = self.commit(&mut db, &mut statements, &items, &known)?;
             for (k, seq) in outcome.applied.iter() {
                 let w = known.entry(k.clone()).or_default();
@@ -326,6 +318,17 @@ impl Worker {
                 waiting = flush(&db)?;
             }
         }
+    }
+
+    /// Decodes and translates records (retrying a registry outage until stopped).
+    fn prepare(&self, raws: Vec<RawEvent>) -> Result<Vec<Item>, End> {
+        raws.into_iter()
+            .map(|raw| match self.pipeline.prepare(&raw, &self.stop) {
+                Ok(prepared) => Ok(Item { raw, prepared }),
+                Err(seam::runtime::RuntimeError::Cancelled) => Err(End::Stop),
+                Err(e) => Err(End::Retry(e.to_string())),
+            })
+            .collect()
     }
 
     /// Commits `items` in one transaction: all statements at once, or, when one fails on an
@@ -360,7 +363,9 @@ impl Worker {
         Err(End::Retry("a statement failed even event by event".into()))
     }
 
+    /// Counts a batch's outcomes, once per topic and outcome (not per event).
     fn count(&self, items: &[Item], fates: &[Fate]) {
+        let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for (item, fate) in items.iter().zip(fates) {
             let outcome = match fate {
                 Fate::Applied => "applied",
@@ -368,7 +373,10 @@ impl Worker {
                 Fate::Skipped => "skipped",
                 Fate::DeadLettered => "dead-lettered",
             };
-            self.shared.metrics.events(&item.raw.topic, outcome, 1);
+            *counts.entry((item.raw.topic.as_str(), outcome)).or_default() += 1;
+        }
+        for ((topic, outcome), n) in counts {
+            self.shared.metrics.events(topic, outcome, n);
         }
     }
 
@@ -513,27 +521,13 @@ impl Worker {
             let mut chunk = Vec::with_capacity(CHUNK);
             for record in records.by_ref().take(CHUNK) {
                 let record = record.map_err(|e| End::Retry(e.to_string()))?;
-                chunk.push(RawEvent {
-                    topic: topic.clone(),
-                    partition: -1,
-                    offset: loaded as i64 + chunk.len() as i64,
-                    key: Some(record.subject.into_bytes()),
-                    value: Some(wire::frame(record.schema_id, &record.body)),
-                    headers: vec![(seam::dlq::SNAPSHOT_HEADER.to_string(), Some(tag.clone().into_bytes()))].into(),
-                });
+                let index = loaded + chunk.len() as u64;
+                chunk.push(seam::runtime::bootstrap::snapshot_event(&topic, &tag, index, record));
             }
             if chunk.is_empty() {
                 break;
             }
-            let mut items = Vec::with_capacity(chunk.len());
-            for raw in chunk {
-                let prepared = match self.pipeline.prepare(&raw, &self.stop) {
-                    Ok(p) => p,
-                    Err(seam::runtime::RuntimeError::Cancelled) => return Err(End::Stop),
-                    Err(e) => return Err(End::Retry(e.to_string())),
-                };
-                items.push(Item { raw, prepared });
-            }
+            let items = self.prepare(chunk)?;
             handle.block_on(async {
                 tx.batch_execute("SAVEPOINT seam_chunk").await?;
                 match apply::apply(&tx, statements, &service, &items, known, false).await {

@@ -141,14 +141,7 @@ impl Load {
         while events.len() < max {
             let Some(record) = self.records.next() else { break };
             let record = record.map_err(bad)?;
-            events.push(RawEvent {
-                topic: self.topic.clone(),
-                partition: -1,
-                offset: self.at as i64,
-                key: Some(record.subject.into_bytes()),
-                value: Some(wire::frame(record.schema_id, &record.body)),
-                headers: vec![(crate::dlq::SNAPSHOT_HEADER.into(), Some(self.tag.clone().into_bytes()))].into(),
-            });
+            events.push(snapshot_event(&self.topic, &self.tag, self.at, record));
             self.at += 1;
         }
         Ok(events)
@@ -171,6 +164,20 @@ impl Load {
             self.meta.offsets.clone(),
             self.meta.journal.clone().map(|j| (j, self.meta.seq)),
         )
+    }
+}
+
+/// The `index`-th record of the snapshot `tag` (`<source>@<seq>`) as an event of `topic`: framed
+/// with its writer schema, at partition -1 (no Kafka coordinates) and tagged with the snapshot,
+/// ready to decode and translate like one read from the topic.
+pub fn snapshot_event(topic: &str, tag: &str, index: u64, record: crate::snapshot::SnapshotRecord) -> RawEvent {
+    RawEvent {
+        topic: topic.to_string(),
+        partition: -1,
+        offset: index as i64,
+        key: Some(record.subject.into_bytes()),
+        value: Some(wire::frame(record.schema_id, &record.body)),
+        headers: vec![(crate::dlq::SNAPSHOT_HEADER.into(), Some(tag.as_bytes().to_vec()))].into(),
     }
 }
 
