@@ -22,6 +22,9 @@ pub const JOURNAL: &str = "seam-journal";
 /// The seq of the previous event about the same subject in the same journal (0: the first), so
 /// a consumer can keep per-subject order where Kafka does not (putEvents).
 pub const PREV_SEQ: &str = "seam-prev-seq";
+/// The W3C Trace Context header: the span that emitted the event (or published it), so a
+/// consumer's apply continues the producer's trace.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// The event id of a journal entry.
 pub fn event_id(service: &str, seq: u64) -> String {

@@ -240,6 +240,8 @@ pub struct Cause {
     pub correlation_id: Option<String>,
     /// The foreign event that caused the command.
     pub causation_id: Option<String>,
+    /// The `traceparent` the events of the command carry (see `seam::trace`).
+    pub trace: Option<String>,
 }
 
 /// Applies one command to `set` the way the runtime's writer does, without the runtime: its
@@ -373,6 +375,7 @@ impl<'a> Apply<'a> {
                 body,
                 prev: None,
                 schema,
+                trace: self.cause.trace.clone(),
             },
         )?;
         self.emitted.push(seq);

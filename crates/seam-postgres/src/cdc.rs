@@ -747,6 +747,7 @@ fn cause(what: &str) -> Cause {
     Cause {
         correlation_id: Some(format!("pg/{what}")),
         causation_id: None,
+        trace: None,
     }
 }
 

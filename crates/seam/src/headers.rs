@@ -3,14 +3,15 @@
 
 use rdkafka::message::{BorrowedHeaders, Header, Headers, OwnedHeaders};
 use seam_core::envelope::{
-    event_id, rfc3339, CAUSATION_ID, CORRELATION_ID, EVENT_ID, EVENT_TYPE, JOURNAL, PREV_SEQ, SOURCE, TIME,
+    event_id, rfc3339, CAUSATION_ID, CORRELATION_ID, EVENT_ID, EVENT_TYPE, JOURNAL, PREV_SEQ, SOURCE, TIME, TRACEPARENT,
 };
 use seam_core::store::{JournalEntry, JournalId};
 
-/// The headers of a journal entry as published by `service` from `journal`.
-pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new_with_capacity(8);
-    each(service, journal, entry, |key, value| {
+/// The headers of a journal entry as published by `service` from `journal`; `trace` is the
+/// publishing span's `traceparent` (else the entry's own is carried).
+pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry, trace: Option<&str>) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(9);
+    each(service, journal, entry, trace, |key, value| {
         headers = std::mem::replace(&mut headers, OwnedHeaders::new()).insert(Header {
             key,
             value: Some(value),
@@ -21,8 +22,8 @@ pub fn headers(service: &str, journal: &JournalId, entry: &JournalEntry) -> Owne
 
 /// [`headers`] as owned pairs: what the simulator's log stores.
 pub fn pairs(service: &str, journal: &JournalId, entry: &JournalEntry) -> Vec<(String, Option<Vec<u8>>)> {
-    let mut pairs = Vec::with_capacity(8);
-    each(service, journal, entry, |key, value| {
+    let mut pairs = Vec::with_capacity(9);
+    each(service, journal, entry, None, |key, value| {
         pairs.push((key.to_string(), Some(value.to_vec())));
     });
     pairs
@@ -30,7 +31,13 @@ pub fn pairs(service: &str, journal: &JournalId, entry: &JournalEntry) -> Vec<(S
 
 /// The one definition of a published entry's headers, visited in order (no copies on the
 /// publisher's path).
-fn each(service: &str, journal: &JournalId, entry: &JournalEntry, mut put: impl FnMut(&str, &[u8])) {
+fn each(
+    service: &str,
+    journal: &JournalId,
+    entry: &JournalEntry,
+    trace: Option<&str>,
+    mut put: impl FnMut(&str, &[u8]),
+) {
     let id = event_id(service, entry.seq);
     let time = rfc3339(entry.time_ms);
     put(EVENT_ID, id.as_bytes());
@@ -50,6 +57,9 @@ fn each(service: &str, journal: &JournalId, entry: &JournalEntry, mut put: impl 
     }
     if let Some(prev) = entry.prev {
         put(PREV_SEQ, prev.to_string().as_bytes());
+    }
+    if let Some(trace) = trace.or(entry.trace.as_deref()) {
+        put(TRACEPARENT, trace.as_bytes());
     }
 }
 
@@ -187,6 +197,46 @@ mod tests {
             let raw = RawHeaders::from(pairs.clone());
             prop_assert_eq!(raw.to_pairs(), pairs);
         }
+    }
+
+    #[test]
+    fn a_published_entry_carries_its_trace_and_a_publish_span_replaces_it() {
+        use seam_core::store::{JournalEntry, JournalId};
+        let entry = JournalEntry {
+            seq: 7,
+            subject: "order/1".into(),
+            record: "shop.Placed".into(),
+            time_ms: 0,
+            correlation_id: None,
+            causation_id: None,
+            body: Vec::new(),
+            schema: None,
+            prev: Some(0),
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        };
+        let journal = JournalId {
+            id: "ab12".into(),
+            start: 1,
+        };
+        let trace_of = |pairs: Vec<(String, Option<Vec<u8>>)>| {
+            RawHeaders::from(pairs)
+                .get("traceparent")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(trace_of(super::pairs("shop", &journal, &entry)), entry.trace);
+        let published = super::headers(
+            "shop",
+            &journal,
+            &entry,
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"),
+        );
+        let published = RawHeaders::from_borrowed(Some(published.as_borrowed()));
+        assert_eq!(
+            published.get("traceparent"),
+            Some(&b"00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"[..])
+        );
+        let untraced = JournalEntry { trace: None, ..entry };
+        assert_eq!(trace_of(super::pairs("shop", &journal, &untraced)), None);
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod store;
 mod store_fjall;
 mod store_sled;
 pub mod topology;
+pub mod trace;
 
 /// Every binary linking seam allocates with mimalloc when the `mimalloc` feature is on (the
 /// default): glibc's malloc and free were the largest single item in the translator's profile.

@@ -392,12 +392,27 @@ impl Services {
     }
 }
 
-/// Logs to stderr, filtered by `SEAM_LOG` (default `warn`), once per process.
+/// Logs to stderr, filtered by `SEAM_LOG` (default `warn`), once per process; exports spans
+/// over OTLP when `OTEL_EXPORTER_OTLP_*` asks for it ([`crate::trace`]).
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEAM_LOG").unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let export = match crate::trace::export_layer() {
+        Ok(layer) => layer,
+        Err(e) => {
+            eprintln!("warning: traces are not exported: {e}");
+            None
+        }
+    };
+    let _ = tracing_subscriber::registry()
+        .with(export)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
         .try_init();
 }
 
@@ -491,6 +506,7 @@ pub async fn run_until_signal<S: Service>(
         home.withdraw(node.name(), url);
     }
     let stopped = Node::shutdown_shared(node).await;
+    crate::trace::flush();
     if let Some(e) = failure {
         return Err(e.into());
     }

@@ -241,8 +241,9 @@ impl Heads {
             body: Vec::new(),
             schema: None,
             prev: Some(prev),
+            trace: None,
         };
-        seam::headers::headers(&self.service, &self.journal, &entry)
+        seam::headers::headers(&self.service, &self.journal, &entry, None)
     }
 }
 

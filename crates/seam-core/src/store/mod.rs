@@ -1496,6 +1496,7 @@ mod tests {
             body: vec![],
             prev: None,
             schema: None,
+            trace: None,
         }
     }
 

@@ -30,12 +30,16 @@ pub struct JournalEntry {
     /// consumer can tell whether an event arrives in order per subject; `None` for entries
     /// written before seam tracked it (their subject's history is not known).
     pub prev: Option<u64>,
+    /// The W3C `traceparent` of the span that emitted it (a command's, or an apply's), which
+    /// the publisher carries on; `None` outside a trace.
+    pub trace: Option<String>,
 }
 
 /// Tags of the optional fields after the body (older entries end with the body).
 mod tag {
     pub const PREV: u8 = 1;
     pub const SCHEMA: u8 = 2;
+    pub const TRACE: u8 = 3;
 }
 
 impl JournalEntry {
@@ -58,6 +62,10 @@ impl JournalEntry {
             out.push(tag::SCHEMA);
             put(&mut out, &schema.to_be_bytes());
         }
+        if let Some(trace) = &self.trace {
+            out.push(tag::TRACE);
+            put(&mut out, trace.as_bytes());
+        }
         out
     }
 
@@ -75,6 +83,7 @@ impl JournalEntry {
             body: cur.bytes()?.to_vec(),
             prev: None,
             schema: None,
+            trace: None,
         };
         while !cur.0.is_empty() {
             let [tag] = cur.fixed::<1>()?;
@@ -86,6 +95,7 @@ impl JournalEntry {
             match tag {
                 tag::PREV => entry.prev = Some(number()?),
                 tag::SCHEMA => entry.schema = Some(number()?),
+                tag::TRACE => entry.trace = std::str::from_utf8(value).ok().map(str::to_string),
                 _ => {}
             }
         }
@@ -232,19 +242,22 @@ mod tests {
             body: vec![1, 2, 3],
             prev: Some(41),
             schema: Some(0xfeed),
+            trace: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let bytes = entry.encode();
         assert_eq!(JournalEntry::decode(&bytes).expect("decodes"), entry);
         for cut in 0..bytes.len() {
-            // Cutting exactly after the body or after prev leaves an older entry's layout.
+            // Cutting exactly after the body, prev or schema leaves an older entry's layout.
             if let Ok(old) = JournalEntry::decode(&bytes[..cut]) {
-                let older = match old.prev {
-                    None => (bytes.len() - 26, None),
-                    Some(_) => (bytes.len() - 13, Some(41)),
+                let trace = 1 + 4 + 55;
+                let older = match (old.prev, old.schema) {
+                    (None, _) => (bytes.len() - 26 - trace, None, None),
+                    (Some(_), None) => (bytes.len() - 13 - trace, Some(41), None),
+                    (Some(_), Some(_)) => (bytes.len() - trace, Some(41), Some(0xfeed)),
                 };
                 assert_eq!(
-                    (cut, old.prev, old.schema),
-                    (older.0, older.1, None),
+                    (cut, old.prev, old.schema, old.trace),
+                    (older.0, older.1, older.2, None),
                     "only the layout of an older entry may decode"
                 );
             }
@@ -252,6 +265,7 @@ mod tests {
         let older = JournalEntry {
             prev: None,
             schema: None,
+            trace: None,
             ..entry
         };
         assert_eq!(JournalEntry::decode(&older.encode()).expect("decodes"), older);

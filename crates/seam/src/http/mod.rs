@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::codec::wire;
 use crate::envelope;
@@ -350,6 +351,7 @@ async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Re
 
 async fn post_command<S>(
     State(node): State<Arc<Node<S>>>,
+    headers: HeaderMap,
     body: Result<Json<S::Command>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError>
 where
@@ -369,7 +371,20 @@ where
             ),
         ));
     }
-    match node.execute(command, crate::service::Cause::default()).await {
+    // A command starts a trace, or continues the caller's: its events carry it to every consumer.
+    let span = if crate::trace::exporting() {
+        let name = format!("{command:?}");
+        let name = name.split([' ', '(', '{']).next().unwrap_or_default();
+        tracing::info_span!(target: crate::trace::TARGET, "command", otel.name = %format!("command {name}"), service = %node.name())
+    } else {
+        tracing::Span::none()
+    };
+    let parent = headers.get(crate::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    let cause = crate::service::Cause {
+        trace: crate::trace::continue_in(&span, parent, true),
+        ..Default::default()
+    };
+    match node.execute(command, cause).instrument(span).await {
         Ok(seqs) => Ok(Json(serde_json::json!({ "applied": true, "events": seqs }))),
         Err(e) => Err(ApiError::from_execute(&e)),
     }
@@ -513,7 +528,7 @@ impl WireEvent {
     /// A journal entry of `service`'s `journal` as getEvents returns it (and the publisher would
     /// frame it), with its writer schema's registry id; without the JSON payload.
     pub fn from_entry(service: &str, journal: &crate::store::JournalId, entry: &JournalEntry, schema_id: u32) -> Self {
-        let headers = crate::headers::headers(service, journal, entry);
+        let headers = crate::headers::headers(service, journal, entry, None);
         let headers = crate::headers::owned_pairs(Some(headers.as_borrowed()))
             .into_iter()
             .filter_map(|(k, v)| Some((k, String::from_utf8(v?).ok()?)))

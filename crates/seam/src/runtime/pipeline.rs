@@ -105,7 +105,8 @@ impl RawEvent {
         self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    /// A UTF-8 header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
@@ -117,6 +118,11 @@ impl RawEvent {
     /// `seam-correlation-id`.
     pub fn correlation_id(&self) -> Option<&str> {
         self.header(envelope::CORRELATION_ID)
+    }
+
+    /// `traceparent`: the span that emitted or published the event.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.header(envelope::TRACEPARENT)
     }
 
     /// `seam-prev-seq`: the seq of the previous event about the same subject.

@@ -279,7 +279,16 @@ impl EventLog for RdLog {
     }
 
     fn send(&mut self, out: &Outgoing<'_>) -> Result<(), LogError> {
-        let headers = crate::headers::headers(out.service, out.journal, out.entry);
+        // Exported, each publish is a span of the emitting span's trace, and the consumer's
+        // apply continues from it.
+        let published = match &out.entry.trace {
+            Some(parent) if crate::trace::exporting() => {
+                let span = tracing::info_span!(target: crate::trace::TARGET, "publish", otel.name = %format!("publish {}", out.entry.record), service = %out.service, topic = %out.topic, partition = out.partition, subject = %out.entry.subject, seq = out.entry.seq);
+                crate::trace::continue_in(&span, Some(parent), false)
+            }
+            _ => None,
+        };
+        let headers = crate::headers::headers(out.service, out.journal, out.entry, published.as_deref());
         let mut record = BaseRecord::to(out.topic)
             .partition(out.partition)
             .key(out.entry.subject.as_bytes())

@@ -85,6 +85,7 @@ mod tests {
             body: vec![],
             schema: None,
             prev: Some(0),
+            trace: None,
         })
         .collect()
     }

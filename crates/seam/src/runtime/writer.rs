@@ -701,7 +701,9 @@ impl<S: Service> Writer<S> {
                     TakenIn::DeadLettered
                 }
                 Prepared::Commands(commands) => {
-                    let cause = cause_of(raw);
+                    let span = apply_span(&self.name, raw, "apply");
+                    let cause = cause_of(raw, &span);
+                    let _in_span = span.enter();
                     match self.apply_foreign(&mut group.set, &commands, &cause) {
                         Ok(()) => TakenIn::Applied,
                         Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
@@ -767,11 +769,18 @@ impl<S: Service> Writer<S> {
             let failure = match prepared {
                 Prepared::Filtered | Prepared::Unhandled { .. } => None,
                 Prepared::Poison { reason, .. } => Some(reason),
-                Prepared::Commands(commands) => match self.apply_foreign(&mut group.set, &commands, &cause_of(&raw)) {
-                    Ok(()) => None,
-                    Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
-                    Err(e) => Some(format!("applying the translated command failed: {e}")),
-                },
+                Prepared::Commands(commands) => {
+                    let span = apply_span(&self.name, &raw, "redrive");
+                    let applied = {
+                        let _in_span = span.enter();
+                        self.apply_foreign(&mut group.set, &commands, &cause_of(&raw, &span))
+                    };
+                    match applied {
+                        Ok(()) => None,
+                        Err(e) if e.class() == Class::Fatal => return Err(RuntimeError::Store(e.to_string())),
+                        Err(e) => Some(format!("applying the translated command failed: {e}")),
+                    }
+                }
             };
             match failure {
                 None => {
@@ -808,8 +817,18 @@ impl<S: Service> Writer<S> {
     }
 }
 
-/// Correlation and causation of commands translated from `raw`.
-fn cause_of(raw: &RawEvent) -> Cause {
+/// The exported span of applying `raw`, continuing its producer's trace; disabled when not
+/// exporting or the event carries no trace.
+fn apply_span(service: &str, raw: &RawEvent, what: &'static str) -> tracing::Span {
+    if !crate::trace::exporting() || raw.traceparent().is_none() {
+        return tracing::Span::none();
+    }
+    let record = raw.header(envelope::EVENT_TYPE).unwrap_or("event");
+    tracing::info_span!(target: crate::trace::TARGET, "apply", otel.name = %format!("{what} {record}"), service = %service, topic = %raw.topic, partition = raw.partition, offset = raw.offset)
+}
+
+/// Correlation, causation and trace of commands translated from `raw`, applied in `span`.
+fn cause_of(raw: &RawEvent, span: &tracing::Span) -> Cause {
     let causation = raw
         .event_id()
         .map(str::to_string)
@@ -821,6 +840,7 @@ fn cause_of(raw: &RawEvent) -> Cause {
                 .unwrap_or_else(|| causation.clone()),
         ),
         causation_id: Some(causation),
+        trace: crate::trace::continue_in(span, raw.traceparent(), false),
     }
 }
 
