@@ -148,6 +148,18 @@ pub fn consumer_status(
         .set_log_level(RDKafkaLogLevel::Error)
         .create()?;
     let timeout = Duration::from_secs(10);
+    // One reader for every partition's unapplied events: a client per partition cost a
+    // connection each.
+    let scanner: BaseConsumer = client
+        .clone()
+        .set("group.id", "seam-status")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "50")
+        .set("fetch.error.backoff.ms", "20")
+        .set("fetch.queue.backoff.ms", "20")
+        .set_log_level(RDKafkaLogLevel::Error)
+        .create()?;
     let letters = crate::dlq_admin::list(client, Some(consumer)).unwrap_or_default();
     let mut out = ConsumerStatus {
         consumer: consumer.to_string(),
@@ -155,6 +167,8 @@ pub fn consumer_status(
         unreachable: report.as_ref().err().cloned(),
         sources: Vec::new(),
     };
+    // First every partition's range, then their unapplied events in one read.
+    let mut read: Vec<(&String, String, Vec<Range>)> = Vec::new();
     for source in sources {
         let topic = events_topic(source);
         let md = reader
@@ -169,12 +183,31 @@ pub fn consumer_status(
             Ok(r) => (0..partitions).map(|p| (p, r.positions.position(&topic, p))).collect(),
             Err(_) => committed(&reader, &topic, partitions)?,
         };
-        let mut parts = Vec::new();
+        let ends = ends(&reader, &topic, partitions, timeout)?;
+        let mut ranges = Vec::new();
         for (partition, position) in positions {
-            let (_, end) = reader
-                .fetch_watermarks(&topic, partition, timeout)
-                .with_context(|| format!("end offset of {topic}/{partition}"))?;
-            let (lag_events, lag_seconds, lag_estimated) = match unapplied(client, &topic, partition, position, end)? {
+            let end = match ends.get(&partition) {
+                Some(end) => *end,
+                None => {
+                    reader
+                        .fetch_watermarks(&topic, partition, timeout)
+                        .with_context(|| format!("end offset of {topic}/{partition}"))?
+                        .1
+                }
+            };
+            ranges.push((partition, position, end));
+        }
+        read.push((source, topic, ranges));
+    }
+    let wanted: Vec<(String, i32, i64, i64)> = read
+        .iter()
+        .flat_map(|(_, topic, ranges)| ranges.iter().map(move |&(p, from, end)| (topic.clone(), p, from, end)))
+        .collect();
+    let mut lags = unapplied(&scanner, &wanted)?;
+    for (source, topic, ranges) in read {
+        let mut parts = Vec::new();
+        for (partition, position, end) in ranges {
+            let (lag_events, lag_seconds, lag_estimated) = match lags.remove(&(topic.clone(), partition)).flatten() {
                 Some(u) => (u.events as i64, age(u.first), u.estimated),
                 None => (0, 0.0, false),
             };
@@ -221,6 +254,27 @@ pub fn consumer_status(
     Ok(out)
 }
 
+/// The end (last stable) offset of every partition of `topic` in one request: asking per
+/// partition costs a round trip each, which made `seam status` take seconds.
+fn ends(reader: &BaseConsumer, topic: &str, partitions: i32, timeout: Duration) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::End)?;
+    }
+    let got = reader
+        .offsets_for_times(tpl, timeout)
+        .with_context(|| format!("the end offsets of {topic}"))?;
+    Ok(got
+        .elements()
+        .iter()
+        .filter(|e| e.error().is_ok())
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
 fn committed(reader: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, i64>> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -242,6 +296,9 @@ fn committed(reader: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Res
         .collect())
 }
 
+/// A partition, the consumer's position in it, and its end.
+type Range = (i32, i64, i64);
+
 /// Unapplied events of one partition counted one by one at most; past this the lag is the
 /// offset difference (marked as estimated).
 const COUNT_AT_MOST: u64 = 100_000;
@@ -256,76 +313,88 @@ struct Unapplied {
     estimated: bool,
 }
 
-/// The events at or after `position` and before `end`, read as the consumer reads them
-/// (read_committed): `None` when there are none.
+/// Per partition (topic, partition, position, end), the events at or after the position
+/// and before the end, read as the consumer reads them (read_committed): `None` when there are
+/// none. The partitions are read together: after an assignment the first fetch takes a few
+/// hundred milliseconds, once rather than per partition.
 fn unapplied(
-    client: &ClientConfig,
-    topic: &str,
-    partition: i32,
-    position: i64,
-    end: i64,
-) -> anyhow::Result<Option<Unapplied>> {
-    if position >= end {
-        return Ok(None);
-    }
-    let reader: BaseConsumer = client
-        .clone()
-        .set("group.id", "seam-status")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set_log_level(RDKafkaLogLevel::Error)
-        .create()?;
+    reader: &BaseConsumer,
+    wanted: &[(String, i32, i64, i64)],
+) -> anyhow::Result<BTreeMap<(String, i32), Option<Unapplied>>> {
+    let mut out: BTreeMap<(String, i32), Option<Unapplied>> = BTreeMap::new();
+    let mut open: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(position))?;
+    for (topic, partition, position, end) in wanted {
+        out.insert((topic.clone(), *partition), None);
+        if position < end {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*position))?;
+            open.insert((topic.clone(), *partition), (*position, *end));
+        }
+    }
+    if open.is_empty() {
+        return Ok(out);
+    }
     reader.assign(&tpl)?;
     let started = std::time::Instant::now();
-    let mut found: Option<Unapplied> = None;
-    let estimate = |found: Option<Unapplied>| {
-        found.map(|f| Unapplied {
-            events: (end - position).max(1) as u64,
-            estimated: true,
-            ..f
-        })
+    let estimate = |f: &mut Unapplied, (position, end): (i64, i64)| {
+        f.events = (end - position).max(1) as u64;
+        f.estimated = true;
     };
-    loop {
-        let patience = if found.is_some() { 20 } else { 5 };
+    while !open.is_empty() {
+        let patience = if open.keys().any(|p| out[p].is_some()) { 20 } else { 5 };
         if started.elapsed() > Duration::from_secs(patience) {
-            if found.is_some() {
-                return Ok(estimate(found));
+            for ((topic, partition), range) in std::mem::take(&mut open) {
+                match out.get_mut(&(topic.clone(), partition)).and_then(Option::as_mut) {
+                    Some(f) => estimate(f, range),
+                    None => anyhow::bail!(
+                        "no event arrived from {topic}/{partition} between offsets {} and {} within 5 s",
+                        range.0,
+                        range.1
+                    ),
+                }
             }
-            anyhow::bail!("no event arrived from {topic}/{partition} between offsets {position} and {end} within 5 s");
+            break;
         }
-        match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) if m.offset() < end => {
-                let f = found.get_or_insert(Unapplied {
+        match reader.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                let key = (m.topic().to_string(), m.partition());
+                let Some(&(position, end)) = open.get(&key) else {
+                    continue;
+                };
+                if m.offset() >= end {
+                    open.remove(&key);
+                    continue;
+                }
+                let f = out.get_mut(&key).expect("every wanted partition has an entry");
+                let f = f.get_or_insert(Unapplied {
                     first: event_time(&m),
                     events: 0,
                     estimated: false,
                 });
                 f.events += 1;
                 if m.offset() + 1 >= end {
-                    return Ok(found);
-                }
-                if f.events >= COUNT_AT_MOST {
-                    return Ok(estimate(found));
+                    open.remove(&key);
+                } else if f.events >= COUNT_AT_MOST {
+                    estimate(f, (position, end));
+                    open.remove(&key);
                 }
             }
-            Some(Ok(_)) => return Ok(found),
-            Some(Err(e)) => return Err(e).with_context(|| format!("reading {topic}/{partition} at {position}")),
+            Some(Err(e)) => return Err(e).context("reading the unapplied events"),
             None => {
                 // Only markers (or aborted records) left before the end: every event is counted.
-                if let Ok(tpl) = reader.position() {
-                    let at = tpl.find_partition(topic, partition).and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
+                if let Ok(at) = reader.position() {
+                    open.retain(|(topic, partition), (_, end)| {
+                        let now = at.find_partition(topic, *partition).and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                        now.is_none_or(|o| o < *end)
                     });
-                    if at.is_some_and(|o| o >= end) {
-                        return Ok(found);
-                    }
                 }
             }
         }
     }
+    Ok(out)
 }
 
 /// The event's own time (`seam-time`), else the record's timestamp.
