@@ -38,6 +38,8 @@ struct Inner {
     needs_rebuild: Family<Labels, Gauge>,
     commits: Family<Labels, Counter>,
     flushes: Family<Labels, Histogram>,
+    commit_seconds: Family<Labels, Histogram>,
+    publish_seconds: Family<Labels, Histogram>,
     cdc_transactions: Family<Labels, Counter>,
     cdc_row_changes: Family<Labels, Counter>,
     cdc_copied_rows: Family<Labels, Counter>,
@@ -128,6 +130,18 @@ impl Metrics {
             "Time to make written store groups durable (one fsync covers every group queued meanwhile)",
             flushes.clone(),
         );
+        let commit_seconds = Family::<Labels, Histogram>::new_with_constructor(flush_buckets as fn() -> Histogram);
+        registry.register(
+            "seam_store_commit_seconds",
+            "Time to write one group commit to the store (applied and visible; its flush is seam_store_flush_seconds)",
+            commit_seconds.clone(),
+        );
+        let publish_seconds = Family::<Labels, Histogram>::new_with_constructor(flush_buckets as fn() -> Histogram);
+        registry.register(
+            "seam_publish_transaction_seconds",
+            "Time from a publisher transaction's first send to its commit on the cluster (acks=all)",
+            publish_seconds.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 service: service.to_string(),
@@ -145,6 +159,8 @@ impl Metrics {
                 needs_rebuild,
                 commits,
                 flushes,
+                commit_seconds,
+                publish_seconds,
                 cdc_transactions,
                 cdc_row_changes,
                 cdc_copied_rows,
@@ -209,9 +225,19 @@ impl Metrics {
         self.inner.published.get_or_create(&self.labels(&[])).inc_by(n);
     }
 
-    /// One group commit to the store.
-    pub fn committed(&self) {
-        self.inner.commits.get_or_create(&self.labels(&[])).inc();
+    /// One group commit to the store, written in `seconds`.
+    pub fn committed(&self, seconds: f64) {
+        let labels = self.labels(&[]);
+        self.inner.commits.get_or_create(&labels).inc();
+        self.inner.commit_seconds.get_or_create(&labels).observe(seconds);
+    }
+
+    /// One publisher transaction took `seconds` from its first send to its commit.
+    pub fn published_transaction(&self, seconds: f64) {
+        self.inner
+            .publish_seconds
+            .get_or_create(&self.labels(&[]))
+            .observe(seconds);
     }
 
     /// One flush of the store took `seconds`.

@@ -94,6 +94,8 @@ impl Publisher {
         };
         let mut pause = FIRST_PAUSE;
         let mut deadline = None;
+        // When the open transaction's first send went out (for seam_publish_transaction_seconds).
+        let mut transaction: Option<Instant> = None;
         loop {
             let durable = self.durable.get();
             if let Some(next) = relay.next() {
@@ -114,6 +116,7 @@ impl Publisher {
                     _ => {}
                 }
             }
+            let stepped = Instant::now();
             let step = relay.step(Turn {
                 log: &mut log,
                 runtime: &self.runtime,
@@ -131,7 +134,9 @@ impl Publisher {
                 Step::Idle => {
                     self.durable.wait_beyond(durable, Duration::from_millis(200));
                 }
-                Step::Progress(_) => {}
+                Step::Progress(_) => {
+                    transaction.get_or_insert(stepped);
+                }
                 Step::Wait(why) => {
                     if self.cancel.is_cancelled() && relay.next().is_none() {
                         return Err(RuntimeError::Cancelled);
@@ -143,6 +148,8 @@ impl Publisher {
                 Step::Committed { end, count } => {
                     self.published.send_replace(end);
                     self.metrics.published(count);
+                    let began = transaction.take().unwrap_or(stepped);
+                    self.metrics.published_transaction(began.elapsed().as_secs_f64());
                 }
             }
         }

@@ -434,9 +434,10 @@ impl<S: Service> Writer<S> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
+            let started = std::time::Instant::now();
             let entries = self.store.commit(&mut group.set, true)?;
+            self.metrics.committed(started.elapsed().as_secs_f64());
             self.hand_over(entries);
-            self.metrics.committed();
             failpoint::hit("writer.after-commit");
         } else {
             // Nothing of its own to write, but groups written before may still wait for the
@@ -477,9 +478,10 @@ impl<S: Service> Writer<S> {
         let last_seq = group.set.last_seq();
         if !group.set.is_empty() {
             failpoint::hit("writer.before-commit");
+            let started = std::time::Instant::now();
             let entries = self.store.commit(&mut group.set, false)?;
+            self.metrics.committed(started.elapsed().as_secs_f64());
             self.hand_over(entries);
-            self.metrics.committed();
         }
         for applied in std::mem::take(&mut group.applied) {
             let _ = applied.send(());
