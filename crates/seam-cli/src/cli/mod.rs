@@ -5,7 +5,7 @@ mod bench;
 mod cdc;
 mod local;
 
-use seam_ops::commands::{deploy, dlq, doctor, register, replay, snapshot, status};
+use seam_ops::commands::{console, deploy, dlq, doctor, register, replay, snapshot, status};
 
 use std::process::ExitCode;
 
@@ -47,6 +47,9 @@ enum Command {
     /// Benchmark seam against a baseline run side by side on the cluster in use.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Serve the web console: the topology as a graph with each flow's state, lag per
+    /// partition, dead letters with redrive, bootstraps and replays, the deploy plan; live.
+    Console(console::ConsoleArgs),
     /// Run a `postgres-cdc` source: a CRUD service's PostgreSQL row changes as seam events.
     #[command(subcommand)]
     Cdc(cdc::CdcCommand),
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cdc(cmd) => cdc::run(cmd).await,
+            Command::Console(args) => console::run(args).await,
         }
     });
     match result {

@@ -2,6 +2,7 @@
 //! `dlq` and `doctor`: their arguments and what they do. A library, so the demo and tests run
 //! exactly what an operator runs; the `seam` binary (`seam-cli`) only dispatches to them.
 
+pub mod console;
 pub mod deploy;
 pub mod dlq;
 pub mod doctor;

@@ -203,7 +203,8 @@ fn render_slots(slots: &[SlotRow]) -> String {
     text
 }
 
-async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {
+/// The source services the consumer at `url` reads or waits to rebuild (`GET /subscriptions`).
+pub async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {
     let v: serde_json::Value = reqwest::get(format!("{url}/subscriptions")).await?.json().await?;
     let read = v["sources"].as_array().into_iter().flatten().filter_map(|t| t.as_str());
     let waiting = v["needs_rebuild"]
