@@ -56,8 +56,8 @@ fn parse_every(value: &str) -> Result<Duration, String> {
 
 /// Runs `seam console` until interrupted.
 pub async fn run(args: ConsoleArgs) -> anyhow::Result<ExitCode> {
-    let endpoints = Endpoints::discover()?;
     let topology = args.topology.as_deref().map(Topology::load).transpose()?;
+    let endpoints = Endpoints::discover()?;
     let scope = Scope {
         topology,
         urls: args.url.iter().cloned().collect::<BTreeMap<_, _>>(),
