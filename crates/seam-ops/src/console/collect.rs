@@ -466,6 +466,7 @@ impl Collector {
     async fn progress(&mut self, declared: &[Declared], up: &impl Fn(&str) -> bool) -> Vec<ProgressView> {
         let mut out = Vec::new();
         let mut consumers: Vec<&str> = declared.iter().map(|d| d.to.as_str()).collect();
+        consumers.sort_unstable();
         consumers.dedup();
         for d in declared {
             let Some(url) = self.url_of(&d.to).filter(|_| up(&d.to)) else {
@@ -492,8 +493,6 @@ impl Collector {
                 }));
             }
         }
-        consumers.sort_unstable();
-        consumers.dedup();
         for consumer in consumers {
             let Some(url) = self.url_of(consumer).filter(|_| up(consumer)) else {
                 continue;
