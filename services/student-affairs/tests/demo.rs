@@ -173,7 +173,17 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
     runtime
         .block_on(seam_local::up(&home, shape, &mut |m| eprintln!("{m}")))
         .unwrap_or_else(|e| panic!("seam local up --secure: {e}"));
+    let secure = home.secure_dir(&shape);
     let _stack = SecureStack(home);
+    // Deploy the topology as the demo will, so the scholarship office's user exists before it
+    // registers for the students office's events: it must not read them yet.
+    let access = Access::new(&shape, &secure, &runtime);
+    let office = "scholarship-office";
+    assert_eq!(
+        access.read(office, "students-office.events"),
+        Denied,
+        "before seam register"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_student-affairs"))
         .args(["demo", "--students", "30", "--json"])
         .env("SEAM_HOME", &root)
@@ -203,6 +213,145 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
             "deploy made no user for {service}: {credentials:?}"
         );
     }
+    // The demo's `seam register scholarship-office --source students-office` granted exactly
+    // that read: not a source it never registered, not another service's topic to write.
+    assert_eq!(
+        access.read(office, "students-office.events"),
+        Allowed,
+        "after seam register"
+    );
+    assert_eq!(access.read(office, "se-group.events"), Allowed, "a deployed source");
+    assert_eq!(
+        access.read(office, "ta-pool.events"),
+        Denied,
+        "never a source of {office}"
+    );
+    assert_eq!(access.write(office, "se-group.events"), Denied, "another's topic");
+    assert_eq!(
+        access.write(office, "scholarship-office.events"),
+        Allowed,
+        "its own topic"
+    );
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Allowed,
+    Denied,
+}
+use Outcome::{Allowed, Denied};
+
+/// Reads and writes on the secure stack as one service's principal, with the credentials
+/// `seam deploy` wrote for it.
+struct Access {
+    runtime: tokio::runtime::Handle,
+    bootstrap: String,
+    users: std::path::PathBuf,
+}
+
+impl Access {
+    /// Deploys the demo's topology as the operator, then acts as its users.
+    fn new(shape: &seam_local::Shape, secure: &std::path::Path, runtime: &tokio::runtime::Runtime) -> Self {
+        let admin = seam_local::KafkaProps::load(&secure.join("admin.properties")).expect("admin properties");
+        let mut client = rdkafka::ClientConfig::new();
+        client.set("bootstrap.servers", shape.bootstrap().join(","));
+        for (k, v) in &admin.0 {
+            client.set(k, v);
+        }
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/student-affairs.yaml");
+        let topology = seam::topology::Topology::load(&file).expect("topology");
+        let registry = seam_ops::deploy::Registry::new(&shape.registry_url()).expect("registry");
+        let options = seam_ops::deploy::Options {
+            secrets: Some(secure.join("users")),
+            ..Default::default()
+        };
+        let outcome = runtime
+            .block_on(seam_ops::deploy::deploy(&topology, &client, &registry, &options))
+            .expect("deploy");
+        assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+        Self {
+            runtime: runtime.handle().clone(),
+            bootstrap: shape.bootstrap().join(","),
+            users: secure.join("users"),
+        }
+    }
+
+    fn config(&self, user: &str) -> rdkafka::ClientConfig {
+        let props =
+            seam_local::KafkaProps::load(&self.users.join(format!("{user}.properties"))).expect("user properties");
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        for (k, v) in &props.0 {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Whether `user` may fetch from partition 0 of `topic` (in its own group, committing
+    /// nothing): the broker answers a fetch, or refuses the topic's metadata or the fetch.
+    fn read(&self, user: &str, topic: &str) -> Outcome {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = self
+            .config(user)
+            .set("group.id", user)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .expect("consumer");
+        // Without Describe the broker hides the topic's metadata (a fetch would wait for a
+        // leader it is never told); with Describe but no Read the fetch itself is refused.
+        let metadata = consumer
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(15))
+            .expect("metadata");
+        let hidden = metadata.topics().iter().any(|t| {
+            t.error().map(rdkafka::types::RDKafkaErrorCode::from)
+                == Some(rdkafka::types::RDKafkaErrorCode::TopicAuthorizationFailed)
+        });
+        if hidden {
+            return Denied;
+        }
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&assignment).expect("assign");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(std::time::Duration::from_millis(500)) {
+                Some(Ok(_)) => return Allowed,
+                Some(Err(e)) if is_denied(&e) => return Denied,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Allowed,
+                _ => {}
+            }
+        }
+        panic!("{user} reading {topic}: neither a record nor a refusal in 30 s");
+    }
+
+    /// Whether `user` may produce one record to `topic` (the broker's answer to the send).
+    fn write(&self, user: &str, topic: &str) -> Outcome {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let producer: FutureProducer = self
+            .config(user)
+            .set("enable.idempotence", "false")
+            .set("message.timeout.ms", "20000")
+            .create()
+            .expect("producer");
+        let record: FutureRecord<'_, str, str> = FutureRecord::to(topic).key("seam-access-probe").payload("");
+        let sent = producer.send_result(record).map_err(|(e, _)| e).expect("queue");
+        match self.runtime.block_on(sent).expect("delivery report") {
+            Ok(_) => Allowed,
+            Err((e, _)) if is_denied(&e) => Denied,
+            Err((e, _)) => panic!("{user} writing {topic}: {e}"),
+        }
+    }
+}
+
+fn is_denied(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(Code::TopicAuthorizationFailed | Code::GroupAuthorizationFailed)
+    )
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
