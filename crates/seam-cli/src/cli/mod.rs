@@ -5,7 +5,7 @@ mod bench;
 mod cdc;
 mod local;
 
-use seam_ops::commands::{console, deploy, dlq, doctor, register, replay, snapshot, status};
+use seam_ops::commands::{check, console, deploy, dlq, doctor, register, replay, snapshot, status};
 
 use std::process::ExitCode;
 
@@ -41,6 +41,9 @@ enum Command {
     /// Make a cluster and registry hold what a topology declares (topics, configs, schemas,
     /// ACLs, users): prints a per-resource plan, applies it, deletes nothing unasked.
     Deploy(deploy::DeployArgs),
+    /// Check that every translator's reader schema reads every registered version of what it
+    /// consumes, and the versions the topology would register (deploy's gate, changing nothing).
+    Check(check::CheckArgs),
     /// Per consumer, source and partition: position, end offset, lag in events and seconds,
     /// dead letters and parked events; exit code 3 when a lag exceeds --max-lag.
     Status(status::StatusArgs),
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
             Command::Register(args) => register::run(args).await,
             Command::Replay(args) => replay::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
+            Command::Check(args) => check::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cdc(cmd) => cdc::run(cmd).await,

@@ -1,7 +1,7 @@
 //! `seam deploy -t FILE`: prints the plan for a topology and applies it; `--emit k8s DIR` writes
 //! Strimzi and Kubernetes manifests instead of touching a cluster.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -106,10 +106,15 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     }
     let endpoints = Endpoints::discover()?;
     let registry = Registry::new(endpoints.registry()?)?;
+    // The running consumers say what their translators read (announced in $SEAM_HOME/run).
+    let urls: BTreeMap<String, String> = seam_local::Home::from_env()
+        .map(|h| h.announced().into_iter().collect())
+        .unwrap_or_default();
     let options = Options {
         dry_run: args.dry_run,
         allow_delete: args.allow_delete.iter().cloned().collect::<BTreeSet<_>>(),
         secrets: args.secrets.clone().or_else(|| endpoints.secrets.clone()),
+        running: urls.clone(),
     };
     let mut outcome = deploy::deploy(&topology, &endpoints.client(), &registry, &options)
         .await
@@ -120,10 +125,6 @@ pub async fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
                 endpoints.bootstrap_servers()
             )
         })?;
-    // The running consumers say what their translators declare (announced in $SEAM_HOME/run).
-    let urls = seam_local::Home::from_env()
-        .map(|h| h.announced().into_iter().collect())
-        .unwrap_or_default();
     outcome.notes.extend(deploy::undeclared_types(&topology, &urls).await);
     if args.json {
         output::line(&serde_json::to_string_pretty(&as_json(&outcome))?);

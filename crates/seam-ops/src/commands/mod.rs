@@ -1,7 +1,8 @@
 //! The operator commands behind `seam deploy`, `register`, `replay`, `snapshot`, `status`,
-//! `dlq` and `doctor`: their arguments and what they do. A library, so the demo and tests run
+//! `dlq`, `doctor` and `check`: their arguments and what they do. A library, so the demo and tests run
 //! exactly what an operator runs; the `seam` binary (`seam-cli`) only dispatches to them.
 
+pub mod check;
 pub mod console;
 pub mod deploy;
 pub mod dlq;

@@ -6,6 +6,7 @@
 
 pub use seam_rdkafka_admin as admin_ffi;
 mod apply;
+pub mod coverage;
 pub mod desired;
 pub mod k8s;
 pub mod plan;
@@ -39,6 +40,9 @@ pub struct Options {
     /// Where to write the client properties of SCRAM users deploy creates; None: users are
     /// not managed (an identity system outside seam owns them).
     pub secrets: Option<PathBuf>,
+    /// Consumers running now (name → base URL): the reader schemas compiled into them are
+    /// checked against the schemas this deploy registers, as the topology's files are.
+    pub running: BTreeMap<String, String>,
 }
 
 /// What a deploy found and did.
@@ -64,7 +68,11 @@ pub async fn deploy(
     let brokers = broker_count(client).await?;
     let desired = Desired::of(topology, brokers)?;
     let observed = observe(topology, &desired, client, registry, options).await?;
-    let plan = plan::plan(&desired, &observed, &options.allow_delete);
+    let mut plan = plan::plan(&desired, &observed, &options.allow_delete);
+    let (readers, unread) = coverage::readers(topology, &options.running).await;
+    let gate = coverage::check(&readers, &desired, registry).await?;
+    plan.problems.extend(gate.refused.iter().map(ToString::to_string));
+    plan.notes.extend(unread.into_iter().chain(gate.notes));
     let apply = !options.dry_run && plan.problems.is_empty() && !plan.is_empty();
     if apply {
         apply::apply(&plan, &desired, &observed, client, registry, options).await?;

@@ -119,6 +119,27 @@ impl Registry {
         Ok(o)
     }
 
+    /// Every registered version of `subject` with its schema text, oldest first; none for a
+    /// subject the registry does not know.
+    pub async fn schemas(&self, subject: &str) -> anyhow::Result<Vec<(i32, String)>> {
+        let (status, body) = self.get(&format!("subjects/{subject}/versions")).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if status != StatusCode::OK {
+            anyhow::bail!("listing the versions of {subject}: {status} {body}");
+        }
+        let versions: Vec<i32> = serde_json::from_value(body).context("the registry's version list")?;
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let (status, body) = self.get(&format!("subjects/{subject}/versions/{v}")).await?;
+            let text = body["schema"].as_str().filter(|_| status == StatusCode::OK);
+            let text = text.with_context(|| format!("reading version {v} of {subject}: {status} {body}"))?;
+            out.push((v, text.to_string()));
+        }
+        Ok(out)
+    }
+
     /// Sets the subject's compatibility level.
     pub async fn set_compatibility(&self, subject: &str, level: &str) -> anyhow::Result<()> {
         let body = json!({ "compatibility": level });

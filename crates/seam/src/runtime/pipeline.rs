@@ -191,6 +191,10 @@ pub struct Declared {
     pub reads: Vec<String>,
     /// Record types it deliberately ignores.
     pub ignores: Vec<String>,
+    /// The reader schema it decodes each record it reads through, as compiled into this
+    /// process: what `seam deploy` checks a new producer schema against while it runs.
+    #[serde(default)]
+    pub readers: BTreeMap<String, String>,
 }
 
 impl Declared {
@@ -203,6 +207,11 @@ impl Declared {
                 .map(|(r, _)| r.to_string())
                 .collect(),
             ignores: translator.ignores().into_iter().map(str::to_string).collect(),
+            readers: translator
+                .reader_schemas()
+                .into_iter()
+                .map(|(r, s)| (r.to_string(), s.to_string()))
+                .collect(),
         }
     }
 

@@ -28,6 +28,11 @@ pub struct Topology {
     /// Subscriptions: which service consumes which sources, through which translator.
     #[serde(default)]
     pub consumers: Vec<ConsumerSpec>,
+    /// Where the translators' sources are: `<translators>/<translator>/reader/*.avsc` are the
+    /// reader schemas each translator compiles in, which `seam check` and `seam deploy` resolve
+    /// against every registered version of what it reads. Relative to the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translators: Option<PathBuf>,
 }
 
 /// One service.
@@ -280,6 +285,9 @@ impl Topology {
             if service.schemas.is_relative() && !is_empty_path(&service.schemas) {
                 service.schemas = base.join(&service.schemas);
             }
+        }
+        if let Some(dir) = topology.translators.as_mut().filter(|d| d.is_relative()) {
+            *dir = base.join(&*dir);
         }
         topology.check_schema_dirs(&file)?;
         Ok(topology)

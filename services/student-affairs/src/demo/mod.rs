@@ -275,7 +275,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// The demo's working copy of the topology (`<data>/topology.yaml`), which `seam register`
 /// edits when the scholarship office joins; it starts over from `source` whenever the
 /// scholarship office has no store yet, so every fresh run shows the registration. The copy
-/// keeps the file's text and comments; only schema directories become absolute.
+/// keeps the file's text and comments; only schema and translator directories become absolute.
 fn working_topology(source: &std::path::Path, data: &std::path::Path) -> anyhow::Result<PathBuf> {
     let working = data.join("topology.yaml");
     let joined = data.join(crate::serve::Which::ScholarshipOffice.name()).exists();
@@ -287,13 +287,17 @@ fn working_topology(source: &std::path::Path, data: &std::path::Path) -> anyhow:
     let base = source.parent().unwrap_or(std::path::Path::new("."));
     let mut copy = String::new();
     for line in text.lines() {
-        match line.split_once("schemas:") {
-            Some((pad, dir)) if pad.trim().is_empty() || pad.trim() == "-" => {
+        let path = ["schemas:", "translators:"]
+            .into_iter()
+            .find_map(|key| line.split_once(key).map(|(pad, dir)| (key, pad, dir)))
+            .filter(|(_, pad, _)| pad.trim().is_empty() || pad.trim() == "-");
+        match path {
+            Some((key, pad, dir)) => {
                 let dir = base.join(dir.trim());
                 let dir = std::fs::canonicalize(&dir).with_context(|| format!("finding {}", dir.display()))?;
-                copy.push_str(&format!("{pad}schemas: {}\n", dir.display()));
+                copy.push_str(&format!("{pad}{key} {}\n", dir.display()));
             }
-            _ => {
+            None => {
                 copy.push_str(line);
                 copy.push('\n');
             }
