@@ -50,8 +50,11 @@ impl Service for OrdersRelease {
     }
 }
 
-fn rows(found: Result<Option<Vec<String>>, ApiError>) -> Option<Vec<String>> {
-    found.ok().flatten()
+fn rows(found: Result<Option<Vec<seam::http::SharedRow>>, ApiError>) -> Option<Vec<String>> {
+    found
+        .ok()
+        .flatten()
+        .map(|rows| rows.into_iter().map(|r| r.row).collect())
 }
 
 fn parse<C: seam::serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<C> {

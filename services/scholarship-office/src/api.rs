@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use seam::axum::extract::{Path, State};
+use seam::axum::extract::State;
 use seam::axum::routing::get;
 use seam::axum::{Json, Router};
-use seam::http::{scan_model, ApiError, Shared};
+use seam::http::{scan_model, ApiError, SharedRow};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -24,7 +24,7 @@ pub fn service() -> seam::serve::ServiceDef<ScholarshipOffice> {
 pub fn routes(node: AppState) -> Router {
     Router::new()
         .route("/counts", get(counts))
-        .route("/shared/{from}/{to}", get(shared_route))
+        .route("/shared/{from}/{to}", seam::http::shared::route(shared))
         .with_state(node)
 }
 
@@ -45,15 +45,18 @@ async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
-pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in. Every row
+/// is about a candidate, a student whose events are keyed `student/<id>`.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<SharedRow>>, ApiError> {
     let all = candidates(store)?;
     let rows = match flow {
         "students-office->scholarship-office" => all
             .iter()
             .flat_map(|(s, c)| {
                 let name = c.name.clone().unwrap_or_default();
-                c.enrolled.iter().map(move |e| format!("{e}|{s}|{name}"))
+                c.enrolled
+                    .iter()
+                    .map(move |e| SharedRow::new(format!("student/{s}"), format!("{e}|{s}|{name}")))
             })
             .collect(),
         "se-group->scholarship-office" | "theory-group->scholarship-office" => {
@@ -63,24 +66,11 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
                     c.grades
                         .iter()
                         .filter(move |(_, (_, by))| by == group)
-                        .map(move |(e, (g, _))| format!("{e}/{s}|{g}"))
+                        .map(move |(e, (g, _))| SharedRow::new(format!("student/{s}"), format!("{e}/{s}|{g}")))
                 })
                 .collect()
         }
         _ => return Ok(None),
     };
     Ok(Some(rows))
-}
-
-async fn shared_route(
-    State(node): State<AppState>,
-    Path((from, to)): Path<(String, String)>,
-) -> Result<Json<Shared>, ApiError> {
-    let flow = format!("{from}->{to}");
-    match shared(node.store(), &flow)? {
-        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
-        None => Err(ApiError::not_found(format!(
-            "scholarship-office takes no part in flow {flow}"
-        ))),
-    }
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use seam::axum::extract::{Path, State};
+use seam::axum::extract::State;
 use seam::axum::routing::get;
 use seam::axum::{Json, Router};
-use seam::http::{scan_model, ApiError, Shared};
+use seam::http::{scan_model, ApiError, SharedRow};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -24,7 +24,7 @@ pub fn service() -> seam::serve::ServiceDef<SeGroup> {
 pub fn routes(node: AppState) -> Router {
     Router::new()
         .route("/counts", get(counts))
-        .route("/shared/{from}/{to}", get(shared_route))
+        .route("/shared/{from}/{to}", seam::http::shared::route(shared))
         .with_state(node)
 }
 
@@ -41,40 +41,44 @@ async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
-pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in. Every row
+/// is about a student, whose events are keyed `student/<id>`.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<SharedRow>>, ApiError> {
     let rows = match flow {
         "students-office->se-group" => scan_model::<String>(store, "enrollment/")?
             .into_iter()
-            .map(|(k, name)| format!("{}|{name}", k.trim_start_matches("enrollment/").replacen('/', "|", 1)))
+            .map(|(k, name)| {
+                let exam_student = k.trim_start_matches("enrollment/");
+                let student = exam_student.rsplit('/').next().unwrap_or_default();
+                SharedRow::new(
+                    format!("student/{student}"),
+                    format!("{}|{name}", exam_student.replacen('/', "|", 1)),
+                )
+            })
             .collect(),
         "se-group->students-office" | "se-group->scholarship-office" => scan_model::<String>(store, "grade/")?
             .into_iter()
-            .map(|(k, g)| format!("{}|{g}", k.trim_start_matches("grade/")))
+            .map(|(k, g)| {
+                let exam_student = k.trim_start_matches("grade/");
+                let student = exam_student.rsplit('/').next().unwrap_or_default();
+                SharedRow::new(format!("student/{student}"), format!("{exam_student}|{g}"))
+            })
             .collect(),
         "se-group->ta-pool" => scan_model::<bool>(store, "hire/")?
             .into_iter()
-            .map(|(k, _)| k.trim_start_matches("hire/").to_string())
+            .map(|(k, _)| {
+                let student = k.trim_start_matches("hire/");
+                SharedRow::new(format!("student/{student}"), student)
+            })
             .collect(),
         "ta-pool->se-group" => scan_model::<String>(store, "ta/")?
             .into_iter()
-            .map(|(k, group)| format!("{}|{group}", k.trim_start_matches("ta/")))
+            .map(|(k, group)| {
+                let student = k.trim_start_matches("ta/");
+                SharedRow::new(format!("student/{student}"), format!("{student}|{group}"))
+            })
             .collect(),
         _ => return Ok(None),
     };
     Ok(Some(rows))
-}
-
-async fn shared_route(
-    State(node): State<AppState>,
-    Path((from, to)): Path<(String, String)>,
-) -> Result<Json<Shared>, ApiError> {
-    let flow = format!("{from}->{to}");
-    match shared(node.store(), &flow)? {
-        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
-        None => Err(ApiError::new(
-            seam::axum::http::StatusCode::NOT_FOUND,
-            format!("se-group takes no part in flow {flow}"),
-        )),
-    }
 }

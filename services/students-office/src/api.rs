@@ -6,7 +6,7 @@ use std::sync::Arc;
 use seam::axum::extract::{Path, State};
 use seam::axum::routing::get;
 use seam::axum::{Json, Router};
-use seam::http::{scan_model, ApiError, Shared};
+use seam::http::{scan_model, ApiError, SharedRow};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -25,7 +25,7 @@ pub fn routes(node: AppState) -> Router {
     Router::new()
         .route("/students/{id}", get(student))
         .route("/counts", get(counts))
-        .route("/shared/{from}/{to}", get(shared_route))
+        .route("/shared/{from}/{to}", seam::http::shared::route(shared))
         .with_state(node)
 }
 
@@ -61,8 +61,9 @@ async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     })))
 }
 
-/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
-pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in. Every row
+/// is about a student, whose events are keyed `student/<id>`.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<SharedRow>>, ApiError> {
     let owner = match flow {
         "students-office->se-group" => Some("se-group"),
         "students-office->theory-group" => Some("theory-group"),
@@ -72,7 +73,11 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
             let rows = scan_model::<Grade>(store, "grade/")?
                 .into_iter()
                 .filter(|(_, g)| g.grader == grader)
-                .map(|(k, g)| format!("{}|{}", k.trim_start_matches("grade/"), g.grade))
+                .map(|(k, g)| {
+                    let exam_student = k.trim_start_matches("grade/");
+                    let student = exam_student.rsplit('/').next().unwrap_or_default();
+                    SharedRow::new(format!("student/{student}"), format!("{exam_student}|{}", g.grade))
+                })
                 .collect();
             return Ok(Some(rows));
         }
@@ -92,22 +97,11 @@ pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError
                 .get(&format!("student/{student}"))
                 .and_then(|s| s.name.clone())
                 .unwrap_or_default();
-            rows.push(format!("{exam}|{student}|{name}"));
+            rows.push(SharedRow::new(
+                format!("student/{student}"),
+                format!("{exam}|{student}|{name}"),
+            ));
         }
     }
     Ok(Some(rows))
-}
-
-async fn shared_route(
-    State(node): State<AppState>,
-    Path((from, to)): Path<(String, String)>,
-) -> Result<Json<Shared>, ApiError> {
-    let flow = format!("{from}->{to}");
-    match shared(node.store(), &flow)? {
-        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
-        None => Err(ApiError::new(
-            seam::axum::http::StatusCode::NOT_FOUND,
-            format!("students-office takes no part in flow {flow}"),
-        )),
-    }
 }

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use seam::axum::extract::{Path, State};
+use seam::axum::extract::State;
 use seam::axum::routing::get;
 use seam::axum::{Json, Router};
-use seam::http::{scan_model, ApiError, Shared};
+use seam::http::{scan_model, ApiError, SharedRow};
 use seam::runtime::Node;
 use seam::store::Store;
 use serde_json::{json, Value};
@@ -24,7 +24,7 @@ pub fn service() -> seam::serve::ServiceDef<TaPool> {
 pub fn routes(node: AppState) -> Router {
     Router::new()
         .route("/counts", get(counts))
-        .route("/shared/{from}/{to}", get(shared_route))
+        .route("/shared/{from}/{to}", seam::http::shared::route(shared))
         .with_state(node)
 }
 
@@ -41,34 +41,21 @@ async fn counts(State(node): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "tas": all.len(), "conflicts": conflicts })))
 }
 
-/// The rows of a flow this service takes part in, or `None` for a flow it is not in.
-pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<String>>, ApiError> {
+/// The rows of a flow this service takes part in, or `None` for a flow it is not in. Every row
+/// is about a student, whose events are keyed `student/<id>`.
+pub fn shared(store: &Store, flow: &str) -> Result<Option<Vec<SharedRow>>, ApiError> {
     let all = assignments(store)?;
     let rows = match flow.split_once("->") {
         Some((group, "ta-pool")) => all
             .into_iter()
             .filter(|(_, a)| a.hires.contains_key(group))
-            .map(|(student, _)| student)
+            .map(|(student, _)| SharedRow::new(format!("student/{student}"), student))
             .collect(),
         Some(("ta-pool", _)) => all
             .into_iter()
-            .map(|(student, a)| format!("{student}|{}", a.group))
+            .map(|(student, a)| SharedRow::new(format!("student/{student}"), format!("{student}|{}", a.group)))
             .collect(),
         _ => return Ok(None),
     };
     Ok(Some(rows))
-}
-
-async fn shared_route(
-    State(node): State<AppState>,
-    Path((from, to)): Path<(String, String)>,
-) -> Result<Json<Shared>, ApiError> {
-    let flow = format!("{from}->{to}");
-    match shared(node.store(), &flow)? {
-        Some(rows) => Ok(Json(Shared::of(&flow, rows))),
-        None => Err(ApiError::new(
-            seam::axum::http::StatusCode::NOT_FOUND,
-            format!("ta-pool takes no part in flow {flow}"),
-        )),
-    }
 }

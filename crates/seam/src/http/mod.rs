@@ -8,6 +8,7 @@
 //! shows each payload decoded as JSON for people.
 
 mod admin;
+pub mod shared;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use crate::runtime::{ExecuteError, Node, PutOutcome, RawEvent, RuntimeError};
 use crate::service::{ApplyError, Service};
 use crate::store::{JournalEntry, Store, StoreError};
 use crate::translator::events_topic;
+
+pub use shared::{digest, Shared, SharedQuery, SharedRow};
 
 /// Most events one getEvents page returns.
 pub const MAX_PAGE: usize = 1000;
@@ -290,41 +293,6 @@ pub fn operator_routes<S: Service>(node: Arc<Node<S>>) -> Router {
         .route("/replay", get(admin::get_replay::<S>).post(admin::post_replay::<S>))
         .route("/dead-letters/discard", axum::routing::post(admin::post_discard::<S>))
         .with_state(node)
-}
-
-/// A SHA-256 over rows in sorted order: two sides of a flow hold the same shared data exactly
-/// when their digests are equal.
-pub fn digest(mut rows: Vec<String>) -> String {
-    use sha2::{Digest, Sha256};
-    rows.sort();
-    let mut hasher = Sha256::new();
-    for row in rows {
-        hasher.update(row.as_bytes());
-        hasher.update(b"\n");
-    }
-    format!("{:x}", hasher.finalize())
-}
-
-/// The shared data of one flow as one side holds it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Shared {
-    /// `<source>-><consumer>`.
-    pub flow: String,
-    /// Rows held.
-    pub rows: usize,
-    /// [`digest`] of the rows.
-    pub digest: String,
-}
-
-impl Shared {
-    /// Digests `rows` for `flow`.
-    pub fn of(flow: &str, rows: Vec<String>) -> Self {
-        Self {
-            flow: flow.to_string(),
-            rows: rows.len(),
-            digest: digest(rows),
-        }
-    }
 }
 
 async fn get_snapshot<S: Service>(State(node): State<Arc<Node<S>>>) -> Result<Response, ApiError> {
