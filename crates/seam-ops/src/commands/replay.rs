@@ -34,6 +34,11 @@ pub struct ReplayArgs {
     /// A source's snapshot URL for --from-snapshot, as SOURCE=URL (repeatable).
     #[arg(long, value_parser = source_url, requires = "from_snapshot")]
     pub snapshot: Vec<(String, String)>,
+    /// Rebuild only this subject (the Kafka key of the sources' events, e.g. student/s7;
+    /// repeatable): reads only the partitions holding the subjects, applies only their events
+    /// and swaps only the keys that rebuild writes; the live positions stay.
+    #[arg(long, value_name = "SUBJECT", conflicts_with = "from_snapshot")]
+    pub subject: Vec<String>,
     /// Compare only; leave the live store as it is (exit code 3 when they differ).
     #[arg(long)]
     pub dry_run: bool,
@@ -92,39 +97,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let endpoint = format!("{url}/replay");
-    let request = serde_json::json!({
+    let body = serde_json::json!({
         "sources": args.source,
+        "subjects": args.subject,
         "snapshots": snapshots,
         "dry_run": args.dry_run,
         "accept_dead_letters": args.accept_dead_letters,
     });
-    let mut status = reach::json(
-        client
-            .post(&endpoint)
-            .json(&request)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {} at {url}; is it running?", args.consumer))?,
-        &endpoint,
-    )
-    .await?;
-    let bar = reach::bar(args.json);
-    while status["state"] == "running" {
-        bar.set_message(status["phase"].as_str().unwrap_or_default().to_string());
-        bar.set_length(status["total"].as_u64().unwrap_or(0));
-        bar.set_position(status["done"].as_u64().unwrap_or(0));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        status = reach::json(client.get(&endpoint).send().await?, &endpoint).await?;
-    }
-    bar.finish_and_clear();
-    if status["state"] == "failed" {
-        bail!(
-            "the replay of {} failed; its live store is unchanged: {}",
-            args.consumer,
-            status["error"].as_str().unwrap_or("unknown error")
-        );
-    }
+    let status = request(&client, &args.consumer, &url, &body, args.json).await?;
     let differing = status["differing_count"].as_u64().unwrap_or(0);
     if args.json {
         output::line(&serde_json::to_string_pretty(&status)?);
@@ -140,16 +120,61 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Sends a replay request to the consumer at `url` and follows it to its end (a progress bar
+/// unless `quiet`); the final report, or an error when the replay failed.
+pub async fn request(
+    client: &reqwest::Client,
+    consumer: &str,
+    url: &str,
+    body: &serde_json::Value,
+    quiet: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let endpoint = format!("{url}/replay");
+    let mut status = reach::json(
+        client
+            .post(&endpoint)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {consumer} at {url}; is it running?"))?,
+        &endpoint,
+    )
+    .await?;
+    let bar = reach::bar(quiet);
+    while status["state"] == "running" {
+        bar.set_message(status["phase"].as_str().unwrap_or_default().to_string());
+        bar.set_length(status["total"].as_u64().unwrap_or(0));
+        bar.set_position(status["done"].as_u64().unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = reach::json(client.get(&endpoint).send().await?, &endpoint).await?;
+    }
+    bar.finish_and_clear();
+    if status["state"] == "failed" {
+        bail!(
+            "the replay of {consumer} failed; its live store is unchanged: {}",
+            status["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    Ok(status)
+}
+
 fn report(consumer: &str, r: &serde_json::Value) -> String {
     let list = |v: &serde_json::Value| {
         v.as_array()
             .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
             .unwrap_or_default()
     };
+    let subjects = list(&r["subjects"]);
+    let targeted = !subjects.is_empty();
     let mut out = vec![
         format!(
-            "replayed {} for {consumer} from the {}: {} snapshot records, {} events in {:.1} s",
+            "replayed {}{} for {consumer} from the {}: {} snapshot records, {} events in {:.1} s",
             list(&r["sources"]),
+            if targeted {
+                format!(" (subjects {subjects})")
+            } else {
+                String::new()
+            },
             r["from"].as_str().unwrap_or_default(),
             r["snapshot_records"],
             r["events"],
@@ -218,7 +243,9 @@ fn report(consumer: &str, r: &serde_json::Value) -> String {
         ));
     }
     if differing > 0 || resolved > 0 || made > 0 {
-        out.push(if r["swapped"] == true {
+        out.push(if r["swapped"] == true && targeted {
+            "swapped: the rebuilt keys of these subjects (and their dead letters) replaced the live ones in one atomic write; positions are unchanged".into()
+        } else if r["swapped"] == true {
             "swapped: the rebuilt replicas, positions, dead letters and what was taken in replaced the live ones in one atomic write".into()
         } else {
             "dry run: the live store is unchanged; run without --dry-run to swap".into()

@@ -50,6 +50,9 @@ pub struct Swap<'a> {
     pub dry_run: bool,
     /// Swap even when the rebuild dead-lettered events the live store took in.
     pub accept_dead_letters: bool,
+    /// A targeted replay's subjects: only the keys the rebuild of their events wrote are
+    /// compared and swapped, only their letters matched, and the live store's positions stay.
+    pub subjects: Option<&'a BTreeSet<String>>,
 }
 
 /// The exclusive step of a replay, once the shadow has read up to `target` (the live
@@ -63,8 +66,8 @@ pub fn compare_and_swap(
     plan: &Swap<'_>,
     target: &OffsetMap,
 ) -> Result<ReplayReport, RuntimeError> {
-    let diff = swap::compare(live, shadow, plan.prefixes)?;
-    let letters = swap::letters(live, shadow, plan.topics)?;
+    let diff = swap::compare(live, shadow, plan.prefixes, plan.subjects.is_some())?;
+    let letters = swap::letters(live, shadow, plan.topics, plan.subjects)?;
     // Letters of a source being rebuilt are the rebuilt truth: the live store never took in
     // what it missed.
     let unexpected = letters
@@ -82,10 +85,12 @@ pub fn compare_and_swap(
     let swap = !plan.dry_run && refused.is_none() && differs;
     if swap {
         let when = crate::envelope::rfc3339(crate::envelope::now_ms());
-        swap::stage(live, shadow, set, plan.topics, &diff, &letters, &when)?;
+        let bookkeeping = if plan.subjects.is_some() { &[][..] } else { plan.topics };
+        swap::stage(live, shadow, set, bookkeeping, &diff, &letters, &when)?;
     }
     Ok(ReplayReport {
         sources: Vec::new(),
+        subjects: plan.subjects.map(|s| s.iter().cloned().collect()).unwrap_or_default(),
         prefixes: plan.prefixes.to_vec(),
         from: String::new(),
         snapshot_records: 0,
@@ -137,6 +142,11 @@ pub struct ReplayRequest {
     /// DLQ). Without it such a replay reports them and swaps nothing.
     #[serde(default)]
     pub accept_dead_letters: bool,
+    /// Rebuild only these subjects (Kafka keys of the sources' events, e.g. `student/s7`): read
+    /// only the partitions holding them, apply only their events, and swap only the keys that
+    /// rebuild writes. What `seam reconcile --repair` sends for the subjects it found drifted.
+    #[serde(default)]
+    pub subjects: Vec<String>,
 }
 
 /// How a replay stands (`GET /replay`).
@@ -166,6 +176,8 @@ pub enum ReplayStatus {
 pub struct ReplayReport {
     /// Sources read again.
     pub sources: Vec<String>,
+    /// The subjects of a targeted replay; empty for a whole one.
+    pub subjects: Vec<String>,
     /// The model key prefixes compared (the replicas).
     pub prefixes: Vec<String>,
     /// `beginning` or `snapshot`.
@@ -232,6 +244,8 @@ pub(crate) struct Replay<S: Service> {
     pub rebuilding: BTreeSet<String>,
     /// Where a rebuilt source is read again.
     pub rebuilds: Arc<Rebuilds>,
+    /// A targeted replay's subjects (see [`ReplayRequest::subjects`]).
+    pub subjects: Option<Arc<BTreeSet<String>>>,
 }
 
 /// The replicas covering `sources` (all when empty), and every source they are built from. A
@@ -372,6 +386,16 @@ impl<S: Service> Replay<S> {
                 snapshot_records += meta.map(|m| m.records).unwrap_or(0);
             }
         }
+        let partitions = match &self.subjects {
+            None => None,
+            Some(subjects) => {
+                let (client, topics, subjects) = (self.client.clone(), topics.to_vec(), Arc::clone(subjects));
+                let holding = tokio::task::spawn_blocking(move || partitions_holding(&client, &topics, &subjects))
+                    .await
+                    .map_err(|_| RuntimeError::Panicked("replay-partitions".into()))??;
+                Some(holding)
+            }
+        };
         let reader = Reader {
             consumer: self.reader()?,
             pipeline: Arc::clone(&self.pipeline),
@@ -379,6 +403,9 @@ impl<S: Service> Replay<S> {
             writer: shadow_tx,
             cancel: self.cancel.clone(),
             read: Arc::new(AtomicU64::new(0)),
+            subjects: self.subjects.clone(),
+            partitions,
+            consumed: Mutex::new(OffsetMap::default()),
         };
         let start = shadow.positions()?;
         let total = |live: &OffsetMap| -> u64 {
@@ -455,6 +482,7 @@ impl<S: Service> Replay<S> {
         self.phase("comparing", reader.read.load(Ordering::Relaxed), 0);
         let (report_tx, report_rx) = oneshot::channel::<Result<ReplayReport, RuntimeError>>();
         let (dry_run, accept_dead_letters) = (self.dry_run, self.accept_dead_letters);
+        let subjects = self.subjects.clone();
         let rebuilding = self.rebuilding.clone();
         let job = {
             let (prefixes, shadow, topics) = (prefixes, shadow.clone(), topics.to_vec());
@@ -469,6 +497,7 @@ impl<S: Service> Replay<S> {
                         rebuilding: &rebuilding,
                         dry_run,
                         accept_dead_letters,
+                        subjects: subjects.as_deref(),
                     };
                     let mut report = compare_and_swap(live, &shadow, set, &plan, &target)?;
                     report.snapshot_records = snapshot_records;
@@ -560,6 +589,13 @@ struct Reader<C> {
     writer: mpsc::Sender<Request<C>>,
     cancel: CancellationToken,
     read: Arc<AtomicU64>,
+    /// A targeted replay's subjects: other events are read past, not applied.
+    subjects: Option<Arc<BTreeSet<String>>>,
+    /// The partitions holding those subjects; `None`: every partition.
+    partitions: Option<BTreeSet<(String, i32)>>,
+    /// How far a targeted replay has read each partition: the shadow's own positions move only
+    /// with the events it applies.
+    consumed: Mutex<OffsetMap>,
 }
 
 impl<C: Send + 'static> Reader<C> {
@@ -606,10 +642,18 @@ impl<C: Send + 'static> Reader<C> {
     /// Takes in every record below `target` the shadow has not taken in yet.
     fn read_to(&self, target: &OffsetMap) -> Result<(), RuntimeError> {
         let from = self.shadow.positions()?;
+        let consumed = self.consumed.lock().map(|c| c.clone()).unwrap_or_default();
         let mut tpl = TopicPartitionList::new();
         let mut open: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for (t, p, end) in target.iter() {
-            let at = from.position(t, p);
+            if self
+                .partitions
+                .as_ref()
+                .is_some_and(|held| !held.contains(&(t.to_string(), p)))
+            {
+                continue;
+            }
+            let at = from.position(t, p).max(consumed.position(t, p));
             if at < end {
                 tpl.add_partition_offset(t, p, Offset::Offset(at))
                     .map_err(|e| RuntimeError::kafka(format!("assigning {t}/{p}"), e))?;
@@ -634,7 +678,14 @@ impl<C: Send + 'static> Reader<C> {
                     None => break,
                     Some(Ok(m)) => {
                         let key = (m.topic().to_string(), m.partition());
-                        if open.get(&key).is_some_and(|end| m.offset() < *end) {
+                        let wanted = match &self.subjects {
+                            None => true,
+                            Some(subjects) => m
+                                .key()
+                                .and_then(|k| std::str::from_utf8(k).ok())
+                                .is_some_and(|k| subjects.contains(k)),
+                        };
+                        if wanted && open.get(&key).is_some_and(|end| m.offset() < *end) {
                             batch.push(RawEvent::from_message(&m));
                         }
                     }
@@ -690,8 +741,57 @@ impl<C: Send + 'static> Reader<C> {
         self.consumer
             .unassign()
             .map_err(|e| RuntimeError::kafka("unassigning the replay reader".into(), e))?;
+        if self.subjects.is_some() {
+            if let Ok(mut consumed) = self.consumed.lock() {
+                for ((t, p), end) in tpl_targets(&tpl, target) {
+                    consumed.set(&t, p, end);
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// The (topic, partition, target) of every partition a read assigned.
+fn tpl_targets(tpl: &TopicPartitionList, target: &OffsetMap) -> Vec<((String, i32), i64)> {
+    tpl.elements()
+        .iter()
+        .map(|e| {
+            let (t, p) = (e.topic().to_string(), e.partition());
+            let end = target.position(&t, p);
+            ((t, p), end)
+        })
+        .collect()
+}
+
+/// The partitions of `topics` that hold `subjects`: Kafka's default partitioner, which seam's
+/// publisher uses, places each key. An external source's producer may partition otherwise, so
+/// all of its partitions are read.
+fn partitions_holding(
+    client: &ClientConfig,
+    topics: &[String],
+    subjects: &BTreeSet<String>,
+) -> Result<BTreeSet<(String, i32)>, RuntimeError> {
+    let probe: BaseConsumer = client
+        .create()
+        .map_err(|e| RuntimeError::kafka("connecting".into(), e))?;
+    let all = retention::partitions_of(&probe, topics)?;
+    let mut out = BTreeSet::new();
+    for topic in topics {
+        let count = all.iter().filter(|(t, _)| t == topic).count() as i32;
+        let source = topic.trim_end_matches(".events");
+        let external = crate::translator::is_external(source) || events_topic(source) != *topic;
+        for (t, p) in all.iter().filter(|(t, _)| t == topic) {
+            if external
+                || subjects
+                    .iter()
+                    .any(|s| crate::partitioner::partition_for(s.as_bytes(), count) == *p)
+            {
+                out.insert((t.clone(), *p));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Parses where a rebuild starts for each source: snapshot URLs or files.
@@ -728,6 +828,23 @@ impl<S: Service> Node<S> {
             .map(|s| events_topic(s))
             .filter(|t| waiting.contains_key(t))
             .collect();
+        if !request.subjects.is_empty() {
+            if !request.snapshots.is_empty() {
+                return Err(RuntimeError::Refused(
+                    "a replay of chosen subjects reads their events from the topics; it cannot start from snapshots (leave the snapshots out)".into(),
+                ));
+            }
+            if let Some(t) = rebuilding.iter().next() {
+                return Err(RuntimeError::Refused(format!(
+                    "{t} lost events the live store needs and must be rebuilt whole first: replay its replicas without --subject"
+                )));
+            }
+            if let Some(bad) = request.subjects.iter().find(|s| s.is_empty()) {
+                return Err(RuntimeError::Refused(format!(
+                    "subject {bad:?} is empty: subjects are the Kafka keys of the sources' events, e.g. student/s7"
+                )));
+            }
+        }
         let mut snapshots = snapshot_sources(&request.snapshots);
         snapshots.retain(|s, _| sources.contains(s));
         if !request.snapshots.is_empty() {
@@ -769,6 +886,7 @@ impl<S: Service> Node<S> {
             accept_dead_letters: request.accept_dead_letters,
             rebuilding,
             rebuilds: Arc::clone(&self.rebuilds),
+            subjects: (!request.subjects.is_empty()).then(|| Arc::new(request.subjects.iter().cloned().collect())),
         };
         let slot = Arc::clone(&self.replay);
         let name = self.name.clone();

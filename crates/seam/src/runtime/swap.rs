@@ -124,8 +124,15 @@ fn gone() -> StoreError {
     }
 }
 
-/// Compares the replicas (model keys under `prefixes`) of both stores.
-pub(crate) fn compare(live: &Store, shadow: &Store, prefixes: &[String]) -> Result<Diff, RuntimeError> {
+/// Compares the replicas (model keys under `prefixes`) of both stores. With `written_only` (a
+/// targeted replay), only keys the shadow holds: a key only the live store has may belong to a
+/// subject the rebuild did not read.
+pub(crate) fn compare(
+    live: &Store,
+    shadow: &Store,
+    prefixes: &[String],
+    written_only: bool,
+) -> Result<Diff, RuntimeError> {
     let (mut lh, mut sh) = (Sha256::new(), Sha256::new());
     let mut keys = Vec::new();
     let (mut settled, mut kept) = (Vec::new(), 0);
@@ -133,6 +140,9 @@ pub(crate) fn compare(live: &Store, shadow: &Store, prefixes: &[String]) -> Resu
     for prefix in prefixes {
         let start = Store::model_range_start(prefix);
         merge(live.raw_range(&start), shadow.raw_range(&start), |k, l, s| {
+            if written_only && s.is_none() {
+                return;
+            }
             let model_key = String::from_utf8_lossy(k.get(1..).unwrap_or_default()).into_owned();
             // An own command's placeholder: not in the topics, so never in a rebuild of them.
             let placeholder = match live.is_placeholder(&model_key) {
@@ -179,12 +189,21 @@ fn feed(h: &mut Sha256, k: &str, v: &[u8]) {
     h.update(v);
 }
 
-/// Matches the dead letters of `topics` in both stores event by event.
-pub(crate) fn letters(live: &Store, shadow: &Store, topics: &[String]) -> Result<Letters, RuntimeError> {
+/// Matches the dead letters of `topics` in both stores event by event; of `subjects` only, when
+/// given (a targeted replay knows nothing of other subjects' letters).
+pub(crate) fn letters(
+    live: &Store,
+    shadow: &Store,
+    topics: &[String],
+    subjects: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Letters, RuntimeError> {
     let mut out = Letters::default();
+    let chosen = |p: &Parked| subjects.is_none_or(|s| p.letter.subject.as_ref().is_some_and(|x| s.contains(x)));
     for topic in topics {
-        let live_letters = live.parked_of_topic(topic)?;
-        let shadow_letters = shadow.parked_of_topic(topic)?;
+        let mut live_letters = live.parked_of_topic(topic)?;
+        live_letters.retain(|p| chosen(p));
+        let mut shadow_letters = shadow.parked_of_topic(topic)?;
+        shadow_letters.retain(|p| chosen(p));
         for s in &shadow_letters {
             if !live_letters.iter().any(|l| l.letter.same_event(&s.letter)) {
                 out.new.push(s.letter.clone());
@@ -199,7 +218,7 @@ pub(crate) fn letters(live: &Store, shadow: &Store, topics: &[String]) -> Result
     Ok(out)
 }
 
-/// Stages the swap: the differing model keys, each source's bookkeeping copied from the shadow,
+/// Stages the swap: the differing model keys, the bookkeeping of `topics` copied from the shadow,
 /// resolved letters removed (with their DLQ record), accepted new letters parked.
 pub(crate) fn stage(
     live: &Store,
