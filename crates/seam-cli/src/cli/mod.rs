@@ -5,7 +5,7 @@ mod bench;
 mod cdc;
 mod local;
 
-use seam_ops::commands::{check, console, deploy, dlq, doctor, register, replay, snapshot, status};
+use seam_ops::commands::{check, console, deploy, dlq, doctor, reconcile, register, replay, snapshot, status};
 
 use std::process::ExitCode;
 
@@ -44,6 +44,9 @@ enum Command {
     /// Check that every translator's reader schema reads every registered version of what it
     /// consumes, and the versions the topology would register (deploy's gate, changing nothing).
     Check(check::CheckArgs),
+    /// Audit every flow: compare source and replica by bucketed digests down to the subjects
+    /// that differ; --repair rebuilds exactly those by a targeted replay; --every runs it as a job.
+    Reconcile(reconcile::ReconcileArgs),
     /// Per consumer, source and partition: position, end offset, lag in events and seconds,
     /// dead letters and parked events; exit code 3 when a lag exceeds --max-lag.
     Status(status::StatusArgs),
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Deploy(args) => deploy::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Reconcile(args) => reconcile::run(args).await,
             Command::Status(args) => status::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cdc(cmd) => cdc::run(cmd).await,

@@ -35,7 +35,7 @@ pub struct ConsoleArgs {
     every: Duration,
 }
 
-fn service_url(value: &str) -> Result<(String, String), String> {
+pub(crate) fn service_url(value: &str) -> Result<(String, String), String> {
     match value.split_once('=') {
         Some((s, u)) if !s.is_empty() && seam::runtime::is_url(u) => {
             Ok((s.to_string(), u.trim_end_matches('/').to_string()))

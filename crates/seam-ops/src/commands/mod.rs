@@ -1,5 +1,5 @@
 //! The operator commands behind `seam deploy`, `register`, `replay`, `snapshot`, `status`,
-//! `dlq`, `doctor` and `check`: their arguments and what they do. A library, so the demo and tests run
+//! `dlq`, `doctor`, `check` and `reconcile`: their arguments and what they do. A library, so the demo and tests run
 //! exactly what an operator runs; the `seam` binary (`seam-cli`) only dispatches to them.
 
 pub mod check;
@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod output;
 pub mod reach;
+pub mod reconcile;
 pub mod register;
 pub mod replay;
 pub mod snapshot;

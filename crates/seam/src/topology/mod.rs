@@ -271,6 +271,22 @@ pub enum TopologyError {
     },
 }
 
+/// `a/b/../c` as `a/c`, without asking the file system: paths in messages read as written.
+fn lexically_clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 impl Topology {
     /// Reads and validates a topology file.
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
@@ -287,7 +303,7 @@ impl Topology {
             }
         }
         if let Some(dir) = topology.translators.as_mut().filter(|d| d.is_relative()) {
-            *dir = base.join(&*dir);
+            *dir = lexically_clean(&base.join(&*dir));
         }
         topology.check_schema_dirs(&file)?;
         Ok(topology)

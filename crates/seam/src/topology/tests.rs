@@ -236,3 +236,22 @@ fn a_postgres_sink_names_its_database_publishes_nothing_and_is_read_by_nobody() 
         "it only consumes",
     );
 }
+
+#[test]
+fn the_translators_directory_is_relative_to_the_file() {
+    let t =
+        Topology::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/student-affairs.yaml")).expect("load");
+    let dir = t.translators.expect("translators:");
+    assert!(
+        dir.ends_with("translators") && !dir.to_string_lossy().contains(".."),
+        "{}",
+        dir.display()
+    );
+    assert!(
+        dir.join("se-group-to-students-office/reader").is_dir(),
+        "{}",
+        dir.display()
+    );
+    assert_eq!(lexically_clean(Path::new("a/b/../../c/./d")), PathBuf::from("c/d"));
+    assert_eq!(lexically_clean(Path::new("../x/../y")), PathBuf::from("../y"));
+}
