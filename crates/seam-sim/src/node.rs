@@ -1184,6 +1184,7 @@ impl<S: Service> Process for Node<S> {
                     rebuilding: &rebuilding,
                     dry_run,
                     accept_dead_letters: false,
+                    subjects: None,
                 };
                 compare_and_swap(live, &shadow, set, &plan, &target)
             })();

@@ -25,6 +25,17 @@ impl Drop for Running {
     }
 }
 
+/// The restarted office, stopped (SIGTERM, then waited for) when the test ends.
+struct Restarted(std::process::Child);
+
+impl Drop for Restarted {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
 /// `(service, pid)` of each service the demo left running, from its stderr.
 fn started(stderr: &str) -> BTreeMap<String, i32> {
     stderr
@@ -68,7 +79,7 @@ async fn reconcile_finds_exactly_an_altered_replica_row_and_repairs_only_it() {
         .expect("run the demo");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let pids = started(&stderr);
-    let mut running = Running(pids.values().copied().collect());
+    let _running = Running(pids.values().copied().collect());
     assert!(out.status.success(), "the demo failed: {stderr}");
     let data = home.root().join("student-affairs");
     let topology_file = data.join("topology.yaml");
@@ -138,17 +149,18 @@ async fn reconcile_finds_exactly_an_altered_replica_row_and_repairs_only_it() {
     };
     let port = office.rsplit(':').next().expect("port").to_string();
     let log = std::fs::File::create(data.join("scholarship-office.restarted.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_student-affairs"))
-        .args(["serve", "scholarship-office", "--port", &port, "--store"])
-        .arg(&store_dir)
-        .arg("--topology")
-        .arg(&topology_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("restart the office");
-    running.0.push(child.id() as i32);
+    let _restarted = Restarted(
+        Command::new(env!("CARGO_BIN_EXE_student-affairs"))
+            .args(["serve", "scholarship-office", "--port", &port, "--store"])
+            .arg(&store_dir)
+            .arg("--topology")
+            .arg(&topology_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart the office"),
+    );
     let until = Instant::now() + Duration::from_secs(60);
     while reqwest::get(format!("{office}/health")).await.is_err() {
         assert!(Instant::now() < until, "the restarted office does not answer");
