@@ -100,7 +100,35 @@ pub enum ClusterError {
     },
 }
 
+/// The file, in the credentials directory, of the table of bearer tokens services accept.
+pub const HTTP_TOKENS: &str = "http-tokens.json";
+/// The operator's user name: its bearer token is `<secrets>/admin.token`.
+pub const OPERATOR: &str = "admin";
+
 impl Endpoints {
+    /// The bearer token `user` (the operator when `None`) presents to services' HTTP APIs:
+    /// `SEAM_HTTP_TOKEN`, else the one `seam deploy` wrote to `<secrets>/<user>.token`.
+    pub fn http_token(&self, user: Option<&str>) -> Option<String> {
+        if let Some(token) = env("SEAM_HTTP_TOKEN") {
+            return Some(token);
+        }
+        let file = self
+            .secrets
+            .as_ref()?
+            .join(format!("{}.token", user.unwrap_or(OPERATOR)));
+        let token = std::fs::read_to_string(file).ok()?;
+        Some(token.trim().to_string()).filter(|t| !t.is_empty())
+    }
+
+    /// The token table a service checks its callers against: `SEAM_HTTP_TOKENS`, else the one
+    /// `seam deploy` wrote next to the credentials, when it exists.
+    pub fn http_token_table(&self) -> Option<PathBuf> {
+        if let Some(path) = env("SEAM_HTTP_TOKENS") {
+            return Some(PathBuf::from(path));
+        }
+        Some(self.secrets.as_ref()?.join(HTTP_TOKENS)).filter(|p| p.is_file())
+    }
+
     /// `SEAM_BROKERS`/`SEAM_REGISTRY` if set, else the local stack of `SEAM_HOME`; as the
     /// operator (the secure stack's admin).
     pub fn discover() -> Result<Self, ClusterError> {

@@ -122,7 +122,7 @@ pub struct SelfReport {
 
 /// Asks the consumer at `url` for its report; a hung or stopped one fails within 2 s.
 pub async fn self_report(url: &str) -> anyhow::Result<SelfReport> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = crate::commands::reach::http(Some(Duration::from_secs(2)));
     let resp = client
         .get(format!("{url}/status"))
         .send()

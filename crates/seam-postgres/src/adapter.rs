@@ -49,6 +49,7 @@ pub async fn run(
         .collect();
     let database = cdc::database_url(&spec)?;
     let endpoints = Endpoints::discover_for(&spec.name).map_err(SinkError::from)?;
+    let auth = seam::http::auth::guard(&endpoints).map_err(|e| AdapterError::Cdc(CdcError::Config(e)))?;
     let sink = Sink::start(
         SinkOptions {
             service: spec.name.clone(),
@@ -60,7 +61,7 @@ pub async fn run(
     )?;
     let shared = sink.shared();
     if spec.is_postgres_sink() {
-        let outcome = serve_sink(&spec.name, options.cdc.bind, shared, stop, ready).await;
+        let outcome = serve_sink(&spec.name, auth, options.cdc.bind, shared, stop, ready).await;
         sink.stop().await;
         return outcome;
     }
@@ -77,6 +78,7 @@ pub async fn run(
 /// A `postgres-sink` service publishes nothing: its sink's routes and metrics are the whole API.
 async fn serve_sink(
     service: &str,
+    auth: Option<Arc<seam::http::auth::Auth>>,
     bind: std::net::SocketAddr,
     shared: Arc<crate::sink::Shared>,
     stop: CancellationToken,
@@ -106,6 +108,7 @@ async fn serve_sink(
             }
         }),
     );
+    let app = seam::http::auth::protect(app, auth);
     if let Ok(home) = seam_local::Home::from_env() {
         if let Err(e) = home.announce(service, &url) {
             tracing::warn!(error = %e, "cannot announce the address; seam register will need --url");

@@ -427,6 +427,7 @@ pub async fn run(
     }
     let db = Database::resolve(spec)?;
     let endpoints = Endpoints::discover_for(&spec.name)?;
+    let auth = seam::http::auth::guard(&endpoints).map_err(CdcError::Config)?;
     let control = db.connect().await?;
     let mut shapes = db.shapes(&control).await?;
     db.publish(&control).await?;
@@ -516,6 +517,7 @@ pub async fn run(
                     .fallback_service(seam::http::operator_routes(Arc::clone(&node)))
             }
         };
+        let app = seam::http::auth::protect(app, auth.clone());
         let serving = CancellationToken::new();
         let until = serving.clone().cancelled_owned();
         let server = tokio::spawn(async move { axum::serve(bound, app).with_graceful_shutdown(until).await });

@@ -82,6 +82,12 @@ struct FileConfig {
 /// Why a service process could not start or stopped with an error.
 #[derive(Debug, Error)]
 pub enum ServeError {
+    /// The token table of the HTTP API cannot be used.
+    #[error("the HTTP API's token table: {detail}; run `seam deploy` again to rewrite it, or unset SEAM_HTTP_TOKENS")]
+    Auth {
+        /// What is wrong.
+        detail: String,
+    },
     /// The `--config` file cannot be read.
     #[error("reading the service config {}: {source}", path.display())]
     ConfigUnreadable {
@@ -273,6 +279,7 @@ where
         detail,
     })?;
     let endpoints = Endpoints::discover_for(&name)?;
+    let auth = crate::http::auth::guard(&endpoints).map_err(|detail| ServeError::Auth { detail })?;
     let mut config = NodeConfig::new(&name, store, &endpoints.bootstrap_servers(), endpoints.registry()?);
     config.kafka = endpoints.kafka.0.clone();
     config.bootstrap = args.bootstrap.into_iter().collect();
@@ -280,6 +287,7 @@ where
     config.store_engine = args.store_engine.or(file.store_engine);
     let node = Arc::new(Node::start(config, def.service, catalog, translators).await?);
     let app = platform_routes(Arc::clone(&node)).merge((def.routes)(Arc::clone(&node)));
+    let app = crate::http::auth::protect(app, auth);
     let bind = SocketAddr::new(
         args.host.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         args.port.or(file.port).unwrap_or(0),

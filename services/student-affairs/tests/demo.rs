@@ -185,13 +185,17 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
         "before seam register"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_student-affairs"))
-        .args(["demo", "--students", "30", "--json"])
+        .args(["demo", "--students", "30", "--json", "--keep-running"])
+        // Every line the services can log, so the check below that no token is in a log means
+        // something.
+        .env("SEAM_LOG", "debug")
         .env("SEAM_HOME", &root)
         .env_remove("SEAM_BROKERS")
         .env_remove("SEAM_REGISTRY")
         .output()
         .expect("run the demo");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let _services = Running(pids(&stderr));
     assert!(out.status.success(), "the demo failed on the secure stack: {stderr}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON report: {e}; {stderr}"));
     assert_eq!(report["synced"], true, "{report}");
@@ -232,6 +236,140 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
         Allowed,
         "its own topic"
     );
+
+    // The services' HTTP APIs take changes only with the tokens deploy made, each from the
+    // principal allowed to make it; and no token is in any log.
+    let tokens = secure.join("users");
+    let token = |user: &str| std::fs::read_to_string(tokens.join(format!("{user}.token"))).expect("token");
+    let urls: std::collections::BTreeMap<String, String> =
+        seam_local::Home::at(root.clone()).announced().into_iter().collect();
+    runtime.block_on(http_is_authenticated(&urls, &token));
+    let mut logs: Vec<(String, String)> = walk(&root.join("student-affairs"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap_or_default()))
+        .collect();
+    logs.push((
+        "the demo's output".into(),
+        format!("{stderr}{}", String::from_utf8_lossy(&out.stdout)),
+    ));
+    assert!(
+        logs.len() > 5,
+        "no service logs found: {:?}",
+        logs.iter().map(|l| &l.0).collect::<Vec<_>>()
+    );
+    for user in [
+        "admin",
+        "students-office",
+        "se-group",
+        "theory-group",
+        "ta-pool",
+        "scholarship-office",
+    ] {
+        let secret = token(user);
+        for (name, text) in &logs {
+            assert!(!text.contains(secret.trim()), "{user}'s token is in {name}");
+        }
+    }
+}
+
+/// The demo's services, stopped (SIGTERM) when the test ends however it ends.
+struct Running(Vec<i32>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+fn pids(stderr: &str) -> Vec<i32> {
+    stderr
+        .split("(pid ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
+}
+
+/// Probes the services' mutating endpoints with no token, a wrong one, the wrong principal's
+/// and the right one's.
+async fn http_is_authenticated(urls: &std::collections::BTreeMap<String, String>, token: &dyn Fn(&str) -> String) {
+    let http = reqwest::Client::new();
+    let send = |request: reqwest::RequestBuilder, who: Option<&str>| {
+        let request = match who {
+            Some(user) => request.bearer_auth(token(user).trim()),
+            None => request,
+        };
+        async move {
+            let r = request.send().await.expect("the service answers");
+            let status = r.status().as_u16();
+            let challenge = r.headers().get("www-authenticate").is_some();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, challenge, body)
+        }
+    };
+    let (so, se, office) = (&urls["students-office"], &urls["se-group"], &urls["scholarship-office"]);
+    let command =
+        serde_json::json!({"command": "create_student", "student": "auth-probe", "name": "Ada", "program": "CS"});
+    let (status, challenge, body) = send(http.post(format!("{so}/commands")).json(&command), None).await;
+    println!("POST /commands without a token: {status} {body}");
+    assert_eq!((status, challenge), (401, true), "{body}");
+    assert_eq!(body["kind"], "unauthenticated", "{body}");
+    let wrong = http
+        .post(format!("{so}/commands"))
+        .bearer_auth("not-a-token")
+        .json(&command);
+    assert_eq!(send(wrong, None).await.0, 401);
+    let (status, _, body) = send(http.post(format!("{so}/commands")).json(&command), Some("admin")).await;
+    assert_eq!(status, 200, "the operator may command: {body}");
+    assert_eq!(
+        send(http.get(format!("{so}/status")), None).await.0,
+        200,
+        "reads stay open"
+    );
+
+    // A grade the SE group published, put to the scholarship office again (it has applied it,
+    // so nothing changes): only the SE group's principal may.
+    let page: Value = http
+        .get(format!("{se}/events?type=StudentGraded&limit=1"))
+        .send()
+        .await
+        .expect("getEvents")
+        .json()
+        .await
+        .expect("page");
+    let put = serde_json::json!({ "events": [page["events"][0]] });
+    assert_eq!(put["events"][0]["source"], "se-group", "{page}");
+    assert_eq!(send(http.put(format!("{office}/events")).json(&put), None).await.0, 401);
+    let (status, _, body) = send(http.put(format!("{office}/events")).json(&put), Some("ta-pool")).await;
+    println!("PUT /events of se-group as ta-pool: {status} {body}");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("User:ta-pool") && e.contains("se-group")),
+        "{body}"
+    );
+    let (status, _, body) = send(http.put(format!("{office}/events")).json(&put), Some("admin")).await;
+    assert_eq!(status, 403, "not even the operator speaks for a source: {body}");
+    let (status, _, body) = send(http.put(format!("{office}/events")).json(&put), Some("se-group")).await;
+    assert_eq!((status, body["rejected"].as_u64()), (200, Some(0)), "{body}");
+
+    // The operator's requests.
+    let replay = serde_json::json!({"dry_run": true});
+    let (status, _, body) = send(http.post(format!("{office}/replay")).json(&replay), Some("se-group")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["kind"], "forbidden", "{body}");
+    let (status, _, _) = send(
+        http.post(format!("{office}/subscriptions/ta-pool")),
+        Some("scholarship-office"),
+    )
+    .await;
+    assert_eq!(status, 403, "a service may not register itself");
+    let (status, _, body) = send(http.post(format!("{office}/replay")).json(&replay), Some("admin")).await;
+    assert_eq!(status, 202, "the operator's replay starts: {body}");
 }
 
 #[derive(Debug, PartialEq)]

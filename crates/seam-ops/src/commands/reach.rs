@@ -39,7 +39,11 @@ pub async fn snapshot_bytes(source: &str, from: Option<&str>) -> anyhow::Result<
         ),
     };
     let bytes = if is_url(&from) {
-        let response = reqwest::get(&from).await.with_context(|| format!("GET {from}"))?;
+        let response = http(None)
+            .get(&from)
+            .send()
+            .await
+            .with_context(|| format!("GET {from}"))?;
         let status = response.status();
         let bytes = response.bytes().await.with_context(|| format!("reading {from}"))?;
         if !status.is_success() {
@@ -98,4 +102,26 @@ pub fn bar(hidden: bool) -> ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// An HTTP client for services' APIs that presents the operator's bearer token when the
+/// cluster has one (`SEAM_HTTP_TOKEN`, or the one `seam deploy` wrote next to the credentials):
+/// services behind a token table refuse changes without it. `timeout` bounds each request.
+pub fn http(timeout: Option<Duration>) -> reqwest::Client {
+    let token = seam_local::cluster::Endpoints::discover()
+        .ok()
+        .and_then(|e| e.http_token(None));
+    let mut builder = reqwest::Client::builder();
+    if let Some(token) = token {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")) {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        builder = builder.default_headers(headers);
+    }
+    if let Some(t) = timeout {
+        builder = builder.timeout(t);
+    }
+    builder.build().unwrap_or_default()
 }

@@ -273,7 +273,7 @@ pub async fn register(args: &RegisterArgs) -> anyhow::Result<Registered> {
 /// the client and endpoint to act on it. Also refuses a consumer without the translator.
 async fn subscription(args: &RegisterArgs) -> anyhow::Result<(reqwest::Client, String, serde_json::Value)> {
     let url = reach::service_url(&args.consumer, args.url.as_deref())?;
-    let client = reqwest::Client::new();
+    let client = reach::http(None);
     let endpoint = format!("{url}/subscriptions/{}", args.source);
     let current = client
         .get(&endpoint)

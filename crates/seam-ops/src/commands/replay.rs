@@ -65,7 +65,7 @@ fn source_url(value: &str) -> Result<(String, String), String> {
 /// Runs `seam replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let url = reach::service_url(&args.consumer, args.url.as_deref())?;
-    let client = reqwest::Client::new();
+    let client = reach::http(None);
     let mut snapshots: BTreeMap<String, String> = args.snapshot.iter().cloned().collect();
     if args.from_snapshot {
         let listing = format!("{url}/subscriptions");

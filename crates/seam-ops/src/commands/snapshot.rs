@@ -84,7 +84,9 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<ExitCode> {
         } => {
             let url = super::reach::service_url(service.as_deref().unwrap_or_default(), url.as_deref())?;
             let endpoint = format!("{url}/snapshot");
-            let response = reqwest::get(&endpoint)
+            let response = super::reach::http(None)
+                .get(&endpoint)
+                .send()
                 .await
                 .with_context(|| format!("GET {endpoint}"))?;
             let status = response.status();

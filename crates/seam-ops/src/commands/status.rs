@@ -205,7 +205,12 @@ fn render_slots(slots: &[SlotRow]) -> String {
 
 /// The source services the consumer at `url` reads or waits to rebuild (`GET /subscriptions`).
 pub async fn sources_of(url: &str) -> anyhow::Result<Vec<String>> {
-    let v: serde_json::Value = reqwest::get(format!("{url}/subscriptions")).await?.json().await?;
+    let v: serde_json::Value = super::reach::http(None)
+        .get(format!("{url}/subscriptions"))
+        .send()
+        .await?
+        .json()
+        .await?;
     let read = v["sources"].as_array().into_iter().flatten().filter_map(|t| t.as_str());
     let waiting = v["needs_rebuild"]
         .as_object()

@@ -201,7 +201,7 @@ impl Collector {
             scope,
             client,
             cluster,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?,
+            http: crate::commands::reach::http(Some(Duration::from_secs(3))),
             history: HashMap::new(),
             previews: HashMap::new(),
             last_progress: HashMap::new(),

@@ -94,7 +94,7 @@ pub struct Coverage {
 pub async fn readers(topology: &Topology, running: &BTreeMap<String, String>) -> (Vec<Reader>, Vec<String>) {
     let mut out = BTreeSet::new();
     let mut notes = Vec::new();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok();
+    let http = Some(crate::commands::reach::http(Some(Duration::from_secs(3))));
     for consumer in &topology.consumers {
         let sink = topology
             .service(&consumer.service)

@@ -82,6 +82,10 @@ pub async fn deploy(
     if !options.dry_run && plan.problems.is_empty() && plan.managed_after() != observed.managed {
         state::save(client, &topology.name, plan.managed_after(), brokers).await?;
     }
+    // Where deploy manages users it also gives each principal its HTTP token (kept once made).
+    if let (false, true, Some(dir)) = (options.dry_run, plan.problems.is_empty(), &options.secrets) {
+        secrets::write_http_tokens(dir, topology)?;
+    }
     Ok(Outcome {
         changes: plan.changes,
         problems: plan.problems,
@@ -119,10 +123,7 @@ pub async fn grant_subscription(
 /// declarations are in its binary, so each consumer is asked while it runs (`GET
 /// /subscriptions` at its address in `urls`); one that is not running is noted as unchecked.
 pub async fn undeclared_types(topology: &Topology, urls: &BTreeMap<String, String>) -> Vec<String> {
-    let http = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
-        Ok(c) => c,
-        Err(e) => return vec![format!("translator declarations not checked: {e}")],
-    };
+    let http = crate::commands::reach::http(Some(Duration::from_secs(3)));
     let mut out = Vec::new();
     for consumer in topology.consumers.iter().filter(|c| !c.sources.is_empty()) {
         let name = &consumer.service;

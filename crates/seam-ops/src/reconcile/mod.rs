@@ -106,7 +106,7 @@ pub fn flows(topology: &Topology, only: &BTreeSet<String>) -> Vec<(String, Strin
 /// Audits every flow `options` selects; the cluster is asked whether each consumer has caught
 /// up with its source before the flow is compared.
 pub async fn audit(topology: &Topology, client: &ClientConfig, options: &Options) -> anyhow::Result<Vec<FlowReport>> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = crate::commands::reach::http(Some(Duration::from_secs(30)));
     let mut out = Vec::new();
     for (source, consumer) in flows(topology, &options.flows) {
         let flow = format!("{source}->{consumer}");

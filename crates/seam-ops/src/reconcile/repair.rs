@@ -57,7 +57,7 @@ pub async fn repair(reports: &[FlowReport], urls: &BTreeMap<String, String>) -> 
             }
         }
     }
-    let http = reqwest::Client::new();
+    let http = crate::commands::reach::http(None);
     let mut out = Vec::new();
     for (consumer, (sources, subjects, skipped)) in per {
         let mut repair = Repair {

@@ -8,6 +8,7 @@
 //! shows each payload decoded as JSON for people.
 
 mod admin;
+pub mod auth;
 pub mod shared;
 
 use std::collections::BTreeMap;
@@ -38,8 +39,8 @@ pub const MAX_PAGE: usize = 1000;
 
 /// An error answer: status, what is wrong, and what to do. The body is
 /// `{"error": "...", "kind": "...", "hint": "..."}`; `kind` says whose fault it is so a client
-/// can decide without parsing text: `bad-request`, `not-found`, `conflict` and `rejected` (the
-/// domain said no: do not retry as is) are the caller's; `store`, `kafka`, `registry`,
+/// can decide without parsing text: `bad-request`, `unauthenticated`, `forbidden`, `not-found`,
+/// `conflict` and `rejected` (the domain said no: do not retry as is) are the caller's; `store`, `kafka`, `registry`,
 /// `unavailable` and `internal` are the server's.
 #[derive(Debug)]
 pub struct ApiError {
@@ -80,6 +81,8 @@ impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
         let kind = match status.as_u16() {
             400 => "bad-request",
+            401 => "unauthenticated",
+            403 => "forbidden",
             404 => "not-found",
             409 => "conflict",
             413 => "too-large",
@@ -514,12 +517,26 @@ impl WireEvent {
 
 async fn put_events<S: Service>(
     State(node): State<Arc<Node<S>>>,
+    caller: Option<axum::Extension<auth::Caller>>,
     body: Result<Json<PutEvents>, JsonRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(body) = body?;
     let sources = node.sources();
     let mut raws = Vec::with_capacity(body.events.len());
     for (i, e) in body.events.into_iter().enumerate() {
+        // With authentication on, a source's events come only from that source's principal.
+        if let Some(axum::Extension(auth::Caller(grant))) = &caller {
+            if !grant.services.contains(&e.source) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "events[{i}]: {} may not put events of {}: only {}'s own principal may",
+                        grant.principal, e.source, e.source
+                    ),
+                )
+                .with_hint(format!("send {}'s token", e.source)));
+            }
+        }
         let topic = events_topic(&e.source);
         if !sources.contains(&topic) {
             return Err(ApiError::bad_request(

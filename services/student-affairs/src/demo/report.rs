@@ -64,7 +64,11 @@ pub struct Report {
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> anyhow::Result<T> {
-    let response = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let response = seam_ops::commands::reach::http(None)
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     if !response.status().is_success() {
         bail!("GET {url} answered {}", response.status());
     }

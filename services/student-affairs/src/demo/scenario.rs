@@ -144,7 +144,7 @@ async fn all(set: &mut JoinSet<anyhow::Result<Outcome>>) -> anyhow::Result<(u64,
 /// Drives the whole scenario.
 pub async fn drive(services: &Services, students: u32, bar: &ProgressBar) -> anyhow::Result<Stats> {
     let client = Arc::new(Client {
-        http: reqwest::Client::new(),
+        http: seam_ops::commands::reach::http(None),
         sent: AtomicU64::new(0),
         limit: Semaphore::new(32),
     });
@@ -341,7 +341,7 @@ pub async fn more_students(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<u32> {
     let client = Client {
-        http: reqwest::Client::new(),
+        http: seam_ops::commands::reach::http(None),
         sent: AtomicU64::new(0),
         limit: Semaphore::new(8),
     };
