@@ -89,16 +89,6 @@ impl Workspace {
     }
 }
 
-async fn versions(cluster: &TestCluster, subject: &str) -> Vec<i64> {
-    let url = format!("{}/subjects/{subject}/versions", cluster.registry());
-    reqwest::get(&url)
-        .await
-        .expect("registry")
-        .json()
-        .await
-        .unwrap_or_default()
-}
-
 fn checked_versions(report: &Value, translator: &str) -> Vec<String> {
     report["checked"]
         .as_array()
@@ -118,7 +108,7 @@ async fn the_gate_passes_an_optional_field_and_refuses_a_dropped_one_before_regi
     assert_eq!(checked_versions(&report, &ws.translator()), vec!["new"]);
     let (out, plan) = ws.seam(&["deploy"]);
     assert!(out.status.success() && plan["applied"] == true, "{plan:#}");
-    assert_eq!(versions(&cluster, &subject).await, vec![1]);
+    assert_eq!(cluster.subject_versions(&subject).await, vec![1]);
 
     // The producer adds an optional field: the old reader reads both versions.
     ws.producer(V2_OPTIONAL);
@@ -127,7 +117,7 @@ async fn the_gate_passes_an_optional_field_and_refuses_a_dropped_one_before_regi
     assert_eq!(checked_versions(&report, &ws.translator()), vec!["1", "new"]);
     let (out, plan) = ws.seam(&["deploy"]);
     assert!(out.status.success() && plan["applied"] == true, "{plan:#}");
-    assert_eq!(versions(&cluster, &subject).await, vec![1, 2]);
+    assert_eq!(cluster.subject_versions(&subject).await, vec![1, 2]);
 
     // The producer drops `size`, which the translator reads without a default. The registry's
     // own rule (BACKWARD_TRANSITIVE) allows dropping a field; the gate does not.
@@ -151,7 +141,7 @@ async fn the_gate_passes_an_optional_field_and_refuses_a_dropped_one_before_regi
         assert!(problems.contains(part), "{part} not named: {plan:#}");
     }
     assert_eq!(
-        versions(&cluster, &subject).await,
+        cluster.subject_versions(&subject).await,
         vec![1, 2],
         "a refused deploy registered a version"
     );

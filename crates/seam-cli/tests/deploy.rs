@@ -125,16 +125,6 @@ async fn config(cluster: &TestCluster, topic: &str, key: &str) -> Option<String>
     r.into_iter().next()?.ok()?.get(key)?.value.clone()
 }
 
-async fn versions(cluster: &TestCluster, subject: &str) -> Vec<i64> {
-    let url = format!("{}/subjects/{subject}/versions", cluster.registry());
-    reqwest::get(&url)
-        .await
-        .expect("registry")
-        .json()
-        .await
-        .unwrap_or_default()
-}
-
 #[tokio::test]
 async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
     let cluster = TestCluster::connect();
@@ -163,7 +153,7 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
         config(&cluster, &topic_a, "min.insync.replicas").await.as_deref(),
         Some(if cluster.replication() >= 3 { "2" } else { "1" })
     );
-    assert_eq!(versions(&cluster, &subject).await, vec![1]);
+    assert_eq!(cluster.subject_versions(&subject).await, vec![1]);
 
     let (out, plan) = ws.deploy(&t, &[]);
     assert!(out.status.success());
@@ -193,7 +183,7 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
     let (out, plan) = ws.deploy(&t, &[]);
     assert!(out.status.success(), "{plan:#}");
     assert_eq!(actions(&plan), vec![(format!("schema/{subject}"), "alter".to_string())]);
-    assert_eq!(versions(&cluster, &subject).await, vec![1, 2]);
+    assert_eq!(cluster.subject_versions(&subject).await, vec![1, 2]);
 
     // An incompatible one (a field without a default) aborts the whole deploy, including the
     // partition change in the same file.
@@ -216,7 +206,7 @@ async fn deploy_is_exact_idempotent_and_refuses_what_it_must() {
         Some(4),
         "an aborted deploy added partitions"
     );
-    assert_eq!(versions(&cluster, &subject).await, vec![1, 2]);
+    assert_eq!(cluster.subject_versions(&subject).await, vec![1, 2]);
     ws.schema(SCHEMA_V2);
 
     // Dropping b from the topology proposes deleting its topic, and refuses without the flag.

@@ -61,6 +61,18 @@ impl TestCluster {
         }
     }
 
+    /// The versions the registry holds of `subject` (none for a subject it does not know): what
+    /// a test of deploy checks was, or was not, registered.
+    pub async fn subject_versions(&self, subject: &str) -> Vec<i64> {
+        let url = format!("{}/subjects/{subject}/versions", self.registry());
+        reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .json()
+            .await
+            .unwrap_or_default()
+    }
+
     /// Number of brokers listed for bootstrap.
     pub fn broker_count(&self) -> usize {
         self.endpoints.brokers.len()

@@ -7,35 +7,18 @@
 //! `target/test-artifacts/console/`. With the services up and through all of that, every metric
 //! the Grafana dashboard (`deploy/grafana/seam.json`) names must be on their `/metrics` pages.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{pids, Running};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use seam_ops::commands::dlq::{self, DlqCommand};
 use seam_ops::console::{self, collect::Scope, Config};
 use seam_testkit::{unique_name, TestCluster};
 use serde_json::Value;
-
-/// The demo's services, stopped (SIGTERM) when the test ends however it ends.
-struct Running(Vec<i32>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
-
-fn pids(stderr: &str) -> Vec<i32> {
-    stderr
-        .split("(pid ")
-        .skip(1)
-        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .collect()
-}
 
 fn artifacts() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts/console");

@@ -1,8 +1,11 @@
 //! The demo end to end against the real broker and registry: four service processes, the whole
 //! scenario, every flow in sync; twice in a row. And the mistakes a user makes on the command line.
 
+mod common;
+
 use std::process::{Command, Output};
 
+use common::{pids, Running};
 use seam_testkit::{unique_name, TestCluster};
 use serde_json::Value;
 
@@ -271,26 +274,6 @@ fn the_demo_runs_unchanged_on_the_secure_stack() {
             assert!(!text.contains(secret.trim()), "{user}'s token is in {name}");
         }
     }
-}
-
-/// The demo's services, stopped (SIGTERM) when the test ends however it ends.
-struct Running(Vec<i32>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-    }
-}
-
-fn pids(stderr: &str) -> Vec<i32> {
-    stderr
-        .split("(pid ")
-        .skip(1)
-        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .collect()
 }
 
 /// Probes the services' mutating endpoints with no token, a wrong one, the wrong principal's

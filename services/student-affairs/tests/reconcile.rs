@@ -4,26 +4,17 @@
 //! restarted, the office serves it, and reconcile finds exactly that subject in exactly that
 //! flow, repairs it by a targeted replay through the normal apply path, and finds nothing after.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{pids, started, Running};
 use seam_ops::commands::reconcile::{once, render};
 use seam_ops::reconcile::{Kind, Options, State};
 use seam_testkit::TestCluster;
 use serde_json::Value;
-
-/// The demo's services (and the restarted office), stopped (SIGTERM) when the test ends.
-struct Running(Vec<i32>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
 
 /// The restarted office, stopped (SIGTERM, then waited for) when the test ends.
 struct Restarted(std::process::Child);
@@ -34,22 +25,6 @@ impl Drop for Restarted {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.0.wait();
     }
-}
-
-/// `(service, pid)` of each service the demo left running, from its stderr.
-fn started(stderr: &str) -> BTreeMap<String, i32> {
-    stderr
-        .lines()
-        .filter_map(|line| {
-            let name = line.split_whitespace().next()?;
-            let pid = line
-                .split("(pid ")
-                .nth(1)?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?;
-            Some((name.to_string(), pid.parse().ok()?))
-        })
-        .collect()
 }
 
 fn stop(pid: i32) {
@@ -78,8 +53,8 @@ async fn reconcile_finds_exactly_an_altered_replica_row_and_repairs_only_it() {
         .output()
         .expect("run the demo");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _running = Running(pids(&stderr));
     let pids = started(&stderr);
-    let _running = Running(pids.values().copied().collect());
     assert!(out.status.success(), "the demo failed: {stderr}");
     let data = home.root().join("student-affairs");
     let topology_file = data.join("topology.yaml");
