@@ -41,14 +41,22 @@ pub fn write_user(dir: &Path, user: &str, password: &str, deployer: &ClientConfi
     }
     text.push_str(&format!("sasl.username={user}\nsasl.password={password}\n"));
     let path = user_file(dir, user);
-    let tmp = path.with_extension("properties.tmp");
+    write_private(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// Writes `bytes` to `path` readable by the owner only, through a synced temporary file and a
+/// rename, so a crash leaves the old file or the new one, never half of either.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    let tmp = PathBuf::from(name);
     {
         let mut f = open_private(&tmp)?;
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn open_private(path: &Path) -> anyhow::Result<std::fs::File> {
@@ -106,13 +114,7 @@ pub fn write_http_tokens(dir: &Path, topology: &seam::topology::Topology) -> any
         let token = token_of(dir, &user)?;
         table.tokens.insert(hash(&token), grant);
     }
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = open_private(&tmp)?;
-        f.write_all(serde_json::to_string_pretty(&table)?.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, serde_json::to_string_pretty(&table)?.as_bytes())?;
     Ok(path)
 }
 
@@ -125,13 +127,7 @@ fn token_of(dir: &Path, user: &str) -> anyhow::Result<String> {
         }
     }
     let token = generate()?;
-    let tmp = path.with_extension("token.tmp");
-    {
-        let mut f = open_private(&tmp)?;
-        f.write_all(token.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
